@@ -7,7 +7,43 @@ class UserError(Exception):
     exit_code = 2
 
 
+class ParamError(UserError):
+    """A bad value for one parameter of a component; the builder adds the config path in front of `key`."""
+
+    def __init__(self, key: str, value, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is invalid: {allowed}")
+
+    def at(self, prefix: str) -> "ParamError":
+        return ParamError(f"{prefix}.{self.key}", self.value, self.allowed)
+
+
 def check(ok: bool, key: str, value, allowed: str) -> None:
-    """Raise a UserError naming `key`, the bad `value` and what is `allowed` unless `ok`."""
+    """Raise a ParamError naming `key`, the bad `value` and what is `allowed` unless `ok`."""
     if not ok:
-        raise UserError(f"{key}={value!r} is invalid: {allowed}")
+        raise ParamError(key, value, allowed)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_probability(key: str, value) -> None:
+    check(_is_number(value) and 0.0 <= value <= 1.0, key, value, "must be a probability in [0, 1]")
+
+
+def check_positive(key: str, value) -> None:
+    check(_is_number(value) and value > 0, key, value, "must be a number > 0")
+
+
+def check_non_negative(key: str, value) -> None:
+    check(_is_number(value) and value >= 0, key, value, "must be a number >= 0")
+
+
+def check_positive_int(key: str, value) -> None:
+    check(isinstance(value, int) and not isinstance(value, bool) and value > 0, key, value,
+          "must be an integer > 0")
+
+
+def check_fraction(key: str, value) -> None:
+    check(_is_number(value) and 0.0 <= value < 1.0, key, value, "must be a fraction in [0, 1)")

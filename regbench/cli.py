@@ -1,0 +1,67 @@
+"""`regbench train [overrides]` (a Hydra app) and `regbench compare PATH...`."""
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.errors import UserError
+
+USAGE = """usage: regbench <command> [args]
+
+commands:
+  train [overrides]   train one run, or a sweep with -m (Hydra overrides, e.g. norm=groupnorm seed=1)
+  compare PATH...     compare run and sweep directories side by side (regbench compare --help)
+"""
+# Hydra flags that ask for information instead of a run.
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--version",
+              "--shell-completion", "-sc"}
+
+
+def report(err: UserError, command: str) -> int:
+    print(f"regbench {command}: error: {err}", file=sys.stderr)
+    return err.exit_code
+
+
+@hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")
+def hydra_train(cfg: DictConfig) -> None:
+    from regbench.config import validate_config
+    from regbench.train import train
+
+    try:
+        validate_config(OmegaConf.to_container(cfg, resolve=True))
+        train(cfg)
+    except UserError as err:
+        sys.exit(report(err, "train"))
+
+
+def train_main(args: list[str]) -> int:
+    if not INFO_FLAGS.intersection(args):
+        from regbench.config import preflight
+
+        multirun = "-m" in args or "--multirun" in args
+        overrides = [a for a in args if not a.startswith("-")]
+        try:
+            preflight(overrides, multirun)
+        except UserError as err:
+            return report(err, "train")
+    sys.argv = ["regbench train", *args]
+    hydra_train()
+    return 0
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        sys.exit(0 if args else 2)
+    command, rest = args[0], args[1:]
+    if command == "train":
+        sys.exit(train_main(rest))
+    if command == "compare":
+        from regbench.compare.cli import main as compare_main
+
+        sys.exit(compare_main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, compare", file=sys.stderr)
+    sys.exit(2)

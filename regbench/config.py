@@ -1,0 +1,113 @@
+"""Checks on a composed config that need no data: they run before Hydra creates a run directory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch.nn as nn
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, Override
+from hydra.errors import HydraException
+from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from regbench.backbones import BACKBONES
+from regbench.data import DATASETS
+from regbench.data.module import check_common
+from regbench.errors import ParamError, UserError, check
+from regbench.loggers import LOGGERS, resolve_wandb_mode
+from regbench.norms import NORMS
+from regbench.optim import build_optimizer, build_schedule
+from regbench.regularizers import build_regularizers
+from regbench.rundir import check_fresh_run_dir
+from regbench.trainer import check_trainer_config
+
+CONFIG_MODULE = "regbench.conf"
+GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+def _selected_names(value: Any) -> Iterable[str]:
+    """Every option name an override selects: a name, a list of names, a sweep of either."""
+    if isinstance(value, ChoiceSweep):
+        value = value.list
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _selected_names(item)
+    elif value is not None:
+        yield str(value)
+
+
+def check_group_choices(overrides: list[Override]) -> None:
+    for override in overrides:
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete():
+            continue
+        allowed = group_options(group)
+        for name in _selected_names(override.value()):
+            if name not in allowed:
+                raise UserError(f"{override.get_key_element()}={name!r} is not a known {group}; "
+                                f"allowed: {', '.join(allowed)}")
+
+
+def one_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    return " ".join(lines) or type(err).__name__
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Every name known and every value in range, for the parts that can be checked without data."""
+    check_seed(cfg["seed"])
+    check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
+          "must be a non-empty string")
+    DATASETS.get(cfg["data"]["name"])
+    try:
+        check_common(cfg["data"])
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
+    BACKBONES.get(cfg["backbone"]["name"])
+    NORMS.get(cfg["norm"]["name"])
+    build_regularizers(cfg["regularizer"], cfg["seed"])
+    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
+    build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)
+    check_trainer_config(cfg["trainer"])
+    LOGGERS.get(cfg["logger"]["name"])
+    if cfg["logger"]["name"] == "wandb":
+        try:
+            resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
+        except ParamError as err:
+            raise UserError(str(err.at("logger"))) from None
+
+
+def check_seed(seed: Any) -> None:
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise UserError(f"seed={seed!r} is invalid: must be an integer >= 0")
+
+
+def preflight(overrides: list[str], multirun: bool) -> None:
+    """Compose and check the config the way Hydra will, turning every mistake into one UserError line."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UserError(f"cannot parse the overrides: {one_line(err)}") from None
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        check_group_choices(parsed)
+        if multirun:
+            return  # each job checks its own composed config
+        try:
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+            with open_dict(cfg):
+                hydra_cfg = cfg.pop("hydra")
+                cfg.run_dir = "."  # the hydra: resolver needs a live run; the real one is checked in the job
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            run_dir = hydra_cfg.run.dir if any(o.startswith("hydra.run.dir=") for o in overrides) else None
+        except (HydraException, OmegaConfBaseException) as err:
+            raise UserError(one_line(err)) from None
+    validate_config(resolved)
+    if run_dir is not None:
+        check_fresh_run_dir(Path(run_dir))

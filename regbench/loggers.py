@@ -1,0 +1,66 @@
+"""Experiment loggers by config name: wandb (default), csv, none."""
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from regbench.errors import check
+from regbench.registry import Registry
+
+LOGGERS = Registry("logger", "logger")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_logged_in() -> bool:
+    """An API key in the environment or in ~/.netrc (what `wandb login` writes); never touches the network."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    check(mode in WANDB_MODES, "wandb.mode", mode, f"allowed: {', '.join(WANDB_MODES)}")
+    if mode != "auto":
+        return mode
+    return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
+
+
+@LOGGERS.register("wandb")
+def wandb_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any],
+                 wandb: Mapping[str, Any]):
+    from lightning.pytorch.loggers import WandbLogger
+
+    mode = resolve_wandb_mode(wandb["mode"])
+    return WandbLogger(project=wandb["project"], entity=wandb["entity"], group=group, tags=tags, mode=mode,
+                       save_dir=str(run_dir), name=f"{group}/{run_dir.name}", config=config)
+
+
+@LOGGERS.register("csv")
+def csv_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger = CSVLogger(save_dir=str(run_dir), name="csv_logs", version="")
+    logger.log_hyperparams(config)
+    return logger
+
+
+@LOGGERS.register("none")
+def no_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+    return None
+
+
+def build_logger(cfg: Mapping[str, Any], run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    return LOGGERS.create(cfg["name"], params, run_dir=run_dir, group=group, tags=tags, config=config)
+
+
+def finish_logger(logger, exit_code: int) -> None:
+    """Close a W&B run with the run's exit code, so a failed run shows as failed in the dashboard."""
+    experiment = getattr(logger, "_experiment", None)
+    if experiment is not None and hasattr(experiment, "finish"):
+        experiment.finish(exit_code=exit_code)

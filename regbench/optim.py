@@ -1,0 +1,83 @@
+"""Optimizers and learning-rate schedules by config name."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from regbench.errors import check, check_non_negative, check_positive
+from regbench.registry import Registry
+
+OPTIMIZERS = Registry("optimizer", "optim")
+SCHEDULES = Registry("schedule", "sched")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and norm affines (1-d tensors), as timm's param_groups_weight_decay."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _check_lr_wd(lr: float, weight_decay: float) -> None:
+    check_positive("lr", lr)
+    check_non_negative("weight_decay", weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9,
+        nesterov: bool = True) -> torch.optim.Optimizer:
+    _check_lr_wd(lr, weight_decay)
+    check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "must be in [0, 1)")
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(model: nn.Module, *, lr: float, weight_decay: float,
+          betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    _check_lr_wd(lr, weight_decay)
+    betas = tuple(betas)
+    check(len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas), "betas", list(betas),
+          "must be two numbers in [0, 1)")
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
+
+
+def build_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    return OPTIMIZERS.create(cfg["name"], params, model=model)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Linear warmup from 0 to 1, then half a cosine from 1 to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def warmup_constant(step: int, warmup_steps: int, total_steps: int) -> float:
+    return (step + 1) / warmup_steps if step < warmup_steps else 1.0
+
+
+def _schedule(rule):
+    def factory(*, warmup_epochs: float = 0, steps_per_epoch: int, total_steps: int):
+        check_non_negative("warmup_epochs", warmup_epochs)
+        warmup = int(round(warmup_epochs * steps_per_epoch))
+        return lambda step: rule(step, warmup, total_steps)
+    return factory
+
+
+SCHEDULES.register("cosine")(_schedule(warmup_cosine))
+SCHEDULES.register("constant")(_schedule(warmup_constant))
+
+
+def build_schedule(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                   total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    rule = SCHEDULES.create(cfg["name"], params, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+

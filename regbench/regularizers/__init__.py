@@ -1,0 +1,35 @@
+"""Regularizers as composable hooks. Importing this package registers every technique."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from regbench.errors import UserError
+from regbench.regularizers import mixing, simple  # noqa: F401  (registration side effects)
+from regbench.regularizers.base import Regularizer, soft_cross_entropy
+from regbench.regularizers.registry import REGULARIZERS
+
+
+def create_regularizer(name: str, seed: int = 0, **params: Any) -> Regularizer:
+    return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed)
+
+
+def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int) -> list[Regularizer]:
+    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense."""
+    regularizers = [create_regularizer(name, seed=seed + i, **(params or {}))
+                    for i, (name, params) in enumerate(cfg.items())]
+    claimed: dict[str, str] = {}
+    for reg in regularizers:
+        if reg.exclusive and reg.exclusive in claimed:
+            raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[reg.exclusive]} and {reg.name} both do "
+                            f"{reg.exclusive}; keep only one of them")
+        if reg.exclusive:
+            claimed[reg.exclusive] = reg.name
+    return regularizers
+
+
+def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:
+    return list(cfg) or ["none"]
+
+
+__all__ = ["REGULARIZERS", "Regularizer", "build_regularizers", "create_regularizer", "regularizer_names",
+           "soft_cross_entropy"]

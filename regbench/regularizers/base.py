@@ -1,0 +1,41 @@
+"""The regularizer protocol: every hook is optional and the defaults leave training unchanged.
+
+Hooks run in the order of the `regularizer=[...]` list. Targets are soft (B, C) probabilities so that mixing
+and smoothing compose; losses are per-sample (B,) so that loss-space techniques compose too.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class Regularizer:
+    name: str = ""
+    # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods).
+    exclusive: str = ""
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """Architecture changes (dropout heads, reparameterized weights); called once before training."""
+        return model
+
+    def mix_batch(self, images: torch.Tensor, targets: torch.Tensor,
+                  index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input-space techniques (mixup, cutmix) and target-space ones (smoothing); training batches only."""
+        return images, targets
+
+    def loss(self, per_sample: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+             index: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        """Loss-space techniques; returns the new per-sample loss."""
+        return per_sample
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Schedules; called after each training epoch."""
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        """The network to evaluate (averaged weights for EMA/SWA); the trained one by default."""
+        return model
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy against soft targets: -sum_c t_c log softmax(z)_c."""
+    return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1)

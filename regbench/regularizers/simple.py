@@ -1,0 +1,43 @@
+"""Dropout before the classifier and label smoothing."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from regbench.errors import UserError, check, check_probability
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.registry import REGULARIZERS
+
+
+@REGULARIZERS.register("dropout")
+class Dropout(Regularizer):
+    """Dropout on the penultimate features (Srivastava et al., 2014)."""
+
+    name = "dropout"
+
+    def __init__(self, *, rate: float, seed: int):
+        check(isinstance(rate, (int, float)) and 0.0 <= rate < 1.0, "rate", rate, "must be in [0, 1)")
+        self.rate = rate
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        if not hasattr(model, "head"):
+            raise UserError(f"regularizer=dropout needs a backbone with a `head`; {type(model).__name__} has none")
+        model.head = nn.Sequential(nn.Dropout(self.rate), model.head)
+        return model
+
+
+def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
+    """(1 - eps) * t + eps / C (Szegedy et al., 2016, sec. 7)."""
+    return (1.0 - eps) * targets + eps / targets.shape[-1]
+
+
+@REGULARIZERS.register("label_smoothing")
+class LabelSmoothing(Regularizer):
+    name = "label_smoothing"
+
+    def __init__(self, *, eps: float, seed: int):
+        check_probability("eps", eps)
+        self.eps = eps
+
+    def mix_batch(self, images, targets, index):
+        return images, smooth_targets(targets, self.eps)
