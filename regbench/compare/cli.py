@@ -62,6 +62,7 @@ def _compare(args: argparse.Namespace, wandb_api) -> None:
     if not args.paths and args.wandb is None:
         raise UserError("no PATH given: give run or sweep directories, or --wandb ENTITY/PROJECT")
     check(args.group is None or args.wandb is not None, "--group", args.group, "only together with --wandb")
+    check(args.plots is None or not args.plots.is_file(), "--plots", str(args.plots), "a directory, not a file")
     by = _split_keys(args.by) if args.by is not None else None
     baseline = parse_baseline(args.baseline) if args.baseline is not None else None
 

@@ -107,7 +107,8 @@ def find_baselines(groups: list[Group], keys: list[str], spec: dict[str, str]) -
     """
     for key in spec:
         if key not in keys:
-            raise UserError(f"--baseline key {key!r} is not a grouping key; grouping keys: {', '.join(keys) or '(none)'}")
+            grouping_keys = ", ".join(keys) or "(none)"
+            raise UserError(f"--baseline key {key!r} is not a grouping key; grouping keys: {grouping_keys}")
     spec_positions = [keys.index(key) for key in spec]
     matching = [g for g in groups if all(_matches(g.values[keys.index(k)], v) for k, v in spec.items())]
     if not matching:

@@ -35,7 +35,8 @@ def _write_table(report: Report, stream: TextIO) -> None:
 def _write_markdown(report: Report, stream: TextIO) -> None:
     header, rows = _display_cells(report)
     lines = [f"**{_title(report)}**", ""]
-    lines += ["| " + " | ".join(_escape(cell) for cell in cells) + " |" for cells in [header, ["---"] * len(header)] + rows]
+    for cells in [header, ["---"] * len(header), *rows]:
+        lines.append("| " + " | ".join(_escape(cell) for cell in cells) + " |")
     caption = _caption(report)
     if caption:
         lines += ["", caption]

@@ -58,6 +58,7 @@ def build_report(records: list[RunRecord], metric: str, keys: list[str], baselin
     metrics = available_metrics(records)
     if metric not in metrics:
         raise UserError(f"--metric {metric!r} is not a metric of the runs; available: {', '.join(metrics)}")
+
     def has_metric(record: RunRecord) -> bool:
         return math.isfinite(record.metrics.get(metric, math.nan))
 

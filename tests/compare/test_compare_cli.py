@@ -131,6 +131,7 @@ def test_memorization_plot_only_for_noisy_label_runs(sweep, tmp_path, capsys):
     (["--by", "colour"], "'colour' is not a setting of the runs; available:"),
     (["--group", "g1"], "--group='g1' is invalid: only together with --wandb"),
     (["--colour"], "unrecognized arguments: --colour"),
+    (["--plots", __file__], "is invalid: a directory, not a file"),
 ])
 def test_user_errors_exit_2_with_one_line(sweep, capsys, argv, message):
     code, out, err = run([str(sweep["dir"]), *argv], capsys)

@@ -2,7 +2,7 @@ import pytest
 from compare_rundirs import acc_metrics, write_run
 
 from regbench.compare.grouping import (
-    detect_grouping_keys, find_baselines, group_runs, parse_baseline, settings_of, check_keys,
+    check_keys, detect_grouping_keys, find_baselines, group_runs, parse_baseline, settings_of,
 )
 from regbench.compare.runs import load_run_dirs
 from regbench.errors import UserError

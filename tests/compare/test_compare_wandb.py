@@ -116,4 +116,5 @@ def test_unreachable_wandb_is_a_user_error(capsys):
     code = main(["--wandb", "lab/regbench"], wandb_api=OfflineApi())
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip() == "regbench compare: error: cannot read W&B runs of 'lab/regbench': Could not reach api.wandb.ai"
+    expected = "regbench compare: error: cannot read W&B runs of 'lab/regbench': Could not reach api.wandb.ai"
+    assert err.strip() == expected
