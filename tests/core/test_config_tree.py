@@ -1,0 +1,67 @@
+"""Every config in conf/ composes and validates; the package ships every subpackage and config."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
+
+from regbench.config import GROUPS, validate_config
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SELECTABLE = [g for g in GROUPS if g != "exp"]
+
+
+def composed(overrides: list[str]) -> dict:
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with open_dict(cfg):
+        cfg.run_dir = "unused"
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in SELECTABLE for o in options(g)])
+def test_every_group_option_composes_and_validates(group, option):
+    value = f"[{option}]" if group == "regularizer" else option
+    cfg = composed([f"{group}={value}"])
+    validate_config(cfg)
+    if group == "regularizer":
+        assert list(cfg["regularizer"]) == ([] if option == "none" else [option])
+    elif "name" in cfg[group]:
+        assert cfg[group]["name"] == option
+
+
+@pytest.mark.parametrize("preset", options("exp"))
+def test_every_experiment_preset_composes_and_overrides_only_what_it_changes(preset):
+    text = (CONF / "exp" / f"{preset}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    cfg = composed([f"+exp={preset}"])
+    validate_config(cfg)
+    assert cfg["exp_name"] == preset
+    base = composed([])
+    changed = {k for k in base if base[k] != cfg[k]}
+    assert changed <= {"exp_name", "regularizer", "data", "norm", "backbone", "optim", "sched", "trainer"}
+
+
+def test_regularizers_stack_in_list_order():
+    cfg = composed(["regularizer=[cutmix,label_smoothing,dropout]"])
+    assert list(cfg["regularizer"]) == ["cutmix", "label_smoothing", "dropout"]
+
+
+@pytest.mark.parametrize("group", ["data", "backbone", "norm", "regularizer"])
+def test_every_component_config_cites_its_source_in_a_comment(group):
+    for path in (CONF / group).glob("*.yaml"):
+        assert path.read_text().lstrip().startswith("#"), f"{path} has no leading comment"
+
+
+def test_pyproject_lists_every_subpackage():
+    pyproject = tomllib.loads((CONF.parent / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    on_disk = {"regbench." + p.parent.name for p in (CONF.parent / "regbench").glob("*/__init__.py")}
+    assert on_disk | {"regbench", "regbench.conf"} <= listed

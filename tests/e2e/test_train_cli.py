@@ -1,0 +1,100 @@
+"""The real `regbench` command in a subprocess, on tiny budgets."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+TINY = ["trainer.max_epochs=2", "backbone.widths=[8,16]"]
+
+
+def only_run_dir(root: Path) -> Path:
+    runs = [p.parent for p in root.rglob("metrics.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_default_run_writes_a_complete_run_directory_with_wandb_offline(run_regbench, tmp_path):
+    result = run_regbench("train", *TINY)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run_dir(tmp_path / "outputs" / "default")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["error"] is None
+    assert metrics["components"] == {"data": "digits", "backbone": "convnet", "norm": "batchnorm",
+                                     "regularizer": "none", "optim": "sgd", "sched": "cosine"}
+    for key in ("test_acc", "test_nll", "test_ece", "val_acc", "best_val_acc", "best_test_acc", "best_epoch"):
+        assert key in metrics["metrics"]
+    assert metrics["metrics"]["test_acc"] > 0.3 and metrics["epochs"] == 2 and metrics["images_per_s"] > 0
+    assert metrics["versions"]["torch"] and len(metrics["config_hash"]) == 40
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"train_loss", "val_acc", "val_nll", "val_ece", "lr", "images_per_s"} <= set(rows[0])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert "seed: 0" in (run_dir / "config.yaml").read_text()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+    assert "epoch 2/2" in result.stdout  # plain progress lines when not on a terminal
+
+
+def test_cutmix_preset_and_seeded_determinism(run_regbench, tmp_path):
+    payloads = []
+    for name in ("a", "b"):
+        result = run_regbench("train", "+exp=cutmix", "logger=none", *TINY, f"hydra.run.dir=runs/{name}")
+        assert result.returncode == 0, result.stderr
+        payloads.append(json.loads((tmp_path / "runs" / name / "metrics.json").read_text()))
+    assert payloads[0]["components"]["regularizer"] == "cutmix" and payloads[0]["exp_name"] == "cutmix"
+    assert payloads[0]["metrics"] == payloads[1]["metrics"]
+    assert payloads[0]["config_hash"] != "" and payloads[0]["calibration"] == payloads[1]["calibration"]
+
+
+def test_two_job_multirun_writes_one_run_per_job(run_regbench, tmp_path):
+    result = run_regbench("train", "-m", "logger=csv", "trainer.max_epochs=1", "backbone.widths=[8]",
+                          "regularizer=[none],[mixup,label_smoothing]", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    names = sorted(json.loads(p.read_text())["components"]["regularizer"]
+                   for p in (tmp_path / "sweep").glob("*/metrics.json"))
+    assert names == ["mixup+label_smoothing", "none"]
+    compared = run_regbench("compare", "sweep", "--format", "json")
+    assert compared.returncode == 0, compared.stderr
+    assert len(json.loads(compared.stdout)["groups"]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["norm=nope"], "norm='nope' is not a known norm; allowed: batchnorm"),
+    (["regularizer=[cutmix,bogus]"], "regularizer='bogus' is not a known regularizer"),
+    (["data.batch_size=0"], "data.batch_size=0 is invalid: must be an integer > 0"),
+    (["data.batch_size=abc"], "data.batch_size='abc' is invalid"),
+    (["regularizer=[cutmix]", "regularizer.cutmix.prob=1.5"], "regularizer.cutmix.prob=1.5 is invalid"),
+    (["regularizer=[mixup]", "regularizer.mixup.alpha=0"], "regularizer.mixup.alpha=0 is invalid: must be a number > 0"),
+    (["regularizer=[mixup,cutmix]"], "mixup and cutmix both do input mixing"),
+    (["optim.lr=-0.1"], "optim.lr=-0.1 is invalid"),
+    (["trainer.max_epoch=3"], "Could not override 'trainer.max_epoch'"),
+    (["seed=abc"], "seed='abc' is invalid"),
+    (["+exp=nope"], "+exp='nope' is not a known exp"),
+])
+def test_bad_inputs_end_in_one_line_and_exit_2_before_any_run_directory(run_regbench, tmp_path, args, message):
+    result = run_regbench("train", "logger=none", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_errors_found_while_running_mark_the_run_failed(run_regbench, tmp_path):
+    result = run_regbench("train", "logger=none", "data=mnist", f"data.root={tmp_path / 'nowhere'}")
+    assert result.returncode == 2
+    assert "data.download=true" in result.stderr and result.stderr.strip().count("\n") == 0
+    metrics = json.loads(only_run_dir(tmp_path / "outputs").joinpath("metrics.json").read_text())
+    assert metrics["status"] == "failed" and "MNIST files not found" in metrics["error"]
+
+
+def test_an_existing_run_directory_is_never_overwritten(run_regbench, tmp_path):
+    run_dir = tmp_path / "taken"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"status": "completed"}')
+    result = run_regbench("train", "logger=none", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (run_dir / "metrics.json").read_text() == '{"status": "completed"}'
+    assert not (run_dir / ".hydra").exists()
