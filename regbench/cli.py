@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import sys
+import time
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+# Taken at start-up so the first run of this process can report how long it waited for its first step.
+_PROCESS_START = [time.perf_counter()]
 
-from regbench.errors import UserError
+import hydra  # noqa: E402  (after the start-up clock on purpose)
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from regbench.errors import UserError  # noqa: E402
 
 USAGE = """usage: regbench <command> [args]
 
@@ -31,7 +35,7 @@ def hydra_train(cfg: DictConfig) -> None:
 
     try:
         validate_config(OmegaConf.to_container(cfg, resolve=True))
-        train(cfg)
+        train(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
     except UserError as err:
         sys.exit(report(err, "train"))
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 
 from regbench.errors import UserError
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s",
-                   "epoch_time_s"]
+                   "train_time_s", "epoch_time_s"]
 VERSIONED_PACKAGES = ("regbench", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "timm", "numpy")
 RESULT_FILES = ("config.yaml", "metrics.json", "history.csv")
 
@@ -59,27 +60,40 @@ def package_versions() -> dict[str, str | None]:
 class RunRecorder(L.Callback):
     """Appends one history.csv row per epoch and prints a plain progress line when not on a terminal."""
 
-    def __init__(self, run_dir: Path, print_lines: bool):
+    def __init__(self, run_dir: Path, print_lines: bool, process_start: float):
         self.history_path = run_dir / "history.csv"
         self.print_lines = print_lines
         self.rows: list[dict[str, Any]] = []
+        self.process_start = process_start
         self.fit_start = time.perf_counter()
+        self.startup_s: float | None = None
         self._epoch_start = 0.0
+        self._train_end: float | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
+        if self.startup_s is None:
+            self.startup_s = self._epoch_start - self.process_start
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            self._train_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Lightning runs this after the epoch's validation, so val metrics are in callback_metrics.
-        epoch_time = time.perf_counter() - self._epoch_start
+        now = time.perf_counter()
+        epoch_time = now - self._epoch_start
+        train_time = (self._train_end or now) - self._epoch_start
+        self._train_end = None
         logged = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, **pl_module.train_epoch_stats(),
                **{k: float(logged[k]) for k in ("val_acc", "val_nll", "val_ece") if k in logged},
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               "images_per_s": pl_module.train_images_seen / max(epoch_time, 1e-9), "epoch_time_s": epoch_time}
+               "images_per_s": pl_module.train_images_seen / max(train_time, 1e-9), "train_time_s": train_time,
+               "epoch_time_s": epoch_time}
         self.rows.append(row)
         if trainer.is_global_zero:
             self._append_history(row)

@@ -51,7 +51,7 @@ def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_
     return {key: float(value) for key, value in results.items()}
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]:
     """Train one run and write its directory; returns the metrics.json payload."""
     started = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -71,7 +71,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         names = component_names(resolved)
         tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
         logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
-        recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty())
+        recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty(),
+                               process_start=started if process_start is None else process_start)
         trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
         trainer.fit(module, datamodule=datamodule)
         final = test_metrics(trainer, module, datamodule, ckpt_path=None)
@@ -84,7 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                    "best_test_acc": best["test_acc"]}
         payload = run_payload(resolved, "completed", started, metrics=metrics, calibration=calibration,
                               epochs=len(recorder.rows), images_per_s=sum(r["images_per_s"] for r in recorder.rows)
-                              / len(recorder.rows))
+                              / len(recorder.rows), startup_s=recorder.startup_s)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "metrics.json", payload)
         finish_logger(logger, exit_code=0)
