@@ -98,7 +98,7 @@ class RunRecorder(L.Callback):
         if trainer.is_global_zero:
             self._append_history(row)
             for logger in trainer.loggers:
-                logger.log_metrics({k: v for k, v in row.items() if k.startswith(("train_", "images"))},
+                logger.log_metrics({k: v for k, v in row.items() if k.startswith(("train_", "images", "lr"))},
                                    step=trainer.global_step)
             if self.print_lines:
                 self._print_line(trainer, row)

@@ -51,6 +51,36 @@ def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_
     return {key: float(value) for key, value in results.items()}
 
 
+def build_run(resolved: dict[str, Any], run_dir: Path, process_start: float):
+    """Everything a run needs, built from its resolved config."""
+    L.seed_everything(resolved["seed"], verbose=False)
+    datamodule = build_datamodule(resolved["data"], resolved["seed"])
+    model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
+    check_batch_norm_batch(model, resolved["data"]["batch_size"])
+    regularizers = build_regularizers(resolved["regularizer"], resolved["seed"])
+    module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"])
+    names = component_names(resolved)
+    tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
+    logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
+    recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start)
+    trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
+    return datamodule, module, logger, recorder, trainer, checkpoint
+
+
+def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
+             best_checkpoint: str) -> dict[str, Any]:
+    """Test the final model, then the best-validation one; summarize the history."""
+    final = test_metrics(trainer, module, datamodule, ckpt_path=None)
+    calibration = module.last_test_bins
+    rows = recorder.rows
+    best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
+    best = test_metrics(trainer, module, datamodule, ckpt_path=best_checkpoint or None)
+    metrics = {**final, **{k: rows[-1][k] for k in ("val_acc", "val_nll", "val_ece", "train_loss")},
+               "best_epoch": best_epoch, "best_val_acc": rows[best_epoch]["val_acc"], "best_test_acc": best["test_acc"]}
+    return {"metrics": metrics, "calibration": calibration, "epochs": len(rows),
+            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s}
+
+
 def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]:
     """Train one run and write its directory; returns the metrics.json payload."""
     started = time.perf_counter()
@@ -60,42 +90,22 @@ def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     quiet_lightning()
-    logger = None
+    logger = trainer = None
     try:
-        L.seed_everything(resolved["seed"], verbose=False)
-        datamodule = build_datamodule(resolved["data"], resolved["seed"])
-        model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
-        check_batch_norm_batch(model, resolved["data"]["batch_size"])
-        regularizers = build_regularizers(resolved["regularizer"], resolved["seed"])
-        module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"])
-        names = component_names(resolved)
-        tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
-        logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
-        recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty(),
-                               process_start=started if process_start is None else process_start)
-        trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
+        datamodule, module, logger, recorder, trainer, checkpoint = build_run(
+            resolved, run_dir, started if process_start is None else process_start)
         trainer.fit(module, datamodule=datamodule)
-        final = test_metrics(trainer, module, datamodule, ckpt_path=None)
-        calibration = module.last_test_bins
-        best_epoch = max(range(len(recorder.rows)), key=lambda i: recorder.rows[i]["val_acc"])
-        best = test_metrics(trainer, module, datamodule, ckpt_path=checkpoint.best_model_path or None)
-        last_row = recorder.rows[-1]
-        metrics = {**final, **{k: last_row[k] for k in ("val_acc", "val_nll", "val_ece", "train_loss")},
-                   "best_epoch": best_epoch, "best_val_acc": recorder.rows[best_epoch]["val_acc"],
-                   "best_test_acc": best["test_acc"]}
-        payload = run_payload(resolved, "completed", started, metrics=metrics, calibration=calibration,
-                              epochs=len(recorder.rows), images_per_s=sum(r["images_per_s"] for r in recorder.rows)
-                              / len(recorder.rows), startup_s=recorder.startup_s)
+        payload = run_payload(resolved, "completed", started,
+                              **evaluate(trainer, module, datamodule, recorder, checkpoint.best_model_path))
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "metrics.json", payload)
         finish_logger(logger, exit_code=0)
         return payload
-    except KeyboardInterrupt:
-        write_json_atomic(run_dir / "metrics.json", run_payload(resolved, "interrupted", started))
-        finish_logger(logger, exit_code=130)
-        raise
     except BaseException as err:
-        write_json_atomic(run_dir / "metrics.json", run_payload(resolved, "failed", started,
-                                                                error=f"{type(err).__name__}: {err}"))
-        finish_logger(logger, exit_code=1)
+        # Lightning turns Ctrl-C into SystemExit(1) after marking the trainer interrupted.
+        interrupted = isinstance(err, KeyboardInterrupt) or (trainer is not None and trainer.interrupted)
+        error = None if interrupted else f"{type(err).__name__}: {err}"
+        write_json_atomic(run_dir / "metrics.json",
+                          run_payload(resolved, "interrupted" if interrupted else "failed", started, error=error))
+        finish_logger(logger, exit_code=130 if interrupted else 1)
         raise
