@@ -1,0 +1,6 @@
+"""Datasets as in-memory tensors. Importing this package registers every loader."""
+from regbench.data import digits, mnist, synthetic  # noqa: F401  (registration side effects)
+from regbench.data.module import ImageDataModule, build_datamodule
+from regbench.data.registry import DATASETS
+
+__all__ = ["DATASETS", "ImageDataModule", "build_datamodule"]

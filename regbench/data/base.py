@@ -1,0 +1,26 @@
+"""What every dataset loader returns: decoded uint8 images as tensors plus the facts the pipeline needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageData:
+    train_x: torch.Tensor  # uint8, (N, C, H, W)
+    train_y: torch.Tensor  # int64, (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, ...]  # per-channel, on the [0, 1] pixel scale
+    std: tuple[float, ...]
+    hflip_ok: bool  # whether a horizontal flip preserves the label (not for digits)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])

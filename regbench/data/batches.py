@@ -1,0 +1,96 @@
+"""In-memory batching the airbench way: tensors live on the model's device, each epoch cuts batches by
+index from a seeded permutation, and augmentation runs on whole batches (no per-sample Python)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def random_crop(padded: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """Crop one random (h, w) window per image out of a padded batch, by gathering index grids."""
+    batch, _, padded_h, padded_w = padded.shape
+    h, w = size
+    dy = torch.randint(0, padded_h - h + 1, (batch,), generator=gen, device=padded.device)
+    dx = torch.randint(0, padded_w - w + 1, (batch,), generator=gen, device=padded.device)
+    rows = (dy[:, None] + torch.arange(h, device=padded.device))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=padded.device))[:, None, :]
+    samples = torch.arange(batch, device=padded.device)[:, None, None]
+    # Advanced indices split by a slice put the index dims first: (B, h, w, C).
+    return padded[samples, :, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(images.shape[0], generator=gen, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class BatchAugment:
+    """Random crop with reflect padding (pre-padded once) and an optional horizontal flip."""
+
+    def __init__(self, crop_padding: int, hflip: bool):
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if self.crop_padding == 0:
+            return images
+        p = self.crop_padding
+        return F.pad(images, (p, p, p, p), mode="reflect")
+
+    def __call__(self, stored: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+        images = random_crop(stored, size, gen) if self.crop_padding else stored
+        return random_hflip(images, gen) if self.hflip else images
+
+
+class TensorBatches:
+    """Yields (images, labels, sample_index) batches; under DDP each rank takes its own shard."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
+                 seed: int = 0, augment: BatchAugment | None = None, image_size: tuple[int, int] | None = None,
+                 drop_last: bool = False):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.augment, self.image_size, self.drop_last = augment, image_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shard(self) -> torch.Tensor:
+        n = self.labels.shape[0]
+        rank, world = distributed_rank_and_size()
+        device = self.labels.device
+        if self.shuffle:
+            gen = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=gen, device=device)
+        else:
+            order = torch.arange(n, device=device)
+        if world > 1:
+            # Equal shards keep ranks in lock-step; shuffling spreads the dropped tail over epochs.
+            order = order[: n - n % world] if self.shuffle else order
+            order = order[rank::world]
+        return order
+
+    def __len__(self) -> int:
+        _, world = distributed_rank_and_size()
+        n = self.labels.shape[0]
+        per_rank = (n - n % world) // world if (self.shuffle and world > 1) else -(-n // world)
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __iter__(self):
+        order = self._shard()
+        if self.augment is not None:
+            gen = torch.Generator(device=self.images.device).manual_seed(self.seed * 100_003 + self.epoch + 1)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            images = self.images[index]
+            if self.augment is not None:
+                images = self.augment(images, self.image_size, gen)
+            yield images, self.labels[index], index

@@ -1,0 +1,56 @@
+"""MNIST from torchvision's on-disk layout (<root>/MNIST/raw/*-ubyte), read directly as idx files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from regbench.data.base import ImageData
+from regbench.data.registry import DATASETS
+from regbench.errors import UserError
+
+MNIST_FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+# Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
+_IDX_MAGIC = {3: 2051, 1: 2049}
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    raw = path.read_bytes()
+    header = 4 * (1 + ndim)
+    magic = int.from_bytes(raw[:4], "big")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if magic != _IDX_MAGIC[ndim] or len(raw) != header + int(np.prod(dims)):
+        raise UserError(f"{path} is not a valid idx file (bad header or size); delete it and re-fetch the data")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def mnist_raw_dir(root: str, folder: str) -> Path:
+    return Path(root).expanduser() / folder / "raw"
+
+
+def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) -> dict[str, np.ndarray]:
+    raw = mnist_raw_dir(root, folder)
+    missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
+    if missing and download:
+        torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
+        torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
+        missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
+    if missing:
+        raise UserError(f"{folder} files not found: {raw / missing[0]} is missing; put the four {folder} idx files "
+                        f"in {raw} (data.root={root!r}) or set data.download=true to fetch them")
+    return {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
+
+
+@DATASETS.register("mnist")
+def load_mnist(*, root: str, download: bool, split_seed: int) -> ImageData:
+    from torchvision.datasets import MNIST
+
+    arrays = load_idx_dataset(root, download, "MNIST", MNIST)
+    images = {k: torch.from_numpy(arrays[k].copy()).unsqueeze(1) for k in ("train_x", "test_x")}
+    labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
+    return ImageData(images["train_x"], labels["train_y"], images["test_x"], labels["test_y"],
+                     classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)

@@ -1,0 +1,97 @@
+"""The LightningDataModule: loads a dataset once, splits it, and serves in-memory batches on the device."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+
+from regbench.data.base import ImageData
+from regbench.data.batches import BatchAugment, TensorBatches
+from regbench.data.registry import DATASETS
+from regbench.data.split import stratified_split
+from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
+
+# Keys every data config has; the rest are the dataset loader's own parameters.
+COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment")
+
+
+def check_common(cfg: Mapping[str, Any]) -> None:
+    check_positive_int("batch_size", cfg["batch_size"])
+    check_fraction("val_fraction", cfg["val_fraction"])
+    check(isinstance(cfg["download"], bool), "download", cfg["download"], "must be true or false")
+    check(isinstance(cfg["split_seed"], int), "split_seed", cfg["split_seed"], "must be an integer")
+    augment = cfg["augment"]
+    check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
+          augment["crop_padding"], "must be an integer >= 0")
+    check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
+                 crop_padding: int, hflip: bool):
+        super().__init__()
+        self.classes = data.classes
+        self.image_shape = data.image_shape
+        self.batch_size, self.seed = batch_size, seed
+        self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std).view(1, -1, 1, 1)
+        train_idx, val_idx = stratified_split(data.train_y, val_fraction, split_seed)
+        self.splits = {
+            "train": (data.train_x[train_idx], data.train_y[train_idx], train_idx),
+            "val": (data.train_x[val_idx], data.train_y[val_idx], val_idx),
+            "test": (data.test_x, data.test_y, torch.arange(len(data.test_y))),
+        }
+        # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
+        self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok)
+        self._batches: dict[str, TensorBatches] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_size(self, split: str) -> int:
+        return len(self.splits[split][1])
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() / 255 - self.mean.to(images.device)) / self.std.to(images.device)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._batches:
+            return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        for split, (images, labels, _) in self.splits.items():
+            images = self.normalize(images.to(device))
+            labels = labels.to(device)
+            if split == "train":
+                if self.batch_size > len(labels):
+                    raise UserError(f"data.batch_size={self.batch_size} is larger than the {len(labels)} "
+                                    f"training images; use a smaller batch size")
+                self._batches[split] = TensorBatches(
+                    self.augment.prepare(images), labels, self.batch_size, shuffle=True, seed=self.seed,
+                    augment=self.augment, image_size=self.image_shape[1:], drop_last=True)
+            else:
+                self._batches[split] = TensorBatches(images, labels, self.batch_size, shuffle=False)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches["train"]
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches["val"]
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches["test"]
+
+
+def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
+    """Load the dataset named by `cfg.name` with its own parameters and wrap it for Lightning."""
+    try:
+        check_common(cfg)
+    except ParamError as err:
+        raise err.at("data") from None
+    loader_params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+    data = DATASETS.create(cfg["name"], loader_params, root=cfg["root"], download=cfg["download"],
+                           split_seed=cfg["split_seed"])
+    return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
+                           split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],
+                           hflip=cfg["augment"]["hflip"])
