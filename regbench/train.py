@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
+from regbench.data.report import label_sections, log_label_report
 from regbench.describe import component_names, config_hash, wandb_config
 from regbench.errors import UserError
 from regbench.loggers import build_logger, finish_logger
@@ -67,15 +68,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
         check_batch_norm_batch(model, resolved["data"]["batch_size"])
         regularizers = build_regularizers(resolved["regularizer"], resolved["seed"])
-        module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"])
+        module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
+                                  class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
         names = component_names(resolved)
         tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
         logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
+        log_label_report(logger, datamodule)
         recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty())
         trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
         trainer.fit(module, datamodule=datamodule)
         final = test_metrics(trainer, module, datamodule, ckpt_path=None)
         calibration = module.last_test_bins
+        labels_report = label_sections(datamodule, module.last_test_per_class_acc)
         best_epoch = max(range(len(recorder.rows)), key=lambda i: recorder.rows[i]["val_acc"])
         best = test_metrics(trainer, module, datamodule, ckpt_path=checkpoint.best_model_path or None)
         last_row = recorder.rows[-1]
@@ -84,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                    "best_test_acc": best["test_acc"]}
         payload = run_payload(resolved, "completed", started, metrics=metrics, calibration=calibration,
                               epochs=len(recorder.rows), images_per_s=sum(r["images_per_s"] for r in recorder.rows)
-                              / len(recorder.rows))
+                              / len(recorder.rows), **labels_report)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "metrics.json", payload)
         finish_logger(logger, exit_code=0)
