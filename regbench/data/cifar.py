@@ -36,6 +36,8 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
     try:
         with path.open("rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
+        # Python 2 pickles (the originals) give bytes keys here; a Python 3 re-pickle may have str keys.
+        batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
         images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as err:
