@@ -22,7 +22,7 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         mat = scipy.io.loadmat(str(path))
         images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
         labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise UserError(f"{path} is not a valid SVHN .mat file ({type(err).__name__}); delete it and re-fetch "
                         f"the data") from None
     if images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
