@@ -36,7 +36,7 @@ def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, A
           imbalance["seed"], "must be an integer")
     check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
     check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
-          "must be a number > 0 (1 = natural frequencies, .inf = uniform classes)")
+          "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
 
 
 def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
