@@ -1,7 +1,6 @@
 """Long-tailed profiles, seeded per-class selection, and the upsample / upweight rebalancing."""
 import math
 
-import lightning as L
 import pytest
 import torch
 import torch.nn as nn
