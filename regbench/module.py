@@ -37,7 +37,8 @@ class EvalMetrics(nn.Module):
 
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, regularizers: list[Regularizer], num_classes: int,
-                 optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any]):
+                 optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
+                 class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None):
         super().__init__()
         for reg in regularizers:
             model = reg.wrap_model(model)
@@ -48,6 +49,14 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = EvalMetrics(num_classes)
         self.test_metrics = EvalMetrics(num_classes)
         self.last_test_bins: dict[str, list[float]] | None = None
+        self.test_per_class = MulticlassAccuracy(num_classes, average=None)
+        self.last_test_per_class_acc: list[float] | None = None
+        # Per-class loss weights (upweighting) and the per-training-sample "label was corrupted" mask, as
+        # buffers so they follow the model to its device; indexed by each batch's sample index.
+        self.register_buffer("class_weights", class_weights, persistent=False)
+        self.register_buffer("is_noisy", is_noisy, persistent=False)
+        # [correct on clean, clean seen, correct on noisy, noisy seen] w.r.t. the given labels.
+        self.register_buffer("_noise_split_counts", torch.zeros(4), persistent=False)
         # Summed on the device and read once per epoch, so the hot loop never waits for the device.
         self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
         self.register_buffer("_train_correct", torch.zeros(()), persistent=False)
@@ -69,6 +78,7 @@ class ClassifierModule(L.LightningModule):
             loader.set_epoch(self.current_epoch)
         self._train_loss_sum.zero_()
         self._train_correct.zero_()
+        self._noise_split_counts.zero_()
         self.train_images_seen = 0
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -80,10 +90,17 @@ class ClassifierModule(L.LightningModule):
         per_sample = soft_cross_entropy(logits, targets)
         for reg in self.regularizers:
             per_sample = reg.loss(per_sample, logits, targets, index, self.model)
+        if self.class_weights is not None:
+            per_sample = per_sample * self.class_weights[labels]
         loss = per_sample.mean()
         batch_size = labels.shape[0]
+        correct = logits.detach().argmax(dim=-1) == labels
         self._train_loss_sum += loss.detach() * batch_size
-        self._train_correct += (logits.detach().argmax(dim=-1) == labels).sum()
+        self._train_correct += correct.sum()
+        if self.is_noisy is not None:
+            noisy = self.is_noisy[index]
+            self._noise_split_counts += torch.stack([(correct & ~noisy).sum(), (~noisy).sum(),
+                                                     (correct & noisy).sum(), noisy.sum()]).to(torch.float32)
         self.train_images_seen += batch_size
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
         return loss
@@ -94,7 +111,12 @@ class ClassifierModule(L.LightningModule):
 
     def train_epoch_stats(self) -> dict[str, float]:
         seen = max(self.train_images_seen, 1)
-        return {"train_loss": float(self._train_loss_sum) / seen, "train_acc": float(self._train_correct) / seen}
+        stats = {"train_loss": float(self._train_loss_sum) / seen, "train_acc": float(self._train_correct) / seen}
+        if self.is_noisy is not None:
+            clean_correct, clean_seen, noisy_correct, noisy_seen = self._noise_split_counts.tolist()
+            stats["train_acc_clean"] = clean_correct / clean_seen if clean_seen else float("nan")
+            stats["train_acc_noisy"] = noisy_correct / noisy_seen if noisy_seen else float("nan")
+        return stats
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def _evaluate(self, batch, metrics: EvalMetrics) -> None:
@@ -110,12 +132,17 @@ class ClassifierModule(L.LightningModule):
         self._log_metrics("val", self.val_metrics)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics)
+        images, labels, _ = batch
+        logits = self.eval_network()(images)
+        self.test_metrics.update(logits, labels)
+        self.test_per_class.update(logits, labels)
         self._log_metrics("test", self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
         self.last_test_bins = self.test_metrics.bins.compute()
         self.test_metrics.bins.reset()
+        self.last_test_per_class_acc = self.test_per_class.compute().tolist()
+        self.test_per_class.reset()
 
     def on_validation_epoch_end(self) -> None:
         self.val_metrics.bins.reset()

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
+from regbench.data.report import label_sections, log_label_report
 from regbench.describe import component_names, config_hash, wandb_config
 from regbench.errors import UserError
 from regbench.loggers import build_logger, finish_logger
@@ -58,10 +59,12 @@ def build_run(resolved: dict[str, Any], run_dir: Path, process_start: float):
     model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
     regularizers = build_regularizers(resolved["regularizer"], resolved["seed"])
-    module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"])
+    module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
+                              class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
     logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
+    log_label_report(logger, datamodule)
     recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start)
     trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
     return datamodule, module, logger, recorder, trainer, checkpoint
@@ -72,13 +75,14 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     """Test the final model, then the best-validation one; summarize the history."""
     final = test_metrics(trainer, module, datamodule, ckpt_path=None)
     calibration = module.last_test_bins
+    labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
     best = test_metrics(trainer, module, datamodule, ckpt_path=best_checkpoint or None)
     metrics = {**final, **{k: rows[-1][k] for k in ("val_acc", "val_nll", "val_ece", "train_loss")},
                "best_epoch": best_epoch, "best_val_acc": rows[best_epoch]["val_acc"], "best_test_acc": best["test_acc"]}
     return {"metrics": metrics, "calibration": calibration, "epochs": len(rows),
-            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s}
+            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s, **labels_report}
 
 
 def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]:

@@ -50,12 +50,16 @@ class BatchAugment:
 
 
 class TensorBatches:
-    """Yields (images, labels, sample_index) batches; under DDP each rank takes its own shard."""
+    """Yields (images, labels, sample_index) batches; under DDP each rank takes its own shard.
+
+    With `sample_weights` each epoch draws n indices with replacement in proportion to the weights (class
+    upsampling), so an epoch has the same number of steps as without.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, augment: BatchAugment | None = None, image_size: tuple[int, int] | None = None,
-                 drop_last: bool = False):
-        self.images, self.labels = images, labels
+                 drop_last: bool = False, sample_weights: torch.Tensor | None = None):
+        self.images, self.labels, self.sample_weights = images, labels, sample_weights
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.image_size, self.drop_last = augment, image_size, drop_last
         self.epoch = 0
@@ -69,7 +73,10 @@ class TensorBatches:
         device = self.labels.device
         if self.shuffle:
             gen = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=gen, device=device)
+            if self.sample_weights is not None:
+                order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
+            else:
+                order = torch.randperm(n, generator=gen, device=device)
         else:
             order = torch.arange(n, device=device)
         if world > 1:

@@ -1,4 +1,4 @@
-"""MNIST from torchvision's on-disk layout (<root>/MNIST/raw/*-ubyte), read directly as idx files."""
+"""MNIST and Fashion-MNIST from torchvision's on-disk layout (<root>/<folder>/raw/*-ubyte), read as idx files."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from regbench.data.base import ImageData
+from regbench.data.cache import cached_arrays
 from regbench.data.registry import DATASETS
 from regbench.errors import UserError
 
@@ -16,6 +17,8 @@ MNIST_FILES = {
 }
 # Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
 _IDX_MAGIC = {3: 2051, 1: 2049}
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -45,12 +48,30 @@ def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) ->
     return {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
 
 
+def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool) -> dict[str, torch.Tensor]:
+    def decode() -> dict[str, torch.Tensor]:
+        arrays = load_idx_dataset(root, download, folder, torchvision_cls)
+        images = {k: torch.from_numpy(arrays[k].copy()).unsqueeze(1) for k in ("train_x", "test_x")}
+        labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
+        return {**images, **labels}
+
+    return cached_arrays(root, folder, decode, cache)
+
+
 @DATASETS.register("mnist")
-def load_mnist(*, root: str, download: bool, split_seed: int) -> ImageData:
+def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import MNIST
 
-    arrays = load_idx_dataset(root, download, "MNIST", MNIST)
-    images = {k: torch.from_numpy(arrays[k].copy()).unsqueeze(1) for k in ("train_x", "test_x")}
-    labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
-    return ImageData(images["train_x"], labels["train_y"], images["test_x"], labels["test_y"],
+    t = load_idx_tensors(root, download, "MNIST", MNIST, cache)
+    return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"],
                      classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)
+
+
+@DATASETS.register("fashion_mnist")
+def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+    from torchvision.datasets import FashionMNIST
+
+    t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache)
+    # Clothes keep their class when mirrored, so the usual flip augmentation applies.
+    return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=FASHION_CLASSES,
+                     mean=(0.2860,), std=(0.3530,), hflip_ok=True)

@@ -8,12 +8,22 @@ import torch
 
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
+from regbench.data.imbalance import check_imbalance_config, upsample_weights, upweight_class_weights
+from regbench.data.labels import build_split_labels
+from regbench.data.noise import check_noise_config
 from regbench.data.registry import DATASETS
 from regbench.data.split import stratified_split
 from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
-COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment")
+COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
+               "imbalance", "balance")
+
+# What a run without noise/imbalance sub-configs gets (ImageDataModule built directly, e.g. in tests).
+NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "file": None, "key": "aggre_label",
+            "apply_to_val": False, "seed": 0}
+NO_IMBALANCE = {"type": "none", "factor": 1.0, "minority_fraction": 0.5, "seed": 0}
+NO_BALANCE = {"type": "none", "tau": float("inf")}
 
 
 def check_common(cfg: Mapping[str, Any]) -> None:
@@ -25,11 +35,17 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
           augment["crop_padding"], "must be an integer >= 0")
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+    check_noise_config(cfg["noise"], cfg["name"])
+    check_imbalance_config(cfg["imbalance"], cfg["balance"])
 
 
 class ImageDataModule(L.LightningDataModule):
+    """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),
+    `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`."""
+
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
-                 crop_padding: int, hflip: bool):
+                 crop_padding: int, hflip: bool, dataset: str = "", noise: Mapping[str, Any] | None = None,
+                 imbalance: Mapping[str, Any] | None = None, balance: Mapping[str, Any] | None = None):
         super().__init__()
         self.classes = data.classes
         self.image_shape = data.image_shape
@@ -37,9 +53,18 @@ class ImageDataModule(L.LightningDataModule):
         self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std).view(1, -1, 1, 1)
         train_idx, val_idx = stratified_split(data.train_y, val_fraction, split_seed)
+        labels = build_split_labels(data, train_idx, val_idx, dataset, noise or NO_NOISE, imbalance or NO_IMBALANCE)
+        self.clean_train_labels = labels.clean_train
+        self.is_noisy = labels.given_train != labels.clean_train if labels.noise is not None else None
+        self.noise_report, self.imbalance_report = labels.noise, labels.imbalance
+        balance = balance or NO_BALANCE
+        self.sample_weights = (upsample_weights(labels.given_train, self.num_classes, balance["tau"])
+                               if balance["type"] == "upsample" else None)
+        self.class_weights = (upweight_class_weights(labels.given_train, self.num_classes, balance["tau"])
+                              if balance["type"] == "upweight" else None)
         self.splits = {
-            "train": (data.train_x[train_idx], data.train_y[train_idx], train_idx),
-            "val": (data.train_x[val_idx], data.train_y[val_idx], val_idx),
+            "train": (data.train_x[labels.train_idx], labels.given_train, labels.train_idx),
+            "val": (data.train_x[val_idx], labels.given_val, val_idx),
             "test": (data.test_x, data.test_y, torch.arange(len(data.test_y))),
         }
         # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
@@ -67,9 +92,10 @@ class ImageDataModule(L.LightningDataModule):
                 if self.batch_size > len(labels):
                     raise UserError(f"data.batch_size={self.batch_size} is larger than the {len(labels)} "
                                     f"training images; use a smaller batch size")
+                weights = self.sample_weights.to(device) if self.sample_weights is not None else None
                 self._batches[split] = TensorBatches(
                     self.augment.prepare(images), labels, self.batch_size, shuffle=True, seed=self.seed,
-                    augment=self.augment, image_size=self.image_shape[1:], drop_last=True)
+                    augment=self.augment, image_size=self.image_shape[1:], drop_last=True, sample_weights=weights)
             else:
                 self._batches[split] = TensorBatches(images, labels, self.batch_size, shuffle=False)
 
@@ -94,4 +120,5 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
                            split_seed=cfg["split_seed"])
     return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
                            split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],
-                           hflip=cfg["augment"]["hflip"])
+                           hflip=cfg["augment"]["hflip"], dataset=cfg["name"], noise=cfg["noise"],
+                           imbalance=cfg["imbalance"], balance=cfg["balance"])

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from regbench.data import build_datamodule
 from regbench.data import batches as batches_module
@@ -15,8 +16,9 @@ from regbench.data.split import stratified_split
 from regbench.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-DIGITS = {"name": "digits", "root": "data", "download": False, "batch_size": 32, "val_fraction": 0.1,
-          "split_seed": 0, "test_fraction": 0.2, "augment": {"crop_padding": 1, "hflip": True}}
+CONF = Path(__file__).resolve().parents[2] / "conf"
+DIGITS = {**OmegaConf.to_container(OmegaConf.merge({"seed": 0}, {"data": OmegaConf.load(CONF / "data" / "digits.yaml")}),
+                                   resolve=True)["data"], "augment": {"crop_padding": 1, "hflip": True}}
 
 
 def test_stratified_split_keeps_each_class_share_and_is_seeded():

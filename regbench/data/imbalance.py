@@ -1,0 +1,87 @@
+"""Long-tailed training sets and the two ways to rebalance them.
+
+Profiles (Cao et al., 2019, LDAM; Cui et al., 2019, class-balanced loss), with imbalance factor rho = n_max/n_min:
+- exponential: n_c = floor(n_max * rho^(-c/(C-1)));
+- step: the last round(mu*C) classes keep floor(n_max / rho) samples, the others n_max.
+Rebalancing ("Upsample or Upweight? Balanced Training on Heavily Imbalanced Datasets", 2024): a target class
+distribution p_c ~ n_c^(1/tau) (tau=1: natural frequencies, tau=inf: uniform), reached either by sampling
+(upsample: sample i drawn with probability p_{y_i} / n_{y_i}) or by loss weights (upweight: w_c = p_c N / n_c, so
+the mean weight over the training set is 1 and both spend the same number of steps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+
+from regbench.errors import check, check_probability
+
+IMBALANCE_TYPES = ("none", "exponential", "step")
+BALANCE_TYPES = ("none", "upsample", "upweight")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, Any]) -> None:
+    """ParamErrors with keys relative to `data`."""
+    check(imbalance["type"] in IMBALANCE_TYPES, "imbalance.type", imbalance["type"],
+          f"allowed: {', '.join(IMBALANCE_TYPES)}")
+    check(_is_number(imbalance["factor"]) and imbalance["factor"] >= 1, "imbalance.factor", imbalance["factor"],
+          "must be a number >= 1 (rho = n_max / n_min)")
+    check_probability("imbalance.minority_fraction", imbalance["minority_fraction"])
+    check(isinstance(imbalance["seed"], int) and not isinstance(imbalance["seed"], bool), "imbalance.seed",
+          imbalance["seed"], "must be an integer")
+    check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
+    check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
+          "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
+
+
+def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
+    if num_classes == 1:
+        return [n_max]
+    return [math.floor(n_max * factor ** (-c / (num_classes - 1))) for c in range(num_classes)]
+
+
+def step_counts(n_max: int, num_classes: int, factor: float, minority_fraction: float) -> list[int]:
+    first_minority = num_classes - round(minority_fraction * num_classes)
+    return [n_max if c < first_minority else math.floor(n_max / factor) for c in range(num_classes)]
+
+
+def profile_counts(cfg: Mapping[str, Any], available: list[int]) -> list[int]:
+    """Per-class target counts; n_max is the smallest class available, so every class can supply its count."""
+    n_max, num_classes = min(available), len(available)
+    if cfg["type"] == "exponential":
+        return exponential_counts(n_max, num_classes, cfg["factor"])
+    return step_counts(n_max, num_classes, cfg["factor"], cfg["minority_fraction"])
+
+
+def select_per_class(labels: torch.Tensor, counts: list[int], gen: torch.Generator) -> torch.Tensor:
+    """Sorted positions of a seeded random subset with counts[c] samples of each class c."""
+    kept = []
+    for c, count in enumerate(counts):
+        members = torch.nonzero(labels == c).squeeze(1)
+        kept.append(members[torch.randperm(len(members), generator=gen)[:count]])
+    return torch.cat(kept).sort().values
+
+
+def class_probabilities(counts: torch.Tensor, tau: float) -> torch.Tensor:
+    """p_c ~ n_c^(1/tau) over the classes present (n_c > 0)."""
+    counts = counts.double()
+    powered = torch.where(counts > 0, counts.pow(1.0 / tau), torch.zeros_like(counts))
+    return powered / powered.sum()
+
+
+def upsample_weights(labels: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:
+    """Per-sample sampling probabilities p_{y_i} / n_{y_i}: each class c is drawn with total probability p_c."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    per_class = class_probabilities(counts, tau) / counts.clamp_min(1)
+    return per_class[labels]
+
+
+def upweight_class_weights(labels: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:
+    """Per-class loss weights w_c = p_c N / n_c (0 for absent classes); their mean over the samples is 1."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    return (class_probabilities(counts, tau) * len(labels) / counts.clamp_min(1)).float()

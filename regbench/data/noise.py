@@ -1,0 +1,187 @@
+"""Label noise built the way the noisy-label papers build it. Pure, seeded functions: clean labels -> noisy labels.
+
+Symmetric noise has three conventions in the literature, selectable here:
+- uniform_all (ELR, Liu et al., 2020): exactly round(r*N) samples get a label drawn from all C classes, so
+  about r/C of them keep their true label;
+- uniform_other (Nested Dropout, Chen et al., 2022): exactly round(r*n_c) samples of each class c are moved to
+  a different class, uniformly;
+- transition (Co-teaching, Han et al., 2018): every label is redrawn from a matrix with 1-r on the diagonal and
+  r/(C-1) elsewhere.
+Asymmetric noise moves exactly round(r*n_c) samples of each mapped source class to its target class (ELR's
+construction). Pair-flip draws from the matrix with 1-r on the diagonal and r at (i, i+1 mod C) (Co-teaching).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from regbench.errors import UserError, check, check_probability
+
+NOISE_TYPES = ("none", "symmetric", "asymmetric", "pairflip", "file")
+CONVENTIONS = ("uniform_all", "uniform_other", "transition")
+# CIFAR-10N (aggre/random/worse) and CIFAR-100N (noisy_label) label sets (Wei et al., 2022).
+CIFAR_N_KEYS = ("aggre_label", "random_label1", "random_label2", "random_label3", "worse_label", "noisy_label")
+
+# Class-dependent flips between visually similar classes.
+ASYMMETRIC_MAPS: dict[str, dict[int, int]] = {
+    # truck->automobile, bird->airplane, deer->horse, cat<->dog (Patrini et al., 2017; ELR).
+    "cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
+    # Circular shift within blocks of 5 consecutive class indices (ELR).
+    "cifar100": {c: c // 5 * 5 + (c % 5 + 1) % 5 for c in range(100)},
+    # 2->7, 3->8, 5<->6, 7->1 (Han et al., 2018; Patrini et al., 2017).
+    "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
+}
+# Datasets whose classes are the digits 0-9 reuse the MNIST confusions.
+ASYMMETRIC_MAP_OF = {"cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist", "digits": "mnist",
+                     "svhn": "mnist"}
+
+
+def symmetric_matrix(num_classes: int, rate: float) -> torch.Tensor:
+    off = rate / (num_classes - 1) if num_classes > 1 else 0.0
+    matrix = torch.full((num_classes, num_classes), off, dtype=torch.float64)
+    matrix.fill_diagonal_(1.0 - rate if num_classes > 1 else 1.0)
+    return matrix
+
+
+def pairflip_matrix(num_classes: int, rate: float) -> torch.Tensor:
+    matrix = torch.eye(num_classes, dtype=torch.float64) * (1.0 - rate)
+    classes = torch.arange(num_classes)
+    matrix[classes, (classes + 1) % num_classes] += rate
+    return matrix
+
+
+def draw_from_matrix(labels: torch.Tensor, matrix: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample draw: the noisy label of a sample of class i follows row i of the transition matrix."""
+    return torch.multinomial(matrix[labels], 1, generator=gen).squeeze(1)
+
+
+def flip_uniform_all(labels: torch.Tensor, rate: float, num_classes: int, gen: torch.Generator) -> torch.Tensor:
+    chosen = torch.randperm(len(labels), generator=gen)[: round(rate * len(labels))]
+    noisy = labels.clone()
+    noisy[chosen] = torch.randint(0, num_classes, (len(chosen),), generator=gen)
+    return noisy
+
+
+def _chosen_per_class(labels: torch.Tensor, rate: float, c: int, gen: torch.Generator) -> torch.Tensor:
+    members = torch.nonzero(labels == c).squeeze(1)
+    return members[torch.randperm(len(members), generator=gen)[: round(rate * len(members))]]
+
+
+def flip_uniform_other(labels: torch.Tensor, rate: float, num_classes: int, gen: torch.Generator) -> torch.Tensor:
+    noisy = labels.clone()
+    for c in range(num_classes):
+        chosen = _chosen_per_class(labels, rate, c, gen)
+        # An offset in 1..C-1 lands on every other class with equal probability and never on c.
+        noisy[chosen] = (c + torch.randint(1, num_classes, (len(chosen),), generator=gen)) % num_classes
+    return noisy
+
+
+def flip_by_class_map(labels: torch.Tensor, rate: float, mapping: Mapping[int, int],
+                      gen: torch.Generator) -> torch.Tensor:
+    noisy = labels.clone()
+    for source, target in sorted(mapping.items()):
+        noisy[_chosen_per_class(labels, rate, source, gen)] = target  # chosen from the clean labels: no chains
+    return noisy
+
+
+def asymmetric_map(dataset: str) -> dict[int, int]:
+    check(dataset in ASYMMETRIC_MAP_OF, "noise.type", "asymmetric",
+          f"has no class map for data.name={dataset!r}; defined for: {', '.join(sorted(ASYMMETRIC_MAP_OF))}")
+    return ASYMMETRIC_MAPS[ASYMMETRIC_MAP_OF[dataset]]
+
+
+def _numpy_safe_globals() -> list:
+    from numpy._core.multiarray import _reconstruct
+
+    dtypes = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float32,
+              np.float64)
+    return [_reconstruct, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in dtypes)]
+
+
+def read_label_file(path: str, key: str) -> dict[str, torch.Tensor]:
+    """A CIFAR-N file: a torch-saved dict of numpy label arrays, loaded without running arbitrary pickle code."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"data.noise.file={path!r} not found: expected a CIFAR-10N/CIFAR-100N .pt file at {file}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            content = torch.load(file, map_location="cpu", weights_only=True)
+        labels = {k: torch.as_tensor(np.asarray(v), dtype=torch.long).reshape(-1) for k, v in content.items()}
+    except Exception as err:  # any unreadable content is the same user-facing problem
+        raise UserError(f"data.noise.file={path!r} is not a readable CIFAR-N .pt file of label arrays "
+                        f"({type(err).__name__})") from None
+    if key not in labels:
+        raise UserError(f"data.noise.key={key!r} is not in {file}; keys there: {', '.join(sorted(labels))}")
+    return labels
+
+
+def labels_from_file(labels: torch.Tensor, original_index: torch.Tensor, path: str, key: str,
+                     full_train_labels: torch.Tensor) -> torch.Tensor:
+    content = read_label_file(path, key)
+    given = content[key]
+    if len(given) != len(full_train_labels):
+        raise UserError(f"data.noise.file={path!r}: key {key!r} holds {len(given)} labels but the training set has "
+                        f"{len(full_train_labels)}; use the file made for this dataset")
+    clean = content.get("clean_label")
+    if clean is not None and not torch.equal(clean, full_train_labels):
+        raise UserError(f"data.noise.file={path!r}: its clean_label disagrees with the training labels; use the "
+                        f"file made for this dataset")
+    return given[original_index]
+
+
+def check_noise_config(cfg: Mapping[str, Any], dataset: str) -> None:
+    """ParamErrors with keys relative to `data`."""
+    kind = cfg["type"]
+    check(kind in NOISE_TYPES, "noise.type", kind, f"allowed: {', '.join(NOISE_TYPES)}")
+    check_probability("noise.rate", cfg["rate"])
+    check(cfg["convention"] in CONVENTIONS, "noise.convention", cfg["convention"], f"allowed: {', '.join(CONVENTIONS)}")
+    check(isinstance(cfg["apply_to_val"], bool), "noise.apply_to_val", cfg["apply_to_val"], "must be true or false")
+    check(isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool), "noise.seed", cfg["seed"],
+          "must be an integer")
+    if kind == "asymmetric":
+        asymmetric_map(dataset)
+    if kind == "file":
+        check(isinstance(cfg["file"], str) and bool(cfg["file"]), "noise.file", cfg["file"],
+              "must be the path of a CIFAR-10N/CIFAR-100N .pt file when noise.type=file")
+        check(cfg["key"] in CIFAR_N_KEYS, "noise.key", cfg["key"], f"allowed: {', '.join(CIFAR_N_KEYS)}")
+        check(Path(cfg["file"]).expanduser().is_file(), "noise.file", cfg["file"], "no such file")
+
+
+def corrupt_labels(labels: torch.Tensor, cfg: Mapping[str, Any], dataset: str, num_classes: int,
+                   gen: torch.Generator, original_index: torch.Tensor | None = None,
+                   full_train_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The noisy version of `labels` (a new tensor); `original_index` locates them in a CIFAR-N file."""
+    kind, rate = cfg["type"], float(cfg["rate"])
+    if kind == "none":
+        return labels.clone()
+    if kind == "symmetric":
+        if cfg["convention"] == "uniform_all":
+            return flip_uniform_all(labels, rate, num_classes, gen)
+        if cfg["convention"] == "uniform_other":
+            return flip_uniform_other(labels, rate, num_classes, gen)
+        return draw_from_matrix(labels, symmetric_matrix(num_classes, rate), gen)
+    if kind == "asymmetric":
+        return flip_by_class_map(labels, rate, asymmetric_map(dataset), gen)
+    if kind == "pairflip":
+        return draw_from_matrix(labels, pairflip_matrix(num_classes, rate), gen)
+    return labels_from_file(labels, original_index, cfg["file"], cfg["key"], full_train_labels)
+
+
+def realised_transition(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Row i: the observed distribution of noisy labels among samples whose clean label is i."""
+    counts = torch.bincount(clean * num_classes + noisy, minlength=num_classes ** 2).view(num_classes, num_classes)
+    return counts.double() / counts.sum(dim=1, keepdim=True).clamp_min(1)
+
+
+def noise_summary(clean: torch.Tensor, noisy: torch.Tensor, cfg: Mapping[str, Any], num_classes: int) -> dict:
+    summary = {"type": cfg["type"], "convention": cfg["convention"] if cfg["type"] == "symmetric" else None,
+               "rate": float(cfg["rate"]), "realised_rate": float((clean != noisy).double().mean()),
+               "transition_matrix": [[round(v, 6) for v in row] for row in realised_transition(clean, noisy,
+                                                                                              num_classes).tolist()]}
+    if cfg["type"] == "file":
+        summary.update(file=cfg["file"], key=cfg["key"])
+    return summary
+

@@ -1,0 +1,31 @@
+"""What a noisy or long-tailed run adds to metrics.json and to the experiment logger."""
+from __future__ import annotations
+
+from typing import Any
+
+from regbench.data.module import ImageDataModule
+
+
+def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] | None) -> dict[str, Any]:
+    """metrics.json's `noise` section (noisy runs) and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed
+    runs; test set, final model)."""
+    sections: dict[str, Any] = {}
+    if datamodule.noise_report is not None:
+        sections["noise"] = datamodule.noise_report
+    if datamodule.imbalance_report is not None and test_per_class_acc is not None:
+        sections["imbalance"] = datamodule.imbalance_report
+        sections["per_class_acc"] = test_per_class_acc
+        sections["balanced_acc"] = sum(test_per_class_acc) / len(test_per_class_acc)
+    return sections
+
+
+def log_label_report(logger, datamodule: ImageDataModule) -> None:
+    """The realised noise (rate and transition matrix) and per-class training counts, before training starts."""
+    if logger is None:
+        return
+    report = {key: value for key, value in (("noise", datamodule.noise_report),
+                                            ("imbalance", datamodule.imbalance_report)) if value is not None}
+    if report:
+        logger.log_hyperparams(report)
+    if datamodule.noise_report is not None:
+        logger.log_metrics({"noise/realised_rate": datamodule.noise_report["realised_rate"]}, step=0)

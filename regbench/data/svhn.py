@@ -1,0 +1,56 @@
+"""SVHN cropped digits (Netzer et al., 2011) from torchvision's layout: <root>/{train,test}_32x32.mat."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from regbench.data.base import ImageData
+from regbench.data.cache import cached_arrays
+from regbench.data.registry import DATASETS
+from regbench.errors import UserError
+
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """X is (32, 32, 3, N) uint8; y is (N, 1) with label 10 standing for the digit 0."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(str(path))
+        images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
+        labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10
+    except (OSError, ValueError, KeyError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
+        raise UserError(f"{path} is not a valid SVHN .mat file ({type(err).__name__}); delete it and re-fetch "
+                        f"the data") from None
+    if images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
+        raise UserError(f"{path} is not a valid SVHN .mat file: X has shape {images.shape}, y {len(labels)} labels")
+    return images, labels
+
+
+def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
+    from torchvision.datasets import SVHN
+
+    base = Path(root).expanduser()
+    for split, name in SVHN_FILES.items():
+        if download and not (base / name).is_file():
+            SVHN(root=str(base), split=split, download=True)
+    missing = [name for name in SVHN_FILES.values() if not (base / name).is_file()]
+    if missing:
+        raise UserError(f"SVHN files not found: {base / missing[0]} is missing; put train_32x32.mat and "
+                        f"test_32x32.mat in {base} (data.root={root!r}) or set data.download=true to fetch them")
+    out = {}
+    for split, name in SVHN_FILES.items():
+        images, labels = read_svhn_mat(base / name)
+        out[f"{split}_x"], out[f"{split}_y"] = torch.from_numpy(images), torch.from_numpy(labels)
+    return out
+
+
+@DATASETS.register("svhn")
+def load_svhn(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+    t = cached_arrays(root, "svhn", lambda: read_svhn(root, download), cache)
+    # A mirrored digit is a different glyph, so no horizontal flip.
+    return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=[str(d) for d in range(10)],
+                     mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), hflip_ok=False)

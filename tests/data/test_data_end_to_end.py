@@ -1,0 +1,50 @@
+"""A noisy run and a long-tailed run of the real CLI finish and write their extra metrics."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["data=digits", "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=none"]
+
+
+def run_cli(tmp_path, *overrides: str) -> dict:
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run([sys.executable, "-m", "regbench", "train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with (run_dir / "history.csv").open() as handle:
+        metrics["history"] = list(csv.DictReader(handle))
+    return metrics
+
+
+@pytest.mark.slow
+def test_noisy_digits_run(tmp_path):
+    out = run_cli(tmp_path, "data.noise.type=symmetric", "data.noise.convention=uniform_other", "data.noise.rate=0.4")
+    noise = out["noise"]
+    assert out["status"] == "completed"
+    assert noise["type"] == "symmetric" and noise["convention"] == "uniform_other" and noise["rate"] == 0.4
+    assert abs(noise["realised_rate"] - 0.4) < 0.01  # exactly round(0.4 n_c) per class
+    matrix = noise["transition_matrix"]
+    assert len(matrix) == 10 and all(abs(sum(row) - 1) < 1e-4 and abs(row[i] - 0.6) < 0.02
+                                     for i, row in enumerate(matrix))
+    row = out["history"][0]
+    assert 0 <= float(row["train_acc_clean"]) <= 1 and 0 <= float(row["train_acc_noisy"]) <= 1
+    assert "per_class_acc" not in out
+
+
+@pytest.mark.slow
+def test_long_tail_digits_run(tmp_path):
+    out = run_cli(tmp_path, "data.imbalance.type=exponential", "data.imbalance.factor=10",
+                  "data.balance.type=upsample", "data.balance.tau=2")
+    counts = out["imbalance"]["train_counts"]
+    n_max = counts[0]
+    assert counts == [math.floor(n_max * 10 ** (-c / 9)) for c in range(10)]
+    assert len(out["per_class_acc"]) == 10
+    assert out["balanced_acc"] == pytest.approx(sum(out["per_class_acc"]) / 10)
+    assert "noise" not in out and "train_acc_noisy" not in out["history"][0]

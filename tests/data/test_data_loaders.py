@@ -1,0 +1,136 @@
+"""Each loader on tiny files written in the dataset's real on-disk format; the cache; the real MNIST when present."""
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from regbench.data.cache import cache_path
+from regbench.data.cifar import load_cifar10, load_cifar100
+from regbench.data.mnist import load_fashion_mnist, load_mnist
+from regbench.data.svhn import load_svhn
+from regbench.errors import UserError
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def write_cifar_batch(path: Path, n: int, label_key: bytes, seed: int) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).tolist()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        pickle.dump({b"batch_label": b"tiny", label_key: labels, b"data": data, b"filenames": []}, handle)
+    return data, labels
+
+
+def write_tiny_cifar10(root: Path) -> tuple[np.ndarray, list[int]]:
+    parts = [write_cifar_batch(root / "cifar-10-batches-py" / f"data_batch_{i}", 3, b"labels", i) for i in range(1, 6)]
+    write_cifar_batch(root / "cifar-10-batches-py" / "test_batch", 4, b"labels", 9)
+    return np.concatenate([p[0] for p in parts]), sum((p[1] for p in parts), [])
+
+
+def test_cifar10_pickle_batches(tmp_path):
+    data, labels = write_tiny_cifar10(tmp_path)
+    loaded = load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    assert loaded.train_x.shape == (15, 3, 32, 32) and loaded.test_x.shape == (4, 3, 32, 32)
+    assert loaded.train_y.tolist() == labels and loaded.num_classes == 10 and loaded.hflip_ok
+    # Row layout: 1024 red, then 1024 green, then 1024 blue values, each row-major over 32x32.
+    i, channel, y, x = 7, 2, 5, 30
+    assert loaded.train_x[i, channel, y, x].item() == data[i, channel * 1024 + y * 32 + x]
+
+
+def test_cifar100_fine_labels(tmp_path):
+    _, labels = write_cifar_batch(tmp_path / "cifar-100-python" / "train", 6, b"fine_labels", 1)
+    write_cifar_batch(tmp_path / "cifar-100-python" / "test", 2, b"fine_labels", 2)
+    loaded = load_cifar100(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    assert loaded.train_y.tolist() == labels and loaded.num_classes == 100
+
+
+def test_svhn_mat_files(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)
+    y = np.array([[10], [1], [9], [10], [5]], dtype=np.uint8)
+    scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": X, "y": y})
+    scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": X[..., :2], "y": y[:2]})
+    loaded = load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    assert loaded.train_y.tolist() == [0, 1, 9, 0, 5]  # label 10 is the digit 0
+    assert loaded.train_x.shape == (5, 3, 32, 32) and not loaded.hflip_ok
+    assert loaded.train_x[3, 1, 4, 20].item() == X[4, 20, 1, 3]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 2051 if array.ndim == 3 else 2049
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_tiny_idx(root: Path, folder: str) -> None:
+    rng = np.random.default_rng(0)
+    raw = root / folder / "raw"
+    for prefix, n in (("train", 6), ("t10k", 3)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+
+
+@pytest.mark.parametrize("loader, folder, torchvision_name", [(load_mnist, "MNIST", "MNIST"),
+                                                              (load_fashion_mnist, "FashionMNIST", "FashionMNIST")])
+def test_idx_files_read_like_torchvision(tmp_path, loader, folder, torchvision_name):
+    import torchvision.datasets
+
+    write_tiny_idx(tmp_path, folder)
+    loaded = loader(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    reference = getattr(torchvision.datasets, torchvision_name)(root=str(tmp_path), train=True, download=False)
+    assert torch.equal(loaded.train_x[:, 0], reference.data) and torch.equal(loaded.train_y, reference.targets)
+    assert loaded.test_x.shape == (3, 1, 28, 28)
+
+
+def test_cache_file_is_used_on_the_second_load(tmp_path):
+    write_tiny_cifar10(tmp_path)
+    first = load_cifar10(root=str(tmp_path), download=False, split_seed=0)
+    assert cache_path(str(tmp_path), "cifar10").is_file()
+    for batch in (tmp_path / "cifar-10-batches-py").iterdir():
+        batch.write_bytes(b"gone")  # the raw files are no longer readable: only the cache can serve
+    second = load_cifar10(root=str(tmp_path), download=False, split_seed=0)
+    assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path):
+    write_tiny_idx(tmp_path, "MNIST")
+    cache_path(str(tmp_path), "MNIST").parent.mkdir(parents=True)
+    cache_path(str(tmp_path), "MNIST").write_bytes(b"truncated")
+    loaded = load_mnist(root=str(tmp_path), download=False, split_seed=0)
+    assert loaded.train_x.shape == (6, 1, 28, 28)
+    assert torch.load(cache_path(str(tmp_path), "MNIST"), weights_only=True)["train_x"].shape == (6, 1, 28, 28)
+
+
+@pytest.mark.parametrize("loader, expected", [(load_cifar10, "cifar-10-batches-py/data_batch_1"),
+                                              (load_cifar100, "cifar-100-python/train"),
+                                              (load_svhn, "train_32x32.mat"),
+                                              (load_fashion_mnist, "FashionMNIST/raw/train-images-idx3-ubyte")])
+def test_missing_files_name_the_expected_path(tmp_path, loader, expected):
+    with pytest.raises(UserError, match=str(tmp_path / expected)) as err:
+        loader(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    assert "\n" not in str(err.value) and "data.download=true" in str(err.value)
+
+
+def test_corrupt_files_name_the_path(tmp_path):
+    write_tiny_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match=r"data_batch_3 is not a valid CIFAR python batch"):
+        load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    (tmp_path / "train_32x32.mat").write_bytes(b"not a mat file")
+    (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file")
+    with pytest.raises(UserError, match=r"train_32x32.mat is not a valid SVHN .mat file"):
+        load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy on this machine")
+def test_real_mnist():
+    loaded = load_mnist(root=str(SHARED_DATA), download=False, split_seed=0, cache=False)
+    assert loaded.train_x.shape == (60000, 1, 28, 28) and loaded.test_x.shape == (10000, 1, 28, 28)
+    assert loaded.train_x.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-4)
+    assert torch.bincount(loaded.test_y).tolist()[:2] == [980, 1135]

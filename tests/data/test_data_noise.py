@@ -1,0 +1,149 @@
+"""Label noise: realised rates and transition patterns against the papers' constructions."""
+import numpy as np
+import pytest
+import torch
+
+from regbench.data.noise import (check_noise_config, corrupt_labels, noise_summary, read_label_file,
+                                 realised_transition)
+from regbench.errors import ParamError, UserError
+
+C = 10
+
+
+def balanced_labels(per_class: int, num_classes: int = C) -> torch.Tensor:
+    return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+def noise(kind: str, rate: float, convention: str = "uniform_all", **extra) -> dict:
+    return {"type": kind, "rate": rate, "convention": convention, "file": None, "key": "aggre_label",
+            "apply_to_val": False, "seed": 0, **extra}
+
+
+def corrupt(labels, cfg, dataset="cifar10", num_classes=C, seed=0):
+    return corrupt_labels(labels, cfg, dataset, num_classes, torch.Generator().manual_seed(seed))
+
+
+def test_uniform_all_draws_r_n_labels_from_all_classes():
+    labels = balanced_labels(2000)
+    noisy = corrupt(labels, noise("symmetric", 0.4))
+    changed = int((noisy != labels).sum())
+    chosen = round(0.4 * len(labels))
+    # Of the r*N redrawn labels a fraction 1/C lands on the true class again (Binomial(r*N, (C-1)/C)).
+    sd = (chosen * 0.9 * 0.1) ** 0.5
+    assert changed <= chosen and abs(changed - chosen * 0.9) < 5 * sd
+    # Two classes, rate 1: every label is redrawn, half survive.
+    two = balanced_labels(5000, 2)
+    kept = float((corrupt(two, noise("symmetric", 1.0), num_classes=2) == two).double().mean())
+    assert abs(kept - 0.5) < 0.03
+
+
+def test_uniform_other_flips_exactly_r_of_each_class_to_other_classes():
+    labels = torch.cat([balanced_labels(300), torch.zeros(37, dtype=torch.long)])
+    noisy = corrupt(labels, noise("symmetric", 0.3, "uniform_other"))
+    for c in range(C):
+        members = labels == c
+        n_c = int(members.sum())
+        assert int((noisy[members] != c).sum()) == round(0.3 * n_c)
+    flipped_to = np.bincount(noisy[(labels == 0) & (noisy != labels)].numpy(), minlength=C)
+    assert flipped_to[0] == 0 and (flipped_to[1:] > 0).all()
+
+
+def test_transition_convention_matches_the_co_teaching_matrix():
+    labels = balanced_labels(20000, 5)
+    noisy = corrupt(labels, noise("symmetric", 0.3, "transition"), num_classes=5)
+    expected = np.full((5, 5), 0.3 / 4)
+    np.fill_diagonal(expected, 0.7)
+    assert np.abs(realised_transition(labels, noisy, 5).numpy() - expected).max() < 0.015
+
+
+def test_pairflip_moves_to_the_next_class_only():
+    labels = balanced_labels(20000, 4)
+    noisy = corrupt(labels, noise("pairflip", 0.45), num_classes=4)
+    expected = 0.55 * np.eye(4) + 0.45 * np.roll(np.eye(4), 1, axis=1)
+    observed = realised_transition(labels, noisy, 4).numpy()
+    assert np.abs(observed - expected).max() < 0.015
+    assert (observed[expected == 0] == 0).all()
+
+
+def test_asymmetric_cifar10_map():
+    labels = balanced_labels(500)
+    noisy = corrupt(labels, noise("asymmetric", 0.4))
+    for untouched in (0, 1, 6, 7, 8):
+        assert torch.equal(noisy[labels == untouched], labels[labels == untouched])
+    # truck->automobile, bird->airplane, deer->horse, cat<->dog, each exactly 40% of the class.
+    for source, target in {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}.items():
+        values = noisy[labels == source]
+        assert int((values == target).sum()) == 200 and int((values == source).sum()) == 300
+
+
+def test_asymmetric_cifar100_shifts_within_blocks_of_five():
+    labels = balanced_labels(20, 100)
+    noisy = corrupt(labels, noise("asymmetric", 0.5), dataset="cifar100", num_classes=100)
+    moved = noisy != labels
+    assert int(moved.sum()) == 100 * 10
+    block_start = labels[moved] // 5 * 5
+    assert torch.equal(noisy[moved], block_start + (labels[moved] - block_start + 1) % 5)
+
+
+def test_asymmetric_mnist_map_without_chains():
+    labels = balanced_labels(100)
+    noisy = corrupt(labels, noise("asymmetric", 1.0), dataset="mnist")
+    expected = {0: 0, 1: 1, 2: 7, 3: 8, 4: 4, 5: 6, 6: 5, 7: 1, 8: 8, 9: 9}
+    for source, target in expected.items():
+        assert (noisy[labels == source] == target).all()
+    assert torch.equal(corrupt(labels, noise("asymmetric", 1.0), dataset="digits"), noisy)
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "synthetic"])
+def test_asymmetric_without_a_map_is_refused(dataset):
+    with pytest.raises(ParamError, match=r"noise.type='asymmetric' .*cifar10"):
+        check_noise_config(noise("asymmetric", 0.2), dataset)
+
+
+@pytest.mark.parametrize("cfg", [noise("symmetric", 0.3), noise("symmetric", 0.3, "uniform_other"),
+                                 noise("symmetric", 0.3, "transition"), noise("pairflip", 0.3),
+                                 noise("asymmetric", 0.3)])
+def test_noise_is_seeded(cfg):
+    labels = balanced_labels(200)
+    assert torch.equal(corrupt(labels, cfg, seed=1), corrupt(labels, cfg, seed=1))
+    assert not torch.equal(corrupt(labels, cfg, seed=1), corrupt(labels, cfg, seed=2))
+
+
+def test_summary_reports_the_realised_rate_and_matrix():
+    clean = torch.tensor([0, 0, 0, 0, 1, 1])
+    noisy = torch.tensor([0, 1, 1, 0, 1, 0])
+    summary = noise_summary(clean, noisy, noise("pairflip", 0.5), 2)
+    assert summary["realised_rate"] == pytest.approx(3 / 6)
+    assert summary["transition_matrix"] == [[0.5, 0.5], [0.5, 0.5]]
+    assert summary["convention"] is None and summary["rate"] == 0.5
+
+
+def write_cifar_n(path, full_labels: np.ndarray, noisy: np.ndarray):
+    torch.save({"clean_label": full_labels, "aggre_label": noisy, "worse_label": noisy}, path)
+
+
+def test_file_noise_reads_cifar_n_labels_by_key_and_position(tmp_path):
+    full = np.arange(20) % C
+    noisy = (full + 3) % C
+    write_cifar_n(tmp_path / "CIFAR-10_human.pt", full, noisy)
+    positions = torch.tensor([4, 0, 17])
+    cfg = noise("file", 0.0, file=str(tmp_path / "CIFAR-10_human.pt"), key="worse_label")
+    given = corrupt_labels(torch.from_numpy(full)[positions], cfg, "cifar10", C, torch.Generator(), positions,
+                           torch.from_numpy(full))
+    assert given.tolist() == noisy[[4, 0, 17]].tolist()
+
+
+def test_file_noise_errors(tmp_path):
+    full = np.arange(20) % C
+    path = tmp_path / "n.pt"
+    write_cifar_n(path, full, full)
+    with pytest.raises(UserError, match=r"data.noise.key='random_label1' is not in .*aggre_label"):
+        read_label_file(str(path), "random_label1")
+    with pytest.raises(UserError, match=r"data.noise.file='.*missing.pt' not found"):
+        read_label_file(str(tmp_path / "missing.pt"), "aggre_label")
+    cfg = noise("file", 0.0, file=str(path))
+    wrong = torch.from_numpy((full + 1) % C)
+    with pytest.raises(UserError, match="clean_label disagrees"):
+        corrupt_labels(wrong, cfg, "cifar10", C, torch.Generator(), torch.arange(20), wrong)
+    with pytest.raises(ParamError, match="noise.key='bogus'"):
+        check_noise_config(noise("file", 0.0, file=str(path), key="bogus"), "cifar10")
