@@ -6,7 +6,6 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
-from timm.optim import SGDP, AdamP
 
 from regbench.errors import check, check_non_negative, check_positive
 from regbench.registry import Registry
@@ -68,6 +67,8 @@ def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 
     _check_lr_wd(lr, weight_decay)
     _check_momentum(momentum)
     _check_projection(delta, wd_ratio)
+    from timm.optim import SGDP  # timm takes seconds to import; only runs that use it pay
+
     return SGDP(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                 delta=delta, wd_ratio=wd_ratio)
 
@@ -77,6 +78,8 @@ def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[floa
           delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
     _check_lr_wd(lr, weight_decay)
     _check_projection(delta, wd_ratio)
+    from timm.optim import AdamP  # timm takes seconds to import; only runs that use it pay
+
     return AdamP(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas), delta=delta, wd_ratio=wd_ratio)
 
 
