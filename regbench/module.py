@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from regbench.calibration import ReliabilityBins
 from regbench.optim import build_optimizer, build_schedule
-from regbench.regularizers import Regularizer, soft_cross_entropy
+from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
 
 ECE_BINS = 15
 
@@ -44,6 +44,9 @@ class ClassifierModule(L.LightningModule):
             model = reg.wrap_model(model)
         self.model = model
         self.regularizers = regularizers
+        # Stateful regularizers (EMA/SWA weights, ELR targets) are modules: registered here they follow the
+        # device and are saved in checkpoints, so resumed runs keep them.
+        self.regularizer_state = nn.ModuleDict({reg.name: reg for reg in regularizers if isinstance(reg, nn.Module)})
         self.num_classes = num_classes
         self.optim_cfg, self.sched_cfg = dict(optim_cfg), dict(sched_cfg)
         self.val_metrics = EvalMetrics(num_classes)
@@ -105,6 +108,13 @@ class ClassifierModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
+                                 epoch_finished=batch_idx + 1 == self.trainer.num_training_batches,
+                                 train_batches=self.trainer.train_dataloader)
+        for reg in self.regularizers:
+            reg.on_train_batch_end(self.model, progress)
+
     def on_train_epoch_end(self) -> None:
         for reg in self.regularizers:
             reg.on_epoch_end(self.current_epoch)
@@ -130,6 +140,10 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
         self._log_metrics("val", self.val_metrics)
+        images, labels, _ = batch
+        last_batch = batch_idx + 1 == self.trainer.num_val_batches[0]
+        for reg in self.regularizers:
+            reg.on_validation_batch_end(self.model, images, labels, last_batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, labels, _ = batch

@@ -28,11 +28,29 @@ def _check_lr_wd(lr: float, weight_decay: float) -> None:
     check_non_negative("weight_decay", weight_decay)
 
 
+def _check_momentum(momentum: float) -> None:
+    check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "must be in [0, 1)")
+
+
+def _check_betas(betas) -> tuple[float, float]:
+    ok = isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    check(ok, "betas", list(betas) if isinstance(betas, (list, tuple)) else betas, "must be two numbers in [0, 1)")
+    return tuple(betas)
+
+
+def _check_projection(delta: float, wd_ratio: float) -> None:
+    """AdamP/SGDP's scale-invariance test threshold and the weight-decay ratio on projected weights."""
+    check_positive("delta", delta)
+    check(isinstance(wd_ratio, (int, float)) and not isinstance(wd_ratio, bool) and 0 <= wd_ratio <= 1,
+          "wd_ratio", wd_ratio, "must be in [0, 1]")
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9,
         nesterov: bool = True) -> torch.optim.Optimizer:
     _check_lr_wd(lr, weight_decay)
-    check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "must be in [0, 1)")
+    _check_momentum(momentum)
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
@@ -40,10 +58,29 @@ def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0
 def adamw(model: nn.Module, *, lr: float, weight_decay: float,
           betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     _check_lr_wd(lr, weight_decay)
-    betas = tuple(betas)
-    check(len(betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas), "betas", list(betas),
-          "must be two numbers in [0, 1)")
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas))
+
+
+@OPTIMIZERS.register("sgdp")
+def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9, nesterov: bool = True,
+         delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
+    _check_lr_wd(lr, weight_decay)
+    _check_momentum(momentum)
+    _check_projection(delta, wd_ratio)
+    from timm.optim import SGDP  # timm takes seconds to import; only runs that use it pay
+
+    return SGDP(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                delta=delta, wd_ratio=wd_ratio)
+
+
+@OPTIMIZERS.register("adamp")
+def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+          delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
+    _check_lr_wd(lr, weight_decay)
+    _check_projection(delta, wd_ratio)
+    from timm.optim import AdamP  # timm takes seconds to import; only runs that use it pay
+
+    return AdamP(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas), delta=delta, wd_ratio=wd_ratio)
 
 
 def build_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:

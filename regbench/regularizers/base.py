@@ -5,14 +5,31 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Iterable
+
 import torch
 import torch.nn as nn
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where training stands after an optimizer step."""
+
+    epoch: int  # 0-based epoch of this step
+    max_epochs: int
+    epoch_finished: bool  # this was the epoch's last step: validation and checkpointing come next
+    train_batches: Iterable  # the training (images, labels, index) batches, e.g. to recompute BN statistics
+
+
 class Regularizer:
+    """Stateful regularizers (EMA weights, per-sample targets) also subclass nn.Module: the LightningModule
+    registers them, so their tensors follow the device and are saved in checkpoints."""
+
     name: str = ""
-    # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods).
-    exclusive: str = ""
+    # Regularizers sharing a non-empty `exclusive` tag (or one of a tuple of tags) cannot be stacked
+    # (e.g. two input-mixing methods).
+    exclusive: str | tuple[str, ...] = ""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""
@@ -27,6 +44,13 @@ class Regularizer:
              index: torch.Tensor, model: nn.Module) -> torch.Tensor:
         """Loss-space techniques; returns the new per-sample loss."""
         return per_sample
+
+    def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
+        """After each optimizer step (EMA updates, SWA averaging at epoch ends)."""
+
+    def on_validation_batch_end(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                                last_batch: bool) -> None:
+        """Sees each validation batch after it is evaluated (e.g. to pick the better of two networks)."""
 
     def on_epoch_end(self, epoch: int) -> None:
         """Schedules; called after each training epoch."""
