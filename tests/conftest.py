@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data"
 
 
 def regbench_env() -> dict[str, str]:
@@ -17,6 +16,16 @@ def regbench_env() -> dict[str, str]:
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
     env.pop("WANDB_API_KEY", None)
     return env
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    return regbench_env()
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, regbench_env
-
 pytestmark = pytest.mark.slow
 
 
-def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_path):
+def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_path, repo_root, cli_env):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(dist)], check=True, capture_output=True, env=regbench_env())
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(repo_root), "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist)], check=True, capture_output=True, env=cli_env)
     wheel = next(dist.glob("regbench-*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
     assert {"regbench/conf/config.yaml", "regbench/conf/data/digits.yaml", "regbench/conf/exp/cutmix.yaml"} <= shipped
@@ -33,7 +31,7 @@ def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_pa
     # regbench finder is not loaded); regbench itself only from the wheel.
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, env=regbench_env())
+                    str(wheel)], check=True, capture_output=True, env=cli_env)
 
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
@@ -42,7 +40,7 @@ def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_pa
     assert where.startswith(str(site))
     result = subprocess.run([str(env_dir / "bin" / "regbench"), "train", "logger=none", "trainer.max_epochs=1",
                              "backbone.widths=[8]"], cwd=workdir, capture_output=True, text=True,
-                            env=regbench_env(), timeout=300)
+                            env=cli_env, timeout=300)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(next((workdir / "outputs").rglob("metrics.json")).read_text())
     assert metrics["status"] == "completed"
