@@ -46,8 +46,9 @@ def timm_model(*, image_shape, num_classes, norm_layer: NormLayer, conv_layer, m
         body = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=image_shape[0],
                                  norm_layer=lambda num_channels, **_: norm_layer(num_channels),
                                  **dict(model_kwargs or {}))
-    except TypeError as err:
-        raise UserError(f"{where}: the model does not take these arguments ({err})") from None
+    except (TypeError, ValueError, AssertionError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{where}: timm.create_model refused it: {first_line}") from None
     swap_convs(body, conv_layer)
     model = TimmClassifier(body, num_classes)
     probe(model, image_shape, where)
