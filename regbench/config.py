@@ -13,12 +13,11 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regbench.backbones import BACKBONES
+from regbench.backbones import norm_for_backbone
 from regbench.data import DATASETS
 from regbench.data.module import check_common
 from regbench.errors import ParamError, UserError, check
 from regbench.loggers import LOGGERS, resolve_wandb_mode
-from regbench.norms import NORMS
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
 from regbench.rundir import check_fresh_run_dir
@@ -70,8 +69,7 @@ def validate_config(cfg: dict[str, Any]) -> None:
         check_common(cfg["data"])
     except ParamError as err:
         raise UserError(str(err.at("data"))) from None
-    BACKBONES.get(cfg["backbone"]["name"])
-    NORMS.get(cfg["norm"]["name"])
+    norm_for_backbone(cfg["backbone"], cfg["norm"])
     build_regularizers(cfg["regularizer"], cfg["seed"])
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)

@@ -20,6 +20,7 @@ from regbench.describe import component_names, config_hash, wandb_config
 from regbench.errors import UserError
 from regbench.loggers import build_logger, finish_logger
 from regbench.module import ClassifierModule
+from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
 from regbench.rundir import RunRecorder, check_fresh_run_dir, git_commit, package_versions, write_json_atomic
 from regbench.trainer import build_trainer
@@ -33,9 +34,9 @@ def quiet_lightning() -> None:
 
 
 def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
-    if batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if batch_size == 1 and any(uses_batch_statistics(m) for m in model.modules()):
         raise UserError("data.batch_size=1 cannot be batch-normalized in training; use a larger batch size or a "
-                        "batch-independent norm (norm=groupnorm or norm=layernorm)")
+                        "batch-independent norm (norm=groupnorm, layernorm, rmsnorm, evonorm_s0, frn or bcn_ws)")
 
 
 def run_payload(cfg: dict[str, Any], status: str, started: float, **fields: Any) -> dict[str, Any]:

@@ -3,17 +3,41 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.backbones import convnet, mlp, resnet  # noqa: F401  (registration side effects)
+import torch
+
+from regbench.backbones import convnet, mlp, preact, resnet, timm_models, vit  # noqa: F401  (registration)
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import BACKBONES
-from regbench.norms import norm_layer_from_config
+from regbench.backbones.compat import check_backbone_norm
+from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
+from regbench.norms import NormLayer, norm_layer_from_config
+
+
+def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any]) -> NormLayer:
+    """The checked norm layer for backbone `cfg.name`; an incompatible pair is one UserError line."""
+    BACKBONES.get(cfg["name"])
+    norm_layer = norm_layer_from_config(norm_cfg)
+    check_backbone_norm(cfg["name"], norm_layer)
+    return norm_layer
 
 
 def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
                    num_classes: int) -> Classifier:
+    norm_layer = norm_for_backbone(cfg, norm_cfg)
     params = {k: v for k, v in cfg.items() if k != "name"}
-    return BACKBONES.create(cfg["name"], params, image_shape=image_shape, num_classes=num_classes,
-                            norm_layer=norm_layer_from_config(norm_cfg))
+    model = BACKBONES.create(cfg["name"], params, image_shape=image_shape, num_classes=num_classes,
+                             norm_layer=norm_layer, conv_layer=norm_layer.conv_layer)
+    norm_layer.prepare(model)
+    if norm_layer.traits.spatial:
+        check_feature_maps(model, image_shape)
+    return model
 
 
-__all__ = ["BACKBONES", "Classifier", "build_backbone"]
+def check_feature_maps(model: Classifier, image_shape: tuple[int, int, int]) -> None:
+    """One eval-mode pass (no statistics change), so a spatial norm on a 1x1 map fails before training."""
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *image_shape))
+    model.train()
+
+
+__all__ = ["BACKBONES", "BACKBONE_TRAITS", "Classifier", "build_backbone", "norm_for_backbone"]

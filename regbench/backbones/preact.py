@@ -1,0 +1,69 @@
+"""Pre-activation residual networks: PreAct ResNet-18 (He et al., 2016, "Identity Mappings in Deep Residual
+Networks") and Wide ResNet (Zagoruyko & Komodakis, 2016, "Wide Residual Networks"), both with CIFAR stems."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from regbench.backbones.base import Classifier
+from regbench.backbones.registry import register_backbone
+from regbench.backbones.resnet import branch_scale
+from regbench.errors import check, check_positive_int
+from regbench.norms import NormLayer
+
+
+class PreActBlock(nn.Module):
+    """norm-act -> conv3x3 -> norm-act -> conv3x3, added to the input (or to a 1x1 projection of norm-act(x))."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, norm_layer: NormLayer, conv_layer: type[nn.Conv2d]):
+        super().__init__()
+        self.norm1 = norm_layer(c_in, act=True)
+        self.conv1 = conv_layer(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.norm2 = norm_layer(c_out, act=True)
+        self.conv2 = conv_layer(c_out, c_out, 3, padding=1, bias=False)
+        self.scale = branch_scale(norm_layer)
+        self.projection = None
+        if stride != 1 or c_in != c_out:
+            self.projection = conv_layer(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm1(x)
+        shortcut = x if self.projection is None else self.projection(out)
+        out = self.conv2(self.norm2(self.conv1(out)))
+        return self.scale(out) + shortcut
+
+
+class PreActResNet(Classifier):
+    def __init__(self, in_chans: int, stage_widths: list[int], blocks_per_stage: int, stem_width: int,
+                 num_classes: int, norm_layer: NormLayer, conv_layer: type[nn.Conv2d]):
+        super().__init__()
+        self.stem = conv_layer(in_chans, stem_width, 3, padding=1, bias=False)
+        blocks, c_in = [], stem_width
+        for i, c_out in enumerate(stage_widths):
+            for j in range(blocks_per_stage):
+                blocks.append(PreActBlock(c_in, c_out, 2 if (i > 0 and j == 0) else 1, norm_layer, conv_layer))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.final_norm = norm_layer(c_in, act=True)
+        self.num_features = c_in
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_norm(self.blocks(self.stem(x))).mean(dim=(2, 3))
+
+
+@register_backbone("preact_resnet18")
+def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> PreActResNet:
+    check_positive_int("width", width)
+    return PreActResNet(image_shape[0], [width * 2 ** i for i in range(4)], 2, width, num_classes, norm_layer,
+                        conv_layer)
+
+
+@register_backbone("wrn16_4")
+def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int = 16,
+            widen_factor: int = 4) -> PreActResNet:
+    check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,
+          "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
+    check_positive_int("widen_factor", widen_factor)
+    widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+    return PreActResNet(image_shape[0], widths, (depth - 4) // 6, 16, num_classes, norm_layer, conv_layer)

@@ -1,0 +1,107 @@
+"""ViT-Tiny (Dosovitskiy et al., 2021; tiny = 192 wide, 12 blocks, 3 heads, as in DeiT) for small images,
+with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.norms.placement)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from regbench.backbones.base import Classifier
+from regbench.backbones.registry import register_backbone
+from regbench.errors import check, check_positive_int
+from regbench.norms import NormLayer
+
+
+class ScaledNorm(nn.Module):
+    """A token norm whose output is multiplied by a fixed `scale` (LayerNorm Scaling's 1/sqrt(l))."""
+
+    def __init__(self, norm: nn.Module, scale: float):
+        super().__init__()
+        self.norm, self.scale = norm, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm(x)
+        return out if self.scale == 1.0 else out * self.scale
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+class Block(nn.Module):
+    """One transformer block; `kind` says where its norms sit (pre, post or peri)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm_layer: NormLayer, kind: str, scale: float):
+        super().__init__()
+        self.kind = kind
+        hidden = int(dim * mlp_ratio)
+        self.sublayers = nn.ModuleList([SelfAttention(dim, num_heads),
+                                        nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))])
+        self.norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(dim), scale) for _ in self.sublayers)
+        # Peri-LN also normalizes each sublayer's output before it joins the residual stream.
+        self.out_norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(dim), scale) for _ in self.sublayers) \
+            if kind == "peri" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, (sublayer, norm) in enumerate(zip(self.sublayers, self.norms)):
+            if self.kind == "post":
+                x = norm(x + sublayer(x))
+            elif self.kind == "peri":
+                x = x + self.out_norms[i](sublayer(norm(x)))
+            else:
+                x = x + sublayer(norm(x))
+        return x
+
+
+def pick_patch_size(patch_size: int | None, height: int, width: int) -> int:
+    """Patch 4 on 32x32 (64 tokens), patch 2 on 8x8 (16 tokens); an explicit size must divide the image."""
+    auto = patch_size is None
+    if auto:
+        patch_size = 2 if max(height, width) <= 16 else 4
+    check(isinstance(patch_size, int) and not isinstance(patch_size, bool) and patch_size > 0
+          and height % patch_size == 0 and width % patch_size == 0, "patch_size", None if auto else patch_size,
+          f"{'the automatic patch ' + str(patch_size) if auto else 'it'} must divide the {height}x{width} images; "
+          f"set backbone.patch_size to a divisor of both")
+    return patch_size
+
+
+class VisionTransformer(Classifier):
+    def __init__(self, image_shape: tuple[int, int, int], patch_size: int, dim: int, depth: int, num_heads: int,
+                 mlp_ratio: float, num_classes: int, norm_layer: NormLayer, conv_layer: type[nn.Conv2d]):
+        super().__init__()
+        channels, height, width = image_shape
+        self.patch_embed = conv_layer(channels, dim, patch_size, stride=patch_size)
+        self.pos_embed = nn.Parameter(torch.zeros(1, (height // patch_size) * (width // patch_size), dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        placement = norm_layer.placement
+        kinds = [placement.block_kind(i, depth) for i in range(depth)]
+        scales = [1 / math.sqrt(i + 1) if placement.depth_scaling else 1.0 for i in range(depth)]
+        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio, norm_layer, kind, scale)
+                                      for kind, scale in zip(kinds, scales)))
+        # After post-LN blocks the stream is already normalized; after pre/peri blocks it is not.
+        self.final_norm = nn.Identity() if kinds[-1] == "post" else norm_layer.tokens(dim)
+        self.num_features = dim
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        return self.final_norm(self.blocks(tokens)).mean(dim=1)
+
+
+@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
+def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
+             num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None) -> VisionTransformer:
+    check_positive_int("embed_dim", embed_dim)
+    check_positive_int("depth", depth)
+    check_positive_int("num_heads", num_heads)
+    check(embed_dim % num_heads == 0, "num_heads", num_heads, f"must divide embed_dim ({embed_dim})")
+    check(isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0, "mlp_ratio", mlp_ratio, "must be a number > 0")
+    patch_size = pick_patch_size(patch_size, image_shape[1], image_shape[2])
+    return VisionTransformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes,
+                             norm_layer, conv_layer)

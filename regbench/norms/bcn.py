@@ -1,0 +1,54 @@
+"""Batch-Channel Normalization (Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and
+Weight Standardization", 2020): BatchNorm with estimated statistics, then GroupNorm, on WS convs."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from regbench.errors import check_positive, check_probability
+from regbench.norms.group import check_groups
+from regbench.norms.registry import register_norm
+
+CHANNEL = (1, -1, 1, 1)
+
+
+class EstimatedBatchNorm(nn.Module):
+    """BatchNorm that normalizes with its running estimates even in training; each training batch first
+    moves the estimates towards its own statistics, so tiny batches only nudge them (no gradient through them)."""
+
+    def __init__(self, num_channels: int, momentum: float, eps: float):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(num_channels))
+        self.register_buffer("running_var", torch.ones(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            with torch.no_grad():
+                self.running_mean.lerp_(x.mean(dim=(0, 2, 3)), self.momentum)
+                self.running_var.lerp_(x.var(dim=(0, 2, 3), unbiased=False), self.momentum)
+        return (x - self.running_mean.view(CHANNEL)) / self.running_var.add(self.eps).sqrt().view(CHANNEL)
+
+
+class BatchChannelNorm(nn.Module):
+    """BCN: the batch stage, then the channel (group) stage without affine, then one per-channel affine."""
+
+    def __init__(self, num_channels: int, groups: int, momentum: float, eps: float):
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.batch_stage = EstimatedBatchNorm(num_channels, momentum, eps)
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.group_norm(self.batch_stage(x), self.groups, eps=self.eps)
+        return x * self.weight.view(CHANNEL) + self.bias.view(CHANNEL)
+
+
+@register_norm("bcn_ws", conv="ws")
+def bcn_ws(num_channels: int, *, groups: int = 32, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+    check_groups(groups, num_channels)
+    check_probability("momentum", momentum)
+    check_positive("eps", eps)
+    return BatchChannelNorm(num_channels, groups, momentum, eps)

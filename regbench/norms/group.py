@@ -1,0 +1,44 @@
+"""Per-sample norms from the GroupNorm family: GroupNorm, LayerNorm, InstanceNorm."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from regbench.errors import check, check_positive, check_positive_int
+from regbench.norms.registry import register_norm, require_spatial
+
+
+def check_groups(groups: int, num_channels: int) -> None:
+    check_positive_int("groups", groups)
+    # Layers narrower than `groups` would silently get fewer groups in timm; say so loudly instead.
+    check(num_channels % groups == 0, "groups", groups, f"must divide every layer's channel count ({num_channels} here)")
+
+
+@register_norm("groupnorm")
+def groupnorm(num_channels: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+    check_groups(groups, num_channels)
+    check_positive("eps", eps)
+    return nn.GroupNorm(groups, num_channels, eps=eps)
+
+
+def layernorm_tokens(dim: int, *, eps: float = 1e-5) -> nn.Module:
+    check_positive("eps", eps)
+    return nn.LayerNorm(dim, eps=eps)
+
+
+@register_norm("layernorm", tokens=layernorm_tokens)
+def layernorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+    check_positive("eps", eps)
+    # One group = statistics over (C, H, W) of each sample, with a per-channel affine.
+    return nn.GroupNorm(1, num_channels, eps=eps)
+
+
+class InstanceNorm(nn.InstanceNorm2d):
+    def forward(self, x):
+        require_spatial(x, "instancenorm")
+        return super().forward(x)
+
+
+@register_norm("instancenorm", spatial=True)
+def instancenorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+    check_positive("eps", eps)
+    return InstanceNorm(num_channels, eps=eps, affine=True, track_running_stats=False)

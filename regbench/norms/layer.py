@@ -1,0 +1,71 @@
+"""`NormLayer`: what backbones receive as `norm_layer` -- a norm builder plus the traits they act on."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch.nn as nn
+
+from regbench.errors import ParamError, UserError
+from regbench.norms.conv import get_conv
+from regbench.norms.placement import PLACEMENT_KEYS, Placement
+from regbench.norms.registry import NORM_TRAITS, NORMS, with_activation
+
+
+class NormLayer:
+    """`norm_layer(num_channels, act=False)` builds one norm; `act=True` also asks for the nonlinearity after
+    it, which a norm that includes its activation (EvoNorm, FRN, SELU) provides itself instead of a ReLU."""
+
+    def __init__(self, name: str, params: Mapping[str, Any], placement: Placement):
+        self.name, self.params, self.placement = name, dict(params), placement
+        self.traits = NORM_TRAITS[name]
+
+    def __call__(self, num_channels: int, act: bool = False) -> nn.Module:
+        if self.traits.includes_activation:
+            return NORMS.create(self.name, self.params, num_channels=num_channels, apply_act=act)
+        return with_activation(NORMS.create(self.name, self.params, num_channels=num_channels), act)
+
+    def tokens(self, dim: int) -> nn.Module:
+        """The norm for (..., dim) token features of a transformer."""
+        if self.traits.tokens is None:
+            raise UserError(f"norm={self.name} cannot normalize transformer tokens")
+        try:
+            return self.traits.tokens(dim, **self.params)
+        except ParamError as err:
+            raise UserError(str(err.at("norm"))) from None
+
+    @property
+    def includes_activation(self) -> bool:
+        return self.traits.includes_activation
+
+    @property
+    def conv_layer(self) -> type[nn.Conv2d]:
+        return get_conv(self.traits.conv)
+
+    @property
+    def skip_init(self) -> bool:
+        """Without any norm, residual branches start at zero (SkipInit) so deep residual nets still train."""
+        return self.name == "none"
+
+    def prepare(self, model: nn.Module) -> None:
+        if self.traits.prepare is not None:
+            self.traits.prepare(model)
+
+
+def norm_layer_from_config(cfg: Mapping[str, Any]) -> NormLayer:
+    """The `norm_layer` for backbones, with every parameter checked once up front on a probe layer."""
+    name = cfg["name"]
+    NORMS.get(name)
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    placement = Placement()
+    if NORM_TRAITS[name].tokens is not None:  # only transformer-capable norms carry placement keys
+        try:
+            placement = Placement.from_params(params)
+        except ParamError as err:
+            raise UserError(str(err.at("norm"))) from None
+        params = {k: v for k, v in params.items() if k not in PLACEMENT_KEYS}
+    layer = NormLayer(name, params, placement)
+    groups = params.get("groups")
+    probe_channels = groups if isinstance(groups, int) and groups > 0 else 1  # a width every group count divides
+    NORMS.create(name, params, num_channels=probe_channels,
+                 **({"apply_act": True} if layer.includes_activation else {}))
+    return layer

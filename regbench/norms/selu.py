@@ -1,0 +1,25 @@
+"""Self-normalizing networks (Klambauer et al., 2017): SELU + AlphaDropout as the "norm", LeCun-normal init."""
+from __future__ import annotations
+
+import math
+
+import torch.nn as nn
+
+from regbench.errors import check_fraction
+from regbench.norms.registry import register_norm
+
+
+def lecun_normal_init(model: nn.Module) -> None:
+    """Weights ~ N(0, 1 / fan_in), biases 0: the init under which SELU keeps activations at zero mean, unit var."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
+            nn.init.zeros_(module.bias)
+
+
+@register_norm("selu", includes_activation=True, backbones=("mlp",), prepare=lecun_normal_init)
+def selu(num_channels: int, *, apply_act: bool = True, alpha_dropout: float = 0.05) -> nn.Module:
+    check_fraction("alpha_dropout", alpha_dropout)
+    if not apply_act:
+        return nn.Identity()
+    return nn.Sequential(nn.SELU(), nn.AlphaDropout(alpha_dropout))

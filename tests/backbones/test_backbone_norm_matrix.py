@@ -1,0 +1,73 @@
+"""Every backbone x every norm: forward/backward on CPU when compatible, one UserError line when not."""
+import pytest
+import torch
+
+from regbench.backbones import BACKBONES, build_backbone
+from regbench.errors import UserError
+from regbench.norms import NORMS
+
+TINY_BACKBONES = {
+    "convnet": {"widths": [4, 8]},
+    "mlp": {"hidden": [8]},
+    "resnet18": {"width": 4},
+    "preact_resnet18": {"width": 4},
+    "wrn16_4": {"depth": 10, "widen_factor": 1},
+    "vit_tiny": {"embed_dim": 8, "depth": 2, "num_heads": 2},
+    "timm": {"model_name": "test_resnet"},
+}
+# 16x16 images keep every resnet stage above 1x1, which the per-sample spatial norms need.
+IMAGE_SHAPE = (1, 16, 16)
+GROUPED = {"groupnorm", "ws_groupnorm", "bcn_ws", "evonorm_s0"}
+INCOMPATIBLE = {
+    ("mlp", n) for n in ("instancenorm", "frn", "evonorm_b0", "ws_batchnorm", "ws_groupnorm", "bcn_ws")
+} | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
+    ("vit_tiny", n) for n in NORMS.names() if n not in ("layernorm", "rmsnorm", "powernorm")
+} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
+# timm's test_resnet downsamples 32x: its last maps are 1x1 (checked at build time, before any training).
+TOO_SMALL = {("timm", "instancenorm")}
+
+
+def test_every_backbone_has_a_tiny_config():
+    assert set(TINY_BACKBONES) == set(BACKBONES.names())
+
+
+@pytest.mark.parametrize("norm", NORMS.names())
+@pytest.mark.parametrize("backbone", sorted(TINY_BACKBONES))
+def test_backbone_norm_pair(backbone, norm):
+    norm_cfg = {"name": norm, **({"groups": 2} if norm in GROUPED else {})}
+    cfg = {"name": backbone, **TINY_BACKBONES[backbone]}
+    if (backbone, norm) in INCOMPATIBLE:
+        with pytest.raises(UserError, match=f"norm={norm} with backbone={backbone} is not supported") as err:
+            build_backbone(cfg, norm_cfg, IMAGE_SHAPE, 3)
+        assert "\n" not in str(err.value)
+        return
+    if (backbone, norm) in TOO_SMALL:
+        with pytest.raises(UserError, match=f"norm={norm} takes statistics over each sample's H x W"):
+            build_backbone(cfg, norm_cfg, IMAGE_SHAPE, 3)
+        return
+    model = build_backbone(cfg, norm_cfg, IMAGE_SHAPE, 3)
+    logits = model(torch.randn(2, *IMAGE_SHAPE))
+    assert logits.shape == (2, 3)
+    logits.sum().backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable if p is not model.head.bias)
+
+
+def test_spatial_norm_on_a_backbone_that_shrinks_maps_to_1x1_is_one_line():
+    with pytest.raises(UserError, match="norm=instancenorm takes statistics over each sample's H x W"):
+        build_backbone({"name": "resnet18", "width": 4}, {"name": "instancenorm"}, (1, 8, 8), 3)
+
+
+def test_timm_model_that_cannot_take_the_norm_is_one_line():
+    with pytest.raises(UserError, match="backbone=timm model_name=test_vit with norm=batchnorm") as err:
+        build_backbone({"name": "timm", "model_name": "test_vit"}, {"name": "batchnorm"}, (1, 16, 16), 3)
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="backbone.model_name='nope' is invalid"):
+        build_backbone({"name": "timm", "model_name": "nope"}, {"name": "batchnorm"}, (1, 16, 16), 3)
+
+
+def test_weight_standardized_norms_reach_timm_convs():
+    from regbench.norms import WSConv2d
+
+    model = build_backbone({"name": "timm", "model_name": "test_resnet"}, {"name": "ws_batchnorm"}, (1, 16, 16), 3)
+    assert any(isinstance(m, WSConv2d) for m in model.modules())

@@ -1,0 +1,65 @@
+"""End to end through the CLI: representative runs, the presets, and incompatible pairs as one line (exit 2)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from regbench.config import preflight, validate_config
+from regbench.errors import UserError
+
+PRESETS = ["microbatch_bn", "microbatch_gn", "microbatch_bcn_ws", "vit_pre_ln", "vit_post_ln", "vit_mix_ln",
+           "vit_peri_ln", "vit_ln_scaling"]
+
+
+def regbench_train(tmp_path, *overrides):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "regbench", "train", "logger=none", "trainer.max_epochs=1",
+                           f"hydra.run.dir={tmp_path / 'run'}", *overrides],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_compose_and_validate(preset):
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"+exp={preset}"])
+    resolved = OmegaConf.to_container(cfg)
+    resolved["run_dir"] = "."
+    validate_config(resolved)
+    assert resolved["exp_name"] == preset
+    if preset.startswith("microbatch"):
+        assert resolved["data"]["batch_size"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    ["backbone.widths=[8,16]", "norm=bcn_ws", "norm.groups=4"],
+    ["backbone=vit_tiny", "backbone.embed_dim=16", "backbone.depth=2", "backbone.num_heads=2", "norm.placement=peri",
+     "norm=layernorm", "optim=adamw"],
+])
+def test_representative_runs_train_one_epoch(tmp_path, overrides):
+    result = regbench_train(tmp_path, *overrides)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["norm=powernorm", "norm.placement=peri"], "norm.placement=peri only applies to transformer backbones"),
+    (["backbone=vit_tiny", "norm=groupnorm"], "norm=groupnorm with backbone=vit_tiny is not supported"),
+    (["backbone=mlp", "norm=bcn_ws"], "norm=bcn_ws with backbone=mlp is not supported"),
+])
+def test_incompatible_choices_fail_preflight_in_one_line(overrides, message):
+    with pytest.raises(UserError, match=message) as err:
+        preflight(overrides, multirun=False)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_incompatible_pair_exits_2_with_one_line(tmp_path):
+    result = regbench_train(tmp_path, "backbone=vit_tiny", "norm=batchnorm")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "norm=batchnorm with backbone=vit_tiny" in result.stderr
