@@ -76,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule)
         final = test_metrics(trainer, module, datamodule, ckpt_path=None)
         calibration = module.last_test_bins
+        reports = module.regularizer_reports(datamodule.test_dataloader())
         best_epoch = max(range(len(recorder.rows)), key=lambda i: recorder.rows[i]["val_acc"])
         best = test_metrics(trainer, module, datamodule, ckpt_path=checkpoint.best_model_path or None)
         last_row = recorder.rows[-1]
@@ -84,7 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                    "best_test_acc": best["test_acc"]}
         payload = run_payload(resolved, "completed", started, metrics=metrics, calibration=calibration,
                               epochs=len(recorder.rows), images_per_s=sum(r["images_per_s"] for r in recorder.rows)
-                              / len(recorder.rows))
+                              / len(recorder.rows), **reports)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "metrics.json", payload)
         finish_logger(logger, exit_code=0)

@@ -18,6 +18,8 @@ class BasicBlock(nn.Module):
         self.norm1 = norm_layer(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.norm2 = norm_layer(c_out)
+        # Stochastic depth (regularizer=droppath) replaces this with a per-sample branch drop.
+        self.drop_path: nn.Module = nn.Identity()
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), norm_layer(c_out))
@@ -25,7 +27,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
+        return torch.relu(self.drop_path(out) + self.shortcut(x))
 
 
 class ResNet(Classifier):
