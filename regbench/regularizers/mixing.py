@@ -14,7 +14,7 @@ import torch
 from regbench.errors import check_positive, check_probability
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import smooth_targets
+from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
 
 INPUT_MIXING = "input mixing"
 # Cutout and CutMix both drop a region of the image (CutMix fills it from a partner); stacked, the erased hole
@@ -108,7 +108,7 @@ class MixupCutMix(Regularizer):
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
         # Smoothing here and in `label_smoothing` would smooth twice.
-        self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + (("label smoothing",) if label_smoothing > 0 else ())
+        self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + ((LABEL_SMOOTHING,) if label_smoothing > 0 else ())
         self.rng = random.Random(seed)
 
     def mix_batch(self, images, targets, index):

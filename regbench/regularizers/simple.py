@@ -9,6 +9,8 @@ from regbench.regularizers.base import Regularizer
 from regbench.regularizers.dropout import FEATURE_DROPOUT
 from regbench.regularizers.registry import REGULARIZERS
 
+LABEL_SMOOTHING = "label smoothing"
+
 
 @REGULARIZERS.register("dropout")
 class Dropout(Regularizer):
@@ -36,7 +38,7 @@ def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
 @REGULARIZERS.register("label_smoothing")
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
-    exclusive = "label smoothing"
+    exclusive = LABEL_SMOOTHING
 
     def __init__(self, *, eps: float, seed: int):
         check_probability("eps", eps)
