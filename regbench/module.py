@@ -91,6 +91,9 @@ class ClassifierModule(L.LightningModule):
             images, targets = reg.mix_batch(images, targets, index)
         logits = self.model(images)
         per_sample = soft_cross_entropy(logits, targets)
+        if logits.dim() == 3:
+            # Multi-sample dropout: (masks, B, C) logits, one loss per mask, averaged over the masks.
+            per_sample, logits = per_sample.mean(dim=0), logits.mean(dim=0)
         for reg in self.regularizers:
             per_sample = reg.loss(per_sample, logits, targets, index, self.model)
         if self.class_weights is not None:
@@ -151,6 +154,13 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics.update(logits, labels)
         self.test_per_class.update(logits, labels)
         self._log_metrics("test", self.test_metrics)
+
+    def regularizer_reports(self, test_batches) -> dict[str, Any]:
+        """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""
+        reports: dict[str, Any] = {}
+        for reg in self.regularizers:
+            reports.update(reg.test_report(self.eval_network(), test_batches))
+        return reports
 
     def on_test_epoch_end(self) -> None:
         self.last_test_bins = self.test_metrics.bins.compute()

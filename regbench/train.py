@@ -76,6 +76,7 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     """Test the final model, then the best-validation one; summarize the history."""
     final = test_metrics(trainer, module, datamodule, ckpt_path=None)
     calibration = module.last_test_bins
+    reports = module.regularizer_reports(datamodule.test_dataloader())
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
@@ -83,7 +84,8 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     metrics = {**final, **{k: rows[-1][k] for k in ("val_acc", "val_nll", "val_ece", "train_loss")},
                "best_epoch": best_epoch, "best_val_acc": rows[best_epoch]["val_acc"], "best_test_acc": best["test_acc"]}
     return {"metrics": metrics, "calibration": calibration, "epochs": len(rows),
-            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s, **labels_report}
+            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
+            **labels_report, **reports}
 
 
 def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]:

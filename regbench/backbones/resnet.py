@@ -23,6 +23,8 @@ class BasicBlock(nn.Module):
         self.conv2 = conv_layer(c_out, c_out, 3, padding=1, bias=False)
         self.norm2 = norm_layer(c_out)
         self.scale = branch_scale(norm_layer)
+        # Stochastic depth (regularizer=droppath) replaces this with a per-sample branch drop.
+        self.drop_path: nn.Module = nn.Identity()
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(conv_layer(c_in, c_out, 1, stride=stride, bias=False), norm_layer(c_out))
@@ -31,7 +33,7 @@ class BasicBlock(nn.Module):
         out = self.norm1(self.conv1(x))
         out = self.scale(self.norm2(self.conv2(out)))
         # The ReLU after the sum pairs with no norm, so it stays even when a norm is its own activation.
-        return torch.relu(out + self.shortcut(x))
+        return torch.relu(self.drop_path(out) + self.shortcut(x))
 
 
 class ResNet(Classifier):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from regbench.errors import UserError
-from regbench.regularizers import averaging, mixing, noisy_labels, simple  # noqa: F401  (registration side effects)
+from regbench.regularizers import (  # noqa: F401  (registration side effects)
+    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple)
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
 
@@ -19,12 +20,17 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int) -> list[
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
     for reg in regularizers:
-        for tag in filter(None, (reg.exclusive,) if isinstance(reg.exclusive, str) else reg.exclusive):
+        for tag in exclusive_tags(reg):
             if tag in claimed:
                 raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
                                 f"{tag}; keep only one of them")
             claimed[tag] = reg.name
     return regularizers
+
+
+def exclusive_tags(reg: Regularizer) -> tuple[str, ...]:
+    tags = (reg.exclusive,) if isinstance(reg.exclusive, str) else reg.exclusive
+    return tuple(tag for tag in tags if tag)
 
 
 def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:

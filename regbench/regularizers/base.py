@@ -6,7 +6,7 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
@@ -27,8 +27,8 @@ class Regularizer:
     registers them, so their tensors follow the device and are saved in checkpoints."""
 
     name: str = ""
-    # Regularizers sharing a non-empty `exclusive` tag (or one of a tuple of tags) cannot be stacked
-    # (e.g. two input-mixing methods).
+    # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods);
+    # a tuple claims several tags.
     exclusive: str | tuple[str, ...] = ""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -58,6 +58,10 @@ class Regularizer:
     def eval_model(self, model: nn.Module) -> nn.Module:
         """The network to evaluate (averaged weights for EMA/SWA); the trained one by default."""
         return model
+
+    def test_report(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
+        """Extra top-level entries for metrics.json, computed once on the test batches after training."""
+        return {}
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""mixup and CutMix: pure functions for the math, thin regularizers that draw the randomness.
+"""mixup, CutMix and timm's per-batch switch between them: pure functions for the math, thin regularizers
+that draw the randomness (in timm's draw order, so a run can be replayed against timm.data.Mixup).
 
 Partners are paired by reversing the (already shuffled) batch, as timm does, so odd batch sizes work: the
 middle sample is paired with itself.
@@ -13,6 +14,12 @@ import torch
 from regbench.errors import check_positive, check_probability
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
+
+INPUT_MIXING = "input mixing"
+# Cutout and CutMix both drop a region of the image (CutMix fills it from a partner); stacked, the erased hole
+# would cover pasted pixels and CutMix's lambda would no longer be the visible pasted fraction.
+REGIONAL_DROPOUT = "regional dropout"
 
 
 def mix_targets(targets: torch.Tensor, lam: float) -> torch.Tensor:
@@ -47,7 +54,7 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor,
 
 
 class _Mixing(Regularizer):
-    exclusive = "input mixing"
+    exclusive = INPUT_MIXING
 
     def __init__(self, *, alpha: float, prob: float, seed: int):
         check_positive("alpha", alpha)
@@ -74,6 +81,7 @@ class Mixup(_Mixing):
 @REGULARIZERS.register("cutmix")
 class CutMix(_Mixing):
     name = "cutmix"
+    exclusive = (INPUT_MIXING, REGIONAL_DROPOUT)
 
     def mix_batch(self, images, targets, index):
         lam = self.draw_lam()
@@ -81,3 +89,35 @@ class CutMix(_Mixing):
             return images, targets
         mixed, mixed_targets, _ = cutmix(images, targets, cutmix_box(lam, *images.shape[-2:], self.rng))
         return mixed, mixed_targets
+
+
+@REGULARIZERS.register("mixup_cutmix")
+class MixupCutMix(Regularizer):
+    """timm's `Mixup(mode="batch")`: with probability `prob` mix the batch at all; then CutMix with probability
+    `switch_prob`, else mixup, each with its own alpha; label smoothing folded into the soft targets."""
+
+    name = "mixup_cutmix"
+
+    def __init__(self, *, mixup_alpha: float, cutmix_alpha: float, prob: float, switch_prob: float,
+                 label_smoothing: float, seed: int):
+        check_positive("mixup_alpha", mixup_alpha)
+        check_positive("cutmix_alpha", cutmix_alpha)
+        check_probability("prob", prob)
+        check_probability("switch_prob", switch_prob)
+        check_probability("label_smoothing", label_smoothing)
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
+        # Smoothing here and in `label_smoothing` would smooth twice.
+        self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + ((LABEL_SMOOTHING,) if label_smoothing > 0 else ())
+        self.rng = random.Random(seed)
+
+    def mix_batch(self, images, targets, index):
+        # timm's mixup_target: on = 1 - eps + eps/C, off = eps/C, whether or not the batch is mixed.
+        targets = smooth_targets(targets, self.label_smoothing)
+        if self.rng.random() >= self.prob:
+            return images, targets
+        if self.rng.random() < self.switch_prob:
+            lam = self.rng.betavariate(self.cutmix_alpha, self.cutmix_alpha)
+            mixed, mixed_targets, _ = cutmix(images, targets, cutmix_box(lam, *images.shape[-2:], self.rng))
+            return mixed, mixed_targets
+        return mixup(images, targets, self.rng.betavariate(self.mixup_alpha, self.mixup_alpha))

@@ -6,7 +6,10 @@ import torch.nn as nn
 
 from regbench.errors import UserError, check, check_probability
 from regbench.regularizers.base import Regularizer
+from regbench.regularizers.dropout import FEATURE_DROPOUT
 from regbench.regularizers.registry import REGULARIZERS
+
+LABEL_SMOOTHING = "label smoothing"
 
 
 @REGULARIZERS.register("dropout")
@@ -14,6 +17,7 @@ class Dropout(Regularizer):
     """Dropout on the penultimate features (Srivastava et al., 2014)."""
 
     name = "dropout"
+    exclusive = FEATURE_DROPOUT
 
     def __init__(self, *, rate: float, seed: int):
         check(isinstance(rate, (int, float)) and 0.0 <= rate < 1.0, "rate", rate, "must be in [0, 1)")
@@ -34,6 +38,7 @@ def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
 @REGULARIZERS.register("label_smoothing")
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
+    exclusive = LABEL_SMOOTHING
 
     def __init__(self, *, eps: float, seed: int):
         check_probability("eps", eps)

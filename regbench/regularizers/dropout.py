@@ -1,0 +1,104 @@
+"""The dropout family beyond plain dropout: stochastic depth, alpha dropout, multi-sample dropout."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath
+
+from regbench.errors import UserError, check, check_positive_int
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.registry import REGULARIZERS
+
+# Techniques that act on the penultimate features (by wrapping the head) do not stack with one another.
+FEATURE_DROPOUT = "penultimate-feature dropout"
+
+
+def check_rate(key: str, rate) -> None:
+    check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, key, rate,
+          "must be in [0, 1)")
+
+
+def wrap_head(model: nn.Module, name: str, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    if not hasattr(model, "head"):
+        raise UserError(f"regularizer={name} needs a backbone with a `head`; {type(model).__name__} has none")
+    model.head = wrap(model.head)
+    return model
+
+
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """Blocks that expose a `drop_path` slot on their residual branch, in forward (definition) order."""
+    return [m for m in model.modules() if isinstance(getattr(m, "drop_path", None), nn.Module)]
+
+
+def linear_drop_probs(drop_prob: float, num_blocks: int) -> list[float]:
+    """Huang et al. (2016), eq. 4: survival p_l = 1 - l/L (1 - p_L), i.e. drop probability l/L * (1 - p_L)."""
+    return [drop_prob * l / num_blocks for l in range(1, num_blocks + 1)]
+
+
+@REGULARIZERS.register("droppath")
+class DropPathRegularizer(Regularizer):
+    """Stochastic depth: each residual branch is dropped per sample with its linear-rule probability and
+    rescaled by 1/keep in training (timm.layers.DropPath), so evaluation is the plain network."""
+
+    name = "droppath"
+
+    def __init__(self, *, drop_prob: float, seed: int):
+        check_rate("drop_prob", drop_prob)
+        self.drop_prob = drop_prob
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        blocks = residual_blocks(model)
+        if not blocks:
+            raise UserError(f"regularizer=droppath needs a backbone with residual blocks (e.g. backbone=resnet18); "
+                            f"{type(model).__name__} has none")
+        for block, prob in zip(blocks, linear_drop_probs(self.drop_prob, len(blocks))):
+            block.drop_path = DropPath(prob)
+        return model
+
+
+@REGULARIZERS.register("alpha_dropout")
+class AlphaDropoutRegularizer(Regularizer):
+    """Alpha dropout (Klambauer et al., 2017) before the classifier: dropped units are set to SELU's negative
+    saturation value and an affine correction keeps zero mean and unit variance (torch.nn.AlphaDropout)."""
+
+    name = "alpha_dropout"
+    exclusive = FEATURE_DROPOUT
+
+    def __init__(self, *, rate: float, seed: int):
+        check_rate("rate", rate)
+        self.rate = rate
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return wrap_head(model, self.name, lambda head: nn.Sequential(nn.AlphaDropout(self.rate), head))
+
+
+class MultiSampleDropoutHead(nn.Module):
+    """Training: `num_samples` dropout masks on the same features through the shared head -> (M, B, C) logits,
+    whose per-mask losses the module averages. Evaluation: one dropout-free pass -> (B, C)."""
+
+    def __init__(self, head: nn.Module, rate: float, num_samples: int):
+        super().__init__()
+        self.head, self.rate, self.num_samples = head, rate, num_samples
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.head(features)
+        keep = 1.0 - self.rate
+        masks = features.new_empty((self.num_samples, *features.shape)).bernoulli_(keep).div_(keep)
+        return self.head(features * masks)
+
+
+@REGULARIZERS.register("multisample_dropout")
+class MultiSampleDropout(Regularizer):
+    name = "multisample_dropout"
+    exclusive = FEATURE_DROPOUT
+
+    def __init__(self, *, rate: float, num_samples: int, seed: int):
+        check_rate("rate", rate)
+        check_positive_int("num_samples", num_samples)
+        self.rate, self.num_samples = rate, num_samples
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return wrap_head(model, self.name, lambda head: MultiSampleDropoutHead(head, self.rate, self.num_samples))

@@ -1,0 +1,57 @@
+"""Nested dropout: exactly the channels >= k are zeroed, and k follows the paper's distribution."""
+import math
+from collections import Counter
+
+import torch
+import pytest
+import torch.nn as nn
+
+from regbench.backbones.mlp import MLP
+from regbench.regularizers import create_regularizer
+from regbench.regularizers.nested_dropout import NestedDropoutLayer, keep_first
+
+
+def test_keep_first_zeroes_exactly_the_channels_from_k_on():
+    features = torch.arange(1.0, 13.0).reshape(2, 6)
+    for k in range(1, 7):
+        out = keep_first(features, k)
+        assert torch.equal(out[:, :k], features[:, :k])  # unscaled
+        assert torch.equal(out[:, k:], torch.zeros(2, 6 - k))
+
+
+def test_training_keeps_one_drawn_prefix_per_batch():
+    layer = NestedDropoutLayer(16, mu=0.0, sigma=6.0, seed=1).train()
+    features = torch.rand(8, 16) + 1.0
+    for _ in range(20):
+        nonzero = layer(features) != 0
+        k = int(nonzero[0].sum())
+        assert torch.equal(nonzero, (torch.arange(16) < k).expand(8, 16))  # same k for every sample
+    layer.eval()
+    assert torch.equal(layer(features), features)
+
+
+def test_k_follows_the_official_gaussian_distribution():
+    d, mu, sigma, draws = 12, 0.0, 4.0, 20000
+    layer = NestedDropoutLayer(d, mu=mu, sigma=sigma, seed=0)
+    counts = Counter(layer.draw_keep() for _ in range(draws))
+    weights = [math.exp(-(((k - mu) / sigma) ** 2)) for k in range(1, d + 1)]  # GaussianDist(mu, std, N)
+    for k, w in zip(range(1, d + 1), weights):
+        p = w / sum(weights)
+        assert abs(counts[k] / draws - p) < 4 * math.sqrt(p * (1 - p) / draws) + 1e-4, k
+
+
+def test_test_report_gives_accuracy_by_width_and_full_width_equals_plain_eval():
+    torch.manual_seed(0)
+    reg = create_regularizer("nested_dropout", mu=0.0, sigma=10.0)
+    model = reg.wrap_model(MLP(4, [8], 3, lambda c: nn.Identity()))
+    images, labels = torch.randn(30, 1, 2, 2), torch.randint(0, 3, (30,))
+    batches = [(images[:16], labels[:16], None), (images[16:], labels[16:], None)]
+    report = reg.test_report(model, batches)["nested_dropout_acc_by_k"]
+    assert list(report) == ["1", "2", "4", "8"]
+    model.eval()
+    with torch.no_grad():
+        full = (model(images).argmax(-1) == labels).float().mean().item()
+        features = model.forward_features(images)
+        k2 = (model.head[1](keep_first(features, 2)).argmax(-1) == labels).float().mean().item()
+    assert report["8"] == pytest.approx(full) and report["2"] == pytest.approx(k2)
+    assert model.head[0].eval_keep is None  # the report leaves the network as it was
