@@ -25,9 +25,8 @@ def regbench_train(tmp_path, *overrides):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose_and_validate(preset):
     with initialize_config_module("regbench.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"+exp={preset}"])
-    resolved = OmegaConf.to_container(cfg)
-    resolved["run_dir"] = "."
+        cfg = compose("config", overrides=[f"+exp={preset}", "run_dir=."])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     validate_config(resolved)
     assert resolved["exp_name"] == preset
     if preset.startswith("microbatch"):

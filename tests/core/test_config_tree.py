@@ -12,6 +12,8 @@ from regbench.config import GROUPS, validate_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SELECTABLE = [g for g in GROUPS if g != "exp"]
+# Options that only fit some partners are validated with one (the compatibility rules have their own tests).
+PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["backbone=mlp"]}
 
 
 def composed(overrides: list[str]) -> dict:
@@ -29,7 +31,7 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in SELECTABLE for o in options(g)])
 def test_every_group_option_composes_and_validates(group, option):
     value = f"[{option}]" if group == "regularizer" else option
-    cfg = composed([f"{group}={value}"])
+    cfg = composed([f"{group}={value}", *PARTNERS.get((group, option), [])])
     validate_config(cfg)
     if group == "regularizer":
         assert list(cfg["regularizer"]) == ([] if option == "none" else [option])

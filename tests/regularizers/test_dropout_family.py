@@ -7,20 +7,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import drop_path
 
-from regbench.backbones.convnet import ConvNet
-from regbench.backbones.mlp import MLP
-from regbench.backbones.resnet import BasicBlock, ResNet
+from regbench.backbones import build_backbone
+from regbench.backbones.resnet import BasicBlock
 from regbench.errors import UserError
 from regbench.module import ClassifierModule
 from regbench.regularizers import create_regularizer
 
 
-def no_norm(channels):
-    return nn.Identity()
-
-
 def tiny_resnet():
-    return ResNet(1, [2, 2, 2, 2], 4, 3, no_norm)
+    return build_backbone({"name": "resnet18", "width": 4}, {"name": "layernorm"}, (1, 8, 8), 3)
+
+
+def plain_mlp(in_features: int, hidden: int):
+    return build_backbone({"name": "mlp", "hidden": [hidden]}, {"name": "none"}, (1, 1, in_features), 3)
 
 
 # --- droppath -------------------------------------------------------------------------------------------------
@@ -57,13 +56,13 @@ def test_droppath_drops_whole_sample_branches_with_rescaling_in_training_only():
 
 def test_droppath_refuses_backbones_without_residual_blocks():
     with pytest.raises(UserError, match=r"^regularizer=droppath needs a backbone with residual blocks.*ConvNet has none$"):
-        create_regularizer("droppath", drop_prob=0.5).wrap_model(ConvNet(1, [4], 3, 8, no_norm))
+        create_regularizer("droppath", drop_prob=0.5).wrap_model(build_backbone({"name": "convnet", "widths": [4]}, {"name": "layernorm"}, (1, 8, 8), 3))
 
 
 # --- alpha_dropout --------------------------------------------------------------------------------------------
 def test_alpha_dropout_matches_the_selu_paper_formula():
     rate = 0.1
-    model = create_regularizer("alpha_dropout", rate=rate).wrap_model(MLP(4, [4096], 3, no_norm))
+    model = create_regularizer("alpha_dropout", rate=rate).wrap_model(plain_mlp(4, 4096))
     layer = model.head[0]
     x = torch.randn(64, 4096)
     layer.train()
@@ -84,7 +83,7 @@ def test_alpha_dropout_matches_the_selu_paper_formula():
 # --- multisample_dropout --------------------------------------------------------------------------------------
 def msd_module(rate=0.5, num_samples=8):
     torch.manual_seed(0)
-    model = MLP(4, [6], 3, no_norm)
+    model = plain_mlp(4, 6)
     reg = create_regularizer("multisample_dropout", rate=rate, num_samples=num_samples)
     return ClassifierModule(model, [reg], 3, {"name": "sgd", "lr": 0.1}, {"name": "constant"})
 

@@ -4,9 +4,8 @@ from collections import Counter
 
 import torch
 import pytest
-import torch.nn as nn
 
-from regbench.backbones.mlp import MLP
+from regbench.backbones import build_backbone
 from regbench.regularizers import create_regularizer
 from regbench.regularizers.nested_dropout import NestedDropoutLayer, keep_first
 
@@ -43,7 +42,7 @@ def test_k_follows_the_official_gaussian_distribution():
 def test_test_report_gives_accuracy_by_width_and_full_width_equals_plain_eval():
     torch.manual_seed(0)
     reg = create_regularizer("nested_dropout", mu=0.0, sigma=10.0)
-    model = reg.wrap_model(MLP(4, [8], 3, lambda c: nn.Identity()))
+    model = reg.wrap_model(build_backbone({"name": "mlp", "hidden": [8]}, {"name": "none"}, (1, 2, 2), 3))
     images, labels = torch.randn(30, 1, 2, 2), torch.randint(0, 3, (30,))
     batches = [(images[:16], labels[:16], None), (images[16:], labels[16:], None)]
     report = reg.test_report(model, batches)["nested_dropout_acc_by_k"]
