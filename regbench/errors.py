@@ -1,10 +1,21 @@
-"""The one exception type for mistakes a user can fix; the CLI prints it as one line and exits with code 2."""
+"""Errors the CLI reports as one line, without a traceback: mistakes a user can fix (exit code 2) and runs
+that failed for a reason that can be said in one line (exit code 1)."""
 
 
-class UserError(Exception):
+class ReportedError(Exception):
+    """Printed as one line by the CLI, which then exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class UserError(ReportedError):
     """A bad input: an unknown name, a wrong type, an out-of-range value, a missing file."""
 
     exit_code = 2
+
+
+class TrainingDiverged(ReportedError):
+    """The training loss became NaN or infinite: the run stops at once and is marked failed."""
 
 
 class ParamError(UserError):

@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from regbench.calibration import ReliabilityBins
+from regbench.errors import TrainingDiverged
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
 
@@ -65,6 +66,11 @@ class ClassifierModule(L.LightningModule):
         self.register_buffer("_train_correct", torch.zeros(()), persistent=False)
         self.train_images_seen = 0
 
+    @property
+    def world_size(self) -> int:
+        """DDP processes training this module (1 outside a Trainer, e.g. in unit tests)."""
+        return self._trainer.world_size if self._trainer is not None else 1
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
@@ -99,6 +105,7 @@ class ClassifierModule(L.LightningModule):
         if self.class_weights is not None:
             per_sample = per_sample * self.class_weights[labels]
         loss = per_sample.mean()
+        self.stop_if_diverged(loss, batch_idx)
         batch_size = labels.shape[0]
         correct = logits.detach().argmax(dim=-1) == labels
         self._train_loss_sum += loss.detach() * batch_size
@@ -111,6 +118,16 @@ class ClassifierModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
         return loss
 
+    def stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """A NaN or infinite loss ends the run at once, before the optimizer spreads it into the weights."""
+        check = loss.detach()
+        if self.world_size > 1:
+            # Every rank must stop at the same step, or the others would wait forever in the gradient all-reduce.
+            check = self.trainer.strategy.reduce(check, reduce_op="sum")
+        if not torch.isfinite(check):
+            raise TrainingDiverged(f"the training loss became {float(check)} at epoch {self.current_epoch}, batch "
+                                   f"{batch_idx}; lower optim.lr or check the data and regularizer settings")
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
                                  epoch_finished=batch_idx + 1 == self.trainer.num_training_batches,
@@ -122,11 +139,31 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             reg.on_epoch_end(self.current_epoch)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The running epoch's sums: a run resumed mid-epoch then reports the whole epoch, not its tail.
+        checkpoint["regbench_epoch_sums"] = {
+            "loss": self._train_loss_sum.cpu(), "correct": self._train_correct.cpu(),
+            "noise_split": self._noise_split_counts.cpu(), "images": self.train_images_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sums = checkpoint.get("regbench_epoch_sums")
+        if sums is not None:
+            self._train_loss_sum.copy_(sums["loss"])
+            self._train_correct.copy_(sums["correct"])
+            self._noise_split_counts.copy_(sums["noise_split"])
+            self.train_images_seen = sums["images"]
+
     def train_epoch_stats(self) -> dict[str, float]:
-        seen = max(self.train_images_seen, 1)
-        stats = {"train_loss": float(self._train_loss_sum) / seen, "train_acc": float(self._train_correct) / seen}
+        """Training loss and accuracy of the epoch over all ranks' samples (read once per epoch)."""
+        sums = torch.cat([self._train_loss_sum[None], self._train_correct[None], self._noise_split_counts,
+                          torch.tensor([float(self.train_images_seen)], device=self._train_loss_sum.device)])
+        if self.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss_sum, correct, *noise_split, images = sums.tolist()
+        seen = max(images, 1)
+        stats = {"train_loss": loss_sum / seen, "train_acc": correct / seen, "train_images": int(images)}
         if self.is_noisy is not None:
-            clean_correct, clean_seen, noisy_correct, noisy_seen = self._noise_split_counts.tolist()
+            clean_correct, clean_seen, noisy_correct, noisy_seen = noise_split
             stats["train_acc_clean"] = clean_correct / clean_seen if clean_seen else float("nan")
             stats["train_acc_noisy"] = noisy_correct / noisy_seen if noisy_seen else float("nan")
         return stats
@@ -174,7 +211,10 @@ class ClassifierModule(L.LightningModule):
     # --- optimization ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim_cfg, self.model)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(1, total_steps // max(1, self.trainer.max_epochs))
+        # Counted from the in-memory batches, not trainer.estimated_stepping_batches: that would set up the
+        # training loader before a checkpoint's loader position is restored, and a resumed run would restart
+        # the interrupted epoch from its first batch.
+        steps_per_epoch = max(1, len(self.trainer.datamodule.train_dataloader()))
+        total_steps = steps_per_epoch * self.trainer.max_epochs
         schedule = build_schedule(self.sched_cfg, optimizer, steps_per_epoch, total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
+from omegaconf import OmegaConf
 
+from regbench.describe import config_hash
 from regbench.errors import UserError
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s",
@@ -22,18 +26,63 @@ VERSIONED_PACKAGES = ("regbench", "torch", "torchvision", "lightning", "torchmet
 RESULT_FILES = ("config.yaml", "metrics.json", "history.csv")
 
 
-def check_fresh_run_dir(run_dir: Path) -> None:
+@dataclass(frozen=True)
+class Resumption:
+    """What a run directory already holds for a start with the same config."""
+
+    completed: dict[str, Any] | None = None  # metrics.json of a finished run: nothing is left to do
+    checkpoint: Path | None = None  # the last checkpoint of an unfinished run: training continues from it
+    attempts: tuple[dict[str, Any], ...] = ()  # how earlier attempts ended; kept in the next metrics.json
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def stored_config_hash(run_dir: Path) -> str | None:
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
+    except Exception:  # noqa: BLE001  (any unreadable file means "not the same run")
+        return None
+    return config_hash(stored) if isinstance(stored, dict) else None
+
+
+def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.dir") -> Resumption:
+    """Decide how a start with config hash `config_hash_` may use `run_dir`: fresh, skip, or resume.
+
+    A directory holding a run with another config is refused, so no result is ever overwritten.
+    """
     taken = [name for name in RESULT_FILES if (run_dir / name).exists()]
-    if taken:
-        raise UserError(f"hydra.run.dir={str(run_dir)!r} already holds a run ({taken[0]} exists); "
-                        f"choose a new directory so no result is overwritten")
+    if not taken:
+        return Resumption()
+    if stored_config_hash(run_dir) != config_hash_:
+        raise UserError(f"{dir_key}={str(run_dir)!r} already holds a run with another config ({taken[0]} "
+                        f"exists); choose a new directory so no result is overwritten")
+    metrics = read_json(run_dir / "metrics.json")
+    if metrics is not None and metrics.get("status") == "completed":
+        return Resumption(completed=metrics)
+    if metrics is None:
+        last = {"status": "killed", "error": "ended without writing metrics.json (killed, or the machine stopped)"}
+    else:
+        last = {key: metrics.get(key) for key in ("status", "error", "wall_time_s", "epochs")}
+    earlier = tuple(metrics.get("attempts", [])) if metrics else ()
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    return Resumption(checkpoint=checkpoint if checkpoint.is_file() else None, attempts=(*earlier, last))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def git_commit() -> str | None:
@@ -57,21 +106,45 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-class RunRecorder(L.Callback):
-    """Appends one history.csv row per epoch and prints a plain progress line when not on a terminal."""
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    columns = HISTORY_COLUMNS + [k for row in rows for k in row if k not in HISTORY_COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(columns)), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
-    def __init__(self, run_dir: Path, print_lines: bool, process_start: float):
+
+class RunRecorder(L.Callback):
+    """Keeps one history row per epoch, rewrites history.csv atomically after each, and prints a plain progress
+    line when not on a terminal. The rows are callback state: a checkpoint carries the history up to it, so a
+    resumed run's history.csv holds exactly the epochs its weights have seen."""
+
+    def __init__(self, run_dir: Path, print_lines: bool, process_start: float, writes: bool):
         self.history_path = run_dir / "history.csv"
-        self.print_lines = print_lines
+        self.print_lines, self.writes = print_lines, writes
         self.rows: list[dict[str, Any]] = []
         self.process_start = process_start
-        self.fit_start = time.perf_counter()
+        self.fit_start = self._epoch_start = time.perf_counter()
+        self._epochs_before_fit = 0
         self.startup_s: float | None = None
-        self._epoch_start = 0.0
         self._train_end: float | None = None
+        if writes and self.history_path.exists():
+            # Left by an attempt that saved no checkpoint: its epochs are not the ones this run continues from.
+            self.history_path.unlink()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+        if self.writes:
+            write_text_atomic(self.history_path, history_csv(self.rows))
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        self.fit_start = time.perf_counter()
+        # A run resumed mid-epoch starts its clock here: on_train_epoch_start is not called for that epoch.
+        self.fit_start = self._epoch_start = time.perf_counter()
+        self._epochs_before_fit = len(self.rows)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch_start = time.perf_counter()
@@ -89,33 +162,26 @@ class RunRecorder(L.Callback):
         train_time = (self._train_end or now) - self._epoch_start
         self._train_end = None
         logged = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch, **pl_module.train_epoch_stats(),
+        stats = pl_module.train_epoch_stats()  # summed over DDP ranks
+        row = {"epoch": trainer.current_epoch, **stats,
                **{k: float(logged[k]) for k in ("val_acc", "val_nll", "val_ece") if k in logged},
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
-               "images_per_s": pl_module.train_images_seen / max(train_time, 1e-9), "train_time_s": train_time,
+               "images_per_s": stats["train_images"] / max(train_time, 1e-9), "train_time_s": train_time,
                "epoch_time_s": epoch_time}
         self.rows.append(row)
+        if self.writes:
+            write_text_atomic(self.history_path, history_csv(self.rows))
         if trainer.is_global_zero:
-            self._append_history(row)
             for logger in trainer.loggers:
                 logger.log_metrics({k: v for k, v in row.items() if k.startswith(("train_", "images", "lr"))},
                                    step=trainer.global_step)
             if self.print_lines:
                 self._print_line(trainer, row)
 
-    def _append_history(self, row: dict[str, Any]) -> None:
-        columns = HISTORY_COLUMNS + [k for k in row if k not in HISTORY_COLUMNS]
-        new_file = not self.history_path.exists()
-        with self.history_path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
-
     def _print_line(self, trainer, row: dict[str, Any]) -> None:
         done = trainer.current_epoch + 1
-        elapsed = time.perf_counter() - self.fit_start
-        eta = elapsed / done * (trainer.max_epochs - done)
+        done_here = max(len(self.rows) - self._epochs_before_fit, 1)
+        eta = (time.perf_counter() - self.fit_start) / done_here * (trainer.max_epochs - done)
         print(f"epoch {done}/{trainer.max_epochs}  train_loss {row['train_loss']:.4f}  train_acc "
               f"{row['train_acc']:.4f}  val_acc {row.get('val_acc', float('nan')):.4f}  "
               f"{row['images_per_s']:.0f} img/s  ETA {eta:.0f}s", file=sys.stdout, flush=True)

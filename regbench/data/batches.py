@@ -54,22 +54,35 @@ class TensorBatches:
 
     With `sample_weights` each epoch draws n indices with replacement in proportion to the weights (class
     upsampling), so an epoch has the same number of steps as without.
+
+    The position inside the epoch is state (`state_dict`): Lightning saves it in checkpoints, so a run resumed
+    from a mid-epoch checkpoint continues with the very batches it would have seen.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, augment: BatchAugment | None = None, image_size: tuple[int, int] | None = None,
-                 drop_last: bool = False, sample_weights: torch.Tensor | None = None):
-        self.images, self.labels, self.sample_weights = images, labels, sample_weights
+                 drop_last: bool = False, sample_weights: torch.Tensor | None = None, shard: bool = True):
+        self.images, self.labels, self.sample_weights, self.shard = images, labels, sample_weights, shard
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.image_size, self.drop_last = augment, image_size, drop_last
         self.epoch = 0
+        self.position = 0  # batches of this epoch already yielded
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.epoch, self.position = epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+    def _world(self) -> tuple[int, int]:
+        return distributed_rank_and_size() if self.shard else (0, 1)
 
     def _shard(self) -> torch.Tensor:
         n = self.labels.shape[0]
-        rank, world = distributed_rank_and_size()
+        rank, world = self._world()
         device = self.labels.device
         if self.shuffle:
             gen = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
@@ -86,17 +99,24 @@ class TensorBatches:
         return order
 
     def __len__(self) -> int:
-        _, world = distributed_rank_and_size()
+        _, world = self._world()
         n = self.labels.shape[0]
         per_rank = (n - n % world) // world if (self.shuffle and world > 1) else -(-n // world)
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
     def __iter__(self):
+        if self.position >= len(self):
+            # The last pass ended and nobody called set_epoch (e.g. resumed from an end-of-epoch checkpoint).
+            self.set_epoch(self.epoch + 1)
         order = self._shard()
         if self.augment is not None:
             gen = torch.Generator(device=self.images.device).manual_seed(self.seed * 100_003 + self.epoch + 1)
-        for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            # Replay the skipped batches' draws so a resumed epoch augments like an uninterrupted one.
+            for _ in range(self.position):
+                self.augment(self.images[:self.batch_size], self.image_size, gen)
+        while self.position < len(self):
+            index = order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
+            self.position += 1
             images = self.images[index]
             if self.augment is not None:
                 images = self.augment(images, self.image_size, gen)

@@ -108,6 +108,11 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         return self._batches["test"]
 
+    def unsharded_test_batches(self) -> TensorBatches:
+        """The whole test split on every DDP rank, for evaluations made outside the Trainer."""
+        test = self._batches["test"]
+        return TensorBatches(test.images, test.labels, test.batch_size, shuffle=False, shard=False)
+
 
 def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
     """Load the dataset named by `cfg.name` with its own parameters and wrap it for Lightning."""
