@@ -8,9 +8,9 @@ import time
 _PROCESS_START = [time.perf_counter()]
 
 import hydra  # noqa: E402  (after the start-up clock on purpose)
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from regbench.errors import UserError  # noqa: E402
+from regbench.errors import ReportedError  # noqa: E402
 
 USAGE = """usage: regbench <command> [args]
 
@@ -23,35 +23,37 @@ INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--
               "--shell-completion", "-sc"}
 
 
-def report(err: UserError, command: str) -> int:
+def report(err: ReportedError, command: str) -> int:
     print(f"regbench {command}: error: {err}", file=sys.stderr)
     return err.exit_code
 
 
 @hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")
-def hydra_train(cfg: DictConfig) -> None:
-    from regbench.config import validate_config
-    from regbench.train import train
+def hydra_train(cfg: DictConfig) -> float | None:
+    from regbench.job import run_job
 
     try:
-        validate_config(OmegaConf.to_container(cfg, resolve=True))
-        train(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
-    except UserError as err:
+        return run_job(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
+    except ReportedError as err:  # a single run; a sweep records failed jobs and goes on
         sys.exit(report(err, "train"))
 
 
 def train_main(args: list[str]) -> int:
+    multirun = "-m" in args or "--multirun" in args
     if not INFO_FLAGS.intersection(args):
         from regbench.config import preflight
 
-        multirun = "-m" in args or "--multirun" in args
         overrides = [a for a in args if not a.startswith("-")]
         try:
             preflight(overrides, multirun)
-        except UserError as err:
+        except ReportedError as err:
             return report(err, "train")
     sys.argv = ["regbench train", *args]
     hydra_train()
+    if multirun:
+        from regbench.sweep import LAST_SWEEP
+
+        return 1 if LAST_SWEEP.get("not_completed") else 0
     return 0
 
 

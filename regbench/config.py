@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.errors import HydraException
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -20,11 +21,15 @@ from regbench.errors import ParamError, UserError, check
 from regbench.loggers import LOGGERS, resolve_wandb_mode
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
-from regbench.rundir import check_fresh_run_dir
+from regbench.describe import config_hash
+from regbench.rundir import inspect_run_dir
 from regbench.trainer import check_trainer_config
 
 CONFIG_MODULE = "regbench.conf"
-GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp")
+GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp", "sweep",
+          "hparams_search")
+# What a hyperparameter search may optimize: validation metrics of metrics.json.
+OPTIMIZABLE_METRICS = ("best_val_acc", "val_acc", "val_nll", "val_ece")
 
 
 def group_options(group: str) -> list[str]:
@@ -74,6 +79,9 @@ def validate_config(cfg: dict[str, Any]) -> None:
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)
     check_trainer_config(cfg["trainer"])
+    metric = cfg.get("optimized_metric")
+    check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
+          f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
     LOGGERS.get(cfg["logger"]["name"])
     if cfg["logger"]["name"] == "wandb":
         try:
@@ -87,8 +95,35 @@ def check_seed(seed: Any) -> None:
         raise UserError(f"seed={seed!r} is invalid: must be an integer >= 0")
 
 
+def compose_checked(overrides: list[str]) -> tuple[dict[str, Any], Any]:
+    """The resolved run config (without `hydra`) and the hydra config for `overrides`, as one-line errors."""
+    try:
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            hydra_cfg = cfg.pop("hydra")
+            cfg.run_dir = "."  # the hydra: resolver needs a live run; the real one is checked in the job
+        return OmegaConf.to_container(cfg, resolve=True), hydra_cfg
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(one_line(err)) from None
+
+
+def sweep_jobs(overrides: list[str], parsed: list[Override]) -> list[list[str]] | None:
+    """Each job's overrides, expanded the way Hydra's basic sweeper will (None for other sweepers, e.g. Optuna,
+    whose jobs are only known while they run)."""
+    _, hydra_cfg = compose_checked([o.input_line for o in parsed if not o.is_sweep_override()])
+    if hydra_cfg.sweeper._target_ != "hydra._internal.core_plugins.basic_sweeper.BasicSweeper":
+        return None
+    params = [f"{key}={value}" for key, value in (hydra_cfg.sweeper.params or {}).items()]
+    try:
+        expanded = OverridesParser.create().parse_overrides([*params, *overrides])
+    except HydraException as err:
+        raise UserError(f"cannot parse hydra.sweeper.params: {one_line(err)}") from None
+    return [job for batch in BasicSweeper.split_arguments(expanded, None) for job in batch]
+
+
 def preflight(overrides: list[str], multirun: bool) -> None:
-    """Compose and check the config the way Hydra will, turning every mistake into one UserError line."""
+    """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
+    sweep, every job's config, so a typo fails before any job starts."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -96,16 +131,15 @@ def preflight(overrides: list[str], multirun: bool) -> None:
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         check_group_choices(parsed)
         if multirun:
-            return  # each job checks its own composed config
-        try:
-            cfg = compose("config", overrides=overrides, return_hydra_config=True)
-            with open_dict(cfg):
-                hydra_cfg = cfg.pop("hydra")
-                cfg.run_dir = "."  # the hydra: resolver needs a live run; the real one is checked in the job
-            resolved = OmegaConf.to_container(cfg, resolve=True)
-            run_dir = hydra_cfg.run.dir if any(o.startswith("hydra.run.dir=") for o in overrides) else None
-        except (HydraException, OmegaConfBaseException) as err:
-            raise UserError(one_line(err)) from None
+            jobs = sweep_jobs(overrides, parsed) or [[o.input_line for o in parsed if not o.is_sweep_override()]]
+            for job in jobs:
+                try:
+                    validate_config(compose_checked(job)[0])
+                except UserError as err:
+                    raise UserError(f"{err} (in the sweep job {' '.join(job)})") from None
+            return
+        resolved, hydra_cfg = compose_checked(overrides)
     validate_config(resolved)
-    if run_dir is not None:
-        check_fresh_run_dir(Path(run_dir))
+    if any(o.startswith("hydra.run.dir=") for o in overrides):
+        # A directory holding this very run is fine (skip or resume); one holding another run is refused.
+        inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))

@@ -31,17 +31,19 @@ def resolve_wandb_mode(mode: str) -> str:
 
 
 @LOGGERS.register("wandb")
-def wandb_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any],
-                 wandb: Mapping[str, Any]):
+def wandb_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
+                 config: dict[str, Any], wandb: Mapping[str, Any]):
     from lightning.pytorch.loggers import WandbLogger
 
     mode = resolve_wandb_mode(wandb["mode"])
-    return WandbLogger(project=wandb["project"], entity=wandb["entity"], group=group, tags=tags, mode=mode,
-                       save_dir=str(run_dir), name=f"{group}/{run_dir.name}", config=config)
+    # A fixed id with resume="allow": a run resumed from its checkpoint continues the same W&B run.
+    return WandbLogger(project=wandb["project"], entity=wandb["entity"], group=group, job_type=job_type, tags=tags,
+                       mode=mode, save_dir=str(run_dir), name=run_name, id=run_id, resume="allow", config=config)
 
 
 @LOGGERS.register("csv")
-def csv_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+def csv_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
+               config: dict[str, Any]):
     from lightning.pytorch.loggers import CSVLogger
 
     logger = CSVLogger(save_dir=str(run_dir), name="csv_logs", version="")
@@ -50,13 +52,16 @@ def csv_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, 
 
 
 @LOGGERS.register("none")
-def no_logger(*, run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+def no_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
+              config: dict[str, Any]):
     return None
 
 
-def build_logger(cfg: Mapping[str, Any], run_dir: Path, group: str, tags: list[str], config: dict[str, Any]):
+def build_logger(cfg: Mapping[str, Any], plan, tags: list[str], config: dict[str, Any]):
+    """The experiment logger named by `cfg.name`, filed under the run plan's group, name and id."""
     params = {k: v for k, v in cfg.items() if k != "name"}
-    return LOGGERS.create(cfg["name"], params, run_dir=run_dir, group=group, tags=tags, config=config)
+    return LOGGERS.create(cfg["name"], params, run_dir=plan.run_dir, group=plan.wandb_group, run_name=plan.wandb_name,
+                          job_type=plan.wandb_job_type, run_id=plan.wandb_id, tags=tags, config=config)
 
 
 def finish_logger(logger, exit_code: int) -> None:

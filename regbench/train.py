@@ -1,4 +1,4 @@
-"""One training run: config -> data, model, regularizers -> Lightning fit/test -> run directory."""
+"""One training run: a planned run directory -> data, model, regularizers -> Lightning fit/test -> results."""
 from __future__ import annotations
 
 import logging
@@ -10,19 +10,25 @@ from typing import Any
 
 import lightning as L
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf
+from torch.multiprocessing.spawn import ProcessException
+from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import OmegaConf
 
 import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
 from regbench.data.report import label_sections, log_label_report
 from regbench.describe import component_names, config_hash, wandb_config
-from regbench.errors import UserError
+from regbench.distributed import global_rank, local_world_size, ranks_started_outside, run_local_ranks
+from regbench.errors import ReportedError, UserError
 from regbench.loggers import build_logger, finish_logger
 from regbench.module import ClassifierModule
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
-from regbench.rundir import RunRecorder, check_fresh_run_dir, git_commit, package_versions, write_json_atomic
+from regbench.rundir import RunRecorder, git_commit, package_versions, read_json, write_json_atomic, write_text_atomic
+from regbench.runplan import RunPlan
+from regbench.signals import SigtermFlag
 from regbench.trainer import build_trainer
 
 
@@ -30,7 +36,7 @@ def quiet_lightning() -> None:
     """Lightning's start-up chatter (GPU/TPU availability, tips) drowns the run's own lines."""
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*(srun|LeafSpec|tensorboardX|does not have many workers).*")
+    warnings.filterwarnings("ignore", message=r".*(srun|LeafSpec|tensorboardX|does not have many workers|exists and is not empty).*")
 
 
 def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
@@ -39,12 +45,12 @@ def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
                         "batch-independent norm (norm=groupnorm, layernorm, rmsnorm, evonorm_s0, frn or bcn_ws)")
 
 
-def run_payload(cfg: dict[str, Any], status: str, started: float, **fields: Any) -> dict[str, Any]:
+def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan, **fields: Any) -> dict[str, Any]:
     return {
         "status": status, "error": fields.pop("error", None), "seed": cfg["seed"], "exp_name": cfg["exp_name"],
         "components": component_names(cfg), **fields, "wall_time_s": time.perf_counter() - started,
-        "git_commit": git_commit(), "versions": {**package_versions(), "regbench": regbench.__version__},
-        "config_hash": config_hash(cfg),
+        "attempts": list(plan.resumption.attempts), "git_commit": git_commit(),
+        "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
     }
 
 
@@ -53,7 +59,7 @@ def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_
     return {key: float(value) for key, value in results.items()}
 
 
-def build_run(resolved: dict[str, Any], run_dir: Path, process_start: float):
+def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, writes: bool, plugins: list):
     """Everything a run needs, built from its resolved config."""
     L.seed_everything(resolved["seed"], verbose=False)
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
@@ -64,10 +70,11 @@ def build_run(resolved: dict[str, Any], run_dir: Path, process_start: float):
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
-    logger = build_logger(resolved["logger"], run_dir, resolved["exp_name"], tags, wandb_config(resolved))
+    logger = build_logger(resolved["logger"], plan, tags, wandb_config(resolved))
     log_label_report(logger, datamodule)
-    recorder = RunRecorder(run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start)
-    trainer, checkpoint = build_trainer(resolved["trainer"], run_dir, logger, [recorder])
+    recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
+                           writes=writes)
+    trainer, checkpoint = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder], plugins)
     return datamodule, module, logger, recorder, trainer, checkpoint
 
 
@@ -76,7 +83,7 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     """Test the final model, then the best-validation one; summarize the history."""
     final = test_metrics(trainer, module, datamodule, ckpt_path=None)
     calibration = module.last_test_bins
-    reports = module.regularizer_reports(datamodule.test_dataloader())
+    reports = module.regularizer_reports(datamodule.unsharded_test_batches())
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
@@ -88,31 +95,63 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
             **labels_report, **reports}
 
 
-def train(cfg: DictConfig, process_start: float | None = None) -> dict[str, Any]:
-    """Train one run and write its directory; returns the metrics.json payload."""
+def interrupted_by(err: BaseException) -> bool:
+    """Ctrl-C (Lightning turns it into SystemExit), SIGTERM (SIGTERMException), or any other request to exit."""
+    return isinstance(err, (KeyboardInterrupt, SystemExit))
+
+
+def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | None, spawned: bool) -> dict[str, Any]:
+    """Train in this process (one rank of a DDP group, or the only process); rank 0 writes the results."""
     started = time.perf_counter()
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    run_dir = Path(resolved["run_dir"])
-    check_fresh_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
     quiet_lightning()
-    logger = trainer = None
+    rank = global_rank()
+    # Ranks spawned by regbench ignore any SLURM variables around them: the spawn made the group.
+    plugins = [LightningEnvironment()] if spawned else []
+    logger = None
+    with SigtermFlag() as sigterm:
+        try:
+            datamodule, module, logger, recorder, trainer, checkpoint = build_run(
+                resolved, plan, started if process_start is None else process_start, rank == 0, plugins)
+            sigterm.raise_if_received()
+            ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            sigterm.raise_if_received()
+            payload = run_payload(resolved, "completed", started, plan,
+                                  **evaluate(trainer, module, datamodule, recorder, checkpoint.best_model_path))
+            if rank == 0:
+                write_json_atomic(plan.run_dir / "metrics.json", payload)
+            finish_logger(logger, exit_code=0)
+            return payload
+        except BaseException as err:
+            interrupted = interrupted_by(err)
+            if rank == 0:
+                error = None if interrupted else f"{type(err).__name__}: {err}"
+                write_json_atomic(plan.run_dir / "metrics.json", run_payload(
+                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error))
+            finish_logger(logger, exit_code=130 if interrupted else 1)
+            raise
+
+
+def outcome_of(run_dir: Path) -> dict[str, Any]:
+    """The metrics.json that spawned ranks wrote, as this process's own result."""
+    payload = read_json(run_dir / "metrics.json") or {"status": "failed", "error": "no rank wrote metrics.json"}
+    if payload["status"] == "interrupted":
+        raise SIGTERMException()
+    if payload["status"] != "completed":
+        raise ReportedError(payload["error"])
+    return payload
+
+
+def train(resolved: dict[str, Any], plan: RunPlan, process_start: float | None = None) -> dict[str, Any]:
+    """Train one planned run, in this process or in N spawned DDP processes; returns its metrics.json payload."""
+    if global_rank() == 0:
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(plan.run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    world = local_world_size(resolved["trainer"])
+    if world == 1 or ranks_started_outside():
+        return run_rank(resolved, plan, process_start, spawned=False)
     try:
-        datamodule, module, logger, recorder, trainer, checkpoint = build_run(
-            resolved, run_dir, started if process_start is None else process_start)
-        trainer.fit(module, datamodule=datamodule)
-        payload = run_payload(resolved, "completed", started,
-                              **evaluate(trainer, module, datamodule, recorder, checkpoint.best_model_path))
-        if trainer.is_global_zero:
-            write_json_atomic(run_dir / "metrics.json", payload)
-        finish_logger(logger, exit_code=0)
-        return payload
-    except BaseException as err:
-        # Lightning turns Ctrl-C into SystemExit(1) after marking the trainer interrupted.
-        interrupted = isinstance(err, KeyboardInterrupt) or (trainer is not None and trainer.interrupted)
-        error = None if interrupted else f"{type(err).__name__}: {err}"
-        write_json_atomic(run_dir / "metrics.json",
-                          run_payload(resolved, "interrupted" if interrupted else "failed", started, error=error))
-        finish_logger(logger, exit_code=130 if interrupted else 1)
-        raise
+        run_local_ranks(run_rank, (resolved, plan, None, True), world)
+    except ProcessException:
+        pass  # rank 0 recorded what happened in metrics.json
+    return outcome_of(plan.run_dir)

@@ -1,0 +1,76 @@
+"""One Hydra job: validate, plan, then skip, resume or train; record the outcome in the sweep index.
+
+In a sweep a failed job is recorded and reported in one line, and the sweep goes on with the next job (the CLI
+exits non-zero at the end); a single run fails loudly. An interruption (Ctrl-C, SIGTERM) stops the sweep.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.config import validate_config
+from regbench.distributed import global_rank
+from regbench.errors import ReportedError
+from regbench.runplan import HydraJob, plan_run
+from regbench.sweep import SweepIndex
+from regbench.train import train
+
+EXIT_ON_SIGTERM = 128 + 15
+
+
+def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
+    """Writes job `job.num`'s entry of sweep.json (rank 0 of a sweep job only)."""
+    if not job.multirun or global_rank() != 0:
+        return lambda **fields: None
+    index = SweepIndex(job.sweep_dir)
+    relative = os.path.relpath(run_dir, job.sweep_dir)
+    common = {"overrides": list(job.overrides), "run_dir": relative,
+              "metrics": os.path.join(relative, "metrics.json")}
+    return lambda **fields: index.record_job(job.num, **common, **fields)
+
+
+def objective(cfg: dict[str, Any], payload: dict[str, Any] | None) -> float | None:
+    """What the job returns to the sweeper: the `optimized_metric` (NaN when the run failed), else nothing."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    return float(payload["metrics"][name]) if payload is not None else float("nan")
+
+
+def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    job = HydraJob.current()
+    record = index_recorder(job, Path(resolved["run_dir"]))
+    record(status="running", outcome=None, error=None)
+    try:
+        validate_config(resolved)
+        plan = plan_run(resolved, job)
+        if plan.resumption.completed is not None:
+            payload, outcome = plan.resumption.completed, "skipped"
+            print(f"{plan.run_dir}: already completed with this config; skipped", flush=True)
+        else:
+            outcome = "resumed" if plan.resumption.checkpoint else "restarted" if plan.resumption.attempts else "new"
+            payload = train(resolved, plan, process_start)
+    except SIGTERMException:
+        record(status="interrupted", error="SIGTERM")
+        raise SystemExit(EXIT_ON_SIGTERM) from None
+    except (KeyboardInterrupt, SystemExit):
+        record(status="interrupted", error="interrupted")
+        raise
+    except Exception as err:  # noqa: BLE001  (a failed job must not stop the sweep)
+        message = str(err) if isinstance(err, ReportedError) else f"{type(err).__name__}: {err}"
+        record(status="failed", error=message)
+        if not job.multirun:
+            raise
+        if not isinstance(err, ReportedError):
+            traceback.print_exc()
+        print(f"regbench train: job {job.num} failed: {message}", file=sys.stderr, flush=True)
+        return objective(resolved, None)
+    record(status=payload["status"], outcome=outcome, config_hash=payload["config_hash"])
+    return objective(resolved, payload)

@@ -1,0 +1,133 @@
+"""Sweep bookkeeping: the `sweep.json` index of a multirun directory and the end-of-sweep summary.
+
+Jobs may run in other processes or on other machines (submitit, SLURM) and finish at the same moment, so every
+update re-reads the index under an exclusive file lock and replaces it atomically.
+"""
+from __future__ import annotations
+
+import fcntl
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from regbench.rundir import read_json, write_json_atomic
+
+INDEX_NAME = "sweep.json"
+# Ending states of a job; "running" is written when it starts.
+FINAL_STATUSES = ("completed", "failed", "interrupted")
+# Keys that repeat a job rather than change what it computes.
+REPEAT_KEYS = ("seed",)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class SweepIndex:
+    def __init__(self, sweep_dir: Path):
+        self.sweep_dir = Path(sweep_dir)
+        self.path = self.sweep_dir / INDEX_NAME
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.sweep_dir / f".{INDEX_NAME}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read(self) -> dict[str, Any]:
+        return read_json(self.path) or {"sweep_dir": str(self.sweep_dir), "varying": [], "launches": [], "jobs": []}
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        with self._locked():
+            index = self.read()
+            change(index)
+            write_json_atomic(self.path, index)
+            return index
+
+    def start_launch(self, overrides: list[str], varying: list[str]) -> int:
+        """Record a launch of the sweep (the first or a relaunch); returns its number."""
+        def change(index: dict[str, Any]) -> None:
+            index["varying"] = varying
+            index["launches"].append({"launch": len(index["launches"]), "started": now_iso(), "overrides": overrides})
+        return len(self._update(change)["launches"]) - 1
+
+    def record_job(self, num: int, **fields: Any) -> None:
+        """Create or update job `num`'s entry."""
+        def change(index: dict[str, Any]) -> None:
+            fields["launch"] = max(len(index["launches"]) - 1, 0)
+            for entry in index["jobs"]:
+                if entry["job"] == num:
+                    entry.update(fields, updated=now_iso())
+                    return
+            index["jobs"].append({"job": num, **fields, "updated": now_iso()})
+            index["jobs"].sort(key=lambda entry: entry["job"])
+        self._update(change)
+
+
+def varying_keys(overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:
+    """The config keys a sweep varies (from sweep overrides like `norm=a,b` and `hydra.sweeper.params`),
+    leaving out the ones that only repeat a job (the seed)."""
+    parser = OverridesParser.create()
+    candidates = [*overrides, *(f"{key}={value}" for key, value in (sweeper_params or {}).items())]
+    keys = [parsed.get_key_element() for parsed in parser.parse_overrides(candidates) if parsed.is_sweep_override()]
+    return [key for key in dict.fromkeys(keys) if key.lstrip("+~") not in REPEAT_KEYS]
+
+
+def job_type(overrides: list[str], varying: list[str], limit: int = 64) -> str | None:
+    """W&B job_type for a sweep job: its values of the varying keys, e.g. `regularizer=[cutmix,ema] norm=gn`."""
+    wanted = {key.lstrip("+~") for key in varying}
+    parts = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") in wanted]
+    text = " ".join(parts)
+    return text[:limit] if text else None
+
+
+def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
+    """One summary line for the jobs of `launch`, and how many of them did not complete."""
+    jobs = [job for job in index["jobs"] if job.get("launch") == launch]
+    counts = {status: sum(job.get("status") == status for job in jobs) for status in (*FINAL_STATUSES, "running")}
+    skipped = sum(job.get("outcome") == "skipped" for job in jobs)
+    resumed = sum(job.get("outcome") == "resumed" for job in jobs)
+    line = (f"sweep {index['sweep_dir']}: {len(jobs)} jobs, {counts['completed']} completed ({skipped} already "
+            f"done and skipped, {resumed} resumed), {counts['failed']} failed, {counts['interrupted']} interrupted")
+    if counts["running"]:
+        line += f", {counts['running']} never reported back"
+    failed = [job for job in jobs if job.get("status") != "completed"]
+    if failed:
+        line += "; not completed: " + ", ".join(f"job {job['job']} ({job.get('status')}: {job.get('error') or '-'})"
+                                                for job in failed)
+    return line, len(failed)
+
+
+class SweepCallback(Callback):
+    """Opens the index when a sweep launches and prints the summary when it ends. Jobs record themselves
+    (regbench.job), wherever they run."""
+
+    def __init__(self) -> None:
+        self.launch = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params, resolve=True) if params else {}
+        index = SweepIndex(Path(config.hydra.sweep.dir))
+        self.launch = index.start_launch(overrides, varying_keys(overrides, params))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        index = SweepIndex(Path(config.hydra.sweep.dir))
+        line, not_completed = summarize(index.read(), self.launch)
+        print(line, file=sys.stderr if not_completed else sys.stdout, flush=True)
+        LAST_SWEEP["not_completed"] = not_completed
+
+
+# Read by the CLI after Hydra returns, to exit non-zero when a job of the sweep did not complete.
+LAST_SWEEP: dict[str, int] = {}
