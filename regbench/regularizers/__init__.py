@@ -14,8 +14,10 @@ def create_regularizer(name: str, seed: int = 0, **params: Any) -> Regularizer:
     return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed)
 
 
-def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int) -> list[Regularizer]:
-    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense."""
+def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
+                       backbone: Mapping[str, Any] | None = None) -> list[Regularizer]:
+    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense and,
+    given the `backbone` config, techniques that cannot act on it."""
     regularizers = [create_regularizer(name, seed=seed + i, **(params or {}))
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
