@@ -27,6 +27,9 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
                 raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
                                 f"{tag}; keep only one of them")
             claimed[tag] = reg.name
+    if backbone is not None:
+        for reg in regularizers:
+            reg.check_backbone(backbone)
     return regularizers
 
 
