@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from regbench.errors import UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple)
+    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple, transmix)
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
 
