@@ -1,5 +1,6 @@
 """ViT-Tiny (Dosovitskiy et al., 2021; tiny = 192 wide, 12 blocks, 3 heads, as in DeiT) for small images,
-with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.norms.placement)."""
+with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.norms.placement).
+Features are the mean of the output tokens (pool=mean) or a class token's output (pool=cls, as in ViT/DeiT)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import torch.nn as nn
 
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
-from regbench.errors import check, check_positive_int
+from regbench.errors import UserError, check, check_positive_int
 from regbench.norms import NormLayer
 
 
@@ -25,12 +26,24 @@ class ScaledNorm(nn.Module):
         return out if self.scale == 1.0 else out * self.scale
 
 
+POOLS = ("mean", "cls")
+
+
 class SelfAttention(nn.Module):
+    """Multi-head self-attention. With `record_weights` set, each training forward keeps its head-averaged
+    attention map (B, N, N), detached, in `weights`, so a loss can read it without another forward pass."""
+
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.record_weights = False
+        self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.record_weights and self.training:
+            out, weights = self.attn(x, x, x, need_weights=True, average_attn_weights=True)
+            self.weights = weights.detach()
+            return out
         return self.attn(x, x, x, need_weights=False)[0]
 
 
@@ -73,11 +86,20 @@ def pick_patch_size(patch_size: int | None, height: int, width: int) -> int:
 
 class VisionTransformer(Classifier):
     def __init__(self, image_shape: tuple[int, int, int], patch_size: int, dim: int, depth: int, num_heads: int,
-                 mlp_ratio: float, num_classes: int, norm_layer: NormLayer, conv_layer: type[nn.Conv2d]):
+                 mlp_ratio: float, num_classes: int, norm_layer: NormLayer, conv_layer: type[nn.Conv2d],
+                 pool: str = "mean"):
         super().__init__()
         channels, height, width = image_shape
         self.patch_embed = conv_layer(channels, dim, patch_size, stride=patch_size)
-        self.pos_embed = nn.Parameter(torch.zeros(1, (height // patch_size) * (width // patch_size), dim))
+        # Tokens run over the patch grid row by row (the conv's flattened output).
+        self.grid = (height // patch_size, width // patch_size)
+        self.pool = pool
+        # ViT/DeiT: a learned class token in front of the patches, with a position embedding of its own.
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        num_tokens = self.grid[0] * self.grid[1] + (pool == "cls")
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         placement = norm_layer.placement
         kinds = [placement.block_kind(i, depth) for i in range(depth)]
@@ -90,18 +112,41 @@ class VisionTransformer(Classifier):
         self.head = nn.Linear(dim, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
-        return self.final_norm(self.blocks(tokens)).mean(dim=1)
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        out = self.final_norm(self.blocks(tokens + self.pos_embed))
+        return out[:, 0] if self.cls_token is not None else out.mean(dim=1)
+
+    @property
+    def last_attention(self) -> SelfAttention:
+        return self.blocks[-1].sublayers[0]
+
+    def record_class_attention(self) -> None:
+        """From now on, each training forward keeps the last block's attention for `class_attention`."""
+        if self.cls_token is None:
+            raise UserError("the class token's attention needs backbone.pool=cls; this vit_tiny has pool=mean")
+        self.last_attention.record_weights = True
+
+    def class_attention(self) -> torch.Tensor:
+        """(B, patches): the class token's attention over the patch tokens in the last block, averaged over the
+        heads, from the latest training forward (the class token's attention to itself left out)."""
+        weights = self.last_attention.weights
+        if weights is None:
+            raise RuntimeError("no attention recorded: call record_class_attention() and run a training forward")
+        return weights[:, 0, 1:]
 
 
 @register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
-             num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None) -> VisionTransformer:
+             num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
+             pool: str = "mean") -> VisionTransformer:
     check_positive_int("embed_dim", embed_dim)
     check_positive_int("depth", depth)
     check_positive_int("num_heads", num_heads)
     check(embed_dim % num_heads == 0, "num_heads", num_heads, f"must divide embed_dim ({embed_dim})")
     check(isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0, "mlp_ratio", mlp_ratio, "must be a number > 0")
+    check(pool in POOLS, "pool", pool, f"must be one of {', '.join(POOLS)}")
     patch_size = pick_patch_size(patch_size, image_shape[1], image_shape[2])
     return VisionTransformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes,
-                             norm_layer, conv_layer)
+                             norm_layer, conv_layer, pool)

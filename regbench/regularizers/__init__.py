@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from regbench.errors import UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple)
+    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple, transmix)
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
 
@@ -14,8 +14,10 @@ def create_regularizer(name: str, seed: int = 0, **params: Any) -> Regularizer:
     return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed)
 
 
-def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int) -> list[Regularizer]:
-    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense."""
+def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
+                       backbone: Mapping[str, Any] | None = None) -> list[Regularizer]:
+    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense and,
+    given the `backbone` config, techniques that cannot act on it."""
     regularizers = [create_regularizer(name, seed=seed + i, **(params or {}))
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
@@ -25,6 +27,9 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int) -> list[
                 raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
                                 f"{tag}; keep only one of them")
             claimed[tag] = reg.name
+    if backbone is not None:
+        for reg in regularizers:
+            reg.check_backbone(backbone)
     return regularizers
 
 

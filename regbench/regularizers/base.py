@@ -6,7 +6,7 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,10 @@ class Regularizer:
     # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods);
     # a tuple claims several tags.
     exclusive: str | tuple[str, ...] = ""
+
+    def check_backbone(self, backbone: Mapping[str, Any]) -> None:
+        """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
+        config checks, before any data or model is built."""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""

@@ -13,7 +13,8 @@ from regbench.config import GROUPS, validate_config
 CONF = Path(__file__).resolve().parents[2] / "conf"
 SELECTABLE = [g for g in GROUPS if g != "exp"]
 # Options that only fit some partners are validated with one (the compatibility rules have their own tests).
-PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["backbone=mlp"]}
+PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["backbone=mlp"],
+            ("regularizer", "transmix"): ["backbone=vit_tiny", "norm=layernorm", "backbone.pool=cls"]}
 
 
 def composed(overrides: list[str]) -> dict:
