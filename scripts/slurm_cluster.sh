@@ -145,7 +145,9 @@ KillWait=5
 MinJobAge=30
 Waittime=0
 MessageTimeout=10
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+# Pending jobs are looked at every 2 s (defaults: main loop 60 s, backfill 30 s),
+# so a requeued job starts right after its BeginTime (now + cred_expire) passes.
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,bf_interval=2
 
 NodeName=$HOST CPUs=$NCPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
