@@ -174,23 +174,34 @@ ensure_daemon() {  # name check
         $check && return 0
         sleep 0.2
     done
-    pgrep -x "$name" >/dev/null &&
+    if pgrep -x "$name" >/dev/null; then
         die "$name runs (pid $(pgrep -x "$name" | tr '\n' ' ')) but does not answer; see $LOG_DIR/$name.log"
+    fi
     log "starting $name"
     "$name"
     for _ in $(seq 100); do $check && return 0; sleep 0.2; done
     die "$name does not answer 20 s after starting; see $LOG_DIR/$name.log"
 }
-ctld_before=0; ctld_answers && ctld_before=1
+# Daemons that already run read the old slurm.conf; `scontrol reconfigure` does
+# not apply everything (AuthInfo=cred_expire, for one, needs a restart), so stop
+# them and start them again. Running jobs survive this.
+any_daemon() { pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; }
+if ((conf_changed)) && any_daemon; then
+    log "slurm.conf changed while the daemons run: restarting slurmctld and slurmd"
+    scontrol shutdown >/dev/null 2>&1 || true  # needs slurmctld; stops both
+    for _ in $(seq 50); do any_daemon || break; sleep 0.2; done
+    for d in slurmctld slurmd; do  # whatever is left: by its pid file
+        if pgrep -x "$d" >/dev/null && [[ -s $RUN_DIR/$d.pid ]]; then
+            kill "$(cat "$RUN_DIR/$d.pid")" 2>/dev/null || true
+        fi
+    done
+    for _ in $(seq 100); do any_daemon || break; sleep 0.2; done
+    if any_daemon; then
+        die "slurmctld/slurmd still run 30 s after being told to stop; stop them and re-run"
+    fi
+fi
 ensure_daemon slurmctld ctld_answers
 ensure_daemon slurmd slurmd_answers
-# Daemons that were already up read the old slurm.conf; freshly started ones
-# read the new one.
-((ctld_before)) || conf_changed=0
-if ((conf_changed)); then
-    log "daemons were already running with another slurm.conf: scontrol reconfigure"
-    scontrol reconfigure || die "scontrol reconfigure failed (restart slurmctld and slurmd by hand)"
-fi
 
 # ------------------------------------------------- wait for the node: idle ---
 state=""
