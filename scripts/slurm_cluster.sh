@@ -13,15 +13,19 @@
 #     SLURM_CLUSTER_NAME      ClusterName              (default: regbench)
 #     SLURM_PARTITION         name of the one partition (default: debug)
 #     SLURM_WAIT_S            how long to wait for the node to become idle (default: 60)
-#     SLURM_CRED_EXPIRE       AuthInfo=cred_expire, seconds; it is also how long
-#                             a requeued job waits before it may start again
-#                             (SLURM's default: 120) (default here: 10)
+#     SLURM_CRED_EXPIRE       AuthInfo=cred_expire, seconds; a requeued job may
+#                             start again cred_expire + 1 s after it was requeued
+#                             (default here: 10; SLURM's own: 120; the least
+#                             SLURM accepts is 5, below that it logs
+#                             "AuthInfo=cred_expire=N invalid" and uses 120)
 set -euo pipefail
 
 CLUSTER_NAME=${SLURM_CLUSTER_NAME:-regbench}
 PARTITION=${SLURM_PARTITION:-debug}
 WAIT_S=${SLURM_WAIT_S:-60}
 CRED_EXPIRE=${SLURM_CRED_EXPIRE:-10}
+[[ $CRED_EXPIRE =~ ^[0-9]+$ ]] && ((CRED_EXPIRE >= 5)) ||
+    { printf '[slurm_cluster] ERROR: SLURM_CRED_EXPIRE must be an integer >= 5\n' >&2; exit 1; }
 
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
@@ -35,7 +39,8 @@ die() { printf '[slurm_cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 
 if [[ $(id -u) -ne 0 ]]; then
     command -v sudo >/dev/null || die "must run as root (or via sudo)"
-    exec sudo -- "$0" "$@"
+    exec sudo -- env SLURM_CLUSTER_NAME="$CLUSTER_NAME" SLURM_PARTITION="$PARTITION" \
+        SLURM_WAIT_S="$WAIT_S" SLURM_CRED_EXPIRE="$CRED_EXPIRE" bash "$(readlink -f "$0")" "$@"
 fi
 
 # ---------------------------------------------------------------- packages ---
