@@ -122,6 +122,7 @@ class ClassifierModule(L.LightningModule):
         """A NaN or infinite loss ends the run at once, before the optimizer spreads it into the weights."""
         check = loss.detach()
         if self.world_size > 1:
+            check = check.clone()  # the all-reduce works in place, and detach() shares the loss's storage
             # Every rank must stop at the same step, or the others would wait forever in the gradient all-reduce.
             check = self.trainer.strategy.reduce(check, reduce_op="sum")
         if not torch.isfinite(check):
