@@ -111,6 +111,10 @@ class VisionTransformer(Classifier):
         self.num_features = dim
         self.head = nn.Linear(dim, num_classes)
 
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings exempt from weight decay, as in timm's and DeiT's ViTs."""
+        return {"pos_embed", "cls_token"}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         if self.cls_token is not None:
