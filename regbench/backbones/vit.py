@@ -94,7 +94,7 @@ class VisionTransformer(Classifier):
         return self.final_norm(self.blocks(tokens)).mean(dim=1)
 
 
-@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
+@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False, shape_free=False)
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
              num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None) -> VisionTransformer:
     check_positive_int("embed_dim", embed_dim)
