@@ -1,28 +1,11 @@
 """`regbench compare` on run directories written by the real `regbench train`, not by a fixture's idea of them."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from regbench.compare.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def real_sweep(tmp_path_factory):
-    """none vs mixup over seeds 0 and 1 on noisy, long-tailed digits: 4 real runs, one epoch each."""
-    root = tmp_path_factory.mktemp("real_sweep")
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [sys.executable, "-m", "regbench", "train", "-m", "logger=none", "trainer.max_epochs=2", "backbone.widths=[8]",
-         "data.noise.type=symmetric", "data.noise.rate=0.2", "data.imbalance.type=exponential",
-         "data.imbalance.factor=2", "regularizer=[none],[mixup]", "seed=0,1", f"hydra.sweep.dir={root / 'sweep'}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return root / "sweep"
 
 
 def compare(capsys, *argv):
