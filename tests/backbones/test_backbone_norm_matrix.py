@@ -83,10 +83,11 @@ def shipped(group: str, name: str) -> dict:
 
 
 @pytest.mark.parametrize("backbone", sorted(b for b, traits in BACKBONE_TRAITS.items() if traits.shape_free))
-def test_shipped_configs_are_refused_in_preflight_or_train(backbone):
-    """With the shipped yaml defaults (norm.groups=32, full widths), every pair on CIFAR-sized images is either
-    refused by norm_for_backbone, which the config check runs before the run directory exists, or runs a
-    training forward/backward pass: no pair passes the check and then fails once the run has started."""
+def test_shipped_configs_are_refused_in_preflight_or_build(backbone):
+    """With the shipped yaml defaults (norm.groups=32, full widths), every pair is either refused by
+    norm_for_backbone, which the config check runs before the run directory exists, or builds for CIFAR-sized
+    images: no pair passes the check and then fails once the run has started. (Forward/backward of every pair
+    is test_backbone_norm_pair's job, on tiny widths.)"""
     cfg = shipped("backbone", backbone)
     refused = []
     for norm in NORMS.names():
@@ -97,9 +98,7 @@ def test_shipped_configs_are_refused_in_preflight_or_train(backbone):
             assert "\n" not in str(err)
             refused.append(norm)
             continue
-        torch.manual_seed(0)
-        model = build_backbone(cfg, norm_cfg, (3, 32, 32), 10)
-        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        build_backbone(cfg, norm_cfg, (3, 32, 32), 10)
     assert "batchnorm" not in refused
 
 
