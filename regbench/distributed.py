@@ -37,9 +37,10 @@ def ranks_started_outside() -> bool:
 
 def global_rank() -> int:
     """This process's rank before Lightning is up (0 when it is the only process)."""
-    for variable in ("RANK", "SLURM_PROCID"):
-        if variable in os.environ and (variable == "RANK" or ranks_started_outside()):
-            return int(os.environ[variable])
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if ranks_started_outside() and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
     return 0
 
 
