@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench.backbones import norm_for_backbone
 from regbench.data import DATASETS
 from regbench.data.module import check_common
-from regbench.errors import ParamError, UserError, check
+from regbench.errors import ParamError, UserError, check, one_line
 from regbench.loggers import LOGGERS, resolve_wandb_mode
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
@@ -57,11 +57,6 @@ def check_group_choices(overrides: list[Override]) -> None:
             if name not in allowed:
                 raise UserError(f"{override.get_key_element()}={name!r} is not a known {group}; "
                                 f"allowed: {', '.join(allowed)}")
-
-
-def one_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "\t"))]
-    return " ".join(lines) or type(err).__name__
 
 
 def validate_config(cfg: dict[str, Any]) -> None:
