@@ -23,6 +23,7 @@ from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
 from regbench.describe import config_hash
 from regbench.rundir import inspect_run_dir
+from regbench.slurm import LAUNCHER_TARGET, check_slurm_launcher
 from regbench.trainer import check_trainer_config
 
 CONFIG_MODULE = "regbench.conf"
@@ -129,7 +130,10 @@ def preflight(overrides: list[str], multirun: bool) -> None:
             jobs = sweep_jobs(overrides, parsed) or [[o.input_line for o in parsed if not o.is_sweep_override()]]
             for job in jobs:
                 try:
-                    validate_config(compose_checked(job)[0])
+                    resolved, hydra_cfg = compose_checked(job)
+                    validate_config(resolved)
+                    if hydra_cfg.launcher._target_ == LAUNCHER_TARGET:
+                        check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
                 except UserError as err:
                     raise UserError(f"{err} (in the sweep job {' '.join(job)})") from None
             return
