@@ -8,6 +8,8 @@ its summary and a non-zero exit code.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import shutil
 import subprocess
@@ -166,11 +168,14 @@ def launch(launcher: SlurmLauncher, job_overrides: Sequence[Sequence[str]], init
     for num, overrides in zip(nums, job_overrides):
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
         job_params.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
+    said = io.StringIO()
     try:
-        submitted = executor.map_array(launcher, *zip(*job_params))
+        with contextlib.redirect_stderr(said):  # submitit prints what sbatch said when it refuses; one line below
+            submitted = executor.map_array(launcher, *zip(*job_params))
     except FailedJobError as err:
         print(f"regbench train: error: sbatch refused the jobs: {one_line(err)}", file=sys.stderr, flush=True)
         raise SystemExit(UserError.exit_code) from None
+    sys.stderr.write(said.getvalue())  # e.g. warnings
     # The same jobs, seen through the squeue-aware watcher (submitit makes array tasks plain SlurmJobs).
     jobs = [SqueueFollowedJob(folder=executor.folder, job_id=job.job_id, tasks=range(job.num_tasks))
             for job in submitted]
