@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow,
 
 # The test cluster's node has a few CPUs and no GPU.
 ON_TEST_CLUSTER = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
-                   "hydra.launcher.mem_gb=1"]
+                   "hydra.launcher.mem_gb=2"]
 TINY = ["logger=none", "backbone.widths=[8,16]", "hydra.sweep.dir=sweep"]
 BATCH_SIZE = 64  # conf/data/digits.yaml
 
