@@ -61,11 +61,9 @@ def train_main(args: list[str]) -> int:
     if multirun:
         register_launchers()
     hydra_train()
-    if multirun:
-        from regbench.sweep import LAST_SWEEP
+    from regbench.sweep import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
 
-        return 1 if LAST_SWEEP.get("not_completed") else 0
-    return 0
+    return 1 if LAST_SWEEP.get("not_completed") else 0
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = EvalMetrics(num_classes)
         self.test_metrics = EvalMetrics(num_classes)
         self.last_test_bins: dict[str, list[float]] | None = None
+        # Test metrics are logged as `<test_prefix>_acc`, ...: "best_test" when the best checkpoint is tested.
+        self.test_prefix = "test"
         self.test_per_class = MulticlassAccuracy(num_classes, average=None)
         self.last_test_per_class_acc: list[float] | None = None
         # Per-class loss weights (upweighting) and the per-training-sample "label was corrupted" mask, as
@@ -123,13 +125,19 @@ class ClassifierModule(L.LightningModule):
             self._noise_split_counts += torch.stack([(correct & ~noisy).sum(), (~noisy).sum(),
                                                      (correct & noisy).sum(), noisy.sum()]).to(torch.float32)
         self.train_images_seen += batch_size
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        # Step values under their own name: `train_loss` in history.csv and W&B is the epoch's mean.
+        self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        if self._trainer is not None and self.trainer.progress_bar_callback is not None:
+            # Only for the terminal's progress bar: nothing is logged, and non-terminal runs skip it.
+            self.log("train_acc_step", correct.float().mean(), prog_bar=True, logger=False, on_step=True,
+                     on_epoch=False, batch_size=batch_size)
         return loss
 
     def stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
         """A NaN or infinite loss ends the run at once, before the optimizer spreads it into the weights."""
         check = loss.detach()
         if self.world_size > 1:
+            check = check.clone()  # the all-reduce works in place, and detach() shares the loss's storage
             # Every rank must stop at the same step, or the others would wait forever in the gradient all-reduce.
             # The reduction works in place: on a copy, or this rank's loss would become the sum over ranks.
             check = self.trainer.strategy.reduce(check.clone(), reduce_op="sum")
@@ -199,7 +207,7 @@ class ClassifierModule(L.LightningModule):
         logits = self.eval_network()(images)
         self.test_metrics.update(logits, labels)
         self.test_per_class.update(logits, labels)
-        self._log_metrics("test", self.test_metrics)
+        self._log_metrics(self.test_prefix, self.test_metrics)
 
     def regularizer_reports(self, test_batches) -> dict[str, Any]:
         """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""

@@ -14,12 +14,23 @@ OPTIMIZERS = Registry("optimizer", "optim")
 SCHEDULES = Registry("schedule", "sched")
 
 
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Full names of the parameters a submodule exempts with `no_weight_decay()` (timm's convention)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        if callable(getattr(module, "no_weight_decay", None)):
+            names |= {f"{prefix}.{name}" if prefix else name for name in module.no_weight_decay()}
+    return names
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and norm affines (1-d tensors), as timm's param_groups_weight_decay."""
+    """No weight decay on biases and norm affines (1-d tensors) nor on the parameters a module names in
+    `no_weight_decay()` (ViT's position embedding and class token), as timm's param_groups_weight_decay."""
+    exempt = no_weight_decay_names(model)
     decay, no_decay = [], []
-    for param in model.parameters():
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
+            (no_decay if param.ndim <= 1 or name in exempt else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -85,15 +85,23 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-def git_commit() -> str | None:
-    """The commit of the regbench source tree, when it is a git checkout."""
-    source = Path(__file__).resolve().parent.parent
+def _git(source: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
+        result = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_state() -> dict[str, Any]:
+    """The commit of the regbench source tree and whether it has uncommitted changes; both None unless the source
+    is itself a git checkout (an installed wheel inside some other repository reports nothing)."""
+    source = Path(__file__).resolve().parent.parent
+    top = _git(source, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != source:
+        return {"git_commit": None, "git_dirty": None}
+    changes = _git(source, "status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": _git(source, "rev-parse", "HEAD"), "git_dirty": bool(changes) if changes is not None else None}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -172,9 +180,9 @@ class RunRecorder(L.Callback):
         if self.writes:
             write_text_atomic(self.history_path, history_csv(self.rows))
         if trainer.is_global_zero:
+            logged = {k: v for k, v in row.items() if k.startswith(("train_", "images", "lr"))}
             for logger in trainer.loggers:
-                logger.log_metrics({k: v for k, v in row.items() if k.startswith(("train_", "images", "lr"))},
-                                   step=trainer.global_step)
+                logger.log_metrics({"epoch": row["epoch"], **logged}, step=trainer.global_step)
             if self.print_lines:
                 self._print_line(trainer, row)
 

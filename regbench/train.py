@@ -26,7 +26,7 @@ from regbench.loggers import build_logger, finish_logger
 from regbench.module import ClassifierModule
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
-from regbench.rundir import RunRecorder, git_commit, package_versions, read_json, write_json_atomic, write_text_atomic
+from regbench.rundir import RunRecorder, git_state, package_versions, read_json, write_json_atomic, write_text_atomic
 from regbench.runplan import RunPlan
 from regbench.signals import SigtermFlag
 from regbench.trainer import build_trainer
@@ -36,7 +36,10 @@ def quiet_lightning() -> None:
     """Lightning's start-up chatter (GPU/TPU availability, tips) drowns the run's own lines."""
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*(srun|LeafSpec|tensorboardX|does not have many workers|exists and is not empty).*")
+    # Expected here: resumed runs reuse their checkpoint folder; DDP on 1-channel inputs has stride-only
+    # differences in size-1 dimensions.
+    warnings.filterwarnings("ignore", message=r".*(srun|LeafSpec|tensorboardX|does not have many workers"
+                                              r"|exists and is not empty|Grad strides do not match bucket view).*")
 
 
 def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
@@ -49,13 +52,20 @@ def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan,
     return {
         "status": status, "error": fields.pop("error", None), "seed": cfg["seed"], "exp_name": cfg["exp_name"],
         "components": component_names(cfg), **fields, "wall_time_s": time.perf_counter() - started,
-        "attempts": list(plan.resumption.attempts), "git_commit": git_commit(),
+        "attempts": list(plan.resumption.attempts), **git_state(),
         "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
     }
 
 
-def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_path: str | None) -> dict:
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_path: str | None,
+                 prefix: str = "test") -> dict:
+    """Test metrics logged (to the loggers too) under `prefix`, so the best checkpoint's never overwrite the
+    final model's in W&B's summary."""
+    module.test_prefix = prefix
+    try:
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+    finally:
+        module.test_prefix = "test"
     return {key: float(value) for key, value in results.items()}
 
 
@@ -87,9 +97,10 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
-    best = test_metrics(trainer, module, datamodule, ckpt_path=best_checkpoint or None)
-    metrics = {**final, **{k: rows[-1][k] for k in ("val_acc", "val_nll", "val_ece", "train_loss")},
-               "best_epoch": best_epoch, "best_val_acc": rows[best_epoch]["val_acc"], "best_test_acc": best["test_acc"]}
+    best = test_metrics(trainer, module, datamodule, ckpt_path=best_checkpoint or None, prefix="best_test")
+    validation = ("val_acc", "val_nll", "val_ece")
+    metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
+               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best}
     return {"metrics": metrics, "calibration": calibration, "epochs": len(rows),
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
             **labels_report, **reports}

@@ -5,6 +5,9 @@ schedule; the ratio compares steady-state seconds per training step (epochs afte
 excluded). Also prints the time from `regbench train` invocation to its first training step.
 
     python scripts/bench_overhead.py            # both cases: 28x28 batch 256 (MNIST-sized) and the digits default
+
+The two alternate over `--trials` trials and the medians are reported, so load from other processes on a shared
+machine hits both sides alike.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,13 +91,20 @@ def hand_written_seconds_per_step(config: dict, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs (first one untimed)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs (first one untimed), "
+          f"median of {args.trials} alternating trials")
     for name, overrides in CASES.items():
-        regbench_step, startup, config = regbench_seconds_per_step(overrides, args.epochs)
-        hand_step = hand_written_seconds_per_step(config, args.epochs)
+        trials = []
+        for _ in range(args.trials):
+            regbench_step, startup, config = regbench_seconds_per_step(overrides, args.epochs)
+            trials.append((regbench_step, hand_written_seconds_per_step(config, args.epochs), startup))
+        regbench_step, hand_step, startup = (statistics.median(column) for column in zip(*trials))
+        ratio = statistics.median(r / h for r, h, _ in trials)
         print(f"{name}: regbench {regbench_step * 1e3:.2f} ms/step, hand-written {hand_step * 1e3:.2f} ms/step, "
-              f"ratio {regbench_step / hand_step:.3f}; invocation to first step {startup:.2f} s")
+              f"ratio {ratio:.3f} (trials: {', '.join(f'{r / h:.3f}' for r, h, _ in trials)}); "
+              f"invocation to first step {startup:.2f} s")
 
 
 if __name__ == "__main__":

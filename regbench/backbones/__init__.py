@@ -12,11 +12,25 @@ from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
 from regbench.norms import NormLayer, norm_layer_from_config
 
 
+# Any image shape will do for the dry build of a shape-free backbone; only its layer widths matter.
+DRY_BUILD_SHAPE = (3, 32, 32)
+
+
 def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any]) -> NormLayer:
-    """The checked norm layer for backbone `cfg.name`; an incompatible pair is one UserError line."""
+    """The checked norm layer for backbone `cfg.name`; an incompatible pair is one UserError line.
+
+    Backbones whose layers do not depend on the image size are also built once on the meta device (no memory,
+    no initialization work), so a bad backbone parameter or a norm parameter that does not fit one of its
+    layers (e.g. norm.groups=32 on wrn16_4's 16-channel stem) fails here, before the run directory exists.
+    """
     BACKBONES.get(cfg["name"])
     norm_layer = norm_layer_from_config(norm_cfg)
     check_backbone_norm(cfg["name"], norm_layer)
+    if BACKBONE_TRAITS[cfg["name"]].shape_free:
+        params = {k: v for k, v in cfg.items() if k != "name"}
+        with torch.device("meta"):
+            BACKBONES.create(cfg["name"], params, image_shape=DRY_BUILD_SHAPE, num_classes=10,
+                             norm_layer=norm_layer, conv_layer=norm_layer.conv_layer)
     return norm_layer
 
 

@@ -20,6 +20,9 @@ class BackboneTraits:
     spatial: bool = True
     # Lets a norm that includes its activation replace norm + ReLU.
     acting_norms: bool = True
+    # Its layers do not depend on the image size, so it can be built before the data is loaded (on the meta
+    # device) to check its parameters and every norm layer it would create.
+    shape_free: bool = True
 
 
 BACKBONE_TRAITS: dict[str, BackboneTraits] = {}

@@ -111,6 +111,10 @@ class VisionTransformer(Classifier):
         self.num_features = dim
         self.head = nn.Linear(dim, num_classes)
 
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings exempt from weight decay, as in timm's and DeiT's ViTs."""
+        return {"pos_embed", "cls_token"}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
         if self.cls_token is not None:
@@ -137,7 +141,7 @@ class VisionTransformer(Classifier):
         return weights[:, 0, 1:]
 
 
-@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
+@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False, shape_free=False)
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
              num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
              pool: str = "mean") -> VisionTransformer:

@@ -50,10 +50,14 @@ def detect_grouping_keys(records: list[RunRecord]) -> list[str]:
     A setting varies when the runs that have it disagree on its value; being absent is not variation, as
     e.g. `regularizer.cutmix.alpha` exists only in cutmix runs. A varying setting that follows from those
     already chosen (`norm.name` from `norm`, `exp_name` from `regularizer`) would only lengthen the labels.
+    Seeds (`data.noise.seed`, `data.split_seed`, ... which default to the run's seed) mark replicates, not
+    settings, so they never group automatically; `--by` can still name them.
     """
     all_settings = [settings_of(record) for record in records]
     keys: list[str] = []
     for candidate in _by_preference(available_keys(records)):
+        if _is_seed(candidate):
+            continue
         present = {s[candidate] for s in all_settings if candidate in s}
         if len(present) < 2:
             continue
@@ -147,6 +151,12 @@ def _is_bookkeeping(key: str) -> bool:
         or top.startswith(("hydra", "logger"))
         or last.endswith(("_dir", "_path", "root"))
     )
+
+
+def _is_seed(key: str) -> bool:
+    """`data.noise.seed`, `data.split_seed`, `regularizer.x.seed`: a random replicate, not a treatment."""
+    last = key.rsplit(".", 1)[-1]
+    return last == "seed" or last.endswith("_seed")
 
 
 def _flatten(config: dict, prefix: str = "") -> dict[str, object]:

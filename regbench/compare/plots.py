@@ -75,7 +75,12 @@ def _reliability_diagrams(report: Report, path: Path) -> Path | None:
     for ax, row in zip(axes, rows):
         edges, accuracy, confidence, counts = _pooled_calibration(row)
         filled = counts > 0
-        ax.bar(edges[:-1][filled], accuracy[filled], width=np.diff(edges)[filled], align="edge",
+        widths = np.diff(edges)
+        # the bin of confidence exactly 1.0 has no width: draw it as a thin bar ending at 1
+        point = widths == 0
+        narrow = np.min(widths[~point]) / 4 if (~point).any() else 0.02
+        starts, widths = np.where(point, edges[:-1] - narrow, edges[:-1]), np.where(point, narrow, widths)
+        ax.bar(starts[filled], accuracy[filled], width=widths[filled], align="edge",
                edgecolor="black", alpha=0.7, label="accuracy")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ece = float(np.sum(counts[filled] * np.abs(accuracy[filled] - confidence[filled])) / counts.sum())
@@ -133,8 +138,11 @@ def _mean_curve(runs: tuple[RunRecord, ...], column: str) -> tuple[np.ndarray, n
 
 
 def _pooled_calibration(row: Row) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sum the bins of all runs of a group: accuracy and confidence become count-weighted means."""
+    """Sum the bins of all runs of a group: accuracy and confidence become count-weighted means.
+
+    Runs binned differently from the group's first run (another bin count, an older regbench) are left out."""
     calibrations = [run.calibration for run in row.runs if run.calibration is not None]
+    calibrations = [c for c in calibrations if np.array_equal(c.bin_edges, calibrations[0].bin_edges)]
     counts = np.sum([c.bin_count for c in calibrations], axis=0)
     weighted_acc = np.sum([np.nan_to_num(c.bin_acc) * c.bin_count for c in calibrations], axis=0)
     weighted_conf = np.sum([np.nan_to_num(c.bin_conf) * c.bin_count for c in calibrations], axis=0)

@@ -20,6 +20,11 @@ from regbench.errors import UserError
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s", "epoch_time_s",
 )
+# Numbers that metrics.json keeps at the top level rather than under "metrics" but that are worth comparing:
+# the long-tail runs' balanced test accuracy and the training throughput.
+TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s")
+# Hydra writes this folder into every job directory as the job starts, before regbench writes anything.
+HYDRA_JOB_MARKER = ".hydra"
 
 
 class MalformedRun(Exception):
@@ -98,7 +103,8 @@ def _find_run_dirs(paths: list[str]) -> list[Path]:
                 raise UserError(f"path {given!r} is a file: give run or sweep directories (or a metrics.json)")
             run_dirs.add(path.parent.resolve())
             continue
-        for marker in ("metrics.json", "history.csv"):
+        for marker in ("metrics.json", "history.csv", HYDRA_JOB_MARKER):
+            # a job directory with only .hydra/ (and config.yaml) died before its first epoch: count it too
             run_dirs.update(found.parent.resolve() for found in path.rglob(marker))
     return sorted(run_dirs)
 
@@ -122,7 +128,7 @@ def _load_run_dir(run_dir: Path) -> tuple[str, RunRecord | None]:
         seed=seed,
         config=_read_config(run_dir / "config.yaml"),
         components=components,
-        metrics=_parse_metrics(summary.get("metrics")),
+        metrics=_parse_metrics(summary.get("metrics"), summary),
         history=_read_history(run_dir / "history.csv"),
         calibration=_parse_calibration(summary.get("calibration")),
     )
@@ -149,10 +155,10 @@ def _read_config(path: Path) -> dict:
     return config
 
 
-def _parse_metrics(metrics) -> dict[str, float]:
+def _parse_metrics(metrics, summary: dict) -> dict[str, float]:
     if not isinstance(metrics, dict):
         raise MalformedRun("metrics.json 'metrics' is not a mapping")
-    parsed = {}
+    parsed = {name: float(summary[name]) for name in TOP_LEVEL_METRICS if _is_number(summary.get(name))}
     for name, value in metrics.items():
         if value is None:  # a metric the run did not produce
             continue

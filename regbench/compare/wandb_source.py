@@ -77,12 +77,20 @@ def _components(config: dict) -> dict[str, str]:
 
 
 def _history(rows: list[dict]) -> dict[str, np.ndarray]:
-    """One row per epoch, keeping each column's last logged value in that epoch."""
+    """One row per epoch, keeping each column's last logged value in that epoch.
+
+    Rows come in logging order. Lightning's own rows carry `epoch`; a row without it (regbench's per-epoch
+    summary -- train_acc, the epoch's mean train_loss, train_acc_clean/noisy, images_per_s -- is logged
+    straight to the logger right after that epoch's validation row) belongs to the epoch of the row before it.
+    Rows before the first epoch-stamped row are skipped.
+    """
     by_epoch: dict[float, dict[str, float]] = {}
+    epoch = None
     for row in rows:
-        epoch = row.get("epoch")
-        if not _is_number(epoch):
-            continue  # step-level rows logged outside an epoch
+        if _is_number(row.get("epoch")):
+            epoch = row["epoch"]
+        if epoch is None:
+            continue
         values = by_epoch.setdefault(float(epoch), {})
         values.update({k: float(v) for k, v in row.items() if k != "epoch" and not k.startswith("_") and _is_number(v)})
     epochs = sorted(by_epoch)

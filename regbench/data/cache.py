@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 CACHE_DIR = "regbench_cache"
+CACHE_KEYS = {"train_x", "train_y", "test_x", "test_y"}
 
 
 def cache_path(root: str, name: str) -> Path:
@@ -20,7 +21,12 @@ def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
         arrays = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a truncated or foreign file: decode the raw files again and rewrite it
         return None
-    return arrays if isinstance(arrays, dict) and all(isinstance(v, torch.Tensor) for v in arrays.values()) else None
+    if not (isinstance(arrays, dict) and set(arrays) == CACHE_KEYS
+            and all(isinstance(v, torch.Tensor) for v in arrays.values())):
+        return None  # written by something else: decode again
+    if len(arrays["train_x"]) != len(arrays["train_y"]) or len(arrays["test_x"]) != len(arrays["test_y"]):
+        return None
+    return arrays
 
 
 def _write_cache(path: Path, arrays: dict[str, torch.Tensor]) -> None:

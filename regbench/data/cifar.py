@@ -9,6 +9,7 @@ import torch
 
 from regbench.data.base import ImageData
 from regbench.data.cache import cached_arrays
+from regbench.data.download import fetch
 from regbench.data.registry import DATASETS
 from regbench.errors import UserError
 
@@ -53,8 +54,11 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
     base = Path(root).expanduser() / folder
     names = files["train"] + files["test"]
     if download and not all((base / n).is_file() for n in names):
-        torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
-        torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
+        def download_both() -> None:
+            torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
+            torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
+
+        fetch(folder, base, download_both)
     missing = [n for n in names if not (base / n).is_file()]
     if missing:
         raise UserError(f"{folder} files not found: {base / missing[0]} is missing; put the CIFAR python batches "

@@ -8,6 +8,7 @@ import torch
 
 from regbench.data.base import ImageData
 from regbench.data.cache import cached_arrays
+from regbench.data.download import fetch
 from regbench.data.registry import DATASETS
 from regbench.errors import UserError
 
@@ -39,13 +40,22 @@ def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) ->
     raw = mnist_raw_dir(root, folder)
     missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
     if missing and download:
-        torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
-        torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
+        def download_both() -> None:
+            torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
+            torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
+
+        fetch(folder, raw, download_both)
         missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
     if missing:
         raise UserError(f"{folder} files not found: {raw / missing[0]} is missing; put the four {folder} idx files "
                         f"in {raw} (data.root={root!r}) or set data.download=true to fetch them")
-    return {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
+    arrays = {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if len(images) != len(labels):
+            raise UserError(f"{raw / MNIST_FILES[split + '_y']} holds {len(labels)} labels but "
+                            f"{raw / MNIST_FILES[split + '_x']} holds {len(images)} images; re-fetch the {folder} files")
+    return arrays
 
 
 def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool) -> dict[str, torch.Tensor]:

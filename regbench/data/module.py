@@ -31,6 +31,8 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check_fraction("val_fraction", cfg["val_fraction"])
     check(isinstance(cfg["download"], bool), "download", cfg["download"], "must be true or false")
     check(isinstance(cfg["split_seed"], int), "split_seed", cfg["split_seed"], "must be an integer")
+    if "cache" in cfg:  # the file-based datasets' decoded-tensor cache
+        check(isinstance(cfg["cache"], bool), "cache", cfg["cache"], "must be true or false")
     augment = cfg["augment"]
     check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
           augment["crop_padding"], "must be an integer >= 0")

@@ -94,11 +94,17 @@ def asymmetric_map(dataset: str) -> dict[int, int]:
 
 
 def _numpy_safe_globals() -> list:
-    from numpy._core.multiarray import _reconstruct
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
 
     dtypes = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float32,
               np.float64)
-    return [_reconstruct, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in dtypes)]
+    # A pickle names the function by the module that wrote it: numpy 1.x (the published CIFAR-N files, 2021)
+    # wrote numpy.core.multiarray, numpy 2 writes numpy._core.multiarray. Allow both spellings.
+    spellings = [(_reconstruct, f"{module}.multiarray._reconstruct") for module in ("numpy.core", "numpy._core")]
+    return [_reconstruct, *spellings, np.ndarray, np.dtype, *(type(np.dtype(t)) for t in dtypes)]
 
 
 def read_label_file(path: str, key: str) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ import torch
 
 from regbench.data.base import ImageData
 from regbench.data.cache import cached_arrays
+from regbench.data.download import fetch
 from regbench.data.registry import DATASETS
 from regbench.errors import UserError
 
@@ -36,7 +37,7 @@ def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
     base = Path(root).expanduser()
     for split, name in SVHN_FILES.items():
         if download and not (base / name).is_file():
-            SVHN(root=str(base), split=split, download=True)
+            fetch(name, base, lambda split=split: SVHN(root=str(base), split=split, download=True))
     missing = [name for name in SVHN_FILES.values() if not (base / name).is_file()]
     if missing:
         raise UserError(f"SVHN files not found: {base / missing[0]} is missing; put train_32x32.mat and "

@@ -15,24 +15,31 @@ CHANNEL = (1, -1, 1, 1)
 
 class EstimatedBatchNorm(nn.Module):
     """BatchNorm that normalizes with its running estimates even in training; each training batch first
-    moves the estimates towards its own statistics, so tiny batches only nudge them (no gradient through them)."""
+    moves the estimates towards its own statistics, so tiny batches only nudge them (no gradient through them).
+    Then its own per-channel affine gamma_b * x_hat + beta_b, as in the paper's batch stage and the authors'
+    EstBN (joe-siyuan-qiao/Batch-Channel-Normalization)."""
 
     def __init__(self, num_channels: int, momentum: float, eps: float):
         super().__init__()
         self.momentum, self.eps = momentum, eps
         self.register_buffer("running_mean", torch.zeros(num_channels))
         self.register_buffer("running_var", torch.ones(num_channels))
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
                 self.running_mean.lerp_(x.mean(dim=(0, 2, 3)), self.momentum)
                 self.running_var.lerp_(x.var(dim=(0, 2, 3), unbiased=False), self.momentum)
-        return (x - self.running_mean.view(CHANNEL)) / self.running_var.add(self.eps).sqrt().view(CHANNEL)
+        x_hat = (x - self.running_mean.view(CHANNEL)) / self.running_var.add(self.eps).sqrt().view(CHANNEL)
+        return x_hat * self.weight.view(CHANNEL) + self.bias.view(CHANNEL)
 
 
 class BatchChannelNorm(nn.Module):
-    """BCN: the batch stage, then the channel (group) stage without affine, then one per-channel affine."""
+    """BCN: the batch stage (estimated statistics, its own affine), then the channel stage: GroupNorm with a
+    per-channel affine. (The authors' code shares the channel-stage affine within each group; a per-channel
+    one, as in GroupNorm, contains that case.)"""
 
     def __init__(self, num_channels: int, groups: int, momentum: float, eps: float):
         super().__init__()

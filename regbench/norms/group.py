@@ -1,6 +1,8 @@
 """Per-sample norms from the GroupNorm family: GroupNorm, LayerNorm, InstanceNorm."""
 from __future__ import annotations
 
+import math
+
 import torch.nn as nn
 
 from regbench.errors import check, check_positive, check_positive_int
@@ -10,7 +12,8 @@ from regbench.norms.registry import register_norm, require_spatial
 def check_groups(groups: int, num_channels: int) -> None:
     check_positive_int("groups", groups)
     # Layers narrower than `groups` would silently get fewer groups in timm; say so loudly instead.
-    check(num_channels % groups == 0, "groups", groups, f"must divide every layer's channel count ({num_channels} here)")
+    check(num_channels % groups == 0, "groups", groups,
+          f"must divide every layer's channel count ({num_channels} here); try {math.gcd(groups, num_channels)}")
 
 
 @register_norm("groupnorm")

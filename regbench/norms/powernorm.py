@@ -5,7 +5,9 @@ y = gamma * x_hat + beta, then psi2_t = a_f psi2_{t-1} + (1 - a_f) mean_batch(x^
 Backward (approximate, a custom autograd Function): g = gamma * dL/dy,
 dL/dx = (g - nu_{t-1} * x_hat) / sqrt(psi2_{t-1} + eps), then
 nu_t = nu_{t-1} (1 - (1 - a_b) Gamma) + (1 - a_b) Lambda with Gamma = mean(x_hat^2), Lambda = mean(x_hat * g).
-The first `warmup_iters` training steps use the batch's own quadratic mean with exact autograd.
+The first `warmup_iters` training steps use the batch's own quadratic mean with exact autograd (the authors' code,
+sIncerass/powernorm, uses the batch statistic with the approximate backward during its warmup, and additionally
+divides each token by its RMS per head group -- GroupScaling -- before the layer; neither is reproduced here).
 """
 from __future__ import annotations
 

@@ -87,6 +87,17 @@ def coteaching_losses(loss_1: torch.Tensor, loss_2: torch.Tensor,
     return loss_1[small_loss_indices(loss_2, keep)], loss_2[small_loss_indices(loss_1, keep)]
 
 
+def coteaching_per_sample(loss_1: torch.Tensor, loss_2: torch.Tensor, rate: float) -> torch.Tensor:
+    """The pair's loss as (B,) per-sample terms whose batch mean is the mean of `coteaching_losses` for each
+    network: a sample kept for a network weighs B/keep, a dropped one 0. Per-sample, so per-class weights and
+    later loss hooks apply to it as to any other loss."""
+    batch = loss_1.shape[0]
+    keep = max(1, int(rate * batch))
+    weight_1 = torch.zeros_like(loss_1).index_fill(0, small_loss_indices(loss_2, keep), batch / keep)
+    weight_2 = torch.zeros_like(loss_2).index_fill(0, small_loss_indices(loss_1, keep), batch / keep)
+    return loss_1 * weight_1 + loss_2 * weight_2
+
+
 def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture with fresh weights drawn from its own generator."""
     peer = copy.deepcopy(model)
@@ -138,10 +149,9 @@ class CoTeaching(Regularizer):
     def loss(self, per_sample, logits, targets, index, model):
         peer_loss = soft_cross_entropy(self.pair.peer_logits, targets)
         rate = remember_rate(int(self.pair.epochs_done), self.forget_rate, self.num_gradual)
-        loss_1, loss_2 = coteaching_losses(per_sample, peer_loss, rate)
-        # Mean over the kept rank = mean loss of network 1 + mean loss of network 2: each network gets the
-        # gradient of its own small-loss cross-entropy, as with the paper's two separate updates.
-        return loss_1 + loss_2
+        # Batch mean = mean loss of network 1 + mean loss of network 2 on their peers' choices: each network gets
+        # the gradient of its own small-loss cross-entropy, as with the paper's two separate updates.
+        return coteaching_per_sample(per_sample, peer_loss, rate)
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
         if progress.epoch_finished:
@@ -156,5 +166,5 @@ class CoTeaching(Regularizer):
             self.pair.val_correct.zero_()
 
 
-__all__ = ["CoTeaching", "CoTeachingPair", "ELR", "coteaching_losses", "elr_penalty", "elr_target_update",
-           "remember_rate"]
+__all__ = ["CoTeaching", "CoTeachingPair", "ELR", "coteaching_losses", "coteaching_per_sample", "elr_penalty",
+           "elr_target_update", "remember_rate"]

@@ -36,7 +36,10 @@ def write_run(
     config = {
         "seed": seed,
         "exp_name": exp_name or reg_name,
-        "data": {"name": "digits", "root": f"/scratch/{seed}/data", "batch_size": 128, "val_fraction": 0.1},
+        # as `regbench train` resolves it: the noise and imbalance seeds default to the run's seed
+        "data": {"name": "digits", "root": f"/scratch/{seed}/data", "batch_size": 128, "val_fraction": 0.1,
+                 "split_seed": 0, "noise": {"type": "none", "rate": 0.0, "seed": seed},
+                 "imbalance": {"type": "none", "factor": 1.0, "seed": seed}},
         "backbone": {"name": "convnet", "width": 32},
         "norm": {"name": norm, **({"momentum": 0.1} if norm == "batchnorm" else {"num_groups": 8})},
         "regularizer": regularizer,

@@ -161,3 +161,18 @@ def test_no_paths_at_all_exits_2(capsys):
 def test_help_exits_0(capsys):
     code, out, _ = run(["--help"], capsys)
     assert code == 0 and "regbench compare" in out and "--baseline" in out
+
+
+def test_reliability_plot_pools_only_runs_binned_alike(tmp_path, capsys):
+    # runs written before and after the bins gained their confidence-1.0 bin can sit in the same group
+    write_run(tmp_path / "old", seed=0, metrics=acc_metrics(0.9))
+    new = write_run(tmp_path / "new", seed=1, metrics=acc_metrics(0.9))
+    summary = json.loads((new / "metrics.json").read_text())
+    calibration = summary["calibration"]
+    calibration["bin_edges"].append(1.0)
+    for key, value in (("bin_acc", 0.5), ("bin_conf", 1.0), ("bin_count", 7)):
+        calibration[key].append(value)
+    (new / "metrics.json").write_text(json.dumps(summary))
+    code, _, err = run([str(tmp_path), "--plots", str(tmp_path / "plots")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "plots" / "reliability.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -115,3 +115,25 @@ def test_parse_baseline():
     assert parse_baseline("regularizer=none, norm=batchnorm") == {"regularizer": "none", "norm": "batchnorm"}
     with pytest.raises(UserError, match="KEY=VALUE"):
         parse_baseline("none")
+
+
+def test_seeds_that_follow_the_run_seed_are_replicates_not_groups(tmp_path):
+    # `regbench train` resolves data.noise.seed and data.imbalance.seed to the run's seed: a sweep over seeds
+    # must give one group per setting with every seed in it, not one group per seed
+    for seed in range(3):
+        for reg in ({}, {"mixup": {"alpha": 0.2}}):
+            write_run(tmp_path / f"{'+'.join(reg) or 'none'}{seed}", seed=seed, metrics=acc_metrics(0.9),
+                      regularizer=reg)
+    records = load(tmp_path)
+    assert {r.config["data"]["noise"]["seed"] for r in records} == {0, 1, 2}
+    keys = detect_grouping_keys(records)
+    assert keys == ["regularizer"]
+    assert sorted(len(g.runs) for g in group_runs(records, keys)) == [3, 3]
+
+
+def test_a_seed_key_can_still_be_named_with_by(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path / str(seed), seed=seed, metrics=acc_metrics(0.9))
+    records = load(tmp_path)
+    check_keys(["data.noise.seed"], records)
+    assert sorted(g.values for g in group_runs(records, ["data.noise.seed"])) == [(0,), (1,)]

@@ -134,3 +134,21 @@ def test_other_file_is_a_user_error(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(UserError, match="notes.txt"):
         load_run_dirs([str(tmp_path / "notes.txt")])
+
+
+def test_top_level_balanced_accuracy_and_throughput_are_metrics(tmp_path):
+    # long-tailed runs write balanced_acc next to "metrics", not inside it
+    run_dir = write_run(tmp_path / "run", seed=0, metrics=acc_metrics(0.9))
+    set_key("balanced_acc", 0.75)(run_dir)
+    metrics = load_run_dirs([str(run_dir)]).completed[0].metrics
+    assert metrics["balanced_acc"] == 0.75 and metrics["images_per_s"] == 5400.0
+    assert metrics["test_acc"] == 0.9
+
+
+def test_job_directory_that_died_before_its_first_epoch_is_counted(tmp_path):
+    write_run(tmp_path / "0", seed=0, metrics=acc_metrics(0.9))
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)  # Hydra's job folder: no history.csv, no metrics.json
+    (tmp_path / "1" / "config.yaml").write_text("seed: 1\n")
+    runs = load_run_dirs([str(tmp_path)])
+    assert [r.seed for r in runs.completed] == [0]
+    assert [(s.source, s.reason) for s in runs.not_completed] == [(str((tmp_path / "1").resolve()), "no metrics.json")]

@@ -35,7 +35,8 @@ MIXUP = [0.93, 0.925, 0.94]
 
 
 def epoch_rows(final_acc):
-    # Lightning logs step rows without an epoch and one row per epoch; validation may come in its own row
+    # a row logged before training (no epoch yet), then per-epoch rows; validation may come in its own row
+    # (test_compare_wandb_real.py replays the exact rows real runs log)
     return [{"_step": 0, "train_loss_step": 2.3},
             {"_step": 1, "epoch": 0, "train_acc": final_acc - 0.2, "train_loss": 1.0},
             {"_step": 2, "epoch": 0, "val_acc": final_acc - 0.25},

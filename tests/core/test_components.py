@@ -66,3 +66,16 @@ def test_warmup_cosine_schedule_and_weight_decay_groups():
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 3])] and len(no_decay["params"]) == 3
     optimizer = build_optimizer({"name": "adamw", "lr": 0.01, "weight_decay": 0.1, "betas": [0.9, 0.99]}, model)
     assert optimizer.param_groups[0]["weight_decay"] == 0.1 and optimizer.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_vit_embeddings_get_no_weight_decay_as_in_timm():
+    import timm
+
+    from regbench.backbones import build_backbone
+
+    vit = build_backbone({"name": "vit_tiny", "depth": 1, "pool": "cls"}, {"name": "layernorm"}, (1, 8, 8), 10)
+    decay, no_decay = param_groups(vit, 0.05)
+    exempt = {id(vit.pos_embed), id(vit.cls_token)}
+    assert exempt <= {id(p) for p in no_decay["params"]} and not exempt & {id(p) for p in decay["params"]}
+    # timm exempts the same names on its own ViT.
+    assert {"pos_embed", "cls_token"} <= timm.create_model("vit_tiny_patch16_224", pretrained=False).no_weight_decay()

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf, open_dict
 from regbench.config import GROUPS, validate_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-SELECTABLE = [g for g in GROUPS if g != "exp"]
+# Presets added with `+group=name` have tests of their own (exp below, sweep and hparams_search in tests/sweeps).
+SELECTABLE = [g for g in GROUPS if g not in ("exp", "sweep", "hparams_search")]
 # Options that only fit some partners are validated with one (the compatibility rules have their own tests).
 PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["backbone=mlp"],
             ("regularizer", "transmix"): ["backbone=vit_tiny", "norm=layernorm", "backbone.pool=cls"]}

@@ -20,6 +20,7 @@ from regbench.errors import UserError
     (["data.imbalance.factor=0.5"], "data.imbalance.factor=0.5 is invalid: must be a number >= 1"),
     (["data.balance.type=smote"], "data.balance.type='smote' is invalid: allowed: none, upsample, upweight"),
     (["data.balance.tau=0"], "data.balance.tau=0 is invalid: must be a number > 0"),
+    (["data=mnist", "data.cache=maybe"], "data.cache='maybe' is invalid: must be true or false"),
 ])
 def test_bad_settings_are_one_line_errors(overrides, expected):
     with pytest.raises(UserError) as err:

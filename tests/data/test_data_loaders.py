@@ -134,3 +134,42 @@ def test_real_mnist():
     assert loaded.train_x.shape == (60000, 1, 28, 28) and loaded.test_x.shape == (10000, 1, 28, 28)
     assert loaded.train_x.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-4)
     assert torch.bincount(loaded.test_y).tolist()[:2] == [980, 1135]
+
+
+class OfflineDataset:
+    """Stands in for a torchvision dataset class on a machine without network."""
+
+    def __init__(self, root, download, **_):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://example.org/mnist/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>")
+
+
+@pytest.mark.parametrize("loader, dataset_class, expected", [
+    (load_mnist, "MNIST", "MNIST/raw"), (load_fashion_mnist, "FashionMNIST", "FashionMNIST/raw"),
+    (load_cifar10, "CIFAR10", "cifar-10-batches-py"), (load_cifar100, "CIFAR100", "cifar-100-python"),
+    (load_svhn, "SVHN", "train_32x32.mat"),
+])
+def test_a_failed_download_is_one_line_naming_the_folder(tmp_path, monkeypatch, loader, dataset_class, expected):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, dataset_class, OfflineDataset)
+    with pytest.raises(UserError) as err:
+        loader(root=str(tmp_path), download=True, split_seed=0, cache=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("data.download=true could not fetch")
+    assert expected in message and str(tmp_path) in message and "Name or service not known" in message
+
+
+def test_idx_files_with_different_image_and_label_counts_are_refused(tmp_path):
+    write_tiny_idx(tmp_path, "MNIST")
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(5))  # 6 images, 5 labels
+    with pytest.raises(UserError, match=r"train-labels-idx1-ubyte holds 5 labels but .*train-images-idx3-ubyte "
+                                        r"holds 6 images"):
+        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+
+def test_a_cache_file_of_other_tensors_is_rebuilt(tmp_path):
+    write_tiny_idx(tmp_path, "MNIST")
+    cache_path(str(tmp_path), "MNIST").parent.mkdir(parents=True)
+    torch.save({"images": torch.zeros(2)}, cache_path(str(tmp_path), "MNIST"))  # valid file, foreign content
+    assert load_mnist(root=str(tmp_path), download=False, split_seed=0).train_x.shape == (6, 1, 28, 28)

@@ -147,3 +147,31 @@ def test_file_noise_errors(tmp_path):
         corrupt_labels(wrong, cfg, "cifar10", C, torch.Generator(), torch.arange(20), wrong)
     with pytest.raises(ParamError, match="noise.key='bogus'"):
         check_noise_config(noise("file", 0.0, file=str(path), key="bogus"), "cifar10")
+
+
+def as_written_by_numpy_1(path):
+    """Rewrite a torch-saved file of numpy arrays the way numpy 1.x pickled them (numpy.core, not numpy._core).
+
+    Protocol-2 pickles name globals as newline-terminated text, so the module can be renamed in place."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    else:
+        path.write_bytes(path.read_bytes().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_cifar_n_files_written_under_numpy_1_load(tmp_path, zip_format):
+    # The published CIFAR-10N/100N files date from 2021: their pickles name numpy.core.multiarray._reconstruct
+    full = np.arange(20) % C
+    path = tmp_path / "CIFAR-10_human.pt"
+    torch.save({"clean_label": full, "aggre_label": (full + 1) % C}, path, _use_new_zipfile_serialization=zip_format)
+    as_written_by_numpy_1(path)
+    assert b"numpy._core" not in path.read_bytes()
+    labels = read_label_file(str(path), "aggre_label")
+    assert labels["aggre_label"].tolist() == ((full + 1) % C).tolist()

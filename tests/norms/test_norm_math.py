@@ -127,12 +127,17 @@ def test_weight_standardized_norms_switch_the_conv(name):
 def test_bcn_equals_estimated_batchnorm_then_groupnorm():
     bcn = get_norm("bcn_ws", 4, groups=2, momentum=0.5)
     randomize_affine(bcn)
+    stage1_weight, stage1_bias = bcn.batch_stage.weight.detach().clone(), bcn.batch_stage.bias.detach().clone()
+    stage1_bias -= 0.7 + torch.arange(4.0)  # a shift the group stage only undoes if stage 1 is skipped
+    bcn.batch_stage.bias.data.copy_(stage1_bias)
     x = feature_map(2, 4, 3, 3)
     y = bcn(x)
-    # Stage 1: the running estimates, moved half-way (momentum 0.5) from (0, 1) to this batch's statistics.
+    # Stage 1: the running estimates, moved half-way (momentum 0.5) from (0, 1) to this batch's statistics,
+    # then the batch stage's own per-channel affine (the paper's gamma_b, beta_b; the authors' EstBN).
     mean = 0.5 * x.mean(dim=(0, 2, 3))
     var = 0.5 + 0.5 * x.var(dim=(0, 2, 3), unbiased=False)
     stage1 = (x - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + 1e-5).sqrt()
+    stage1 = stage1 * stage1_weight.view(1, -1, 1, 1) + stage1_bias.view(1, -1, 1, 1)
     # Stage 2: GroupNorm with 2 groups, then the affine.
     grouped = stage1.reshape(2, 2, -1)
     stage2 = ((grouped - grouped.mean(-1, keepdim=True)) / (grouped.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())

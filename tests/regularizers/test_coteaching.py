@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from regbench.errors import UserError
 from regbench.regularizers import TrainProgress, build_regularizers, create_regularizer
-from regbench.regularizers.noisy_labels import coteaching_losses, remember_rate
+from regbench.regularizers.noisy_labels import coteaching_losses, coteaching_per_sample, remember_rate
 
 
 @pytest.mark.parametrize("epoch, expected", [(0, 1.0), (1, 0.98), (5, 0.9), (10, 0.8), (30, 0.8)])
@@ -23,6 +23,35 @@ def test_each_network_keeps_the_samples_its_peer_finds_easiest():
     assert sorted(kept_1.tolist()) == sorted(loss_1[[6, 3, 0, 2]].tolist())
     assert sorted(kept_2.tolist()) == sorted(loss_2[[1, 7, 4, 2]].tolist())
     assert len(coteaching_losses(loss_1, loss_2, rate=0.8)[0]) == int(0.8 * 8)
+
+
+def test_the_pair_loss_is_per_sample_with_the_kept_means_as_its_batch_mean():
+    loss_1 = torch.tensor([0.9, 0.1, 0.5, 2.0, 0.3, 1.5, 0.7, 0.2])
+    loss_2 = torch.tensor([0.2, 1.1, 0.4, 0.1, 3.0, 0.6, 0.05, 0.8])
+    per_sample = coteaching_per_sample(loss_1, loss_2, rate=0.5)
+    kept_1, kept_2 = coteaching_losses(loss_1, loss_2, rate=0.5)
+    assert per_sample.shape == (8,)
+    torch.testing.assert_close(per_sample.mean(), kept_1.mean() + kept_2.mean())
+    # Sample 5 is in neither network's easiest half: it contributes nothing.
+    assert per_sample[5] == 0
+
+
+def test_coteaching_with_per_class_loss_weights_weights_each_kept_sample():
+    from regbench.module import ClassifierModule
+
+    class_weights = torch.tensor([1.0, 2.0, 3.0])
+    reg = create_regularizer("coteaching", forget_rate=0.5, num_gradual=1)
+    module = ClassifierModule(tiny_net(), [reg], 3, {"name": "sgd"}, {"name": "constant"},
+                              class_weights=class_weights)
+    module.log = lambda *args, **kwargs: None  # no Trainer here
+    reg.pair.epochs_done.fill_(1)
+    images, labels = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    loss = module.training_step((images, labels, torch.arange(8)), 0)
+    with torch.no_grad():
+        ce_1 = F.cross_entropy(reg.pair.nets[0](images), labels, reduction="none")
+        ce_2 = F.cross_entropy(reg.pair.nets[1](images), labels, reduction="none")
+    expected = (coteaching_per_sample(ce_1, ce_2, 0.5) * class_weights[labels]).mean()
+    torch.testing.assert_close(loss, expected)
 
 
 def tiny_net() -> nn.Module:

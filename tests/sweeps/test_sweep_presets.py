@@ -1,0 +1,92 @@
+"""Sweep and hyperparameter-search presets compose, expand to the jobs Hydra will run, and every job validates."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
+
+from regbench.config import preflight, sweep_jobs, validate_config
+from regbench.errors import UserError
+from regbench.sweep import varying_keys
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+# preset -> (jobs, keys it varies besides the seed)
+SWEEPS = {"reg_vs_baseline": (48, ["regularizer"]), "norm_grid": (45, ["norm"]),
+          "noise_grid": (48, ["data.noise.rate", "regularizer"])}
+
+
+def expand(overrides: list[str]) -> list[list[str]]:
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        return sweep_jobs(overrides, OverridesParser.create().parse_overrides(overrides))
+
+
+def hydra_and_job(overrides: list[str]):
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        hydra_cfg = cfg.pop("hydra")
+        cfg.run_dir = "unused"
+    return hydra_cfg, OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_every_sweep_and_search_preset_is_tested():
+    assert sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")) == sorted(SWEEPS)
+    assert sorted(p.stem for p in (CONF / "hparams_search").glob("*.yaml")) == sorted(SEARCHES)
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_sweep_preset_expands_to_valid_jobs(name):
+    jobs, varied = SWEEPS[name]
+    assert (CONF / "sweep" / f"{name}.yaml").read_text().startswith("# @package _global_")
+    expanded = expand([f"+sweep={name}"])
+    assert len(expanded) == jobs and len({tuple(job) for job in expanded}) == jobs
+    preflight([f"+sweep={name}"], multirun=True)  # composes and validates every job
+    hydra_cfg, cfg = hydra_and_job([f"+sweep={name}"])
+    assert cfg["exp_name"] == name
+    params = OmegaConf.to_container(hydra_cfg.sweeper.params)
+    assert sorted(varying_keys([], params)) == sorted(varied)
+
+
+def test_sweep_lists_can_be_overridden_on_the_command_line():
+    jobs = expand(["+sweep=reg_vs_baseline", "hydra.sweeper.params.seed='0,1,2,3,4'"])
+    assert len(jobs) == 16 * 5
+    assert len(expand(["regularizer=[none],[cutmix],[cutmix,ema]", "seed=0,1"])) == 6
+
+
+SEARCHES = {"cutmix_optuna": "cutmix", "label_smoothing_optuna": "label_smoothing", "elr_optuna": "elr"}
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHES))
+def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
+    assert (CONF / "hparams_search" / f"{name}.yaml").read_text().startswith("# @package _global_")
+    hydra_cfg, cfg = hydra_and_job([f"+hparams_search={name}"])
+    assert hydra_cfg.sweeper._target_.endswith("OptunaSweeper") and str(hydra_cfg.mode) == "RunMode.MULTIRUN"
+    assert list(cfg["regularizer"]) == [SEARCHES[name]] and cfg["optimized_metric"] == "best_val_acc"
+    validate_config(cfg)
+    # Every searched key is a real parameter of the technique, and both ends of its interval validate.
+    for key, space in hydra_cfg.sweeper.params.items():
+        low, high = (float(x) for x in space[len("interval("):-1].split(","))
+        for value in (low, high):
+            validate_config(hydra_and_job([f"+hparams_search={name}", f"{key}={value}"])[1])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["norm=batchnorm,bogus"], "norm='bogus' is not a known norm"),
+    (["data.batch_size=64,0"], "data.batch_size=0 is invalid: must be an integer > 0 (in the sweep job"),
+    (["+sweep=reg_vs_baseline", "regularizer.cutmix.alpha=-1"], "Could not override"),
+    (["optimized_metric=test_acc"], "optimized_metric='test_acc' is invalid"),
+])
+def test_a_bad_job_fails_the_whole_sweep_before_any_job_starts(overrides, message):
+    with pytest.raises(UserError, match=None) as caught:
+        preflight(overrides, multirun=True)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("launcher,target", [
+    ("local", "BasicLauncher"), ("local_parallel", "LocalLauncher")])
+def test_launcher_presets_compose(launcher, target):
+    hydra_cfg, _ = hydra_and_job([f"hydra/launcher={launcher}"])
+    assert hydra_cfg.launcher._target_.endswith(target)
