@@ -58,8 +58,7 @@ def train_main(args: list[str]) -> int:
         except ReportedError as err:
             return report(err, "train")
     sys.argv = ["regbench train", *args]
-    if multirun:
-        register_launchers()
+    register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()
     from regbench.sweep import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
 

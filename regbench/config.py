@@ -11,6 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -117,6 +118,11 @@ def sweep_jobs(overrides: list[str], parsed: list[Override]) -> list[list[str]] 
     return [job for batch in BasicSweeper.split_arguments(expanded, None) for job in batch]
 
 
+def check_launcher(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
+    if hydra_cfg.launcher._target_ == LAUNCHER_TARGET:
+        check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
+
+
 def preflight(overrides: list[str], multirun: bool) -> None:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
     sweep, every job's config, so a typo fails before any job starts."""
@@ -132,13 +138,14 @@ def preflight(overrides: list[str], multirun: bool) -> None:
                 try:
                     resolved, hydra_cfg = compose_checked(job)
                     validate_config(resolved)
-                    if hydra_cfg.launcher._target_ == LAUNCHER_TARGET:
-                        check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
+                    check_launcher(hydra_cfg, resolved)
                 except UserError as err:
                     raise UserError(f"{err} (in the sweep job {' '.join(job)})") from None
             return
         resolved, hydra_cfg = compose_checked(overrides)
     validate_config(resolved)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # a preset's sweep, e.g. +hparams_search=...
+        check_launcher(hydra_cfg, resolved)
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         # A directory holding this very run is fine (skip or resume); one holding another run is refused.
         inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))

@@ -139,8 +139,7 @@ class ClassifierModule(L.LightningModule):
         if self.world_size > 1:
             check = check.clone()  # the all-reduce works in place, and detach() shares the loss's storage
             # Every rank must stop at the same step, or the others would wait forever in the gradient all-reduce.
-            # The reduction works in place: on a copy, or this rank's loss would become the sum over ranks.
-            check = self.trainer.strategy.reduce(check.clone(), reduce_op="sum")
+            check = self.trainer.strategy.reduce(check, reduce_op="sum")
         if not torch.isfinite(check):
             raise TrainingDiverged(f"the training loss became {float(check)} at epoch {self.current_epoch}, batch "
                                    f"{batch_idx}; lower optim.lr or check the data and regularizer settings")
