@@ -38,6 +38,15 @@ def hydra_train(cfg: DictConfig) -> float | None:
         sys.exit(report(err, "train"))
 
 
+def register_launchers() -> None:
+    """Make regbench's launcher plugins known to Hydra. Hydra finds plugins by listing the hydra_plugins package's
+    folders, which misses regbench's in an editable install (setuptools maps the package through an import hook)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.regbench_launcher import RegbenchSlurmLauncher
+
+    Plugins.instance().register(RegbenchSlurmLauncher)
+
+
 def train_main(args: list[str]) -> int:
     multirun = "-m" in args or "--multirun" in args
     if not INFO_FLAGS.intersection(args):
@@ -49,6 +58,7 @@ def train_main(args: list[str]) -> int:
         except ReportedError as err:
             return report(err, "train")
     sys.argv = ["regbench train", *args]
+    register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()
     from regbench.sweep import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
 

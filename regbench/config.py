@@ -11,18 +11,20 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.backbones import norm_for_backbone
 from regbench.data import DATASETS
 from regbench.data.module import check_common
-from regbench.errors import ParamError, UserError, check
+from regbench.errors import ParamError, UserError, check, one_line
 from regbench.loggers import LOGGERS, resolve_wandb_mode
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
 from regbench.describe import config_hash
 from regbench.rundir import inspect_run_dir
+from regbench.slurm import LAUNCHER_TARGET, check_slurm_launcher
 from regbench.trainer import check_trainer_config
 
 CONFIG_MODULE = "regbench.conf"
@@ -57,11 +59,6 @@ def check_group_choices(overrides: list[Override]) -> None:
             if name not in allowed:
                 raise UserError(f"{override.get_key_element()}={name!r} is not a known {group}; "
                                 f"allowed: {', '.join(allowed)}")
-
-
-def one_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "\t"))]
-    return " ".join(lines) or type(err).__name__
 
 
 def validate_config(cfg: dict[str, Any]) -> None:
@@ -121,6 +118,11 @@ def sweep_jobs(overrides: list[str], parsed: list[Override]) -> list[list[str]] 
     return [job for batch in BasicSweeper.split_arguments(expanded, None) for job in batch]
 
 
+def check_launcher(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
+    if hydra_cfg.launcher._target_ == LAUNCHER_TARGET:
+        check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
+
+
 def preflight(overrides: list[str], multirun: bool) -> None:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
     sweep, every job's config, so a typo fails before any job starts."""
@@ -134,12 +136,16 @@ def preflight(overrides: list[str], multirun: bool) -> None:
             jobs = sweep_jobs(overrides, parsed) or [[o.input_line for o in parsed if not o.is_sweep_override()]]
             for job in jobs:
                 try:
-                    validate_config(compose_checked(job)[0])
+                    resolved, hydra_cfg = compose_checked(job)
+                    validate_config(resolved)
+                    check_launcher(hydra_cfg, resolved)
                 except UserError as err:
                     raise UserError(f"{err} (in the sweep job {' '.join(job)})") from None
             return
         resolved, hydra_cfg = compose_checked(overrides)
     validate_config(resolved)
+    if hydra_cfg.mode == RunMode.MULTIRUN:  # a preset's sweep, e.g. +hparams_search=...
+        check_launcher(hydra_cfg, resolved)
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         # A directory holding this very run is fine (skip or resume); one holding another run is refused.
         inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))

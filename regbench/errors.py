@@ -29,6 +29,12 @@ class ParamError(UserError):
         return ParamError(f"{prefix}.{self.key}", self.value, self.allowed)
 
 
+def one_line(err: Exception) -> str:
+    """A multi-line message (Hydra's, a command's stderr) as one line, without its indented context lines."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    return " ".join(lines) or type(err).__name__
+
+
 def check(ok: bool, key: str, value, allowed: str) -> None:
     """Raise a ParamError naming `key`, the bad `value` and what is `allowed` unless `ok`."""
     if not ok:

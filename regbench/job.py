@@ -9,7 +9,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +18,7 @@ from regbench.config import validate_config
 from regbench.distributed import global_rank
 from regbench.errors import ReportedError
 from regbench.runplan import HydraJob, plan_run
-from regbench.sweep import SweepIndex
+from regbench.sweep import SweepIndex, objective
 from regbench.train import train
 
 EXIT_ON_SIGTERM = 128 + 15
@@ -33,14 +33,6 @@ def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
     common = {"overrides": list(job.overrides), "run_dir": relative,
               "metrics": os.path.join(relative, "metrics.json")}
     return lambda **fields: index.record_job(job.num, **common, **fields)
-
-
-def objective(cfg: dict[str, Any], payload: dict[str, Any] | None) -> float | None:
-    """What the job returns to the sweeper: the `optimized_metric` (NaN when the run failed), else nothing."""
-    name = cfg.get("optimized_metric")
-    if name is None:
-        return None
-    return float(payload["metrics"][name]) if payload is not None else float("nan")
 
 
 def run_job(cfg: DictConfig, process_start: float | None) -> float | None:

@@ -61,11 +61,13 @@ class ClassifierModule(L.LightningModule):
         # buffers so they follow the model to its device; indexed by each batch's sample index.
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.register_buffer("is_noisy", is_noisy, persistent=False)
+        # The epoch's sums, kept on the device and read once per epoch, so the hot loop never waits for it. Plain
+        # tensors rather than buffers: DDP broadcasts buffers from rank 0 before every step, which would replace
+        # each rank's own sums with rank 0's. on_fit_start moves them to the device.
+        self._train_loss_sum = torch.zeros(())
+        self._train_correct = torch.zeros(())
         # [correct on clean, clean seen, correct on noisy, noisy seen] w.r.t. the given labels.
-        self.register_buffer("_noise_split_counts", torch.zeros(4), persistent=False)
-        # Summed on the device and read once per epoch, so the hot loop never waits for the device.
-        self.register_buffer("_train_loss_sum", torch.zeros(()), persistent=False)
-        self.register_buffer("_train_correct", torch.zeros(()), persistent=False)
+        self._noise_split_counts = torch.zeros(4)
         self.train_images_seen = 0
 
     @property
@@ -83,6 +85,12 @@ class ClassifierModule(L.LightningModule):
         return model
 
     # --- training -------------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        # After a checkpoint's sums were loaded (a run resumed mid-epoch), so they keep their values.
+        self._train_loss_sum = self._train_loss_sum.to(self.device)
+        self._train_correct = self._train_correct.to(self.device)
+        self._noise_split_counts = self._noise_split_counts.to(self.device)
+
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
         if hasattr(loader, "set_epoch"):

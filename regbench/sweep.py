@@ -10,7 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -72,6 +72,14 @@ class SweepIndex:
             index["jobs"].append({"job": num, **fields, "updated": now_iso()})
             index["jobs"].sort(key=lambda entry: entry["job"])
         self._update(change)
+
+
+def objective(cfg: Mapping[str, Any], payload: dict[str, Any] | None) -> float | None:
+    """What a job returns to the sweeper: the `optimized_metric` (NaN when the run failed), else nothing."""
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    return float(payload["metrics"][name]) if payload is not None else float("nan")
 
 
 def varying_keys(overrides: list[str], sweeper_params: dict[str, Any] | None) -> list[str]:

@@ -51,13 +51,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class CheckpointOnSigterm(L.Callback):
     """SLURM sends SIGTERM before it preempts or requeues a job. Lightning then stops at the next batch boundary
     with SIGTERMException (on every rank at once under DDP); the state there is saved as the last checkpoint, so
-    the relaunched run continues with the very next batch."""
+    the relaunched run continues with the very next batch.
+
+    Except during an epoch's validation: Lightning resumes such a checkpoint without finishing that validation,
+    leaving the epoch without validation metrics. The last checkpoint then stays the one of the previous epoch's
+    end, and the relaunched run repeats the interrupted epoch."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
+        if (isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING
+                and not trainer.validating):
             trainer.save_checkpoint(self.path)
 
 

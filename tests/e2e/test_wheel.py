@@ -20,7 +20,8 @@ def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_pa
                     "-q", "-w", str(dist)], check=True, capture_output=True, env=cli_env)
     wheel = next(dist.glob("regbench-*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    assert {"regbench/conf/config.yaml", "regbench/conf/data/digits.yaml", "regbench/conf/exp/cutmix.yaml"} <= shipped
+    assert {"regbench/conf/config.yaml", "regbench/conf/data/digits.yaml", "regbench/conf/exp/cutmix.yaml",
+            "regbench/conf/hydra/launcher/slurm.yaml", "hydra_plugins/regbench_launcher/__init__.py"} <= shipped
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)

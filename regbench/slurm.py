@@ -1,0 +1,196 @@
+"""Sweeps on SLURM (the `hydra/launcher=slurm` preset): hydra-submitit-launcher's SLURM launcher, made to always end.
+
+submitit learns that a job ended from its result file or from `sacct`. Where accounting is off, `sacct` fails,
+and a job that ends without writing a result (scancel, out of memory, node failure, SIGKILL) is waited for
+forever. Here the jobs are followed with `squeue` once `sacct` fails: a job squeue no longer lists has ended.
+A job that ended without a result is recorded as failed in sweep.json and the sweep goes on, so it still ends with
+its summary and a non-zero exit code.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from omegaconf import DictConfig, OmegaConf
+from submitit import AutoExecutor
+from submitit.core.utils import FailedJobError, UncompletedJobError
+from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+
+from regbench.errors import UserError, one_line
+from regbench.sweep import FINAL_STATUSES, SweepIndex, objective
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_TARGET = "hydra_plugins.regbench_launcher.RegbenchSlurmLauncher"
+# The state of a job squeue no longer lists: it ended, and without sacct nobody can say how.
+LEFT_QUEUE = "LEFT_QUEUE"
+
+
+def run_command(command: list[str]) -> subprocess.CompletedProcess | str:
+    """The finished command, or why it could not run."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+
+
+def failure(done: subprocess.CompletedProcess | str) -> str:
+    if isinstance(done, str):
+        return done
+    return one_line(Exception(done.stderr)) if done.stderr.strip() else f"exit status {done.returncode}"
+
+
+class SqueueFallbackWatcher(SlurmInfoWatcher):
+    """Job states from sacct while it works, from squeue once it fails (accounting off). Through squeue a job is
+    done only when it has left the queue: a listed job (PENDING, CONFIGURING, REQUEUE_HOLD...) is still coming."""
+
+    def __init__(self, delay_s: int = 60) -> None:
+        super().__init__(delay_s=delay_s)
+        self.sacct_error: str | None = None
+
+    def read_squeue(self, job_ids: set[str], done: subprocess.CompletedProcess) -> dict[str, dict[str, str]] | None:
+        """States of `job_ids` (`27_0`, or `27` outside arrays) from `squeue -h --array -o %i|%T|%N`: the listed
+        state, or LEFT_QUEUE for a job it does not list. None when squeue did not answer: nothing is concluded."""
+        # squeue leaves out jobs that ended, and answers "Invalid job id specified" once it knows none of the ids.
+        if done.returncode != 0 and "Invalid job id specified" not in done.stderr:
+            return None  # e.g. the controller is unreachable, while the jobs may well run on
+        listed = self.read_info("JobID|State|NodeList\n" + (done.stdout if done.returncode == 0 else ""))
+        return {job_id: listed.get(job_id, {"JobID": job_id, "State": LEFT_QUEUE}) for job_id in job_ids}
+
+    def _sacct_states(self) -> dict[str, dict[str, str]] | None:
+        done = run_command(self._make_command())
+        if isinstance(done, subprocess.CompletedProcess) and done.returncode == 0:
+            return self.read_info(done.stdout)
+        self.sacct_error = failure(done)
+        # Said once: sacct is not asked again, as every call would fail the same way.
+        log.warning("sacct failed (%s); following the SLURM jobs with squeue instead", self.sacct_error)
+        return None
+
+    def _squeue_states(self, job_ids: set[str]) -> dict[str, dict[str, str]] | None:
+        main_ids = sorted({job_id.split("_")[0] for job_id in job_ids})  # an array's id covers all its tasks
+        done = run_command(["squeue", "-h", "--array", "-o", "%i|%T|%N", "-j", ",".join(main_ids)])
+        states = self.read_squeue(job_ids, done) if isinstance(done, subprocess.CompletedProcess) else None
+        if states is None:
+            log.warning("squeue failed (%s); asking again later", failure(done))
+        return states
+
+    def update(self) -> None:
+        to_check = self._registered - self._finished
+        if not to_check:
+            return
+        self._num_calls += 1
+        states = self._sacct_states() if self.sacct_error is None else None
+        if self.sacct_error is not None:  # failed now or earlier
+            states = self._squeue_states(to_check)
+        self._info_dict.update(states or {})
+        self._last_status_check = time.time()
+        for job_id in to_check:
+            if self.is_done(job_id, mode="cache"):
+                self._finished.add(job_id)
+
+    def is_done(self, job_id: str, mode: str = "standard") -> bool:
+        state = self.get_state(job_id, mode=mode)  # updates first, so sacct_error is known below
+        if self.sacct_error is None:
+            return super().is_done(job_id, mode="cache")
+        return state == LEFT_QUEUE
+
+
+class SqueueFollowedJob(SlurmJob):
+    # One watcher for every job of this process, as submitit does: one squeue call covers them all.
+    watcher = SqueueFallbackWatcher(delay_s=60)
+
+
+def lost_job_note(job: SlurmJob, err: Exception) -> str:
+    """One line on a job that ended without a result, for sweep.json and the summary."""
+    log_path = job.task(0).paths.stderr
+    if isinstance(err, FailedJobError):
+        return f"SLURM job {job.job_id} raised an error outside the run; see {log_path}"
+    state = job.state
+    if state == LEFT_QUEUE:
+        return (f"SLURM job {job.job_id} left the queue without a result (cancelled, out of memory, killed, or its "
+                f"node failed; without sacct the cause is unknown); see {log_path}")
+    return f"SLURM job {job.job_id} ended without a result (state {state}); see {log_path}"
+
+
+def record_lost_job(index: SweepIndex, num: int, overrides: Sequence[str], note: str) -> None:
+    """Put a job that ended without a result in sweep.json: a final state it recorded itself in this launch
+    (e.g. interrupted by SIGTERM) is kept, with the note added; otherwise (still `running`, or it never
+    started) it failed."""
+    current = index.read()
+    launch = len(current["launches"]) - 1
+    entry = next((job for job in current["jobs"] if job["job"] == num and job.get("launch") == launch), None)
+    if entry is not None and entry.get("status") in FINAL_STATUSES:
+        index.record_job(num, error="; ".join(filter(None, (entry.get("error"), note))))
+    else:
+        index.record_job(num, overrides=list(overrides), status="failed", outcome=None, error=note)
+
+
+def check_slurm_launcher(launcher: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
+    """Refuse, before anything is submitted, a request that a regbench job cannot run in."""
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise UserError("hydra/launcher=slurm needs SLURM's sbatch and srun on PATH (run the sweep on a cluster's "
+                        "login node; scripts/slurm_cluster.sh starts a one-node cluster on this machine)")
+    if launcher["nodes"] != 1:
+        raise UserError(f"hydra.launcher.nodes={launcher['nodes']!r} is invalid: a regbench job runs on one node, "
+                        f"with one task per GPU")
+    tasks = launcher["tasks_per_node"]
+    if not (isinstance(tasks, int) and not isinstance(tasks, bool) and tasks > 0):
+        raise UserError(f"hydra.launcher.tasks_per_node={tasks!r} is invalid: must be an integer > 0")
+    if tasks > 1 and trainer["devices"] != tasks:
+        raise UserError(f"hydra.launcher.tasks_per_node={tasks} needs trainer.devices={tasks}, not "
+                        f"{trainer['devices']!r}: SLURM starts one task per device")
+
+
+def launch(launcher: SlurmLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """hydra-submitit-launcher's SlurmLauncher.launch, except for how the jobs are waited for (see the module)."""
+    # The base launcher's executor, sbatch parameters and job arguments.
+    params = dict(launcher.params)
+    executor = AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                            slurm_max_num_timeout=params.pop("max_num_timeout"))
+    generic = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{key if key in generic else f"slurm_{key}": value for key, value in params.items()})
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    log.info(f"Submitit 'slurm' sweep output dir : {sweep_dir}")
+    nums = range(initial_job_idx, initial_job_idx + len(job_overrides))
+    job_params = []
+    for num, overrides in zip(nums, job_overrides):
+        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
+        job_params.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # submitit prints what sbatch said when it refuses; one line below
+            submitted = executor.map_array(launcher, *zip(*job_params))
+    except FailedJobError as err:
+        print(f"regbench train: error: sbatch refused the jobs: {one_line(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(UserError.exit_code) from None
+    sys.stderr.write(said.getvalue())  # e.g. warnings
+    # The same jobs, seen through the squeue-aware watcher (submitit makes array tasks plain SlurmJobs).
+    jobs = [SqueueFollowedJob(folder=executor.folder, job_id=job.job_id, tasks=range(job.num_tasks))
+            for job in submitted]
+    index = SweepIndex(sweep_dir)
+    return [job_result(job, num, overrides, index, launcher.config)
+            for job, num, overrides in zip(jobs, nums, job_overrides)]
+
+
+def job_result(job: SqueueFollowedJob, num: int, overrides: Sequence[str], index: SweepIndex,
+               config: DictConfig) -> JobReturn:
+    try:
+        return job.task(0).result()  # rank 0's: only rank 0 writes results
+    except (UncompletedJobError, FailedJobError) as err:
+        note = lost_job_note(job, err)
+    record_lost_job(index, num, overrides, note)
+    print(f"regbench train: job {num} failed: {note}", file=sys.stderr, flush=True)
+    # COMPLETED to Hydra, as for a job that failed inside (regbench.job): one failed job must not end the sweep.
+    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=objective(config, None))

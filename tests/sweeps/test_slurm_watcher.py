@@ -1,0 +1,197 @@
+"""The SLURM launcher's logic without a cluster: following jobs with squeue when sacct fails, and what a job that
+ended without a result becomes in sweep.json."""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf
+from submitit.core.utils import UncompletedJobError
+
+from regbench import slurm
+from regbench.errors import UserError
+from regbench.slurm import LEFT_QUEUE, SqueueFallbackWatcher, SqueueFollowedJob
+from regbench.sweep import SweepIndex
+
+SACCT_OFF = subprocess.CompletedProcess(["sacct"], 1, "", "Slurm accounting storage is disabled\n")
+
+
+def answer(returncode: int, stdout: str = "", stderr: str = "") -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess(["squeue"], returncode, stdout, stderr)
+
+
+class FakeCluster:
+    """Stands in for sacct and squeue: records the commands and answers with the given outputs."""
+
+    def __init__(self, sacct: subprocess.CompletedProcess | str, squeue: subprocess.CompletedProcess | str):
+        self.sacct, self.squeue, self.commands = sacct, squeue, []
+
+    def __call__(self, command: list[str]) -> subprocess.CompletedProcess | str:
+        self.commands.append(command)
+        return self.sacct if command[0] == "sacct" else self.squeue
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    def install(sacct=SACCT_OFF, squeue=answer(0)) -> FakeCluster:
+        fake = FakeCluster(sacct, squeue)
+        monkeypatch.setattr(slurm, "run_command", fake)
+        return fake
+    return install
+
+
+def watching(*job_ids: str) -> SqueueFallbackWatcher:
+    watcher = SqueueFallbackWatcher()
+    for job_id in job_ids:
+        watcher.register_job(job_id)
+    return watcher
+
+
+# --- reading squeue ---------------------------------------------------------------------------------------------
+def test_listed_jobs_keep_their_state_and_a_job_squeue_no_longer_lists_left_the_queue():
+    states = SqueueFallbackWatcher().read_squeue({"27_0", "27_1", "27_2"}, answer(0, "27_0|RUNNING|vm\n27_2|PENDING|\n"))
+    assert {job_id: info["State"] for job_id, info in states.items()} == {
+        "27_0": "RUNNING", "27_1": LEFT_QUEUE, "27_2": "PENDING"}
+    assert states["27_0"]["NodeList"] == "vm"
+
+
+def test_a_pending_array_range_covers_each_of_its_tasks():
+    states = SqueueFallbackWatcher().read_squeue({"27_2", "27_3", "27_4"}, answer(0, "27_[2-3%1]|PENDING|\n"))
+    assert [states[job_id]["State"] for job_id in ("27_2", "27_3", "27_4")] == ["PENDING", "PENDING", LEFT_QUEUE]
+
+
+def test_invalid_job_id_means_every_job_left_the_queue():
+    states = SqueueFallbackWatcher().read_squeue(
+        {"27", "28_0"}, answer(1, stderr="slurm_load_jobs error: Invalid job id specified\n"))
+    assert {info["State"] for info in states.values()} == {LEFT_QUEUE}
+
+
+def test_squeue_that_does_not_answer_concludes_nothing():
+    unreachable = answer(1, stderr="slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n")
+    assert SqueueFallbackWatcher().read_squeue({"27_0"}, unreachable) is None
+
+
+# --- the watcher ------------------------------------------------------------------------------------------------
+def test_without_sacct_a_job_that_left_squeue_is_done_and_a_listed_one_is_not(cluster, caplog):
+    fake = cluster(squeue=answer(0, "27_0|RUNNING|vm\n"))
+    watcher = watching("27_0", "27_1")
+    with caplog.at_level(logging.WARNING, logger="regbench.slurm"):
+        assert watcher.is_done("27_1", mode="force")
+        assert not watcher.is_done("27_0", mode="cache")
+        watcher.update()
+    assert watcher.get_state("27_1", mode="cache") == LEFT_QUEUE
+    # sacct is asked once; squeue at each update, by the array's id
+    assert [command[0] for command in fake.commands] == ["sacct", "squeue", "squeue"]
+    assert fake.commands[-1][-2:] == ["-j", "27"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "sacct failed (Slurm accounting storage is disabled); following the SLURM jobs with squeue instead"]
+
+
+@pytest.mark.parametrize("state", ["CONFIGURING", "REQUEUE_HOLD", "SUSPENDED", "COMPLETING"])
+def test_a_job_squeue_still_lists_is_not_done_whatever_its_state(cluster, state):
+    # submitit's own rule (done unless PENDING/RUNNING/...) would give up on these and report a lost job
+    cluster(squeue=answer(0, f"27|{state}|vm\n"))
+    assert not watching("27").is_done("27", mode="force")
+
+
+def test_when_squeue_fails_too_a_job_is_not_given_up(cluster):
+    cluster(squeue="[Errno 2] No such file or directory: 'squeue'")
+    watcher = watching("27")
+    assert not watcher.is_done("27", mode="force")
+    assert watcher.get_state("27", mode="cache") == "UNKNOWN"
+
+
+def test_with_sacct_its_states_decide_and_squeue_is_not_asked(cluster):
+    sacct = subprocess.CompletedProcess(["sacct"], 0, "JobID|State|NodeList\n27_0|RUNNING|vm\n27_1|CANCELLED by 0|vm\n", "")
+    fake = cluster(sacct=sacct)
+    watcher = watching("27_0", "27_1")
+    assert watcher.is_done("27_1", mode="force") and not watcher.is_done("27_0", mode="force")
+    assert {command[0] for command in fake.commands} == {"sacct"}
+
+
+# --- a job that ended without a result --------------------------------------------------------------------------
+@pytest.fixture
+def lost_job(cluster, tmp_path, monkeypatch):
+    """Array task 27_1 of a sweep in tmp_path/sweep, gone from squeue without writing a result."""
+    cluster(squeue=answer(0, "27_0|RUNNING|vm\n"))
+
+    class Job(SqueueFollowedJob):
+        watcher = SqueueFallbackWatcher()  # not the process-wide one
+
+    monkeypatch.setattr(Job, "_results_timeout_s", 0)  # no slow shared filesystem to wait for here
+    (tmp_path / "sweep" / ".submitit" / "27_1").mkdir(parents=True)  # as the submission left it
+    return Job(folder=tmp_path / "sweep" / ".submitit" / "%j", job_id="27_1")
+
+
+def test_waiting_for_a_lost_job_ends(lost_job):
+    with pytest.raises(UncompletedJobError):
+        lost_job.task(0).result()
+    assert lost_job.state == LEFT_QUEUE
+
+
+@pytest.mark.parametrize("optimized_metric", [None, "best_val_acc"])
+def test_a_lost_job_is_recorded_failed_and_returns_like_a_failed_run(lost_job, tmp_path, optimized_metric):
+    index = SweepIndex(tmp_path / "sweep")
+    index.start_launch(["seed=0,1"], [])
+    index.record_job(1, overrides=["seed=1"], run_dir="1", status="running", outcome=None, error=None)
+    config = OmegaConf.create({"optimized_metric": optimized_metric})
+    returned = slurm.job_result(lost_job, 1, ["seed=1"], index, config)
+    if optimized_metric is None:
+        assert returned.return_value is None
+    else:
+        assert math.isnan(returned.return_value)  # what a failed run gives a hyperparameter search
+    entry = index.read()["jobs"][0]
+    assert entry["status"] == "failed" and entry["run_dir"] == "1"
+    assert entry["error"].startswith("SLURM job 27_1 left the queue without a result")
+    assert entry["error"].endswith("27_1_0_log.err")
+
+
+def test_a_final_state_the_job_recorded_itself_is_kept_with_the_note(tmp_path):
+    index = SweepIndex(tmp_path)
+    index.start_launch([], [])
+    index.record_job(0, overrides=["seed=0"], status="interrupted", error="SIGTERM")
+    slurm.record_lost_job(index, 0, ["seed=0"], "SLURM job 27_0 left the queue")
+    assert {k: index.read()["jobs"][0][k] for k in ("status", "error")} == {
+        "status": "interrupted", "error": "SIGTERM; SLURM job 27_0 left the queue"}
+
+
+def test_a_job_that_never_started_or_finished_in_an_earlier_launch_is_failed_in_this_one(tmp_path):
+    index = SweepIndex(tmp_path)
+    index.start_launch([], [])
+    index.record_job(0, overrides=["seed=0"], status="completed", error=None)
+    index.start_launch([], [])  # relaunched; job 0 was cancelled while pending, job 1 is new
+    for num in (0, 1):
+        slurm.record_lost_job(index, num, [f"seed={num}"], "lost")
+    assert [(job["job"], job["launch"], job["status"], job["error"]) for job in index.read()["jobs"]] == [
+        (0, 1, "failed", "lost"), (1, 1, "failed", "lost")]
+
+
+# --- requests a regbench job cannot run in ----------------------------------------------------------------------
+LAUNCHER = {"nodes": 1, "tasks_per_node": 1}
+
+
+@pytest.mark.parametrize("launcher,trainer,message", [
+    ({"nodes": 2}, {"devices": 1}, "hydra.launcher.nodes=2 is invalid: a regbench job runs on one node"),
+    ({"tasks_per_node": 0}, {"devices": 1}, "hydra.launcher.tasks_per_node=0 is invalid: must be an integer > 0"),
+    ({"tasks_per_node": 2}, {"devices": 1}, "hydra.launcher.tasks_per_node=2 needs trainer.devices=2, not 1"),
+    ({"tasks_per_node": 2}, {"devices": "auto"}, "needs trainer.devices=2, not 'auto'"),
+])
+def test_requests_regbench_cannot_run_are_refused(monkeypatch, launcher, trainer, message):
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    with pytest.raises(UserError, match=re.escape(message)):
+        slurm.check_slurm_launcher({**LAUNCHER, **launcher}, trainer)
+
+
+def test_one_task_per_device_and_one_task_with_spawned_ranks_are_accepted(monkeypatch):
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    slurm.check_slurm_launcher({"nodes": 1, "tasks_per_node": 2}, {"devices": 2})
+    slurm.check_slurm_launcher({"nodes": 1, "tasks_per_node": 1}, {"devices": 2})
+
+
+def test_without_sbatch_the_preset_says_where_to_run(monkeypatch):
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="needs SLURM's sbatch and srun on PATH"):
+        slurm.check_slurm_launcher(LAUNCHER, {"devices": 1})
