@@ -14,7 +14,6 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.multiprocessing as mp
-from lightning.fabric.plugins.environments import SLURMEnvironment
 
 
 def local_world_size(trainer_cfg: Mapping[str, Any]) -> int:
@@ -32,7 +31,9 @@ def ranks_started_outside() -> bool:
     """torchrun (LOCAL_RANK) or a multi-task SLURM step already runs one process per rank."""
     if "LOCAL_RANK" in os.environ:
         return True
-    return SLURMEnvironment.detect() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    # Lightning's test for an srun step (SLURMEnvironment.detect), without its warning that srun is unused.
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    return not interactive and int(os.environ.get("SLURM_NTASKS", "1")) > 1
 
 
 def global_rank() -> int:

@@ -6,13 +6,19 @@ kills the process before it can record `status: interrupted`.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
+import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
-class SigtermFlag:
+class SigtermFlag(L.Callback):
+    """Also a callback: a SIGTERM that arrived while `trainer.fit` was setting up, before Lightning installed its
+    own handler (which starts from a clear flag), is sent again once training starts, so Lightning stops at the
+    first batch boundary instead of training to the end."""
+
     def __init__(self) -> None:
         self.received = False
         self._previous = None
@@ -34,3 +40,7 @@ class SigtermFlag:
     def raise_if_received(self) -> None:
         if self.received:
             raise SIGTERMException()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.received:
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -69,7 +69,8 @@ def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_
     return {key: float(value) for key, value in results.items()}
 
 
-def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, writes: bool, plugins: list):
+def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, writes: bool, plugins: list,
+              sigterm: SigtermFlag):
     """Everything a run needs, built from its resolved config."""
     L.seed_everything(resolved["seed"], verbose=False)
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
@@ -84,7 +85,7 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     log_label_report(logger, datamodule)
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
-    trainer, checkpoint = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder], plugins)
+    trainer, checkpoint = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder, sigterm], plugins)
     return datamodule, module, logger, recorder, trainer, checkpoint
 
 
@@ -122,7 +123,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
     with SigtermFlag() as sigterm:
         try:
             datamodule, module, logger, recorder, trainer, checkpoint = build_run(
-                resolved, plan, started if process_start is None else process_start, rank == 0, plugins)
+                resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
             sigterm.raise_if_received()
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from regbench.cli import train_main
+
 pytestmark = pytest.mark.slow
 TINY = ["trainer.max_epochs=2", "backbone.widths=[8,16]"]
 
@@ -74,11 +76,20 @@ def test_two_job_multirun_writes_one_run_per_job(run_regbench, tmp_path):
     (["seed=abc"], "seed='abc' is invalid"),
     (["+exp=nope"], "+exp='nope' is not a known exp"),
 ])
-def test_bad_inputs_end_in_one_line_and_exit_2_before_any_run_directory(run_regbench, tmp_path, args, message):
-    result = run_regbench("train", "logger=none", *args)
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_inputs_end_in_one_line_and_exit_2_before_any_run_directory(tmp_path, monkeypatch, capsys, args,
+                                                                        message):
+    # In process: these are found before Hydra starts (the real command is checked once below).
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["logger=none", *args]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip().count("\n") == 0 and message in stderr, stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_real_command_reports_a_bad_input_in_one_line_with_exit_2(run_regbench, tmp_path):
+    result = run_regbench("train", "logger=none", "data.batch_size=0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("regbench train: error: data.batch_size=0 is invalid: must be an integer > 0")
     assert not (tmp_path / "outputs").exists()
 
 
