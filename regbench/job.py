@@ -22,6 +22,7 @@ from regbench.sweep import SweepIndex, objective
 from regbench.train import train
 
 EXIT_ON_SIGTERM = 128 + 15
+EXIT_ON_INTERRUPT = 128 + 2  # Ctrl-C, also when Lightning has turned it into SystemExit(1)
 
 
 def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
@@ -54,7 +55,7 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
         raise SystemExit(EXIT_ON_SIGTERM) from None
     except (KeyboardInterrupt, SystemExit):
         record(status="interrupted", error="interrupted")
-        raise
+        raise SystemExit(EXIT_ON_INTERRUPT) from None
     except Exception as err:  # noqa: BLE001  (a failed job must not stop the sweep)
         message = str(err) if isinstance(err, ReportedError) else f"{type(err).__name__}: {err}"
         record(status="failed", error=message)

@@ -126,3 +126,12 @@ def test_an_interrupted_sweep_resumes_its_unfinished_job(run_regbench, start, tm
     assert [(job["status"], job["outcome"]) for job in jobs] == [("completed", "skipped"), ("completed", "resumed")]
     resumed = metrics(tmp_path / "sweep" / "1")
     assert resumed["epochs"] == 4 and [a["status"] for a in resumed["attempts"]] == ["interrupted"]
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_exits_130(start, tmp_path):
+    run = start("logger=none", "trainer.max_epochs=100", "backbone.widths=[8]", "hydra.run.dir=run")
+    wait_for(tmp_path / "run" / "checkpoints" / "last.ckpt", run)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert metrics(tmp_path / "run")["status"] == "interrupted"
