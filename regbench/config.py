@@ -30,6 +30,8 @@ from regbench.trainer import check_trainer_config
 CONFIG_MODULE = "regbench.conf"
 GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp", "sweep",
           "hparams_search")
+# Hydra's own groups a user selects on the command line, checked the same way.
+HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
 # What a hyperparameter search may optimize: validation metrics of metrics.json.
 OPTIMIZABLE_METRICS = ("best_val_acc", "val_acc", "val_nll", "val_ece")
 
@@ -52,7 +54,7 @@ def _selected_names(value: Any) -> Iterable[str]:
 def check_group_choices(overrides: list[Override]) -> None:
     for override in overrides:
         group = override.key_or_group
-        if group not in GROUPS or override.is_delete():
+        if group not in GROUPS + HYDRA_GROUPS or override.is_delete():
             continue
         allowed = group_options(group)
         for name in _selected_names(override.value()):

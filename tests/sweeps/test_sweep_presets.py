@@ -78,6 +78,7 @@ def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
     (["data.batch_size=64,0"], "data.batch_size=0 is invalid: must be an integer > 0 (in the sweep job"),
     (["+sweep=reg_vs_baseline", "regularizer.cutmix.alpha=-1"], "Could not override"),
     (["optimized_metric=test_acc"], "optimized_metric='test_acc' is invalid"),
+    (["hydra/launcher=bogus"], "hydra/launcher='bogus' is not a known hydra/launcher; allowed: basic, local,"),
 ])
 def test_a_bad_job_fails_the_whole_sweep_before_any_job_starts(overrides, message):
     with pytest.raises(UserError, match=None) as caught:
