@@ -24,7 +24,8 @@ HISTORY_COLUMNS = (
 # the long-tail runs' balanced test accuracy and the training throughput.
 TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s")
 # Hydra writes this folder into every job directory as the job starts, before regbench writes anything.
-HYDRA_JOB_MARKER = ".hydra"
+# The first file a run writes: a directory with only this died before its first epoch.
+RUN_CONFIG = "config.yaml"
 
 
 class MalformedRun(Exception):
@@ -103,9 +104,10 @@ def _find_run_dirs(paths: list[str]) -> list[Path]:
                 raise UserError(f"path {given!r} is a file: give run or sweep directories (or a metrics.json)")
             run_dirs.add(path.parent.resolve())
             continue
-        for marker in ("metrics.json", "history.csv", HYDRA_JOB_MARKER):
-            # a job directory with only .hydra/ (and config.yaml) died before its first epoch: count it too
-            run_dirs.update(found.parent.resolve() for found in path.rglob(marker))
+        for marker in ("metrics.json", "history.csv", RUN_CONFIG):
+            # W&B keeps a config.yaml of its own inside each run's wandb/ folder: not a run.
+            run_dirs.update(found.parent.resolve() for found in path.rglob(marker)
+                            if "wandb" not in found.relative_to(path).parts)
     return sorted(run_dirs)
 
 

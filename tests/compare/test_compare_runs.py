@@ -147,8 +147,11 @@ def test_top_level_balanced_accuracy_and_throughput_are_metrics(tmp_path):
 
 def test_job_directory_that_died_before_its_first_epoch_is_counted(tmp_path):
     write_run(tmp_path / "0", seed=0, metrics=acc_metrics(0.9))
-    (tmp_path / "1" / ".hydra").mkdir(parents=True)  # Hydra's job folder: no history.csv, no metrics.json
+    (tmp_path / "1").mkdir()  # the job wrote its config, then died: no history.csv, no metrics.json
     (tmp_path / "1" / "config.yaml").write_text("seed: 1\n")
+    wandb_files = tmp_path / "0" / "wandb" / "offline-run-x" / "files"  # W&B's own config.yaml is no run
+    wandb_files.mkdir(parents=True)
+    (wandb_files / "config.yaml").write_text("_wandb: {}\n")
     runs = load_run_dirs([str(tmp_path)])
     assert [r.seed for r in runs.completed] == [0]
     assert [(s.source, s.reason) for s in runs.not_completed] == [(str((tmp_path / "1").resolve()), "no metrics.json")]
