@@ -6,6 +6,7 @@ update re-reads the index under an exclusive file lock and replaces it atomicall
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import sys
 import time
 from contextlib import contextmanager
@@ -96,7 +97,11 @@ def job_type(overrides: list[str], varying: list[str], limit: int = 64) -> str |
     wanted = {key.lstrip("+~") for key in varying}
     parts = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") in wanted]
     text = " ".join(parts)
-    return text[:limit] if text else None
+    if len(text) <= limit:
+        return text or None
+    # Cut to W&B's length with a digest of the whole, so two long settings never share a job type.
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{text[:limit - len(digest) - 1]}~{digest}"
 
 
 def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
