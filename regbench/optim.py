@@ -10,8 +10,8 @@ import torch.nn as nn
 from regbench.errors import check, check_non_negative, check_positive
 from regbench.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", "optim")
-SCHEDULES = Registry("schedule", "sched")
+OPTIMIZERS = Registry("optimizer", "optim", context=("model",))
+SCHEDULES = Registry("schedule", "sched", context=("steps_per_epoch", "total_steps"))
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:

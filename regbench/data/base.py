@@ -3,7 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from regbench.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The shape of a dataset's images and its class count, known from the config before anything is loaded,
+    so the config checks can hold settings against them (crop padding, memory)."""
+
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
 
 
 @dataclass
@@ -24,3 +36,12 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
+
+
+def check_label_range(labels: np.ndarray, low: int, high: int, source: str) -> None:
+    """Refuse, naming `source` and the first offending label, labels outside [low, high]: a corrupt file or one
+    from another dataset would otherwise fail deep inside training."""
+    outside = np.flatnonzero((labels < low) | (labels > high))
+    if len(outside):
+        raise UserError(f"{source} holds label {labels[outside[0]]} (at position {outside[0]}); allowed labels: "
+                        f"{low}..{high}; the file is corrupt or from another dataset: re-fetch it")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from regbench.data.base import ImageData
-from regbench.data.registry import DATASETS
+from regbench.data.base import DataSpec, ImageData
+from regbench.data.registry import register_dataset
 from regbench.data.split import stratified_split
 from regbench.errors import check_fraction
 
@@ -12,9 +12,10 @@ from regbench.errors import check_fraction
 _DIGITS_MAX = 16
 # Pixel mean/std of the whole set on the [0, 1] scale.
 DIGITS_MEAN, DIGITS_STD = (0.3053,), (0.3760,)
+DIGITS_SPEC = DataSpec((1, 8, 8), 10)
 
 
-@DATASETS.register("digits")
+@register_dataset("digits", DIGITS_SPEC)
 def load_digits(*, root: str, download: bool, split_seed: int, test_fraction: float = 0.2) -> ImageData:
     from sklearn.datasets import load_digits as sklearn_digits
 

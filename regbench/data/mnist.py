@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import ImageData
+from regbench.data.base import DataSpec, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import DATASETS
+from regbench.data.registry import register_dataset
 from regbench.errors import UserError
 
 MNIST_FILES = {
@@ -18,6 +18,8 @@ MNIST_FILES = {
 }
 # Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
 _IDX_MAGIC = {3: 2051, 1: 2049}
+# Both datasets: 28x28 grey images of 10 classes.
+IDX_SPEC = DataSpec((1, 28, 28), 10)
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 
@@ -52,9 +54,14 @@ def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) ->
     arrays = {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        images_file, labels_file = raw / MNIST_FILES[f"{split}_x"], raw / MNIST_FILES[f"{split}_y"]
+        if images.shape[1:] != IDX_SPEC.image_shape[1:]:
+            raise UserError(f"{images_file} holds {'x'.join(map(str, images.shape[1:]))} images; {folder}'s are "
+                            f"{'x'.join(map(str, IDX_SPEC.image_shape[1:]))}: re-fetch the {folder} files")
         if len(images) != len(labels):
-            raise UserError(f"{raw / MNIST_FILES[split + '_y']} holds {len(labels)} labels but "
-                            f"{raw / MNIST_FILES[split + '_x']} holds {len(images)} images; re-fetch the {folder} files")
+            raise UserError(f"{labels_file} holds {len(labels)} labels but {images_file} holds {len(images)} images; "
+                            f"re-fetch the {folder} files")
+        check_label_range(labels, 0, IDX_SPEC.num_classes - 1, str(labels_file))
     return arrays
 
 
@@ -65,10 +72,10 @@ def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, ca
         labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
         return {**images, **labels}
 
-    return cached_arrays(root, folder, decode, cache)
+    return cached_arrays(root, folder, decode, cache, IDX_SPEC)
 
 
-@DATASETS.register("mnist")
+@register_dataset("mnist", IDX_SPEC)
 def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import MNIST
 
@@ -77,7 +84,7 @@ def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True
                      classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)
 
 
-@DATASETS.register("fashion_mnist")
+@register_dataset("fashion_mnist", IDX_SPEC)
 def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import FashionMNIST
 

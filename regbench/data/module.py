@@ -6,12 +6,12 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
-from regbench.data.base import ImageData
-from regbench.data.batches import BatchAugment, TensorBatches
+from regbench.data.base import DataSpec, ImageData
+from regbench.data.batches import BatchAugment, TensorBatches, check_crop_padding
 from regbench.data.imbalance import check_imbalance_config, upsample_weights, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.noise import check_noise_config
-from regbench.data.registry import DATASETS
+from regbench.data.registry import DATASETS, dataset_spec
 from regbench.data.split import stratified_split
 from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
 
@@ -39,6 +39,19 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
     check_noise_config(cfg["noise"], cfg["name"])
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
+
+
+def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset loader's own parameters in a data config."""
+    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+
+
+def data_spec(cfg: Mapping[str, Any]) -> DataSpec:
+    """The DataSpec the data config declares, with the settings that must fit its images checked (ParamErrors
+    with keys relative to `data`)."""
+    spec = dataset_spec(cfg["name"], loader_params(cfg))
+    check_crop_padding(cfg["augment"]["crop_padding"], spec.image_shape)
+    return spec
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -122,8 +135,7 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
         check_common(cfg)
     except ParamError as err:
         raise err.at("data") from None
-    loader_params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
-    data = DATASETS.create(cfg["name"], loader_params, root=cfg["root"], download=cfg["download"],
+    data = DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
                            split_seed=cfg["split_seed"])
     return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
                            split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from regbench.data.base import ImageData
-from regbench.data.registry import DATASETS
+from regbench.data.base import DataSpec, ImageData
+from regbench.data.registry import register_dataset
 from regbench.data.split import stratified_split
 from regbench.errors import check_fraction, check_non_negative, check_positive_int
+
+# The loader's defaults, shared with its spec.
+NUM_CLASSES, IMAGE_SIZE, CHANNELS = 4, 8, 1
 
 
 def render_blobs(num_samples: int, num_classes: int, image_size: int, channels: int, noise_std: float,
@@ -27,13 +30,19 @@ def render_blobs(num_samples: int, num_classes: int, image_size: int, channels: 
     return images.clamp(0, 1).mul(255).round().to(torch.uint8), labels
 
 
-@DATASETS.register("synthetic")
-def load_synthetic(*, root: str, download: bool, split_seed: int, num_samples: int = 600, num_classes: int = 4,
-                   image_size: int = 8, channels: int = 1, noise_std: float = 0.3,
-                   test_fraction: float = 0.2) -> ImageData:
-    for key, value in (("num_samples", num_samples), ("num_classes", num_classes), ("image_size", image_size),
-                       ("channels", channels)):
+def synthetic_spec(*, num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, channels: int = CHANNELS,
+                   **_) -> DataSpec:
+    for key, value in (("num_classes", num_classes), ("image_size", image_size), ("channels", channels)):
         check_positive_int(key, value)
+    return DataSpec((channels, image_size, image_size), num_classes)
+
+
+@register_dataset("synthetic", synthetic_spec)
+def load_synthetic(*, root: str, download: bool, split_seed: int, num_samples: int = 600,
+                   num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, channels: int = CHANNELS,
+                   noise_std: float = 0.3, test_fraction: float = 0.2) -> ImageData:
+    synthetic_spec(num_classes=num_classes, image_size=image_size, channels=channels)
+    check_positive_int("num_samples", num_samples)
     check_non_negative("noise_std", noise_std)
     check_fraction("test_fraction", test_fraction)
     images, labels = render_blobs(num_samples, num_classes, image_size, channels, noise_std, split_seed)

@@ -10,7 +10,7 @@ import torch.nn as nn
 from regbench.errors import UserError
 from regbench.registry import Registry
 
-NORMS = Registry("norm", "norm")
+NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"))
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn as nn
+
+from regbench.devices import DeviceMemory
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,19 @@ class TrainProgress:
     max_epochs: int
     epoch_finished: bool  # this was the epoch's last step: validation and checkpointing come next
     train_batches: Iterable  # the training (images, labels, index) batches, e.g. to recompute BN statistics
+
+
+@dataclass(frozen=True)
+class RunSize:
+    """The sizes a technique's settings may have to fit, known with the config checks (from the dataset's spec
+    and a dry build of the backbone), before any data is loaded."""
+
+    batch_size: int
+    num_features: int  # the backbone's pooled features, which its head sees
+    num_classes: int
+    # The training device's memory, asked only by checks that need it; None where the job runs on another
+    # machine (a SLURM job checks again on its node).
+    memory: Callable[[], DeviceMemory] | None
 
 
 class Regularizer:
@@ -34,6 +49,10 @@ class Regularizer:
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
         config checks, before any data or model is built."""
+
+    def check_fits(self, size: RunSize) -> None:
+        """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit `size`; runs
+        with the config checks, before any data is loaded."""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""

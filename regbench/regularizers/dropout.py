@@ -7,8 +7,9 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
+from regbench.devices import format_bytes
 from regbench.errors import UserError, check, check_positive_int
-from regbench.regularizers.base import Regularizer
+from regbench.regularizers.base import Regularizer, RunSize
 from regbench.regularizers.registry import REGULARIZERS
 
 # Techniques that act on the penultimate features (by wrapping the head) do not stack with one another.
@@ -99,6 +100,20 @@ class MultiSampleDropout(Regularizer):
         check_rate("rate", rate)
         check_positive_int("num_samples", num_samples)
         self.rate, self.num_samples = rate, num_samples
+
+    def check_fits(self, size: RunSize) -> None:
+        if size.memory is None:
+            return
+        # Each training step holds, per dropout sample, the (B, D) features twice (mask and dropped copy) and the
+        # (B, C) logits: the part of the memory that grows with num_samples.
+        features, logits = (size.batch_size, size.num_features), (size.batch_size, size.num_classes)
+        per_sample = (2 * features[0] * features[1] + logits[0] * logits[1]) * torch.float32.itemsize
+        memory = size.memory()
+        most = memory.bytes // per_sample
+        check(self.num_samples <= most, "num_samples", self.num_samples,
+              f"must be at most {most}: {self.num_samples} dropout copies of the {features[0]}x{features[1]} "
+              f"features and {logits[0]}x{logits[1]} logits need {format_bytes(self.num_samples * per_sample)} "
+              f"in float32, more than the {format_bytes(memory.bytes)} of {memory.device}")
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: MultiSampleDropoutHead(head, self.rate, self.num_samples))

@@ -72,7 +72,7 @@ def test_two_job_multirun_writes_one_run_per_job(run_regbench, tmp_path):
     (["regularizer=[mixup]", "regularizer.mixup.alpha=0"], "regularizer.mixup.alpha=0 is invalid: must be a number > 0"),
     (["regularizer=[mixup,cutmix]"], "mixup and cutmix both do input mixing"),
     (["optim.lr=-0.1"], "optim.lr=-0.1 is invalid"),
-    (["trainer.max_epoch=3"], "Could not override 'trainer.max_epoch'"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch=3 is not a key regbench reads (keys of trainer: accelerator"),
     (["seed=abc"], "seed='abc' is invalid"),
     (["+exp=nope"], "+exp='nope' is not a known exp"),
 ])
