@@ -76,8 +76,8 @@ def check_added_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> 
         return
     known = known_keys(base, parent)
     where = f"keys of {'.'.join(parent)}" if parent else "top-level keys"
-    raise UserError(f"{shown} is not a key regbench reads ({where}: {', '.join(known) or 'none'})"
-                    f"{near_names(key, known)}")
+    hint = "; regbench sets it" if reader is not None and key in reader[0].context else near_names(key, known)
+    raise UserError(f"{shown} is not a key regbench reads ({where}: {', '.join(known) or 'none'}){hint}")
 
 
 def check_deleted_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> None:
@@ -106,4 +106,4 @@ def check_override_keys(overrides: list[Override], base: dict[str, Any]) -> None
         if override.is_delete():
             check_deleted_key(base, path, override.input_line)
         elif lookup(base, path) is _ABSENT:
-            check_added_key(base, path, f"{override.key_or_group}={override.get_value_element_as_str()}")
+            check_added_key(base, path, override.input_line.lstrip("+"))

@@ -5,9 +5,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from lightning.fabric.accelerators.cuda import num_cuda_devices
-from lightning.fabric.accelerators.mps import MPSAccelerator
-
 from regbench.errors import UserError
 
 BYTE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
@@ -30,6 +27,9 @@ def format_bytes(count: float) -> str:
 
 def _available() -> dict[str, int]:
     """Devices of each kind here, counted as Lightning counts them (without initializing CUDA)."""
+    from lightning.fabric.accelerators.cuda import num_cuda_devices
+    from lightning.fabric.accelerators.mps import MPSAccelerator
+
     return {"cpu": 1, "cuda": num_cuda_devices(), "mps": int(MPSAccelerator.is_available())}
 
 

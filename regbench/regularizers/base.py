@@ -6,12 +6,13 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn as nn
 
-from regbench.devices import DeviceMemory
+if TYPE_CHECKING:  # families do not import the machinery; RunSize only names the type
+    from regbench.devices import DeviceMemory
 
 
 @dataclass(frozen=True)
