@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch.nn as nn
 from hydra import compose, initialize_config_module
@@ -173,7 +173,8 @@ def sweep_jobs(overrides: list[str], parsed: list[Override],
                bases: dict[tuple[str, ...], dict[str, Any]] | None = None) -> list[list[str]] | None:
     """Each job's overrides, expanded the way Hydra's basic sweeper will (None for other sweepers, e.g. Optuna,
     whose jobs are only known while they run)."""
-    _, hydra_cfg = compose_job([o.input_line for o in parsed if not o.is_sweep_override()], {} if bases is None else bases)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    _, hydra_cfg = compose_job(fixed, {} if bases is None else bases)
     if hydra_cfg.sweeper._target_ != "hydra._internal.core_plugins.basic_sweeper.BasicSweeper":
         return None
     params = [f"{key}={value}" for key, value in (hydra_cfg.sweeper.params or {}).items()]

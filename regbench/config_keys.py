@@ -3,8 +3,8 @@
 would accept it silently or fail with its own advice.
 
 The known keys come from where they are defined: the YAML of the selected options (the "base" config, composed
-from the group selections alone) and the registries' factory signatures (a parameter the YAML leaves out may be
-added, e.g. +norm.affine=false). A mapping its YAML leaves empty (timm's model_kwargs: {}) takes any key.
+from the group selections alone) and the registries' factory signatures (a parameter that an option's YAML
+leaves out may still be added). A mapping its YAML leaves empty (timm's model_kwargs: {}) takes any key.
 """
 from __future__ import annotations
 

@@ -116,6 +116,7 @@ def test_groups_that_do_not_fit_a_layer_are_refused_before_training_with_a_sugge
 
 def test_bad_backbone_parameters_are_refused_before_training():
     with pytest.raises(UserError, match=r"backbone.depth=7 is invalid"):
-        dry_build_backbone({**shipped("backbone", "wrn16_4"), "depth": 7}, shipped("norm", "batchnorm"), (3, 32, 32), 10)
+        dry_build_backbone({**shipped("backbone", "wrn16_4"), "depth": 7}, shipped("norm", "batchnorm"), (3, 32, 32),
+                           10)
     with pytest.raises(UserError, match=r"backbone.widths=\[-1\] is invalid"):
         dry_build_backbone({"name": "convnet", "widths": [-1]}, shipped("norm", "batchnorm"), (3, 32, 32), 10)
