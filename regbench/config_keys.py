@@ -91,6 +91,15 @@ def check_deleted_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -
     raise UserError(f"{shown} removes {key}, which regbench reads; set a value instead ({key}=VALUE)")
 
 
+def check_kind(old: Any, new: Any, key: str, shown: str) -> None:
+    """A mapping or a list that the YAML defines stays one: components index into them."""
+    if isinstance(old, dict) and old and not isinstance(new, dict):
+        raise UserError(f"{shown} is invalid: {key} holds keys ({', '.join(sorted(old))}); set them one by one, "
+                        f"e.g. {key}.{sorted(old)[0]}=VALUE")
+    if isinstance(old, list) and not isinstance(new, list):
+        raise UserError(f"{shown} is invalid: {key} is a list (e.g. {key}={old}); write one in brackets")
+
+
 def is_key_override(override: Override, is_group: Callable[[str], bool]) -> bool:
     """An override of a config key (not a group selection, not Hydra's own config, not a package move)."""
     key = override.key_or_group
@@ -99,11 +108,14 @@ def is_key_override(override: Override, is_group: Callable[[str], bool]) -> bool
 
 
 def check_override_keys(overrides: list[Override], base: dict[str, Any]) -> None:
-    """Each key an override sets must be one the base config has or a component reads; a key it deletes must
-    be one regbench can do without."""
+    """Each key an override sets must be one the base config has or a component reads, and keep the kind of a
+    mapping or list there; a key it deletes must be one regbench can do without."""
     for override in overrides:
         path = tuple(override.key_or_group.split("."))
+        old = lookup(base, path)
         if override.is_delete():
             check_deleted_key(base, path, override.input_line)
-        elif lookup(base, path) is _ABSENT:
+        elif old is _ABSENT:
             check_added_key(base, path, override.input_line.lstrip("+"))
+        elif not override.is_sweep_override():
+            check_kind(old, override.value(), override.key_or_group, override.input_line.lstrip("+"))

@@ -206,3 +206,15 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
                       f"allowed labels: 0..9; the file is corrupt or from another dataset: re-fetch it\n")
     metrics = json.loads(next((tmp_path / "outputs").rglob("metrics.json")).read_text())
     assert metrics["status"] == "failed" and "holds label 25" in metrics["error"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.augment=5"], "data.augment=5 is invalid: data.augment holds keys (crop_padding, hflip); set them one by "
+                         "one, e.g. data.augment.crop_padding=VALUE"),
+    (["regularizer=[cutmix]", "regularizer.cutmix=0.5"], "regularizer.cutmix=0.5 is invalid: regularizer.cutmix "
+                                                         "holds keys (alpha, prob)"),
+    (["backbone.widths=3"], "backbone.widths=3 is invalid: backbone.widths is a list (e.g. backbone.widths=[32, 64, "
+                            "128]); write one in brackets"),
+])
+def test_a_mapping_or_list_replaced_by_a_single_value_is_refused(args, message, tmp_path, monkeypatch, capsys):
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
