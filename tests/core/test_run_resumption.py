@@ -100,9 +100,9 @@ def test_with_no_readable_checkpoint_the_run_starts_over_and_keeps_the_attempt(t
     assert resumption.checkpoint is None and [a["status"] for a in resumption.attempts] == ["killed"]
     checkpoints = run_dir / "checkpoints"
     assert resumption.notice == (
-        f"{checkpoints / 'last.ckpt'} is unreadable (BadZipFile: File is not a zip file); {checkpoints / 'previous.ckpt'}"
-        " is unreadable (an empty file); no readable checkpoint is left, so the run starts over (earlier attempts "
-        "stay in metrics.json)")
+        f"{checkpoints / 'last.ckpt'} is unreadable (BadZipFile: File is not a zip file); "
+        f"{checkpoints / 'previous.ckpt'} is unreadable (an empty file); no readable checkpoint is left, so the run "
+        "starts over (earlier attempts stay in metrics.json)")
 
 
 def test_a_kill_between_the_two_renames_resumes_from_previous_without_a_notice(tmp_path):
