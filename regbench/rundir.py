@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 
@@ -87,16 +88,22 @@ def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.
 
 def checkpoint_problem(path: Path) -> str | None:
     """Why the checkpoint at `path` cannot be loaded, or None when it is whole. torch.save writes a zip archive
-    whose directory is at its end and whose entries carry CRC-32 checksums: reading it through (without
-    unpickling anything) finds a file that is empty, cut short, or damaged anywhere."""
+    whose directory is at its end and whose entries carry CRC-32 checksums: reading it through finds a file that
+    is empty, cut short, or damaged anywhere; torch then opens it as Lightning will (memory-mapped, so the weights
+    are not read a second time)."""
     try:
         if path.stat().st_size == 0:
             return "an empty file"
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
+        if damaged:
+            return f"its entry {damaged} is damaged"
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001  (damaged bytes can fail in any way; each means "unreadable")
-        return f"{type(err).__name__}: {err}"
-    return f"its entry {damaged} is damaged" if damaged else None
+        # The first sentence: torch's reader adds a paragraph of advice.
+        first = str(err).strip().split("\n")[0].split(". ")[0]
+        return f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return None
 
 
 def resume_checkpoint(checkpoints: Path) -> tuple[Path | None, str | None]:
