@@ -1,17 +1,19 @@
-"""Where an unfinished run resumes: last.ckpt, previous.ckpt when last.ckpt is unreadable, or a fresh start; and
-how the attempt that ended is recorded. No training: the checkpoints are small torch.save archives."""
+"""Where an unfinished run resumes: last.ckpt, previous.ckpt when last.ckpt is unreadable, or a fresh start; how
+the attempt that ended is recorded; when last.ckpt is written. No training: the checkpoints are small archives."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from regbench.describe import config_hash
 from regbench.rundir import checkpoint_problem, inspect_run_dir
-from regbench.trainer import AtomicCheckpointIO
+from regbench.trainer import AtomicCheckpointIO, LastCheckpoint, build_trainer
 
 CONFIG = {"seed": 0, "exp_name": "default", "run_dir": "run"}
 
@@ -111,3 +113,21 @@ def test_a_kill_between_the_two_renames_resumes_from_previous_without_a_notice(t
     (run_dir / "checkpoints" / "last.ckpt").unlink()
     resumption = inspect_run_dir(run_dir, config_hash(CONFIG))
     assert resumption.checkpoint == run_dir / "checkpoints" / "previous.ckpt" and resumption.notice is None
+
+
+def test_last_checkpoint_is_written_every_n_epochs_and_after_the_final_one(tmp_path):
+    saved = []
+    last = LastCheckpoint(tmp_path / "last.ckpt", every_n_epochs=2)
+    for epoch in range(5):
+        trainer = SimpleNamespace(current_epoch=epoch, max_epochs=5, save_checkpoint=lambda path: saved.append(epoch))
+        last.on_train_epoch_end(trainer, None)
+    assert saved == [1, 3, 4]
+
+
+def test_each_epoch_saves_best_before_last_so_last_holds_the_updated_best_score(tmp_path):
+    # Else a run resumed from the best epoch's last.ckpt would take a worse later epoch for a new best.
+    config = {"max_epochs": 1, "accelerator": "cpu", "precision": "32-true", "strategy": "auto", "devices": 1,
+              "deterministic": True, "checkpoint_every_n_epochs": 1}
+    order = [type(cb) for cb in build_trainer(config, tmp_path, None, []).callbacks
+             if isinstance(cb, (ModelCheckpoint, LastCheckpoint))]
+    assert order == [ModelCheckpoint, LastCheckpoint]
