@@ -30,7 +30,7 @@ RESULT_FILES = ("config.yaml", "metrics.json", "history.csv")
 # that attempt was killed.
 RUNNING = "running"
 CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"  # the last completed epoch (or the SIGTERM point): where a relaunch resumes
+LAST_CHECKPOINT = "last.ckpt"  # where a relaunch resumes: the end of the last (n-th) epoch, or a SIGTERM point
 PREVIOUS_CHECKPOINT = "previous.ckpt"  # the last.ckpt it replaced: the fallback when last.ckpt is unreadable
 BEST_CHECKPOINT = "best.ckpt"  # the best-validation epoch, tested at the end for best_test_*
 
