@@ -74,7 +74,8 @@ def validate_config(cfg: dict[str, Any]) -> None:
     except ParamError as err:
         raise UserError(str(err.at("data"))) from None
     norm_for_backbone(cfg["backbone"], cfg["norm"])
-    build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"])
+    build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
+                       label_noise=cfg["data"]["noise"])
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)
     check_trainer_config(cfg["trainer"])

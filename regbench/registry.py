@@ -31,12 +31,14 @@ class Registry:
         return self._entries[name]
 
     def create(self, name: str, params: Mapping[str, Any], path: str | None = None, **context) -> Any:
-        """Build entry `name` from its config `params` plus run `context`; errors name `path.param`."""
+        """Build entry `name` from its config `params` plus the run `context` it takes (an entry names the
+        context it needs, e.g. `label_noise`, among its parameters); errors name `path.param`."""
         factory = self.get(name)
         path = path or self.config_key
         accepted = inspect.signature(factory).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-        unknown = [k for k in params if k not in accepted and not takes_any]
+        context = {k: v for k, v in context.items() if k in accepted or takes_any}
+        unknown = [k for k in params if k in context or (k not in accepted and not takes_any)]
         if unknown:
             allowed = [k for k, p in accepted.items() if k not in context and p.kind is p.KEYWORD_ONLY
                        or (k not in context and p.kind is p.POSITIONAL_OR_KEYWORD)]

@@ -91,7 +91,8 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
     model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
-    regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"])
+    regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
+                                      label_noise=resolved["data"]["noise"])
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
     names = component_names(resolved)

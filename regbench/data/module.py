@@ -20,8 +20,8 @@ COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_
                "imbalance", "balance")
 
 # What a run without noise/imbalance sub-configs gets (ImageDataModule built directly, e.g. in tests).
-NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "file": None, "key": "aggre_label",
-            "apply_to_val": False, "seed": 0}
+NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "construction": "exact", "file": None,
+            "key": "aggre_label", "apply_to_val": False, "seed": 0}
 NO_IMBALANCE = {"type": "none", "factor": 1.0, "minority_fraction": 0.5, "seed": 0}
 NO_BALANCE = {"type": "none", "tau": float("inf")}
 

@@ -10,15 +10,22 @@ from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_en
 from regbench.regularizers.registry import REGULARIZERS
 
 
-def create_regularizer(name: str, seed: int = 0, **params: Any) -> Regularizer:
-    return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed)
+def create_regularizer(name: str, seed: int = 0, label_noise: Mapping[str, Any] | None = None,
+                       **params: Any) -> Regularizer:
+    """`label_noise` (the `data.noise` config) reaches the techniques whose defaults follow the data (the
+    co-teaching forget rate is the noise rate)."""
+    return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed, label_noise=label_noise)
 
 
 def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
-                       backbone: Mapping[str, Any] | None = None) -> list[Regularizer]:
-    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense and,
-    given the `backbone` config, techniques that cannot act on it."""
-    regularizers = [create_regularizer(name, seed=seed + i, **(params or {}))
+                       backbone: Mapping[str, Any] | None = None,
+                       label_noise: Mapping[str, Any] | None = None) -> list[Regularizer]:
+    """Build the `regularizer` mapping (name -> params, in list order) for data with `label_noise` (the
+    `data.noise` config); refuse stacks that make no sense and, given the `backbone` config, techniques
+    that cannot act on it."""
+    # The params mapping as it is: a config key named like a context argument is refused, not a TypeError.
+    regularizers = [REGULARIZERS.create(name, params or {}, path=f"regularizer.{name}", seed=seed + i,
+                                        label_noise=label_noise)
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
     for reg in regularizers:
