@@ -51,12 +51,16 @@ def train_main(args: list[str]) -> int:
     multirun = "-m" in args or "--multirun" in args
     if not INFO_FLAGS.intersection(args):
         from regbench.config import preflight
+        from regbench.inactivity import warn_inactive
 
         overrides = [a for a in args if not a.startswith("-")]
         try:
-            preflight(overrides, multirun)
+            checked = preflight(overrides, multirun)
         except ReportedError as err:
             return report(err, "train")
+        if multirun:  # before any job starts; a single run warns as it starts
+            for job, inactive in checked:
+                warn_inactive(inactive, f"sweep job {' '.join(job)}: ")
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()

@@ -10,6 +10,7 @@ import torch.nn as nn
 from regbench.errors import check, check_non_negative, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -47,6 +48,9 @@ class ELR(Regularizer, nn.Module):
         self.lam, self.beta = float(lam), float(beta)
         # (training samples, classes), zeros as in the paper; grown on first sight of a larger sample index.
         self.register_buffer("targets", torch.zeros(0, 0))
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("lam", self.lam, "adds nothing to the cross-entropy")] if self.lam == 0 else []
 
     def _ensure_rows(self, rows: int, classes: int, device: torch.device) -> None:
         if self.targets.shape[0] >= rows and self.targets.shape[1] == classes:
@@ -140,6 +144,16 @@ class CoTeaching(Regularizer):
         check_positive_int("num_gradual", num_gradual)
         self.forget_rate, self.num_gradual, self.seed = float(forget_rate), num_gradual, seed
         self.pair: CoTeachingPair | None = None
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.forget_rate == 0:
+            return [Inactive("forget_rate", self.forget_rate, "keeps every sample: two networks trained on all labels")]
+        if self.num_gradual > shape.max_epochs:
+            reached = 1.0 - remember_rate(shape.max_epochs - 1, self.forget_rate, self.num_gradual)
+            return [Inactive("num_gradual", self.num_gradual,
+                             f"is longer than the run's {shape.max_epochs} epochs: the forget rate reaches only "
+                             f"{reached:.3g}, not forget_rate={self.forget_rate:g}, by the last epoch")]
+        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         # A seed stream apart from the one that initialized the first network.
