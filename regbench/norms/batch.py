@@ -34,7 +34,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over "ghost" batches of about `virtual_batch_size` samples (Hoffer et al., 2017).
 
     The batch is split into floor(B / virtual_batch_size) near-equal chunks, so no chunk is smaller than
-    min(B, virtual_batch_size); each chunk is normalized with its own statistics and updates the running ones.
+    min(B, virtual_batch_size); each chunk is normalized with its own statistics and updates the running ones
+    as one batch of nn.BatchNorm2d would, including its cumulative average when momentum is None (as SWA's
+    BN recomputation sets it).
     """
 
     def __init__(self, num_channels: int, virtual_batch_size: int, **kw):
@@ -44,9 +46,13 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        chunks = x.tensor_split(max(1, x.shape[0] // self.virtual_batch_size))
-        return torch.cat([F.batch_norm(chunk, self.running_mean, self.running_var, self.weight, self.bias,
-                                       True, self.momentum, self.eps) for chunk in chunks])
+        normalized = []
+        for chunk in x.tensor_split(max(1, x.shape[0] // self.virtual_batch_size)):
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            normalized.append(F.batch_norm(chunk, self.running_mean, self.running_var, self.weight, self.bias,
+                                           True, factor, self.eps))
+        return torch.cat(normalized)
 
 
 def check_ghost_batches(params: dict, shape: RunShape) -> list[Inactive]:
