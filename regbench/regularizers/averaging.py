@@ -150,9 +150,11 @@ class SWA(Regularizer, nn.Module):
         return math.floor(self.start * max_epochs)
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
-        if shape.max_epochs - self.start_epoch(shape.max_epochs) == 1:
-            return [Inactive("start", self.start, f"averages only the last of the run's {shape.max_epochs} epochs: "
-                                                  f"the average is the final weights (with BN statistics recomputed)")]
+        epochs = shape.max_epochs
+        if epochs - self.start_epoch(epochs) == 1:
+            averaged = f"the last of the run's {epochs} epochs" if epochs > 1 else "the run's single epoch"
+            return [Inactive("start", self.start, f"averages only {averaged}: the average is the final weights "
+                                                  f"(with BN statistics recomputed)")]
         return []
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
