@@ -60,7 +60,8 @@ def train_main(args: list[str]) -> int:
             return report(err, "train")
         if multirun:  # before any job starts; a single run warns as it starts
             for job, inactive in checked:
-                warn_inactive(inactive, f"sweep job {' '.join(job)}: ")
+                settings = " ".join(o for o in job if not o.startswith("hydra."))
+                warn_inactive(inactive, f"sweep job {settings}: ")
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()
