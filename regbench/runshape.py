@@ -15,7 +15,6 @@ from regbench.errors import check
 @dataclass(frozen=True)
 class RunShape:
     image_shape: tuple[int, int, int]  # (C, H, W)
-    num_classes: int
     train_images: int  # after the validation split and any class-imbalance subsampling
     batch_size: int  # per device
     world_size: int  # DDP processes, each taking its own shard of every epoch

@@ -33,7 +33,3 @@ class DatasetFacts:
 
     image_shape: tuple[int, int, int]  # (C, H, W)
     train_class_counts: tuple[int, ...]  # training images of each class, in label order
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.train_class_counts)

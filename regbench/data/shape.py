@@ -22,9 +22,9 @@ def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int],
 
 def planned_run_shape(cfg: Mapping[str, Any], max_epochs: int, world_size: int) -> RunShape:
     image_shape, counts = training_class_counts(cfg)
-    return RunShape(image_shape, len(counts), sum(counts), cfg["batch_size"], world_size, max_epochs)
+    return RunShape(image_shape, sum(counts), cfg["batch_size"], world_size, max_epochs)
 
 
 def loaded_run_shape(datamodule: ImageDataModule, max_epochs: int, world_size: int) -> RunShape:
-    return RunShape(tuple(datamodule.image_shape), datamodule.num_classes, datamodule.split_size("train"),
-                    datamodule.batch_size, world_size, max_epochs)
+    return RunShape(tuple(datamodule.image_shape), datamodule.split_size("train"), datamodule.batch_size, world_size,
+                    max_epochs)

@@ -13,14 +13,14 @@ from regbench.regularizers import build_regularizers, create_regularizer
 from regbench.runshape import Inactive, RunShape, count_or_fraction
 
 # digits' default run: 1295 training images in batches of 64 -> 20 steps per epoch, 10 epochs -> 200 steps.
-DIGITS_RUN = RunShape(image_shape=(1, 8, 8), num_classes=10, train_images=1295, batch_size=64, world_size=1,
+DIGITS_RUN = RunShape(image_shape=(1, 8, 8), train_images=1295, batch_size=64, world_size=1,
                       max_epochs=10)
-CIFAR_RUN = RunShape(image_shape=(3, 32, 32), num_classes=10, train_images=45000, batch_size=512, world_size=1,
+CIFAR_RUN = RunShape(image_shape=(3, 32, 32), train_images=45000, batch_size=512, world_size=1,
                      max_epochs=10)
 
 
 def run_of(epochs: int) -> RunShape:
-    return RunShape((1, 8, 8), 10, 1295, 64, 1, epochs)
+    return RunShape((1, 8, 8), 1295, 64, 1, epochs)
 
 
 def test_digits_run_shape():

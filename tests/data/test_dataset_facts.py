@@ -83,8 +83,8 @@ def test_planned_run_shape_is_the_loaded_one(name, changes, world_size):
 
 def test_run_shape_counts_full_batches_of_each_ranks_shard():
     # 1000 images on 3 ranks: 999 shuffled into shards of 333, each cut into 10 full batches of 32.
-    assert RunShape((1, 8, 8), 10, 1000, 32, 3, 5).steps_per_epoch == 10
-    assert RunShape((1, 8, 8), 10, 1000, 32, 3, 5).total_steps == 50
+    assert RunShape((1, 8, 8), 1000, 32, 3, 5).steps_per_epoch == 10
+    assert RunShape((1, 8, 8), 1000, 32, 3, 5).total_steps == 50
     assert batches_per_epoch(1000, 32, 1, shuffle=True, drop_last=True) == 31
     assert batches_per_epoch(1000, 32, 3, shuffle=False, drop_last=False) == 11  # ordered shards of 334
-    assert RunShape((3, 32, 28), 10, 1000, 32, 1, 5).image_side == 28
+    assert RunShape((3, 32, 28), 1000, 32, 1, 5).image_side == 28
