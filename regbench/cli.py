@@ -51,12 +51,17 @@ def train_main(args: list[str]) -> int:
     multirun = "-m" in args or "--multirun" in args
     if not INFO_FLAGS.intersection(args):
         from regbench.config import preflight
+        from regbench.inactivity import warn_inactive
 
         overrides = [a for a in args if not a.startswith("-")]
         try:
-            preflight(overrides, multirun)
+            checked = preflight(overrides, multirun)
         except ReportedError as err:
             return report(err, "train")
+        if multirun:  # before any job starts; a single run warns as it starts
+            for job, inactive in checked:
+                settings = " ".join(o for o in job if not o.startswith("hydra."))
+                warn_inactive(inactive, f"sweep job {settings}: ")
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()

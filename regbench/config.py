@@ -18,12 +18,16 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench.backbones import norm_for_backbone
 from regbench.data import DATASETS
 from regbench.data.module import check_common
+from regbench.data.shape import planned_run_shape
+from regbench.distributed import local_world_size
 from regbench.errors import ParamError, UserError, check, one_line
+from regbench.inactivity import inactive_components
 from regbench.loggers import LOGGERS, resolve_wandb_mode
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import build_regularizers
 from regbench.describe import config_hash
 from regbench.rundir import inspect_run_dir
+from regbench.runshape import RunShape
 from regbench.slurm import LAUNCHER_TARGET, check_slurm_launcher
 from regbench.trainer import check_trainer_config
 
@@ -63,22 +67,22 @@ def check_group_choices(overrides: list[Override]) -> None:
                                 f"allowed: {', '.join(allowed)}")
 
 
-def validate_config(cfg: dict[str, Any]) -> None:
-    """Every name known and every value in range, for the parts that can be checked without data."""
+def validate_config(cfg: dict[str, Any]) -> list[dict[str, str]]:
+    """Every name known and every value in range, for the parts that can be checked without data, and every
+    component checked against the run's shape (from the dataset's facts). Returns the components that would be
+    inactive (metrics.json's `inactive`)."""
     check_seed(cfg["seed"])
     check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
           "must be a non-empty string")
     DATASETS.get(cfg["data"]["name"])
-    try:
-        check_common(cfg["data"])
-    except ParamError as err:
-        raise UserError(str(err.at("data"))) from None
-    norm_for_backbone(cfg["backbone"], cfg["norm"])
-    build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
-                       label_noise=cfg["data"]["noise"])
-    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
-    build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)
     check_trainer_config(cfg["trainer"])
+    shape = checked_run_shape(cfg)
+    regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
+                                      label_noise=cfg["data"]["noise"])
+    inactive = inactive_components(cfg, shape, regularizers)
+    norm_for_backbone(cfg["backbone"], cfg["norm"], shape)
+    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
+    build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
           f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
@@ -88,6 +92,23 @@ def validate_config(cfg: dict[str, Any]) -> None:
             resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
         except ParamError as err:
             raise UserError(str(err.at("logger"))) from None
+    return inactive
+
+
+def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
+    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
+    (per device) is refused."""
+    world = local_world_size(cfg["trainer"])
+    try:
+        check_common(cfg["data"])
+        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
+        per_device = shape.train_images // world
+        check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,
+              f"must be at most the {per_device} training images (after the validation split"
+              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
+    return shape
 
 
 def check_seed(seed: Any) -> None:
@@ -126,9 +147,10 @@ def check_launcher(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
         check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
 
 
-def preflight(overrides: list[str], multirun: bool) -> None:
+def preflight(overrides: list[str], multirun: bool) -> list[tuple[list[str], list[dict[str, str]]]]:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
-    sweep, every job's config, so a typo fails before any job starts."""
+    sweep, every job's config, so a typo fails before any job starts. Returns each checked job's overrides with
+    its inactive components (see validate_config)."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -137,18 +159,20 @@ def preflight(overrides: list[str], multirun: bool) -> None:
         check_group_choices(parsed)
         if multirun:
             jobs = sweep_jobs(overrides, parsed) or [[o.input_line for o in parsed if not o.is_sweep_override()]]
+            checked = []
             for job in jobs:
                 try:
                     resolved, hydra_cfg = compose_checked(job)
-                    validate_config(resolved)
+                    checked.append((job, validate_config(resolved)))
                     check_launcher(hydra_cfg, resolved)
                 except UserError as err:
                     raise UserError(f"{err} (in the sweep job {' '.join(job)})") from None
-            return
+            return checked
         resolved, hydra_cfg = compose_checked(overrides)
-    validate_config(resolved)
+    inactive = validate_config(resolved)
     if hydra_cfg.mode == RunMode.MULTIRUN:  # a preset's sweep, e.g. +hparams_search=...
         check_launcher(hydra_cfg, resolved)
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         # A directory holding this very run is fine (skip or resume); one holding another run is refused.
         inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))
+    return [(overrides, inactive)]

@@ -30,6 +30,12 @@ class Registry:
                             f"allowed: {', '.join(self.names())}")
         return self._entries[name]
 
+    def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` plus the defaults of entry `name`'s parameters that it leaves out."""
+        defaults = {key: p.default for key, p in inspect.signature(self.get(name)).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        return {**defaults, **params}
+
     def create(self, name: str, params: Mapping[str, Any], path: str | None = None, **context) -> Any:
         """Build entry `name` from its config `params` plus the run `context` it takes (an entry names the
         context it needs, e.g. `label_noise`, among its parameters); errors name `path.param`."""

@@ -18,10 +18,12 @@ from omegaconf import OmegaConf
 import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
+from regbench.data.shape import loaded_run_shape
 from regbench.data.report import label_sections, log_label_report
 from regbench.describe import component_names, config_hash, wandb_config
 from regbench.distributed import global_rank, local_world_size, ranks_started_outside, run_local_ranks
 from regbench.errors import ReportedError, UserError
+from regbench.inactivity import inactive_components, warn_inactive
 from regbench.loggers import build_logger, finish_logger
 from regbench.module import ClassifierModule
 from regbench.norms import uses_batch_statistics
@@ -52,7 +54,8 @@ def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
 def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan, **fields: Any) -> dict[str, Any]:
     return {
         "status": status, "error": fields.pop("error", None), "seed": cfg["seed"], "exp_name": cfg["exp_name"],
-        "components": component_names(cfg), **fields, "wall_time_s": time.perf_counter() - started,
+        "components": component_names(cfg), "inactive": fields.pop("inactive", None), **fields,
+        "wall_time_s": time.perf_counter() - started,
         "attempts": list(plan.resumption.attempts), **git_state(),
         "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
     }
@@ -89,10 +92,15 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     """Everything a run needs, built from its resolved config."""
     L.seed_everything(resolved["seed"], verbose=False)
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
-    model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
-    check_batch_norm_batch(model, resolved["data"]["batch_size"])
+    shape = loaded_run_shape(datamodule, resolved["trainer"]["max_epochs"], local_world_size(resolved["trainer"]))
     regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
                                       label_noise=resolved["data"]["noise"])
+    inactive = inactive_components(resolved, shape, regularizers)
+    if writes:
+        warn_inactive(inactive)
+    model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes,
+                           shape)
+    check_batch_norm_batch(model, resolved["data"]["batch_size"])
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
     names = component_names(resolved)
@@ -102,7 +110,7 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
     trainer = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder, sigterm], plugins)
-    return datamodule, module, logger, recorder, trainer
+    return datamodule, module, logger, recorder, trainer, inactive
 
 
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
@@ -136,15 +144,16 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
     # Ranks spawned by regbench ignore any SLURM variables around them: the spawn made the group.
     plugins = [LightningEnvironment()] if spawned else []
     logger = None
+    inactive = None  # known once the run is built
     with SigtermFlag() as sigterm:
         try:
-            datamodule, module, logger, recorder, trainer = build_run(
+            datamodule, module, logger, recorder, trainer, inactive = build_run(
                 resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
             sigterm.raise_if_received()
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             sigterm.raise_if_received()
-            payload = run_payload(resolved, "completed", started, plan,
+            payload = run_payload(resolved, "completed", started, plan, inactive=inactive,
                                   **evaluate(trainer, module, datamodule, recorder,
                                              plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT))
             if rank == 0:
@@ -156,7 +165,8 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             if rank == 0:
                 error = None if interrupted else f"{type(err).__name__}: {err}"
                 write_json_atomic(plan.run_dir / "metrics.json", run_payload(
-                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error))
+                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error,
+                    inactive=inactive))
             finish_logger(logger, exit_code=130 if interrupted else 1)
             raise
 

@@ -10,21 +10,23 @@ from regbench.backbones.base import Classifier
 from regbench.backbones.compat import check_backbone_norm
 from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
 from regbench.norms import NormLayer, norm_layer_from_config
+from regbench.runshape import RunShape
 
 
 # Any image shape will do for the dry build of a shape-free backbone; only its layer widths matter.
 DRY_BUILD_SHAPE = (3, 32, 32)
 
 
-def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any]) -> NormLayer:
-    """The checked norm layer for backbone `cfg.name`; an incompatible pair is one UserError line.
+def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
+    """The checked norm layer for backbone `cfg.name` (fitted to the `run`, see norm_layer_from_config); an
+    incompatible pair is one UserError line.
 
     Backbones whose layers do not depend on the image size are also built once on the meta device (no memory,
     no initialization work), so a bad backbone parameter or a norm parameter that does not fit one of its
     layers (e.g. norm.groups=32 on wrn16_4's 16-channel stem) fails here, before the run directory exists.
     """
     BACKBONES.get(cfg["name"])
-    norm_layer = norm_layer_from_config(norm_cfg)
+    norm_layer = norm_layer_from_config(norm_cfg, run)
     check_backbone_norm(cfg["name"], norm_layer)
     if BACKBONE_TRAITS[cfg["name"]].shape_free:
         params = {k: v for k, v in cfg.items() if k != "name"}
@@ -35,8 +37,8 @@ def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any]) -> No
 
 
 def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
-                   num_classes: int) -> Classifier:
-    norm_layer = norm_for_backbone(cfg, norm_cfg)
+                   num_classes: int, run: RunShape | None = None) -> Classifier:
+    norm_layer = norm_for_backbone(cfg, norm_cfg, run)
     params = {k: v for k, v in cfg.items() if k != "name"}
     model = BACKBONES.create(cfg["name"], params, image_shape=image_shape, num_classes=num_classes,
                              norm_layer=norm_layer, conv_layer=norm_layer.conv_layer)

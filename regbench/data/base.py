@@ -24,3 +24,12 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a loader will return, known without loading it: kept beside each loader in its registry entry, so
+    a run's shape (and every setting that depends on it) is checked before any data is read."""
+
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    train_class_counts: tuple[int, ...]  # training images of each class, in label order

@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from regbench.runshape import batches_per_epoch
+
 
 def distributed_rank_and_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
@@ -100,9 +102,8 @@ class TensorBatches:
 
     def __len__(self) -> int:
         _, world = self._world()
-        n = self.labels.shape[0]
-        per_rank = (n - n % world) // world if (self.shuffle and world > 1) else -(-n // world)
-        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+        return batches_per_epoch(self.labels.shape[0], self.batch_size, world, shuffle=self.shuffle,
+                                 drop_last=self.drop_last)
 
     def __iter__(self):
         if self.position >= len(self):

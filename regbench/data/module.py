@@ -26,6 +26,11 @@ NO_IMBALANCE = {"type": "none", "factor": 1.0, "minority_fraction": 0.5, "seed":
 NO_BALANCE = {"type": "none", "tau": float("inf")}
 
 
+def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset loader's own parameters: the data config minus the keys every dataset has."""
+    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+
+
 def check_common(cfg: Mapping[str, Any]) -> None:
     check_positive_int("batch_size", cfg["batch_size"])
     check_fraction("val_fraction", cfg["val_fraction"])
@@ -122,8 +127,7 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
         check_common(cfg)
     except ParamError as err:
         raise err.at("data") from None
-    loader_params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
-    data = DATASETS.create(cfg["name"], loader_params, root=cfg["root"], download=cfg["download"],
+    data = DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
                            split_seed=cfg["split_seed"])
     return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
                            split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Mapping
 import torch
 import torch.nn as nn
 
+from regbench.runshape import Inactive, RunShape
+
 
 @dataclass(frozen=True)
 class TrainProgress:
@@ -34,6 +36,12 @@ class Regularizer:
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
         config checks, before any data or model is built."""
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        """Refuse (ParamError) a setting that would make the technique harmful on a run of this `shape` (a Cutout
+        hole covering the image); return why it would be inactive, leaving the run equal to one without it (a
+        probability of 0). Runs with the config checks, before any data is loaded."""
+        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""

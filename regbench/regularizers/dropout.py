@@ -10,6 +10,7 @@ from timm.layers import DropPath
 from regbench.errors import UserError, check, check_positive_int
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 # Techniques that act on the penultimate features (by wrapping the head) do not stack with one another.
 FEATURE_DROPOUT = "penultimate-feature dropout"
@@ -48,6 +49,9 @@ class DropPathRegularizer(Regularizer):
         check_rate("drop_prob", drop_prob)
         self.drop_prob = drop_prob
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("drop_prob", self.drop_prob, "never drops a residual branch")] if self.drop_prob == 0 else []
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         blocks = residual_blocks(model)
         if not blocks:
@@ -69,6 +73,9 @@ class AlphaDropoutRegularizer(Regularizer):
     def __init__(self, *, rate: float, seed: int):
         check_rate("rate", rate)
         self.rate = rate
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: nn.Sequential(nn.AlphaDropout(self.rate), head))
@@ -99,6 +106,13 @@ class MultiSampleDropout(Regularizer):
         check_rate("rate", rate)
         check_positive_int("num_samples", num_samples)
         self.rate, self.num_samples = rate, num_samples
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.rate == 0:
+            return [Inactive("rate", self.rate, "never drops a unit, so every sample is the same pass")]
+        if self.num_samples == 1:
+            return [Inactive("num_samples", self.num_samples, "draws a single mask: plain dropout")]
+        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: MultiSampleDropoutHead(head, self.rate, self.num_samples))

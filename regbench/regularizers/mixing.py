@@ -14,7 +14,8 @@ import torch
 from regbench.errors import check, check_positive, check_probability
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
+from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.runshape import Inactive, RunShape
 
 INPUT_MIXING = "input mixing"
 # Cutout and CutMix both drop a region of the image (CutMix fills it from a partner); stacked, the erased hole
@@ -72,6 +73,9 @@ class _Mixing(Regularizer):
         self.alpha, self.prob = alpha, prob
         self.rng = random.Random(seed)
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("prob", self.prob, "never mixes a batch")] if self.prob == 0 else []
+
     def draw_lam(self) -> float | None:
         """None when this batch is left unmixed (probability 1 - prob)."""
         if self.rng.random() >= self.prob:
@@ -119,12 +123,18 @@ class MixupCutMix(Regularizer):
         check_positive("cutmix_alpha", cutmix_alpha)
         check_probability("prob", prob)
         check_probability("switch_prob", switch_prob)
-        check_probability("label_smoothing", label_smoothing)
+        check_smoothing("label_smoothing", label_smoothing)
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
         # Smoothing here and in `label_smoothing` would smooth twice.
         self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + ((LABEL_SMOOTHING,) if label_smoothing > 0 else ())
         self.rng = random.Random(seed)
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.prob > 0:
+            return []
+        smoothing_only = f": only its label_smoothing={self.label_smoothing} acts" if self.label_smoothing else ""
+        return [Inactive("prob", self.prob, f"never mixes a batch{smoothing_only}")]
 
     def mix_batch(self, images, targets, index):
         # timm's mixup_target: on = 1 - eps + eps/C, off = eps/C, whether or not the batch is mixed.

@@ -11,6 +11,7 @@ import torch.nn as nn
 from regbench.errors import check, check_non_negative, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -48,6 +49,9 @@ class ELR(Regularizer, nn.Module):
         self.lam, self.beta = float(lam), float(beta)
         # (training samples, classes), zeros as in the paper; grown on first sight of a larger sample index.
         self.register_buffer("targets", torch.zeros(0, 0))
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("lam", self.lam, "adds nothing to the cross-entropy")] if self.lam == 0 else []
 
     def _ensure_rows(self, rows: int, classes: int, device: torch.device) -> None:
         if self.targets.shape[0] >= rows and self.targets.shape[1] == classes:
@@ -184,6 +188,21 @@ class CoTeaching(Regularizer):
         self.num_gradual, self.schedule, self.seed = num_gradual, schedule, seed
         self.pair: CoTeachingPair | None = None
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.forget_rate == 0:
+            return [Inactive("forget_rate", self.forget_rate, "keeps every sample: two networks trained on all labels")]
+        if self.num_gradual > shape.max_epochs:
+            reached = 1.0 - self.remember_rate(shape.max_epochs - 1)
+            return [Inactive("num_gradual", self.num_gradual,
+                             f"is longer than the run's {shape.max_epochs} epochs: the forget rate reaches only "
+                             f"{reached:.3g}, not forget_rate={self.forget_rate:g}, by the last epoch")]
+        return []
+
+    def remember_rate(self, epoch: int) -> float:
+        """The fraction of the batch each network keeps in 0-based training epoch `epoch`."""
+        schedule = remember_rate if self.schedule == "paper" else official_remember_rate
+        return schedule(epoch, self.forget_rate, self.num_gradual)
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         # A seed stream apart from the one that initialized the first network.
         self.pair = CoTeachingPair(model, reinitialized_copy(model, seed=self.seed + 1_000_003))
@@ -191,13 +210,11 @@ class CoTeaching(Regularizer):
 
     def loss(self, per_sample, logits, targets, index, model):
         peer_loss = soft_cross_entropy(self.pair.peer_logits, targets)
-        epoch = int(self.pair.epochs_done)
+        rate = self.remember_rate(int(self.pair.epochs_done))
         if self.schedule == "paper":
-            rate = remember_rate(epoch, self.forget_rate, self.num_gradual)
             # Batch mean = mean loss of network 1 + mean loss of network 2 on their peers' choices: each network
             # gets the gradient of its own small-loss cross-entropy, as with the paper's two separate updates.
             return coteaching_per_sample(per_sample, peer_loss, rate)
-        rate = official_remember_rate(epoch, self.forget_rate, self.num_gradual)
         # The official loss divides the kept samples' mean cross-entropy by their number once more.
         return coteaching_per_sample(per_sample, peer_loss, rate) / kept_count(rate, per_sample.shape[0])
 

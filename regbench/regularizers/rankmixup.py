@@ -15,6 +15,7 @@ from regbench.errors import check, check_non_negative, check_positive, check_pos
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.mixing import INPUT_MIXING
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 VARIANTS = ("mrl", "mndcg")
 # per_sample: each sample's margin term counts only when its mix is a real one (partner of another class);
@@ -67,6 +68,12 @@ class RankMixup(Regularizer):
         self.rng = random.Random(seed)
         self.perm_generator = torch.Generator().manual_seed(seed)
         self._clean: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.loss_weight == 0:
+            return [Inactive("loss_weight", self.loss_weight, "never adds the ranking loss (its extra forward pass "
+                                                              "is wasted)")]
+        return []
 
     def mix_batch(self, images, targets, index):
         # The module trains on the clean batch; the mixed copies are made and scored in `loss`.

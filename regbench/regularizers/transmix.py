@@ -25,7 +25,8 @@ from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.mixing import (INPUT_MIXING, REGIONAL_DROPOUT, check_cutmix_box, cutmix, cutmix_box,
                                           mix_targets)
 from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
+from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.runshape import Inactive, RunShape
 
 
 def patch_mask(box: tuple[int, int, int, int], image_size: tuple[int, int], grid: tuple[int, int],
@@ -70,7 +71,7 @@ class TransMix(Regularizer):
         check(isinstance(attention_weight, (int, float)) and not isinstance(attention_weight, bool)
               and 0.0 <= attention_weight <= 1.0, "attention_weight", attention_weight,
               "must be in [0, 1] (0.5: the paper's mean of area and attention lambda, 1: attention alone)")
-        check_probability("label_smoothing", label_smoothing)
+        check_smoothing("label_smoothing", label_smoothing)
         check_cutmix_box(box)
         self.alpha, self.prob, self.box = alpha, prob, box
         self.attention_weight, self.label_smoothing = float(attention_weight), label_smoothing
@@ -88,6 +89,14 @@ class TransMix(Regularizer):
         if pool != "cls":
             raise UserError(f"regularizer=transmix needs backbone.pool=cls: it re-weights the CutMix targets by the "
                             f"class token's attention, and backbone.pool={pool} has no class token")
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.prob == 0:
+            return [Inactive("prob", self.prob, "never mixes a batch")]
+        if self.attention_weight == 0:
+            return [Inactive("attention_weight", self.attention_weight,
+                             "weighs the labels by the pasted area alone: plain CutMix, without the attention")]
+        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         if not isinstance(model, VisionTransformer):

@@ -201,3 +201,17 @@ def test_powernorm_warmup_uses_the_batch_quadratic_mean_and_eval_the_running_one
     assert torch.allclose(pn(x), x / (phi + 1e-5).sqrt(), atol=1e-5)
     pn.eval()
     assert torch.allclose(pn(x), x / (pn.running_phi.view(1, -1, 1, 1) + 1e-5).sqrt(), atol=1e-5)
+
+
+def test_ghost_batchnorm_running_statistics_follow_batchnorm_per_virtual_batch_also_as_a_cumulative_average():
+    # momentum=None is how SWA's BN recomputation (torch.optim.swa_utils.update_bn) asks for a plain average.
+    for momentum in (0.1, None):
+        ghost, reference = get_norm("ghost_batchnorm", 3, virtual_batch_size=2), nn.BatchNorm2d(3)
+        ghost.momentum = reference.momentum = momentum
+        x = feature_map(6, 3, 4, 4)
+        ghost(x)
+        for chunk in x.split(2):
+            reference(chunk)
+        assert torch.allclose(ghost.running_mean, reference.running_mean, atol=1e-6)
+        assert torch.allclose(ghost.running_var, reference.running_var, atol=1e-6)
+        assert int(ghost.num_batches_tracked) == int(reference.num_batches_tracked) == 3

@@ -202,7 +202,7 @@ def test_transmix_does_not_stack_with_other_mixing_erasing_or_smoothing(other, m
     ("alpha", 0.0, "must be a number > 0"),
     ("prob", 1.5, "must be a probability in [0, 1]"),
     ("attention_weight", -0.1, "must be in [0, 1]"),
-    ("label_smoothing", 2, "must be a probability in [0, 1]"),
+    ("label_smoothing", 1.0, "must be in [0, 1) (1 would make every target uniform"),
     ("box", "timm", "allowed: exact, official"),
 ])
 def test_bad_parameters_are_one_line_naming_the_key(key, value, allowed):
