@@ -19,14 +19,20 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench.backbones import dry_build_backbone
 from regbench.config_keys import check_override_keys, is_key_override
 from regbench.data import DATASETS
-from regbench.data.module import check_common, data_spec
+from regbench.data.batches import check_crop_padding
+from regbench.data.module import check_common, loader_params
+from regbench.data.registry import dataset_facts
+from regbench.data.shape import planned_run_shape
 from regbench.devices import training_accelerator, training_memory
+from regbench.distributed import local_world_size
 from regbench.errors import ParamError, UserError, check, one_line
+from regbench.inactivity import inactive_components
 from regbench.loggers import LOGGERS, resolve_wandb_mode
 from regbench.optim import build_optimizer, build_schedule
-from regbench.regularizers import RunSize, build_regularizers, check_regularizers_fit
+from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
 from regbench.describe import config_hash
 from regbench.rundir import check_output_dir, inspect_run_dir
+from regbench.runshape import RunShape
 from regbench.slurm import LAUNCHER_TARGET, check_slurm_launcher
 from regbench.trainer import check_trainer_config
 
@@ -70,31 +76,29 @@ def check_group_choices(overrides: list[Override]) -> None:
                                 f"allowed: {', '.join(allowed)}")
 
 
-def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> None:
-    """Every name known and every value in range, for the parts that can be checked without loading data: the
-    dataset's declared spec stands in for its images and a meta-device build for the model. `on_this_machine`:
-    the job trains here, so the accelerator and the device memory must be this machine's (false for SLURM jobs,
-    which check again on their node)."""
+def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
+    """Every name known and every value in range, for the parts that can be checked without loading data, and
+    every component checked against the run's shape (from the dataset's facts) and the model (built on the meta
+    device). `on_this_machine`: the job trains here, so the accelerator and the device memory must be this
+    machine's (false for SLURM jobs, which check again on their node). Returns the components that would be
+    inactive (metrics.json's `inactive`)."""
     check_seeds(cfg)
     check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
           "must be a non-empty string")
     DATASETS.get(cfg["data"]["name"])
-    try:
-        check_common(cfg["data"])
-        spec = data_spec(cfg["data"])
-    except ParamError as err:
-        raise UserError(str(err.at("data"))) from None
-    model = dry_build_backbone(cfg["backbone"], cfg["norm"], spec.image_shape, spec.num_classes)
-    regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"])
-    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
-    build_schedule(cfg["sched"], optimizer, steps_per_epoch=1, total_steps=1)
     check_trainer_config(cfg["trainer"])
-    memory = None
     if on_this_machine:
         training_accelerator(cfg["trainer"])
-        memory = lambda: training_memory(cfg["trainer"])  # noqa: E731  (asked only by the checks that need it)
-    check_regularizers_fit(regularizers, RunSize(cfg["data"]["batch_size"], model.num_features, spec.num_classes,
-                                                 memory))
+    shape = checked_run_shape(cfg)
+    regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
+                                      label_noise=cfg["data"]["noise"])
+    inactive = inactive_components(cfg, shape, regularizers)
+    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
+    model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
+    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
+    build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
+    memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
+    check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
           f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
@@ -104,6 +108,24 @@ def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> None:
             resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
         except ParamError as err:
             raise UserError(str(err.at("logger"))) from None
+    return inactive
+
+
+def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
+    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
+    (per device) and crop padding that reflect padding cannot give the images are refused."""
+    world = local_world_size(cfg["trainer"])
+    try:
+        check_common(cfg["data"])
+        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
+        per_device = shape.train_images // world
+        check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,
+              f"must be at most the {per_device} training images (after the validation split"
+              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
+        check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
+    return shape
 
 
 def seed_keys(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -195,10 +217,12 @@ def check_sweep(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
     check_seeds(sweeper, "hydra.sweeper.", optional=True)
 
 
-def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> None:
+def preflight(overrides: list[str], multirun: bool,
+              writes: bool = True) -> list[tuple[list[str], list[dict[str, str]]]]:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
     sweep, every job's config, so a typo fails before any job starts. `writes`: the command will write runs (not
-    only print the config), so the output directory must be usable too."""
+    only print the config), so the output directory must be usable too. Returns each checked job's overrides
+    with its inactive components (see validate_config)."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -207,22 +231,24 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True) -> None
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         check_group_choices(parsed)
         jobs = sweep_jobs(overrides, parsed, bases) if multirun else [overrides]
+        checked = []
         for job in jobs or [[o.input_line for o in parsed if not o.is_sweep_override()]]:
             try:
                 resolved, hydra_cfg = compose_job(job, bases)
                 sweeping = multirun or hydra_cfg.mode == RunMode.MULTIRUN  # a preset may sweep: +hparams_search
-                validate_config(resolved, on_this_machine=not (
-                    sweeping and hydra_cfg.launcher._target_ in REMOTE_LAUNCHERS))
+                checked.append((job, validate_config(resolved, on_this_machine=not (
+                    sweeping and hydra_cfg.launcher._target_ in REMOTE_LAUNCHERS))))
                 if sweeping:
                     check_sweep(hydra_cfg, resolved)
             except UserError as err:
                 raise UserError(f"{err} (in the sweep job {' '.join(job)})" if multirun else str(err)) from None
     if not writes:
-        return
+        return checked
     if sweeping:
         check_output_dir(Path(hydra_cfg.sweep.dir), "hydra.sweep.dir")
-        return
+        return checked
     check_output_dir(Path(hydra_cfg.run.dir), "hydra.run.dir")
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         # A directory holding this very run is fine (skip or resume); one holding another run is refused.
         inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))
+    return checked

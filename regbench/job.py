@@ -48,6 +48,8 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
             payload, outcome = plan.resumption.completed, "skipped"
             print(f"{plan.run_dir}: already completed with this config; skipped", flush=True)
         else:
+            if plan.resumption.notice and global_rank() == 0:
+                print(f"regbench train: {plan.resumption.notice}", file=sys.stderr, flush=True)
             outcome = "resumed" if plan.resumption.checkpoint else "restarted" if plan.resumption.attempts else "new"
             payload = train(resolved, plan, process_start)
     except SIGTERMException:

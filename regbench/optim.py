@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from regbench.errors import check, check_non_negative, check_positive
 from regbench.registry import Registry
+from regbench.runshape import Inactive, RunShape
 
 OPTIMIZERS = Registry("optimizer", "optim", context=("model",))
 SCHEDULES = Registry("schedule", "sched", context=("steps_per_epoch", "total_steps"))
@@ -111,16 +112,37 @@ def warmup_constant(step: int, warmup_steps: int, total_steps: int) -> float:
     return (step + 1) / warmup_steps if step < warmup_steps else 1.0
 
 
-def _schedule(rule):
+def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
+    return int(round(warmup_epochs * steps_per_epoch))
+
+
+def check_warmup_length(params: Mapping[str, Any], shape: RunShape) -> list[Inactive]:
+    warmup_epochs = params["warmup_epochs"]
+    check_non_negative("warmup_epochs", warmup_epochs)
+    steps = warmup_steps(warmup_epochs, shape.steps_per_epoch)
+    if steps >= shape.total_steps:
+        return [Inactive("warmup_epochs", warmup_epochs, f"({steps} steps) covers the run's {shape.describe_steps()}: "
+                                                         f"the learning rate only ever ramps up")]
+    return []
+
+
+# name -> check(params, run shape): why the schedule would not act as named on the run.
+SCHEDULE_CHECKS: dict[str, Callable[[Mapping[str, Any], RunShape], list[Inactive]]] = {}
+
+
+def register_schedule(name: str, rule: Callable[[int, int, int], float]) -> None:
+    """A per-step rule(step, warmup_steps, total_steps) -> learning-rate factor, with linear warmup."""
     def factory(*, warmup_epochs: float = 0, steps_per_epoch: int, total_steps: int):
         check_non_negative("warmup_epochs", warmup_epochs)
-        warmup = int(round(warmup_epochs * steps_per_epoch))
+        warmup = warmup_steps(warmup_epochs, steps_per_epoch)
         return lambda step: rule(step, warmup, total_steps)
-    return factory
+
+    SCHEDULES.register(name)(factory)
+    SCHEDULE_CHECKS[name] = check_warmup_length
 
 
-SCHEDULES.register("cosine")(_schedule(warmup_cosine))
-SCHEDULES.register("constant")(_schedule(warmup_constant))
+register_schedule("cosine", warmup_cosine)
+register_schedule("constant", warmup_constant)
 
 
 def build_schedule(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, steps_per_epoch: int,

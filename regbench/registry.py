@@ -15,8 +15,9 @@ def near_names(name: str, known: Iterable[str]) -> str:
 
 
 class Registry:
-    """`context` names the arguments regbench passes to every entry itself (the run's seed, the model, ...):
-    they are not config parameters, so a config key with one of these names is refused."""
+    """`context` names the arguments regbench passes to the entries itself (the run's seed, the model, ...; each
+    entry takes those it names among its parameters): they are not config parameters, so a config key with one
+    of these names is refused."""
 
     def __init__(self, family: str, config_key: str, context: tuple[str, ...] = ()):
         self.family = family
@@ -52,6 +53,12 @@ class Registry:
         parameter = inspect.signature(self.get(name)).parameters.get(key)
         return parameter is not None and parameter.default is not parameter.empty
 
+    def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`params` plus the defaults of entry `name`'s parameters that it leaves out."""
+        defaults = {key: p.default for key, p in inspect.signature(self.get(name)).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        return {**defaults, **params}
+
     def check_parameters(self, name: str, params: Iterable[str], path: str | None = None) -> None:
         """Refuse, naming `path.key`, a key that is not a config parameter of entry `name`."""
         allowed = self.parameters(name)
@@ -62,12 +69,15 @@ class Registry:
                             f"allowed: {', '.join(allowed) or 'none'}{hint}")
 
     def create(self, name: str, params: Mapping[str, Any], path: str | None = None, **context) -> Any:
-        """Build entry `name` from its config `params` plus run `context`; errors name `path.param`."""
+        """Build entry `name` from its config `params` plus the run `context` it takes (an entry names the
+        context it needs, e.g. `label_noise`, among its parameters); errors name `path.param`."""
         if not set(context) <= set(self.context):
             raise ValueError(f"{self.family} registry: {sorted(set(context) - set(self.context))} passed but "
                              f"not declared as context")
         path = path or self.config_key
         self.check_parameters(name, params, path)
+        accepted = inspect.signature(self.get(name)).parameters
+        context = {k: v for k, v in context.items() if k in accepted}
         try:
             return self.get(name)(**context, **params)
         except ParamError as err:

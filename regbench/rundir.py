@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 
@@ -24,6 +26,13 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_nll", "va
                    "train_time_s", "epoch_time_s"]
 VERSIONED_PACKAGES = ("regbench", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "timm", "numpy")
 RESULT_FILES = ("config.yaml", "metrics.json", "history.csv")
+# metrics.json's status while an attempt is under way: not completed, and if it is still there at the next start,
+# that attempt was killed.
+RUNNING = "running"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"  # where a relaunch resumes: the end of the last (n-th) epoch, or a SIGTERM point
+PREVIOUS_CHECKPOINT = "previous.ckpt"  # the last.ckpt it replaced: the fallback when last.ckpt is unreadable
+BEST_CHECKPOINT = "best.ckpt"  # the best-validation epoch, tested at the end for best_test_*
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class Resumption:
     completed: dict[str, Any] | None = None  # metrics.json of a finished run: nothing is left to do
     checkpoint: Path | None = None  # the last checkpoint of an unfinished run: training continues from it
     attempts: tuple[dict[str, Any], ...] = ()  # how earlier attempts ended; kept in the next metrics.json
+    notice: str | None = None  # one line for the user: an unreadable checkpoint and what is done about it
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -82,11 +92,51 @@ def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.
         return Resumption(completed=metrics)
     if metrics is None:
         last = {"status": "killed", "error": "ended without writing metrics.json (killed, or the machine stopped)"}
+    elif metrics.get("status") == RUNNING:
+        last = {"status": "killed", "error": "ended while running (killed, or the machine stopped)"}
     else:
         last = {key: metrics.get(key) for key in ("status", "error", "wall_time_s", "epochs")}
     earlier = tuple(metrics.get("attempts", [])) if metrics else ()
-    checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    return Resumption(checkpoint=checkpoint if checkpoint.is_file() else None, attempts=(*earlier, last))
+    checkpoint, notice = resume_checkpoint(run_dir / CHECKPOINT_DIR)
+    return Resumption(checkpoint=checkpoint, attempts=(*earlier, last), notice=notice)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be loaded, or None when it is whole. torch.save writes a zip archive
+    whose directory is at its end and whose entries carry CRC-32 checksums: reading it through finds a file that
+    is empty, cut short, or damaged anywhere; torch then opens it as Lightning will (memory-mapped, so the weights
+    are not read a second time)."""
+    try:
+        if path.stat().st_size == 0:
+            return "an empty file"
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged:
+            return f"its entry {damaged} is damaged"
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001  (damaged bytes can fail in any way; each means "unreadable")
+        # The first sentence: torch's reader adds a paragraph of advice.
+        first = str(err).strip().split("\n")[0].split(". ")[0]
+        return f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return None
+
+
+def resume_checkpoint(checkpoints: Path) -> tuple[Path | None, str | None]:
+    """The checkpoint an unfinished run resumes from: last.ckpt, or previous.ckpt when last.ckpt is unreadable
+    (or missing after a kill between their two renames), or none; and the line that tells the user about an
+    unreadable one. An unreadable file is left in place: the next checkpoint replaces it."""
+    unreadable = []
+    for path in (checkpoints / LAST_CHECKPOINT, checkpoints / PREVIOUS_CHECKPOINT):
+        if not path.is_file():
+            continue
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, (f"{'; '.join(unreadable)}; resuming from {path.name}" if unreadable else None)
+        unreadable.append(f"{path} is unreadable ({problem})")
+    if not unreadable:
+        return None, None
+    return None, (f"{'; '.join(unreadable)}; no readable checkpoint is left, so the run starts over (earlier "
+                  f"attempts stay in metrics.json)")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

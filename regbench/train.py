@@ -18,15 +18,18 @@ from omegaconf import OmegaConf
 import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
+from regbench.data.shape import loaded_run_shape
 from regbench.data.report import label_sections, log_label_report
 from regbench.describe import component_names, config_hash, wandb_config
 from regbench.distributed import global_rank, local_world_size, ranks_started_outside, run_local_ranks
 from regbench.errors import ReportedError, UserError
+from regbench.inactivity import inactive_components, warn_inactive
 from regbench.loggers import build_logger, finish_logger
 from regbench.module import ClassifierModule
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
-from regbench.rundir import RunRecorder, git_state, package_versions, read_json, write_json_atomic, write_text_atomic
+from regbench.rundir import (BEST_CHECKPOINT, CHECKPOINT_DIR, RUNNING, RunRecorder, checkpoint_problem, git_state,
+                             package_versions, read_json, write_json_atomic, write_text_atomic)
 from regbench.runplan import RunPlan
 from regbench.signals import SigtermFlag
 from regbench.trainer import build_trainer
@@ -51,22 +54,37 @@ def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
 def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan, **fields: Any) -> dict[str, Any]:
     return {
         "status": status, "error": fields.pop("error", None), "seed": cfg["seed"], "exp_name": cfg["exp_name"],
-        "components": component_names(cfg), **fields, "wall_time_s": time.perf_counter() - started,
+        "components": component_names(cfg), "inactive": fields.pop("inactive", None), **fields,
+        "wall_time_s": time.perf_counter() - started,
         "attempts": list(plan.resumption.attempts), **git_state(),
         "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
     }
 
 
-def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, ckpt_path: str | None,
-                 prefix: str = "test") -> dict:
-    """Test metrics logged (to the loggers too) under `prefix`, so the best checkpoint's never overwrite the
-    final model's in W&B's summary."""
+def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, prefix: str = "test") -> dict:
+    """Test metrics of the module as it is, logged (to the loggers too) under `prefix`, so the best checkpoint's
+    never overwrite the final model's in W&B's summary."""
     module.test_prefix = prefix
     try:
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)[0]
+        results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     finally:
         module.test_prefix = "test"
     return {key: float(value) for key, value in results.items()}
+
+
+def best_test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, best_checkpoint: Path) -> dict:
+    """Test metrics of the best-validation weights, under `best_test_`. Only the weights are loaded: testing with
+    `trainer.test(ckpt_path=...)` would also restore the callbacks (the recorder would rewrite history.csv with
+    the rows up to the best epoch), the random streams and the data position from that checkpoint. An unreadable
+    best.ckpt leaves these metrics out, with one line, rather than failing the run (and every relaunch)."""
+    problem = checkpoint_problem(best_checkpoint)
+    if problem is not None:
+        if trainer.is_global_zero:
+            print(f"regbench train: {best_checkpoint} is unreadable ({problem}); metrics.json leaves out best_test_*",
+                  file=sys.stderr, flush=True)
+        return {}
+    trainer.strategy.load_model_state_dict(trainer.strategy.load_checkpoint(best_checkpoint))
+    return test_metrics(trainer, module, datamodule, prefix="best_test")
 
 
 def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, writes: bool, plugins: list,
@@ -74,9 +92,15 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     """Everything a run needs, built from its resolved config."""
     L.seed_everything(resolved["seed"], verbose=False)
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
-    model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes)
+    shape = loaded_run_shape(datamodule, resolved["trainer"]["max_epochs"], local_world_size(resolved["trainer"]))
+    regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
+                                      label_noise=resolved["data"]["noise"])
+    inactive = inactive_components(resolved, shape, regularizers)
+    if writes:
+        warn_inactive(inactive)
+    model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes,
+                           shape)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
-    regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"])
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
     names = component_names(resolved)
@@ -85,20 +109,20 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     log_label_report(logger, datamodule)
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
-    trainer, checkpoint = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder, sigterm], plugins)
-    return datamodule, module, logger, recorder, trainer, checkpoint
+    trainer = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder, sigterm], plugins)
+    return datamodule, module, logger, recorder, trainer, inactive
 
 
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
-             best_checkpoint: str) -> dict[str, Any]:
+             best_checkpoint: Path) -> dict[str, Any]:
     """Test the final model, then the best-validation one; summarize the history."""
-    final = test_metrics(trainer, module, datamodule, ckpt_path=None)
+    final = test_metrics(trainer, module, datamodule)
     calibration = module.last_test_bins
     reports = module.regularizer_reports(datamodule.unsharded_test_batches())
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
-    best = test_metrics(trainer, module, datamodule, ckpt_path=best_checkpoint or None, prefix="best_test")
+    best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
                **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best}
@@ -120,16 +144,18 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
     # Ranks spawned by regbench ignore any SLURM variables around them: the spawn made the group.
     plugins = [LightningEnvironment()] if spawned else []
     logger = None
+    inactive = None  # known once the run is built
     with SigtermFlag() as sigterm:
         try:
-            datamodule, module, logger, recorder, trainer, checkpoint = build_run(
+            datamodule, module, logger, recorder, trainer, inactive = build_run(
                 resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
             sigterm.raise_if_received()
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             sigterm.raise_if_received()
-            payload = run_payload(resolved, "completed", started, plan,
-                                  **evaluate(trainer, module, datamodule, recorder, checkpoint.best_model_path))
+            payload = run_payload(resolved, "completed", started, plan, inactive=inactive,
+                                  **evaluate(trainer, module, datamodule, recorder,
+                                             plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT))
             if rank == 0:
                 write_json_atomic(plan.run_dir / "metrics.json", payload)
             finish_logger(logger, exit_code=0)
@@ -139,14 +165,17 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             if rank == 0:
                 error = None if interrupted else f"{type(err).__name__}: {err}"
                 write_json_atomic(plan.run_dir / "metrics.json", run_payload(
-                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error))
+                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error,
+                    inactive=inactive))
             finish_logger(logger, exit_code=130 if interrupted else 1)
             raise
 
 
 def outcome_of(run_dir: Path) -> dict[str, Any]:
     """The metrics.json that spawned ranks wrote, as this process's own result."""
-    payload = read_json(run_dir / "metrics.json") or {"status": "failed", "error": "no rank wrote metrics.json"}
+    payload = read_json(run_dir / "metrics.json")
+    if payload is None or payload["status"] == RUNNING:
+        payload = {"status": "failed", "error": "rank 0 ended without recording the outcome in metrics.json"}
     if payload["status"] == "interrupted":
         raise SIGTERMException()
     if payload["status"] != "completed":
@@ -159,6 +188,9 @@ def train(resolved: dict[str, Any], plan: RunPlan, process_start: float | None =
     if global_rank() == 0:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(plan.run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        # Replaced at the end; still here at the next start, it says this attempt was killed, after the earlier
+        # attempts it lists.
+        write_json_atomic(plan.run_dir / "metrics.json", run_payload(resolved, RUNNING, time.perf_counter(), plan))
     world = local_world_size(resolved["trainer"])
     if world == 1 or ranks_started_outside():
         return run_rank(resolved, plan, process_start, spawned=False)

@@ -8,12 +8,13 @@ from typing import Any, Mapping
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from regbench.errors import ParamError, UserError, check, check_positive_int
 from regbench.randomness import ResumableRandomness
+from regbench.rundir import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, PREVIOUS_CHECKPOINT
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
@@ -39,26 +40,40 @@ def check_trainer_config(cfg: Mapping[str, Any]) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file and renames it: a kill mid-write keeps the previous one whole."""
+    """Writes each checkpoint to a temporary file and renames it: a kill mid-write keeps the previous one whole.
+    A replaced last.ckpt is kept as previous.ckpt, to resume from should last.ckpt be found unreadable."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
         super().save_checkpoint(checkpoint, tmp, storage_options)
+        if path.name == LAST_CHECKPOINT and path.exists():
+            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT))
         os.replace(tmp, path)
 
 
-class CheckpointOnSigterm(L.Callback):
-    """SLURM sends SIGTERM before it preempts or requeues a job. Lightning then stops at the next batch boundary
+class LastCheckpoint(Checkpoint):
+    """Writes last.ckpt, where a relaunched run resumes: at the end of every `every_n_epochs`-th epoch and of the
+    final one, and at a SIGTERM. (Lightning's ModelCheckpoint(save_last=True) writes it only when it saves a new
+    best, so a run killed after its validation accuracy peaked would repeat every epoch since the peak.) As a
+    Checkpoint, Lightning runs it after the other callbacks and the module's epoch-end hook: the checkpoint holds
+    the epoch's history row, the regularizers' end-of-epoch state and the random streams as the next epoch will
+    find them.
+
+    SLURM sends SIGTERM before it preempts or requeues a job. Lightning then stops at the next batch boundary
     with SIGTERMException (on every rank at once under DDP); the state there is saved as the last checkpoint, so
-    the relaunched run continues with the very next batch.
+    the relaunched run continues with the very next batch. Except during an epoch's validation: Lightning
+    resumes such a checkpoint without finishing that validation, leaving the epoch without validation metrics.
+    The last checkpoint then stays the one of the previous epoch's end, and the relaunched run repeats the
+    interrupted epoch."""
 
-    Except during an epoch's validation: Lightning resumes such a checkpoint without finishing that validation,
-    leaving the epoch without validation metrics. The last checkpoint then stays the one of the previous epoch's
-    end, and the relaunched run repeats the interrupted epoch."""
+    def __init__(self, path: Path, every_n_epochs: int):
+        self.path, self.every_n_epochs = path, every_n_epochs
 
-    def __init__(self, path: Path):
-        self.path = path
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        if done % self.every_n_epochs == 0 or done == trainer.max_epochs:
+            trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if (isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING
@@ -67,21 +82,22 @@ class CheckpointOnSigterm(L.Callback):
 
 
 def build_trainer(cfg: Mapping[str, Any], run_dir: Path, logger, callbacks: list[L.Callback],
-                  plugins: list[Any] = ()) -> tuple[L.Trainer, ModelCheckpoint]:
+                  plugins: list[Any] = ()) -> L.Trainer:
     check_trainer_config(cfg)
-    checkpoints = run_dir / "checkpoints"
-    # Saved at the end of each training epoch, after the run's own callbacks: the checkpoint then holds that
-    # epoch's history row and the random streams as the next epoch will find them.
-    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_acc", mode="max",
-                                 save_top_k=1, save_last=True, enable_version_counter=False,
-                                 every_n_epochs=cfg["checkpoint_every_n_epochs"], save_on_train_epoch_end=True)
+    checkpoints = run_dir / CHECKPOINT_DIR
+    # Checked every epoch, whatever checkpoint_every_n_epochs says: best_test_* must be the best_epoch's. Listed
+    # before LastCheckpoint (Lightning keeps the order of checkpoint callbacks), so last.ckpt records this epoch's
+    # best score and a resumed run never replaces best.ckpt with a worse epoch.
+    best = ModelCheckpoint(dirpath=checkpoints, filename=Path(BEST_CHECKPOINT).stem, monitor="val_acc", mode="max",
+                           save_top_k=1, save_last=False, enable_version_counter=False, every_n_epochs=1,
+                           save_on_train_epoch_end=True)
+    last = LastCheckpoint(checkpoints / LAST_CHECKPOINT, cfg["checkpoint_every_n_epochs"])
     on_terminal = sys.stdout.isatty()
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=cfg["max_epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
         strategy=cfg["strategy"], precision=cfg["precision"], deterministic=cfg["deterministic"],
         logger=logger if logger is not None else False,
-        callbacks=[checkpoint, *callbacks, ResumableRandomness(), CheckpointOnSigterm(checkpoints / "last.ckpt")],
+        callbacks=[*callbacks, ResumableRandomness(), best, last],
         plugins=[AtomicCheckpointIO(), *plugins],
         enable_progress_bar=on_terminal, enable_model_summary=on_terminal, num_sanity_val_steps=0,
         default_root_dir=str(run_dir), log_every_n_steps=10)
-    return trainer, checkpoint

@@ -10,12 +10,14 @@ from regbench.backbones.base import Classifier
 from regbench.backbones.compat import check_backbone_norm
 from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
 from regbench.norms import NormLayer, norm_layer_from_config
+from regbench.runshape import RunShape
 
 
-def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any]) -> NormLayer:
-    """The checked norm layer for backbone `cfg.name`; an incompatible pair is one UserError line."""
+def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
+    """The checked norm layer for backbone `cfg.name` (fitted to the `run`, see norm_layer_from_config); an
+    incompatible pair is one UserError line."""
     BACKBONES.get(cfg["name"])
-    norm_layer = norm_layer_from_config(norm_cfg)
+    norm_layer = norm_layer_from_config(norm_cfg, run)
     check_backbone_norm(cfg["name"], norm_layer)
     return norm_layer
 
@@ -32,17 +34,17 @@ def _build(cfg: Mapping[str, Any], norm_layer: NormLayer, image_shape: tuple[int
 
 
 def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
-                   num_classes: int) -> Classifier:
-    return _build(cfg, norm_for_backbone(cfg, norm_cfg), image_shape, num_classes)
+                   num_classes: int, run: RunShape | None = None) -> Classifier:
+    return _build(cfg, norm_for_backbone(cfg, norm_cfg, run), image_shape, num_classes)
 
 
 def dry_build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
-                       num_classes: int) -> Classifier:
-    """The backbone built on the meta device (no memory, no initialization work) for the images the data config
-    declares, so a bad backbone parameter, a norm parameter that does not fit one of its layers (e.g.
-    norm.groups=32 on wrn16_4's 16-channel stem) or a patch size that does not divide the images fails with the
-    config checks, before the run directory exists; the config checks also read its feature width."""
-    norm_layer = norm_for_backbone(cfg, norm_cfg)
+                       num_classes: int, run: RunShape | None = None) -> Classifier:
+    """build_backbone on the meta device (no memory, no initialization work), for the images the dataset's facts
+    declare: a bad backbone parameter, a norm parameter that does not fit one of its layers (e.g. norm.groups=32
+    on wrn16_4's 16-channel stem) or a patch size that does not divide the images fails with the config checks,
+    before the run directory exists; the config checks also read its feature width."""
+    norm_layer = norm_for_backbone(cfg, norm_cfg, run)
     with torch.device("meta"):
         return _build(cfg, norm_layer, image_shape, num_classes)
 

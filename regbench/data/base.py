@@ -9,15 +9,6 @@ import torch
 from regbench.errors import UserError
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    """The shape of a dataset's images and its class count, known from the config before anything is loaded,
-    so the config checks can hold settings against them (crop padding, memory)."""
-
-    image_shape: tuple[int, int, int]  # (C, H, W)
-    num_classes: int
-
-
 @dataclass
 class ImageData:
     train_x: torch.Tensor  # uint8, (N, C, H, W)
@@ -36,6 +27,19 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a loader will return, known without loading it: kept beside each loader in its registry entry, so
+    a run's shape (and every setting that depends on it) is checked before any data is read."""
+
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    train_class_counts: tuple[int, ...]  # training images of each class, in label order
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train_class_counts)
 
 
 def check_label_range(labels: np.ndarray, low: int, high: int, source: str) -> None:

@@ -7,6 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from regbench.errors import check
+from regbench.runshape import batches_per_epoch
 
 
 def distributed_rank_and_size() -> tuple[int, int]:
@@ -109,9 +110,8 @@ class TensorBatches:
 
     def __len__(self) -> int:
         _, world = self._world()
-        n = self.labels.shape[0]
-        per_rank = (n - n % world) // world if (self.shuffle and world > 1) else -(-n // world)
-        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+        return batches_per_epoch(self.labels.shape[0], self.batch_size, world, shuffle=self.shuffle,
+                                 drop_last=self.drop_last)
 
     def __iter__(self):
         if self.position >= len(self):

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from regbench.data.base import DataSpec
+from regbench.data.base import DatasetFacts
 from regbench.errors import UserError
 
 CACHE_DIR = "regbench_cache"
@@ -19,24 +19,25 @@ def cache_path(root: str, name: str) -> Path:
     return Path(root).expanduser() / CACHE_DIR / f"{name}.uint8.pt"
 
 
-def _split_problem(images: Any, labels: Any, split: str, spec: DataSpec) -> str | None:
+def _split_problem(images: Any, labels: Any, split: str, facts: DatasetFacts) -> str | None:
     if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.ndim == 4
-            and tuple(images.shape[1:]) == spec.image_shape):
+            and tuple(images.shape[1:]) == facts.image_shape):
         found = f"{tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else type(images).__name__
-        return f"{split}_x is {found}; expected (N, {', '.join(map(str, spec.image_shape))}) torch.uint8"
+        return f"{split}_x is {found}; expected (N, {', '.join(map(str, facts.image_shape))}) torch.uint8"
     if not (isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.ndim == 1):
         found = f"{tuple(labels.shape)} {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
         return f"{split}_y is {found}; expected (N,) torch.int64"
     if len(images) != len(labels):
         return f"{split}_x holds {len(images)} images but {split}_y {len(labels)} labels"
-    if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
+    if len(labels) and (labels.min() < 0 or labels.max() >= facts.num_classes):
         bad = labels.min() if labels.min() < 0 else labels.max()
-        return f"{split}_y holds label {bad.item()}; allowed: 0..{spec.num_classes - 1}"
+        return f"{split}_y holds label {bad.item()}; allowed: 0..{facts.num_classes - 1}"
     return None
 
 
-def _read_cache(path: Path, spec: DataSpec) -> tuple[dict[str, torch.Tensor] | None, str | None]:
-    """(the tensors, None) when the file is a valid cache for `spec`, else (None, what is wrong with it)."""
+def _read_cache(path: Path, facts: DatasetFacts) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """(the tensors, None) when the file is a valid cache for the dataset's `facts`, else (None, what is wrong
+    with it)."""
     try:
         arrays = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (a truncated or foreign file: any reason means unreadable)
@@ -45,7 +46,7 @@ def _read_cache(path: Path, spec: DataSpec) -> tuple[dict[str, torch.Tensor] | N
         keys = sorted(map(str, arrays)) if isinstance(arrays, dict) else type(arrays).__name__
         return None, f"holds {keys}; expected {sorted(CACHE_KEYS)}"
     for split in ("train", "test"):
-        problem = _split_problem(arrays[f"{split}_x"], arrays[f"{split}_y"], split, spec)
+        problem = _split_problem(arrays[f"{split}_x"], arrays[f"{split}_y"], split, facts)
         if problem:
             return None, problem
     return arrays, None
@@ -62,8 +63,9 @@ def _write_cache(path: Path, arrays: dict[str, torch.Tensor]) -> None:
 
 
 def cached_arrays(root: str, name: str, decode: Callable[[], dict[str, torch.Tensor]], use_cache: bool,
-                  spec: DataSpec) -> dict[str, torch.Tensor]:
-    """The decoded tensors from the cache file when it is valid for `spec`, else from `decode()` (then cached).
+                  facts: DatasetFacts) -> dict[str, torch.Tensor]:
+    """The decoded tensors from the cache file when it is valid for the dataset's `facts` (image shape, class
+    count), else from `decode()` (then cached).
     A corrupt cache is rebuilt from the raw files, with a warning; when they cannot rebuild it, one line says
     what is wrong with both."""
     path = cache_path(root, name)
@@ -72,7 +74,7 @@ def cached_arrays(root: str, name: str, decode: Callable[[], dict[str, torch.Ten
         if use_cache:
             _write_cache(path, arrays)
         return arrays
-    arrays, problem = _read_cache(path, spec)
+    arrays, problem = _read_cache(path, facts)
     if problem is None:
         return arrays
     try:

@@ -7,17 +7,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DataSpec, ImageData, check_label_range
+from regbench.data.base import DatasetFacts, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import register_dataset
+from regbench.data.registry import fixed_facts, register_dataset
 from regbench.errors import UserError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR10_TEST = ["test_batch"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_FACTS = DatasetFacts((3, 32, 32), (5000,) * 10)
 CIFAR100_FOLDER = "cifar-100-python"
+CIFAR100_FACTS = DatasetFacts((3, 32, 32), (500,) * 100)
 CIFAR100_CLASSES = [
     "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
     "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
@@ -30,10 +32,6 @@ CIFAR100_CLASSES = [
     "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree",
     "wolf", "woman", "worm",
 ]
-
-
-CIFAR10_SPEC = DataSpec((3, 32, 32), len(CIFAR10_CLASSES))
-CIFAR100_SPEC = DataSpec((3, 32, 32), len(CIFAR100_CLASSES))
 
 
 def read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,23 +74,23 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
     return out
 
 
-@register_dataset("cifar10", CIFAR10_SPEC)
+@register_dataset("cifar10", facts=fixed_facts(CIFAR10_FACTS))
 def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR10
 
     files = {"train": CIFAR10_TRAIN, "test": CIFAR10_TEST}
     t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, files, b"labels",
-                                                          CIFAR10_SPEC.num_classes, CIFAR10), cache, CIFAR10_SPEC)
+                                                          CIFAR10_FACTS.num_classes, CIFAR10), cache, CIFAR10_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR10_CLASSES,
                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), hflip_ok=True)
 
 
-@register_dataset("cifar100", CIFAR100_SPEC)
+@register_dataset("cifar100", facts=fixed_facts(CIFAR100_FACTS))
 def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR100
 
     files = {"train": ["train"], "test": ["test"]}
     t = cached_arrays(root, "cifar100", lambda: read_cifar(root, download, CIFAR100_FOLDER, files, b"fine_labels",
-                                                           CIFAR100_SPEC.num_classes, CIFAR100), cache, CIFAR100_SPEC)
+                                                           CIFAR100_FACTS.num_classes, CIFAR100), cache, CIFAR100_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR100_CLASSES,
                      mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), hflip_ok=True)

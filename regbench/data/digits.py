@@ -3,19 +3,26 @@ from __future__ import annotations
 
 import torch
 
-from regbench.data.base import DataSpec, ImageData
+from regbench.data.base import DatasetFacts, ImageData
 from regbench.data.registry import register_dataset
-from regbench.data.split import stratified_split
+from regbench.data.split import kept_counts, stratified_split
 from regbench.errors import check_fraction
 
 # sklearn stores pixels as integers 0..16.
 _DIGITS_MAX = 16
 # Pixel mean/std of the whole set on the [0, 1] scale.
 DIGITS_MEAN, DIGITS_STD = (0.3053,), (0.3760,)
-DIGITS_SPEC = DataSpec((1, 8, 8), 10)
+DIGITS_SHAPE = (1, 8, 8)
+# Images per digit 0..9 (1797 in all), before the test split.
+DIGITS_CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
 
 
-@register_dataset("digits", DIGITS_SPEC)
+def digits_facts(*, test_fraction: float, **_) -> DatasetFacts:
+    check_fraction("test_fraction", test_fraction)
+    return DatasetFacts(DIGITS_SHAPE, kept_counts(DIGITS_CLASS_COUNTS, test_fraction))
+
+
+@register_dataset("digits", facts=digits_facts)
 def load_digits(*, root: str, download: bool, split_seed: int, test_fraction: float = 0.2) -> ImageData:
     from sklearn.datasets import load_digits as sklearn_digits
 

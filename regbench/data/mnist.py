@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DataSpec, ImageData, check_label_range
+from regbench.data.base import DatasetFacts, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import register_dataset
+from regbench.data.registry import fixed_facts, register_dataset
 from regbench.errors import UserError
 
 MNIST_FILES = {
@@ -18,8 +18,9 @@ MNIST_FILES = {
 }
 # Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
 _IDX_MAGIC = {3: 2051, 1: 2049}
-# Both datasets: 28x28 grey images of 10 classes.
-IDX_SPEC = DataSpec((1, 28, 28), 10)
+# Training images per class (60,000 in all) of the published files.
+MNIST_FACTS = DatasetFacts((1, 28, 28), (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949))
+FASHION_FACTS = DatasetFacts((1, 28, 28), (6000,) * 10)
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 
@@ -38,7 +39,8 @@ def mnist_raw_dir(root: str, folder: str) -> Path:
     return Path(root).expanduser() / folder / "raw"
 
 
-def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) -> dict[str, np.ndarray]:
+def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls,
+                     facts: DatasetFacts) -> dict[str, np.ndarray]:
     raw = mnist_raw_dir(root, folder)
     missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
     if missing and download:
@@ -55,40 +57,41 @@ def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) ->
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
         images_file, labels_file = raw / MNIST_FILES[f"{split}_x"], raw / MNIST_FILES[f"{split}_y"]
-        if images.shape[1:] != IDX_SPEC.image_shape[1:]:
+        if images.shape[1:] != facts.image_shape[1:]:
             raise UserError(f"{images_file} holds {'x'.join(map(str, images.shape[1:]))} images; {folder}'s are "
-                            f"{'x'.join(map(str, IDX_SPEC.image_shape[1:]))}: re-fetch the {folder} files")
+                            f"{'x'.join(map(str, facts.image_shape[1:]))}: re-fetch the {folder} files")
         if len(images) != len(labels):
             raise UserError(f"{labels_file} holds {len(labels)} labels but {images_file} holds {len(images)} images; "
                             f"re-fetch the {folder} files")
-        check_label_range(labels, 0, IDX_SPEC.num_classes - 1, str(labels_file))
+        check_label_range(labels, 0, facts.num_classes - 1, str(labels_file))
     return arrays
 
 
-def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool) -> dict[str, torch.Tensor]:
+def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool,
+                     facts: DatasetFacts) -> dict[str, torch.Tensor]:
     def decode() -> dict[str, torch.Tensor]:
-        arrays = load_idx_dataset(root, download, folder, torchvision_cls)
+        arrays = load_idx_dataset(root, download, folder, torchvision_cls, facts)
         images = {k: torch.from_numpy(arrays[k].copy()).unsqueeze(1) for k in ("train_x", "test_x")}
         labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
         return {**images, **labels}
 
-    return cached_arrays(root, folder, decode, cache, IDX_SPEC)
+    return cached_arrays(root, folder, decode, cache, facts)
 
 
-@register_dataset("mnist", IDX_SPEC)
+@register_dataset("mnist", facts=fixed_facts(MNIST_FACTS))
 def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import MNIST
 
-    t = load_idx_tensors(root, download, "MNIST", MNIST, cache)
+    t = load_idx_tensors(root, download, "MNIST", MNIST, cache, MNIST_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"],
                      classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)
 
 
-@register_dataset("fashion_mnist", IDX_SPEC)
+@register_dataset("fashion_mnist", facts=fixed_facts(FASHION_FACTS))
 def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import FashionMNIST
 
-    t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache)
+    t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache, FASHION_FACTS)
     # Clothes keep their class when mirrored, so the usual flip augmentation applies.
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=FASHION_CLASSES,
                      mean=(0.2860,), std=(0.3530,), hflip_ok=True)

@@ -6,12 +6,12 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
-from regbench.data.base import DataSpec, ImageData
-from regbench.data.batches import BatchAugment, TensorBatches, check_crop_padding
+from regbench.data.base import ImageData
+from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.imbalance import check_imbalance_config, upsample_weights, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.noise import check_noise_config
-from regbench.data.registry import DATASETS, dataset_spec
+from regbench.data.registry import DATASETS
 from regbench.data.split import stratified_split
 from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
 
@@ -20,10 +20,15 @@ COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_
                "imbalance", "balance")
 
 # What a run without noise/imbalance sub-configs gets (ImageDataModule built directly, e.g. in tests).
-NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "file": None, "key": "aggre_label",
-            "apply_to_val": False, "seed": 0}
+NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "construction": "exact", "file": None,
+            "key": "aggre_label", "apply_to_val": False, "seed": 0}
 NO_IMBALANCE = {"type": "none", "factor": 1.0, "minority_fraction": 0.5, "seed": 0}
 NO_BALANCE = {"type": "none", "tau": float("inf")}
+
+
+def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset loader's own parameters: the data config minus the keys every dataset has."""
+    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
 
 
 def check_common(cfg: Mapping[str, Any]) -> None:
@@ -39,19 +44,6 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
     check_noise_config(cfg["noise"], cfg["name"])
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
-
-
-def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset loader's own parameters in a data config."""
-    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
-
-
-def data_spec(cfg: Mapping[str, Any]) -> DataSpec:
-    """The DataSpec the data config declares, with the settings that must fit its images checked (ParamErrors
-    with keys relative to `data`)."""
-    spec = dataset_spec(cfg["name"], loader_params(cfg))
-    check_crop_padding(cfg["augment"]["crop_padding"], spec.image_shape)
-    return spec
 
 
 class ImageDataModule(L.LightningDataModule):

@@ -7,11 +7,18 @@ Symmetric noise has three conventions in the literature, selectable here:
   a different class, uniformly;
 - transition (Co-teaching, Han et al., 2018): every label is redrawn from a matrix with 1-r on the diagonal and
   r/(C-1) elsewhere.
-Asymmetric noise moves exactly round(r*n_c) samples of each mapped source class to its target class (ELR's
-construction). Pair-flip draws from the matrix with 1-r on the diagonal and r at (i, i+1 mod C) (Co-teaching).
+Asymmetric noise has two constructions:
+- exact: exactly round(r*n_c) samples of each mapped source class, chosen by their clean label, move to its
+  target class, so every source class has the rate r;
+- elr: as ELR's code builds it (shengliu66/ELR). CIFAR-10: classes in increasing order, each moving ceil(r*n)
+  of the samples that carry it at that moment, so cats relabelled dog can be chosen again among the dogs and
+  return to cat (at r = 0.4 only ~24% of cats end up dogs, a realised rate ~0.184 instead of 0.2); CIFAR-100:
+  a per-sample draw from the matrix with 1-r on the diagonal and r at the class map's target.
+Pair-flip draws from the matrix with 1-r on the diagonal and r at (i, i+1 mod C) (Co-teaching).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +29,7 @@ from regbench.errors import UserError, check, check_probability
 
 NOISE_TYPES = ("none", "symmetric", "asymmetric", "pairflip", "file")
 CONVENTIONS = ("uniform_all", "uniform_other", "transition")
+ASYMMETRIC_CONSTRUCTIONS = ("exact", "elr")
 # CIFAR-10N (aggre/random/worse) and CIFAR-100N (noisy_label) label sets (Wei et al., 2022).
 CIFAR_N_KEYS = ("aggre_label", "random_label1", "random_label2", "random_label3", "worse_label", "noisy_label")
 
@@ -34,6 +42,9 @@ ASYMMETRIC_MAPS: dict[str, dict[int, int]] = {
     # 2->7, 3->8, 5<->6, 7->1 (Han et al., 2018; Patrini et al., 2017).
     "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
 }
+# ELR's code builds asymmetric noise for CIFAR-10 (relabelling in place) and CIFAR-100 (per-sample draws) only.
+ELR_IN_PLACE, ELR_PER_SAMPLE = "in_place", "per_sample"
+ELR_ASYMMETRIC = {"cifar10": ELR_IN_PLACE, "cifar100": ELR_PER_SAMPLE}
 # Datasets whose classes are the digits 0-9 reuse the MNIST confusions.
 ASYMMETRIC_MAP_OF = {"cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist", "digits": "mnist",
                      "svhn": "mnist"}
@@ -85,6 +96,37 @@ def flip_by_class_map(labels: torch.Tensor, rate: float, mapping: Mapping[int, i
     for source, target in sorted(mapping.items()):
         noisy[_chosen_per_class(labels, rate, source, gen)] = target  # chosen from the clean labels: no chains
     return noisy
+
+
+def flip_in_place_by_class(labels: torch.Tensor, rate: float, mapping: Mapping[int, int],
+                           gen: torch.Generator) -> torch.Tensor:
+    """ELR's CIFAR-10 construction: source classes in increasing order, each moving ceil(r * n) of the n samples
+    that carry it at that moment (ELR's `j < percent * len(indices)`), chains included."""
+    noisy = labels.clone()
+    for source in sorted(mapping):
+        members = torch.nonzero(noisy == source).squeeze(1)
+        count = math.ceil(rate * len(members))
+        noisy[members[torch.randperm(len(members), generator=gen)[:count]]] = mapping[source]
+    return noisy
+
+
+def class_map_matrix(num_classes: int, rate: float, mapping: Mapping[int, int]) -> torch.Tensor:
+    """1-r on the diagonal of each mapped source class and r at its target; unmapped classes stay."""
+    matrix = torch.eye(num_classes, dtype=torch.float64)
+    for source, target in mapping.items():
+        matrix[source, source] = 1.0 - rate
+        matrix[source, target] += rate
+    return matrix
+
+
+def flip_asymmetric(labels: torch.Tensor, rate: float, construction: str, dataset: str, num_classes: int,
+                    gen: torch.Generator) -> torch.Tensor:
+    mapping = asymmetric_map(dataset)
+    if construction == "exact":
+        return flip_by_class_map(labels, rate, mapping, gen)
+    if ELR_ASYMMETRIC[dataset] == ELR_IN_PLACE:
+        return flip_in_place_by_class(labels, rate, mapping, gen)
+    return draw_from_matrix(labels, class_map_matrix(num_classes, rate, mapping), gen)
 
 
 def asymmetric_map(dataset: str) -> dict[int, int]:
@@ -147,8 +189,13 @@ def check_noise_config(cfg: Mapping[str, Any], dataset: str) -> None:
     check(isinstance(cfg["apply_to_val"], bool), "noise.apply_to_val", cfg["apply_to_val"], "must be true or false")
     check(isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool), "noise.seed", cfg["seed"],
           "must be an integer")
+    check(cfg["construction"] in ASYMMETRIC_CONSTRUCTIONS, "noise.construction", cfg["construction"],
+          f"allowed: {', '.join(ASYMMETRIC_CONSTRUCTIONS)}")
     if kind == "asymmetric":
         asymmetric_map(dataset)
+        check(cfg["construction"] != "elr" or dataset in ELR_ASYMMETRIC, "noise.construction", "elr",
+              f"ELR's code builds asymmetric noise for {', '.join(ELR_ASYMMETRIC)} only, not data.name={dataset!r}; "
+              f"use construction=exact")
     if kind == "file":
         check(isinstance(cfg["file"], str) and bool(cfg["file"]), "noise.file", cfg["file"],
               "must be the path of a CIFAR-10N/CIFAR-100N .pt file when noise.type=file")
@@ -170,7 +217,7 @@ def corrupt_labels(labels: torch.Tensor, cfg: Mapping[str, Any], dataset: str, n
             return flip_uniform_other(labels, rate, num_classes, gen)
         return draw_from_matrix(labels, symmetric_matrix(num_classes, rate), gen)
     if kind == "asymmetric":
-        return flip_by_class_map(labels, rate, asymmetric_map(dataset), gen)
+        return flip_asymmetric(labels, rate, cfg["construction"], dataset, num_classes, gen)
     if kind == "pairflip":
         return draw_from_matrix(labels, pairflip_matrix(num_classes, rate), gen)
     return labels_from_file(labels, original_index, cfg["file"], cfg["key"], full_train_labels)
@@ -184,6 +231,7 @@ def realised_transition(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
 
 def noise_summary(clean: torch.Tensor, noisy: torch.Tensor, cfg: Mapping[str, Any], num_classes: int) -> dict:
     summary = {"type": cfg["type"], "convention": cfg["convention"] if cfg["type"] == "symmetric" else None,
+               "construction": cfg["construction"] if cfg["type"] == "asymmetric" else None,
                "rate": float(cfg["rate"]), "realised_rate": float((clean != noisy).double().mean()),
                "transition_matrix": [[round(v, 6) for v in row] for row in realised_transition(clean, noisy,
                                                                                               num_classes).tolist()]}

@@ -1,26 +1,30 @@
-"""The dataset registry: each entry loads one dataset as uint8 tensors (see base.ImageData) and declares the
-DataSpec of its images, which the config checks use before anything is loaded."""
+"""The dataset registry: each entry loads one dataset as uint8 tensors (see base.ImageData) and states its facts
+(see base.DatasetFacts) without loading it."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from regbench.data.base import DataSpec
+from regbench.data.base import DatasetFacts
 from regbench.registry import Registry
 
 DATASETS = Registry("dataset", "data", context=("root", "download", "split_seed"))
-# name -> the DataSpec for the loader's config parameters.
-DATASET_SPECS: dict[str, Callable[..., DataSpec]] = {}
+# name -> facts(**loader params) -> DatasetFacts
+DATASET_FACTS: dict[str, Callable[..., DatasetFacts]] = {}
 
 
-def register_dataset(name: str, spec: DataSpec | Callable[..., DataSpec]) -> Callable:
-    """Register a loader with its spec: a fixed DataSpec, or a function of the loader's parameters."""
+def register_dataset(name: str, facts: Callable[..., DatasetFacts]) -> Callable:
+    """Register a loader together with its facts, a function of the loader's own parameters."""
     def add(loader: Callable) -> Callable:
-        DATASET_SPECS[name] = spec if callable(spec) else (lambda **_: spec)
+        DATASET_FACTS[name] = facts
         return DATASETS.register(name)(loader)
     return add
 
 
-def dataset_spec(name: str, loader_params: Mapping[str, Any]) -> DataSpec:
-    """The spec of dataset `name` for its config parameters (unknown parameters refused, naming data.KEY)."""
-    DATASETS.check_parameters(name, loader_params)
-    return DATASET_SPECS[name](**loader_params)
+def dataset_facts(name: str, params: Mapping[str, Any]) -> DatasetFacts:
+    """The facts of dataset `name` for its loader `params`; parameters left out take the loader's defaults."""
+    return DATASET_FACTS[name](**DATASETS.with_defaults(name, params))
+
+
+def fixed_facts(facts: DatasetFacts) -> Callable[..., DatasetFacts]:
+    """Facts of a dataset whose loader parameters do not change its images (the file-based ones)."""
+    return lambda **_: facts

@@ -5,12 +5,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.errors import check, check_positive, check_probability
+from regbench.errors import check, check_positive
 from regbench.norms.registry import register_norm
+from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+
+# Batch statistics of fewer samples are degenerate (one sample has no variance).
+MIN_STATISTICS_BATCH = 2
+
+
+def check_running_momentum(momentum: float) -> None:
+    check(isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0.0 < momentum <= 1.0,
+          "momentum", momentum, "must be in (0, 1] (0 never updates the running statistics that evaluation "
+                                "normalizes with)")
 
 
 def check_bn_params(momentum: float, eps: float) -> None:
-    check_probability("momentum", momentum)
+    check_running_momentum(momentum)
     check_positive("eps", eps)
 
 
@@ -24,7 +34,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over "ghost" batches of about `virtual_batch_size` samples (Hoffer et al., 2017).
 
     The batch is split into floor(B / virtual_batch_size) near-equal chunks, so no chunk is smaller than
-    min(B, virtual_batch_size); each chunk is normalized with its own statistics and updates the running ones.
+    min(B, virtual_batch_size); each chunk is normalized with its own statistics and updates the running ones
+    as one batch of nn.BatchNorm2d would, including its cumulative average when momentum is None (as SWA's
+    BN recomputation sets it).
     """
 
     def __init__(self, num_channels: int, virtual_batch_size: int, **kw):
@@ -34,16 +46,42 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        chunks = x.tensor_split(max(1, x.shape[0] // self.virtual_batch_size))
-        return torch.cat([F.batch_norm(chunk, self.running_mean, self.running_var, self.weight, self.bias,
-                                       True, self.momentum, self.eps) for chunk in chunks])
+        normalized = []
+        for chunk in x.tensor_split(max(1, x.shape[0] // self.virtual_batch_size)):
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            normalized.append(F.batch_norm(chunk, self.running_mean, self.running_var, self.weight, self.bias,
+                                           True, factor, self.eps))
+        return torch.cat(normalized)
 
 
-@register_norm("ghost_batchnorm")
+def check_ghost_batches(params: dict, shape: RunShape) -> list[Inactive]:
+    setting, batch = params["virtual_batch_size"], shape.batch_size
+    check_count_or_fraction("virtual_batch_size", setting, MIN_STATISTICS_BATCH, "samples", "data.batch_size")
+    size = count_or_fraction(setting, batch)
+    check(size >= MIN_STATISTICS_BATCH, "virtual_batch_size", setting,
+          f"gives virtual batches of {size} samples at data.batch_size={batch}; batch statistics need at least "
+          f"{MIN_STATISTICS_BATCH}")
+    if batch // size <= 1:
+        samples = f"({size} samples) " if is_fraction(setting) else ""
+        return [Inactive("virtual_batch_size", setting,
+                         f"{samples}is more than half of data.batch_size={batch}: each batch is one virtual batch, "
+                         f"normalized exactly as by batchnorm")]
+    return []
+
+
+def fit_ghost_batches(params: dict, shape: RunShape) -> dict:
+    return {"virtual_batch_size": count_or_fraction(params["virtual_batch_size"], shape.batch_size)}
+
+
+@register_norm("ghost_batchnorm", check_run=check_ghost_batches, fit_run=fit_ghost_batches)
 def ghost_batchnorm(num_channels: int, *, virtual_batch_size: int = 128, momentum: float = 0.1,
                     eps: float = 1e-5) -> nn.Module:
+    """`virtual_batch_size` in samples (the paper's 128); a run's config may give it as a fraction of the batch,
+    made absolute by `fit_ghost_batches` before the layer is built."""
     check(isinstance(virtual_batch_size, int) and not isinstance(virtual_batch_size, bool)
-          and virtual_batch_size >= 2, "virtual_batch_size", virtual_batch_size, "must be an integer >= 2")
+          and virtual_batch_size >= MIN_STATISTICS_BATCH, "virtual_batch_size", virtual_batch_size,
+          f"must be an integer >= {MIN_STATISTICS_BATCH}")
     check_bn_params(momentum, eps)
     return GhostBatchNorm2d(num_channels, virtual_batch_size, eps=eps, momentum=momentum)
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from regbench.errors import check_positive, check_probability
 from regbench.norms.group import check_groups
 from regbench.norms.registry import register_norm
+from regbench.runshape import Inactive, RunShape
 
 CHANNEL = (1, -1, 1, 1)
 
@@ -17,7 +18,12 @@ class EstimatedBatchNorm(nn.Module):
     """BatchNorm that normalizes with its running estimates even in training; each training batch first
     moves the estimates towards its own statistics, so tiny batches only nudge them (no gradient through them).
     Then its own per-channel affine gamma_b * x_hat + beta_b, as in the paper's batch stage and the authors'
-    EstBN (joe-siyuan-qiao/Batch-Channel-Normalization)."""
+    EstBN (joe-siyuan-qiao/Batch-Channel-Normalization).
+
+    As in EstBN, the batch's variance is measured around the running mean before this batch updates it, not
+    around the batch's own mean: a batch of n values per channel has a biased own variance ((n-1)/n of the
+    true one, 0.75 at batch 2 on 1x2 maps), so the estimate would settle too low exactly where BCN is meant
+    to help; around the running mean it settles at the true variance (plus the running mean's own jitter)."""
 
     def __init__(self, num_channels: int, momentum: float, eps: float):
         super().__init__()
@@ -30,8 +36,9 @@ class EstimatedBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
+                spread_around_estimate = (x - self.running_mean.view(CHANNEL)).square().mean(dim=(0, 2, 3))
                 self.running_mean.lerp_(x.mean(dim=(0, 2, 3)), self.momentum)
-                self.running_var.lerp_(x.var(dim=(0, 2, 3), unbiased=False), self.momentum)
+                self.running_var.lerp_(spread_around_estimate, self.momentum)
         x_hat = (x - self.running_mean.view(CHANNEL)) / self.running_var.add(self.eps).sqrt().view(CHANNEL)
         return x_hat * self.weight.view(CHANNEL) + self.bias.view(CHANNEL)
 
@@ -53,7 +60,21 @@ class BatchChannelNorm(nn.Module):
         return x * self.weight.view(CHANNEL) + self.bias.view(CHANNEL)
 
 
-@register_norm("bcn_ws", conv="ws")
+def check_estimates(params: dict, shape: RunShape) -> list[Inactive]:
+    """The batch stage normalizes with its running estimates in training too, so they must move within the run."""
+    momentum = params["momentum"]
+    check_probability("momentum", momentum)
+    if momentum == 0:
+        return [Inactive("momentum", momentum, "never moves the batch stage's estimates from mean 0, variance 1: "
+                                               "the batch stage is a plain affine map (bcn_ws acts as ws_groupnorm)")]
+    if 1 / momentum > shape.total_steps:
+        return [Inactive("momentum", momentum,
+                         f"moves the batch stage's estimates over about {1 / momentum:.0f} steps, more than the "
+                         f"run's {shape.describe_steps()}: they stay near their initial mean 0, variance 1")]
+    return []
+
+
+@register_norm("bcn_ws", conv="ws", check_run=check_estimates)
 def bcn_ws(num_channels: int, *, groups: int = 32, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
     check_groups(groups, num_channels)
     check_probability("momentum", momentum)

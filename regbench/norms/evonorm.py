@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check_positive, check_probability
+from regbench.errors import check_positive
+from regbench.norms.batch import check_running_momentum
 from regbench.norms.group import check_groups
 from regbench.norms.registry import register_norm, require_spatial
 
@@ -72,7 +73,7 @@ class EvoNormS0(EvoNormBase):
 
 @register_norm("evonorm_b0", includes_activation=True, spatial=True)
 def evonorm_b0(num_channels: int, *, apply_act: bool = True, momentum: float = 0.1, eps: float = 1e-3) -> nn.Module:
-    check_probability("momentum", momentum)
+    check_running_momentum(momentum)
     check_positive("eps", eps)
     return EvoNormB0(num_channels, apply_act, momentum, eps)
 

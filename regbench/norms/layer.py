@@ -9,6 +9,7 @@ from regbench.errors import ParamError, UserError
 from regbench.norms.conv import get_conv
 from regbench.norms.placement import PLACEMENT_KEYS, Placement
 from regbench.norms.registry import NORM_TRAITS, NORMS, with_activation
+from regbench.runshape import RunShape
 
 
 class NormLayer:
@@ -51,8 +52,8 @@ class NormLayer:
             self.traits.prepare(model)
 
 
-def norm_layer_from_config(cfg: Mapping[str, Any]) -> NormLayer:
-    """The `norm_layer` for backbones, with every parameter checked once up front on a probe layer."""
+def split_norm_config(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any], Placement]:
+    """The norm's name, its factory's parameters, and where a transformer puts it."""
     name = cfg["name"]
     NORMS.get(name)
     params = {k: v for k, v in cfg.items() if k != "name"}
@@ -63,6 +64,16 @@ def norm_layer_from_config(cfg: Mapping[str, Any]) -> NormLayer:
         except ParamError as err:
             raise UserError(str(err.at("norm"))) from None
         params = {k: v for k, v in params.items() if k not in PLACEMENT_KEYS}
+    return name, params, placement
+
+
+def norm_layer_from_config(cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
+    """The `norm_layer` for backbones, with every parameter checked once up front on a probe layer. Given the
+    `run`'s shape, parameters set relative to the run (fractions) are made absolute for it."""
+    name, params, placement = split_norm_config(cfg)
+    fit_run = NORM_TRAITS[name].fit_run
+    if run is not None and fit_run is not None:
+        params = {**params, **fit_run(NORMS.with_defaults(name, params), run)}
     layer = NormLayer(name, params, placement)
     groups = params.get("groups")
     probe_channels = groups if isinstance(groups, int) and groups > 0 else 1  # a width every group count divides

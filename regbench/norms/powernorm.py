@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from regbench.errors import check, check_positive, check_probability
 from regbench.norms.registry import register_norm
+from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
 
 
 class PowerNormFunction(torch.autograd.Function):
@@ -82,12 +83,28 @@ def make_powernorm(num_features: int, dim: int, alpha_fwd: float, alpha_bkw: flo
     return PowerNorm(num_features, dim, alpha_fwd, alpha_bkw, eps, warmup_iters)
 
 
+def check_warmup(params: dict, shape: RunShape) -> list[Inactive]:
+    setting, total = params["warmup_iters"], shape.total_steps
+    check_count_or_fraction("warmup_iters", setting, 0, "training steps", "the run's training steps")
+    steps = count_or_fraction(setting, total)
+    if steps >= total:
+        given = f"({steps} steps) " if is_fraction(setting) else ""
+        return [Inactive("warmup_iters", setting,
+                         f"{given}covers the run's {shape.describe_steps()}: every step normalizes by the batch's "
+                         f"own quadratic mean, so the running statistic and the approximate backward never train")]
+    return []
+
+
+def fit_warmup(params: dict, shape: RunShape) -> dict:
+    return {"warmup_iters": count_or_fraction(params["warmup_iters"], shape.total_steps)}
+
+
 def powernorm_tokens(dim: int, *, alpha_fwd: float = 0.9, alpha_bkw: float = 0.9, eps: float = 1e-5,
                      warmup_iters: int = 4000) -> nn.Module:
     return make_powernorm(dim, -1, alpha_fwd, alpha_bkw, eps, warmup_iters)
 
 
-@register_norm("powernorm", tokens=powernorm_tokens)
+@register_norm("powernorm", tokens=powernorm_tokens, check_run=check_warmup, fit_run=fit_warmup)
 def powernorm(num_channels: int, *, alpha_fwd: float = 0.9, alpha_bkw: float = 0.9, eps: float = 1e-5,
               warmup_iters: int = 4000) -> nn.Module:
     return make_powernorm(num_channels, 1, alpha_fwd, alpha_bkw, eps, warmup_iters)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.registry import Registry
+from regbench.runshape import Inactive, RunShape
 
 NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"))
 
@@ -29,6 +30,10 @@ class NormTraits:
     backbones: tuple[str, ...] | None = None
     # Applied to the finished backbone (freezing, initialization).
     prepare: Callable[[nn.Module], None] | None = None
+    # (params, run shape) -> why the norm would be inactive on the run; raises ParamError for a harmful setting.
+    check_run: Callable[[dict[str, Any], RunShape], list[Inactive]] | None = None
+    # (params, run shape) -> the params given relative to the run (as fractions), made absolute for it.
+    fit_run: Callable[[dict[str, Any], RunShape], dict[str, Any]] | None = None
 
 
 NORM_TRAITS: dict[str, NormTraits] = {}

@@ -6,19 +6,26 @@ from typing import Any, Mapping
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
     averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple, transmix)
-from regbench.regularizers.base import Regularizer, RunSize, TrainProgress, soft_cross_entropy
+from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
 
 
-def create_regularizer(name: str, seed: int = 0, **params: Any) -> Regularizer:
-    return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed)
+def create_regularizer(name: str, seed: int = 0, label_noise: Mapping[str, Any] | None = None,
+                       **params: Any) -> Regularizer:
+    """`label_noise` (the `data.noise` config) reaches the techniques whose defaults follow the data (the
+    co-teaching forget rate is the noise rate)."""
+    return REGULARIZERS.create(name, params, path=f"regularizer.{name}", seed=seed, label_noise=label_noise)
 
 
 def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
-                       backbone: Mapping[str, Any] | None = None) -> list[Regularizer]:
-    """Build the `regularizer` mapping (name -> params, in list order); refuse stacks that make no sense and,
-    given the `backbone` config, techniques that cannot act on it."""
-    regularizers = [create_regularizer(name, seed=seed + i, **(params or {}))
+                       backbone: Mapping[str, Any] | None = None,
+                       label_noise: Mapping[str, Any] | None = None) -> list[Regularizer]:
+    """Build the `regularizer` mapping (name -> params, in list order) for data with `label_noise` (the
+    `data.noise` config); refuse stacks that make no sense and, given the `backbone` config, techniques
+    that cannot act on it."""
+    # The params mapping as it is: a config key named like a context argument is refused, not a TypeError.
+    regularizers = [REGULARIZERS.create(name, params or {}, path=f"regularizer.{name}", seed=seed + i,
+                                        label_noise=label_noise)
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
     for reg in regularizers:
@@ -33,10 +40,10 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
     return regularizers
 
 
-def check_regularizers_fit(regularizers: list[Regularizer], size: RunSize) -> None:
+def check_regularizers_memory(regularizers: list[Regularizer], budget: MemoryBudget) -> None:
     for reg in regularizers:
         try:
-            reg.check_fits(size)
+            reg.check_memory(budget)
         except ParamError as err:
             raise UserError(str(err.at(f"regularizer.{reg.name}"))) from None
 
@@ -50,5 +57,5 @@ def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:
     return list(cfg) or ["none"]
 
 
-__all__ = ["REGULARIZERS", "Regularizer", "RunSize", "TrainProgress", "build_regularizers", "check_regularizers_fit",
-           "create_regularizer", "regularizer_names", "soft_cross_entropy"]
+__all__ = ["REGULARIZERS", "MemoryBudget", "Regularizer", "TrainProgress", "build_regularizers",
+           "check_regularizers_memory", "create_regularizer", "regularizer_names", "soft_cross_entropy"]

@@ -12,9 +12,10 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_positive
+from regbench.errors import ParamError, check, check_positive
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 AVERAGING_TAGS = ("weight averaging", "evaluated-network selection")
 
@@ -67,14 +68,31 @@ class EMA(Regularizer, nn.Module):
         self.average: nn.Module | None = None
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
+    def decay_at(self, step: int) -> float:
+        return ema_decay(step, self.decay, self.warmup, self.warmup_gamma, self.warmup_power)
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.decay == 0:
+            return [Inactive("decay", self.decay, "averages nothing: the average is the latest weights")]
+        steps = shape.total_steps
+        # timm's effective averaging window, 1 / (1 - decay), at the run's last step.
+        horizon = 1.0 / (1.0 - self.decay_at(steps))
+        if horizon > steps:
+            first_weight = math.prod(self.decay_at(step) for step in range(2, steps + 1))
+            remedy = "or warmup=true" if not self.warmup else "or a smaller warmup_power"
+            raise ParamError("decay", self.decay, f"it averages over about {horizon:.0f} steps (1 / (1 - decay)), more "
+                             f"than the run's {shape.describe_steps()}: the evaluated weights would still be "
+                             f"{first_weight:.0%} those after the first step; use decay <= {1 - 1 / steps:.4g} "
+                             f"{remedy}")
+        return []
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         self.average = frozen_copy(model)
         return model
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
         self.num_updates += 1
-        decay = ema_decay(int(self.num_updates), self.decay, self.warmup, self.warmup_gamma, self.warmup_power)
-        ema_update_(self.average, model, decay)
+        ema_update_(self.average, model, self.decay_at(int(self.num_updates)))
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         return self.average if int(self.num_updates) > 0 else model
@@ -130,6 +148,14 @@ class SWA(Regularizer, nn.Module):
 
     def start_epoch(self, max_epochs: int) -> int:
         return math.floor(self.start * max_epochs)
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        epochs = shape.max_epochs
+        if epochs - self.start_epoch(epochs) == 1:
+            averaged = f"the last of the run's {epochs} epochs" if epochs > 1 else "the run's single epoch"
+            return [Inactive("start", self.start, f"averages only {averaged}: the average is the final weights "
+                                                  f"(with BN statistics recomputed)")]
+        return []
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
         if not progress.epoch_finished or progress.epoch < self.start_epoch(progress.max_epochs):

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import torch
 import torch.nn as nn
 
-if TYPE_CHECKING:  # families do not import the machinery; RunSize only names the type
+from regbench.runshape import Inactive, RunShape
+
+if TYPE_CHECKING:  # MemoryBudget only names the type
     from regbench.devices import DeviceMemory
 
 
@@ -26,9 +28,9 @@ class TrainProgress:
 
 
 @dataclass(frozen=True)
-class RunSize:
-    """The sizes a technique's settings may have to fit, known with the config checks (from the dataset's spec
-    and a dry build of the backbone), before any data is loaded."""
+class MemoryBudget:
+    """What a technique's tensors must fit in, known with the config checks (from the dataset's facts and a dry
+    build of the backbone), before any data is loaded."""
 
     batch_size: int
     num_features: int  # the backbone's pooled features, which its head sees
@@ -51,9 +53,15 @@ class Regularizer:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
         config checks, before any data or model is built."""
 
-    def check_fits(self, size: RunSize) -> None:
-        """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit `size`; runs
-        with the config checks, before any data is loaded."""
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        """Refuse (ParamError) a setting that would make the technique harmful on a run of this `shape` (a Cutout
+        hole covering the image); return why it would be inactive, leaving the run equal to one without it (a
+        probability of 0). Runs with the config checks, before any data is loaded."""
+        return []
+
+    def check_memory(self, budget: MemoryBudget) -> None:
+        """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit the `budget`;
+        runs with the config checks, before any data is loaded."""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""

@@ -9,8 +9,9 @@ from timm.layers import DropPath
 
 from regbench.devices import format_bytes
 from regbench.errors import UserError, check, check_positive_int
-from regbench.regularizers.base import Regularizer, RunSize
+from regbench.regularizers.base import MemoryBudget, Regularizer
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 # Techniques that act on the penultimate features (by wrapping the head) do not stack with one another.
 FEATURE_DROPOUT = "penultimate-feature dropout"
@@ -49,6 +50,9 @@ class DropPathRegularizer(Regularizer):
         check_rate("drop_prob", drop_prob)
         self.drop_prob = drop_prob
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("drop_prob", self.drop_prob, "never drops a residual branch")] if self.drop_prob == 0 else []
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         blocks = residual_blocks(model)
         if not blocks:
@@ -70,6 +74,9 @@ class AlphaDropoutRegularizer(Regularizer):
     def __init__(self, *, rate: float, seed: int):
         check_rate("rate", rate)
         self.rate = rate
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: nn.Sequential(nn.AlphaDropout(self.rate), head))
@@ -101,14 +108,21 @@ class MultiSampleDropout(Regularizer):
         check_positive_int("num_samples", num_samples)
         self.rate, self.num_samples = rate, num_samples
 
-    def check_fits(self, size: RunSize) -> None:
-        if size.memory is None:
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.rate == 0:
+            return [Inactive("rate", self.rate, "never drops a unit, so every sample is the same pass")]
+        if self.num_samples == 1:
+            return [Inactive("num_samples", self.num_samples, "draws a single mask: plain dropout")]
+        return []
+
+    def check_memory(self, budget: MemoryBudget) -> None:
+        if budget.memory is None:
             return
         # Each training step holds, per dropout sample, the (B, D) features twice (mask and dropped copy) and the
         # (B, C) logits: the part of the memory that grows with num_samples.
-        features, logits = (size.batch_size, size.num_features), (size.batch_size, size.num_classes)
+        features, logits = (budget.batch_size, budget.num_features), (budget.batch_size, budget.num_classes)
         per_sample = (2 * features[0] * features[1] + logits[0] * logits[1]) * torch.float32.itemsize
-        memory = size.memory()
+        memory = budget.memory()
         most = memory.bytes // per_sample
         check(self.num_samples <= most, "num_samples", self.num_samples,
               f"must be at most {most}: {self.num_samples} dropout copies of the {features[0]}x{features[1]} "

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from regbench.errors import check_positive_int
+from regbench.errors import check, check_positive_int
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.mixing import REGIONAL_DROPOUT
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+
+# A hole spans [c - length // 2, c + length // 2) (the paper's code), so a side below 2 cuts nothing.
+MIN_HOLE_LENGTH = 2
 
 
 def cutout_mask(centers_y: torch.Tensor, centers_x: torch.Tensor, length: int, height: int,
@@ -24,16 +28,31 @@ def cutout_mask(centers_y: torch.Tensor, centers_x: torch.Tensor, length: int, h
 @REGULARIZERS.register("cutout")
 class Cutout(Regularizer):
     """Each image gets `n_holes` squares of side `length`, centred uniformly over the image (so they may cross
-    the border), filled with zero after normalization -- the dataset mean, as the paper's code does."""
+    the border), filled with zero after normalization -- the dataset mean, as the paper's code does. `length` is
+    in pixels (an integer) or a fraction of the image side (a float in (0, 1)), so one setting fits every
+    dataset."""
 
     name = "cutout"
     exclusive = REGIONAL_DROPOUT
 
-    def __init__(self, *, length: int, n_holes: int, seed: int):
-        check_positive_int("length", length)
+    def __init__(self, *, length: int | float, n_holes: int, seed: int):
+        check_count_or_fraction("length", length, MIN_HOLE_LENGTH, "pixels", "the image side")
         check_positive_int("n_holes", n_holes)
         self.length, self.n_holes, self.seed = length, n_holes, seed
         self._generators: dict[torch.device, torch.Generator] = {}
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        side = shape.image_side
+        pixels = count_or_fraction(self.length, side)
+        size = "x".join(map(str, shape.image_shape[1:]))
+        hole = f"a hole of {self.length} x {side} = {pixels} pixels" if is_fraction(self.length) else \
+            f"a hole of {pixels} pixels"
+        allowed = (f"allowed on {size} images: {MIN_HOLE_LENGTH}..{side - 1} pixels, or a fraction of the side "
+                   f"such as 0.5 (the paper's CIFAR-10 hole, 16 pixels on 32x32)")
+        check(pixels >= MIN_HOLE_LENGTH, "length", self.length, f"{hole} cuts nothing; {allowed}")
+        check(pixels < side, "length", self.length, f"{hole} is as wide as the {size} images and can blank them "
+              f"entirely; {allowed}")
+        return []
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
@@ -45,5 +64,6 @@ class Cutout(Regularizer):
         gen = self._generator(images.device)
         centers_y = torch.randint(0, height, (batch, self.n_holes), generator=gen, device=images.device)
         centers_x = torch.randint(0, width, (batch, self.n_holes), generator=gen, device=images.device)
-        holes = cutout_mask(centers_y, centers_x, self.length, height, width)
+        length = count_or_fraction(self.length, min(height, width))
+        holes = cutout_mask(centers_y, centers_x, length, height, width)
         return images.masked_fill(holes[:, None], 0.0), targets

@@ -11,15 +11,20 @@ import random
 
 import torch
 
-from regbench.errors import check_positive, check_probability
+from regbench.errors import check, check_positive, check_probability
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
+from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.runshape import Inactive, RunShape
 
 INPUT_MIXING = "input mixing"
 # Cutout and CutMix both drop a region of the image (CutMix fills it from a partner); stacked, the erased hole
 # would cover pasted pixels and CutMix's lambda would no longer be the visible pasted fraction.
 REGIONAL_DROPOUT = "regional dropout"
+# exact: the box has the paper's side int(sqrt(1 - lam) * size) (timm >= 1.0.31); official: cut // 2 on both
+# sides of the centre, a pixel short for odd sides (clovaai/CutMix-PyTorch rand_bbox, and the timm 0.5.4 that
+# TransMix's code pins).
+CUTMIX_BOXES = ("exact", "official")
 
 
 def mix_targets(targets: torch.Tensor, lam: float) -> torch.Tensor:
@@ -31,15 +36,21 @@ def mixup(images: torch.Tensor, targets: torch.Tensor, lam: float) -> tuple[torc
     return lam * images + (1.0 - lam) * images.flip(0), mix_targets(targets, lam)
 
 
-def cutmix_box(lam: float, height: int, width: int, rng: random.Random) -> tuple[int, int, int, int]:
+def cutmix_box(lam: float, height: int, width: int, rng: random.Random,
+               box: str = "exact") -> tuple[int, int, int, int]:
     """A box of side ratio sqrt(1 - lam) centred uniformly in the image, clipped at the border
-    (Yun et al., 2019, sec. 3.1). Returns (top, bottom, left, right), half-open."""
+    (Yun et al., 2019, sec. 3.1); `box` in CUTMIX_BOXES. Returns (top, bottom, left, right), half-open."""
     ratio = math.sqrt(1.0 - lam)
     cut_h, cut_w = int(height * ratio), int(width * ratio)
     cy, cx = rng.randrange(height), rng.randrange(width)
-    top, bottom = max(cy - cut_h // 2, 0), min(cy + (cut_h + 1) // 2, height)
-    left, right = max(cx - cut_w // 2, 0), min(cx + (cut_w + 1) // 2, width)
+    after_h, after_w = ((cut_h + 1) // 2, (cut_w + 1) // 2) if box == "exact" else (cut_h // 2, cut_w // 2)
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + after_h, height)
+    left, right = max(cx - cut_w // 2, 0), min(cx + after_w, width)
     return top, bottom, left, right
+
+
+def check_cutmix_box(box: str) -> None:
+    check(box in CUTMIX_BOXES, "box", box, f"allowed: {', '.join(CUTMIX_BOXES)}")
 
 
 def cutmix(images: torch.Tensor, targets: torch.Tensor,
@@ -62,6 +73,9 @@ class _Mixing(Regularizer):
         self.alpha, self.prob = alpha, prob
         self.rng = random.Random(seed)
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("prob", self.prob, "never mixes a batch")] if self.prob == 0 else []
+
     def draw_lam(self) -> float | None:
         """None when this batch is left unmixed (probability 1 - prob)."""
         if self.rng.random() >= self.prob:
@@ -83,11 +97,16 @@ class CutMix(_Mixing):
     name = "cutmix"
     exclusive = (INPUT_MIXING, REGIONAL_DROPOUT)
 
+    def __init__(self, *, alpha: float, prob: float, seed: int, box: str = "exact"):
+        super().__init__(alpha=alpha, prob=prob, seed=seed)
+        check_cutmix_box(box)
+        self.box = box
+
     def mix_batch(self, images, targets, index):
         lam = self.draw_lam()
         if lam is None:
             return images, targets
-        mixed, mixed_targets, _ = cutmix(images, targets, cutmix_box(lam, *images.shape[-2:], self.rng))
+        mixed, mixed_targets, _ = cutmix(images, targets, cutmix_box(lam, *images.shape[-2:], self.rng, self.box))
         return mixed, mixed_targets
 
 
@@ -104,12 +123,18 @@ class MixupCutMix(Regularizer):
         check_positive("cutmix_alpha", cutmix_alpha)
         check_probability("prob", prob)
         check_probability("switch_prob", switch_prob)
-        check_probability("label_smoothing", label_smoothing)
+        check_smoothing("label_smoothing", label_smoothing)
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
         # Smoothing here and in `label_smoothing` would smooth twice.
         self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + ((LABEL_SMOOTHING,) if label_smoothing > 0 else ())
         self.rng = random.Random(seed)
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.prob > 0:
+            return []
+        smoothing_only = f": only its label_smoothing={self.label_smoothing} acts" if self.label_smoothing else ""
+        return [Inactive("prob", self.prob, f"never mixes a batch{smoothing_only}")]
 
     def mix_batch(self, images, targets, index):
         # timm's mixup_target: on = 1 - eps + eps/C, off = eps/C, whether or not the batch is mixed.

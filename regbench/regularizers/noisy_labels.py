@@ -3,6 +3,7 @@ each other's small-loss samples)."""
 from __future__ import annotations
 
 import copy
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -10,6 +11,7 @@ import torch.nn as nn
 from regbench.errors import check, check_non_negative, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -48,6 +50,9 @@ class ELR(Regularizer, nn.Module):
         # (training samples, classes), zeros as in the paper; grown on first sight of a larger sample index.
         self.register_buffer("targets", torch.zeros(0, 0))
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("lam", self.lam, "adds nothing to the cross-entropy")] if self.lam == 0 else []
+
     def _ensure_rows(self, rows: int, classes: int, device: torch.device) -> None:
         if self.targets.shape[0] >= rows and self.targets.shape[1] == classes:
             return
@@ -70,10 +75,30 @@ class ELR(Regularizer, nn.Module):
         return per_sample + self.lam * elr_penalty(probs, self.targets[index])
 
 
+COTEACHING_SCHEDULES = ("paper", "official")
+# Noise types whose configured `rate` is the noise rate; `none` has rate 0, CIFAR-N files have no configured rate.
+RATED_NOISE_TYPES = ("symmetric", "asymmetric", "pairflip")
+
+
 def remember_rate(epoch: int, forget_rate: float, num_gradual: int) -> float:
-    """R(T) = 1 - min(T / T_k * tau, tau) (Han et al., 2018, Alg. 1), T the 0-based epoch, so the first
-    epoch keeps every sample as in the official code."""
+    """R(T) = 1 - min(T / T_k * tau, tau) (Han et al., 2018, Alg. 1), T the 0-based epoch: the first epoch
+    keeps every sample and tau is reached in epoch T_k."""
     return 1.0 - min(epoch / num_gradual * forget_rate, forget_rate)
+
+
+def official_remember_rate(epoch: int, forget_rate: float, num_gradual: int) -> float:
+    """1 - the official code's forget rate (bhanML/Co-teaching, main.py): a table linspace(0, tau, T_k) over
+    its epoch numbers, tau after it; its training epochs are numbered from 1 (0 is the untrained model's
+    evaluation), so 0-based training epoch T reads entry T + 1: tau / (T_k - 1) is already forgotten in the
+    first epoch and tau is reached in epoch T_k - 2. The entry is computed as numpy's linspace does."""
+    entry = epoch + 1
+    if entry >= num_gradual - 1:
+        return 1.0 - forget_rate
+    return 1.0 - entry * (forget_rate / (num_gradual - 1))
+
+
+def kept_count(rate: float, batch: int) -> int:
+    return max(1, int(rate * batch))
 
 
 def small_loss_indices(losses: torch.Tensor, keep: int) -> torch.Tensor:
@@ -83,7 +108,7 @@ def small_loss_indices(losses: torch.Tensor, keep: int) -> torch.Tensor:
 def coteaching_losses(loss_1: torch.Tensor, loss_2: torch.Tensor,
                       rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Each network's per-sample losses on the int(R * B) samples its peer finds easiest."""
-    keep = max(1, int(rate * loss_1.shape[0]))
+    keep = kept_count(rate, loss_1.shape[0])
     return loss_1[small_loss_indices(loss_2, keep)], loss_2[small_loss_indices(loss_1, keep)]
 
 
@@ -92,10 +117,30 @@ def coteaching_per_sample(loss_1: torch.Tensor, loss_2: torch.Tensor, rate: floa
     network: a sample kept for a network weighs B/keep, a dropped one 0. Per-sample, so per-class weights and
     later loss hooks apply to it as to any other loss."""
     batch = loss_1.shape[0]
-    keep = max(1, int(rate * batch))
+    keep = kept_count(rate, batch)
     weight_1 = torch.zeros_like(loss_1).index_fill(0, small_loss_indices(loss_2, keep), batch / keep)
     weight_2 = torch.zeros_like(loss_2).index_fill(0, small_loss_indices(loss_1, keep), batch / keep)
     return loss_1 * weight_1 + loss_2 * weight_2
+
+
+def forget_rate_for(forget_rate: float | None, label_noise: Mapping[str, Any] | None) -> float:
+    """The forget rate tau; null means the configured noise rate, as in the paper (tau = epsilon) and the
+    official code (its default forget rate is the noise rate). Clean labels have noise rate 0."""
+    if forget_rate is not None:
+        check(isinstance(forget_rate, (int, float)) and not isinstance(forget_rate, bool)
+              and 0.0 <= forget_rate < 1.0, "forget_rate", forget_rate,
+              "must be in [0, 1), or null for the noise rate")
+        return float(forget_rate)
+    check(label_noise is not None, "forget_rate", forget_rate,
+          "null means the noise rate data.noise.rate, which needs the data config; give a rate in [0, 1)")
+    kind = label_noise["type"]
+    check(kind == "none" or kind in RATED_NOISE_TYPES, "forget_rate", forget_rate,
+          f"null means the configured noise rate, and data.noise.type={kind} has none; give a rate in [0, 1) "
+          f"(e.g. the label set's noise rate)")
+    rate = 0.0 if kind == "none" else float(label_noise["rate"])
+    check(rate < 1.0, "forget_rate", forget_rate, f"null means the noise rate, here data.noise.rate={rate}, "
+          f"and co-teaching must keep some samples; give a rate in [0, 1)")
+    return rate
 
 
 def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -134,12 +179,29 @@ class CoTeaching(Regularizer):
     name = "coteaching"
     exclusive = ("noisy-label loss", "evaluated-network selection")
 
-    def __init__(self, *, forget_rate: float, num_gradual: int, seed: int):
-        check(isinstance(forget_rate, (int, float)) and not isinstance(forget_rate, bool)
-              and 0.0 <= forget_rate < 1.0, "forget_rate", forget_rate, "must be in [0, 1)")
+    def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,
+                 label_noise: Mapping[str, Any] | None = None):
         check_positive_int("num_gradual", num_gradual)
-        self.forget_rate, self.num_gradual, self.seed = float(forget_rate), num_gradual, seed
+        check(schedule in COTEACHING_SCHEDULES, "schedule", schedule,
+              f"allowed: {', '.join(COTEACHING_SCHEDULES)}")
+        self.forget_rate = forget_rate_for(forget_rate, label_noise)
+        self.num_gradual, self.schedule, self.seed = num_gradual, schedule, seed
         self.pair: CoTeachingPair | None = None
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.forget_rate == 0:
+            return [Inactive("forget_rate", self.forget_rate, "keeps every sample: two networks trained on all labels")]
+        if self.num_gradual > shape.max_epochs:
+            reached = 1.0 - self.remember_rate(shape.max_epochs - 1)
+            return [Inactive("num_gradual", self.num_gradual,
+                             f"is longer than the run's {shape.max_epochs} epochs: the forget rate reaches only "
+                             f"{reached:.3g}, not forget_rate={self.forget_rate:g}, by the last epoch")]
+        return []
+
+    def remember_rate(self, epoch: int) -> float:
+        """The fraction of the batch each network keeps in 0-based training epoch `epoch`."""
+        schedule = remember_rate if self.schedule == "paper" else official_remember_rate
+        return schedule(epoch, self.forget_rate, self.num_gradual)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         # A seed stream apart from the one that initialized the first network.
@@ -148,10 +210,13 @@ class CoTeaching(Regularizer):
 
     def loss(self, per_sample, logits, targets, index, model):
         peer_loss = soft_cross_entropy(self.pair.peer_logits, targets)
-        rate = remember_rate(int(self.pair.epochs_done), self.forget_rate, self.num_gradual)
-        # Batch mean = mean loss of network 1 + mean loss of network 2 on their peers' choices: each network gets
-        # the gradient of its own small-loss cross-entropy, as with the paper's two separate updates.
-        return coteaching_per_sample(per_sample, peer_loss, rate)
+        rate = self.remember_rate(int(self.pair.epochs_done))
+        if self.schedule == "paper":
+            # Batch mean = mean loss of network 1 + mean loss of network 2 on their peers' choices: each network
+            # gets the gradient of its own small-loss cross-entropy, as with the paper's two separate updates.
+            return coteaching_per_sample(per_sample, peer_loss, rate)
+        # The official loss divides the kept samples' mean cross-entropy by their number once more.
+        return coteaching_per_sample(per_sample, peer_loss, rate) / kept_count(rate, per_sample.shape[0])
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
         if progress.epoch_finished:
@@ -167,4 +232,4 @@ class CoTeaching(Regularizer):
 
 
 __all__ = ["CoTeaching", "CoTeachingPair", "ELR", "coteaching_losses", "coteaching_per_sample", "elr_penalty",
-           "elr_target_update", "remember_rate"]
+           "elr_target_update", "official_remember_rate", "remember_rate"]

@@ -15,16 +15,25 @@ from regbench.errors import check, check_non_negative, check_positive, check_pos
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.mixing import INPUT_MIXING
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 VARIANTS = ("mrl", "mndcg")
+# per_sample: each sample's margin term counts only when its mix is a real one (partner of another class);
+# official: the official code's (B,) mask times (B, 1) terms broadcast to (B, B), whose mean is
+# mean(mask) * mean(term), so same-class mixes are ranked too and all terms scaled by the real-mix share.
+MRL_MASKS = ("per_sample", "official")
 
 
 def margin_ranking_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance: torch.Tensor,
-                        margin: float) -> torch.Tensor:
-    """MRL per sample: mean over mixes of max(0, max_c z_mix - max_c z_clean + margin), skipping mixes whose
-    label is not actually mixed (relevance 1: same-class partner). Logits (B, C) and (M, B, C); relevance (M, B)."""
+                        margin: float, mask: str = "per_sample") -> torch.Tensor:
+    """MRL per sample: mean over mixes of max(0, max_c z_mix - max_c z_clean + margin), masking mixes whose
+    label is not actually mixed (relevance 1: same-class partner) as `mask` in MRL_MASKS says.
+    Logits (B, C) and (M, B, C); relevance (M, B)."""
     gap = mixed_logits.max(dim=-1).values - clean_logits.max(dim=-1).values
-    return ((relevance < 1) * F.relu(gap + margin)).mean(dim=0)
+    real_mix = (relevance < 1).to(gap.dtype)
+    if mask == "official":
+        real_mix = real_mix.mean(dim=1, keepdim=True)
+    return (real_mix * F.relu(gap + margin)).mean(dim=0)
 
 
 def mndcg_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
@@ -47,17 +56,24 @@ class RankMixup(Regularizer):
     exclusive = INPUT_MIXING
 
     def __init__(self, *, variant: str, mixup_alpha: float, loss_weight: float, margin: float, num_mixes: int,
-                 seed: int):
+                 seed: int, mrl_mask: str = "per_sample"):
         check(variant in VARIANTS, "variant", variant, f"must be one of {', '.join(VARIANTS)}")
+        check(mrl_mask in MRL_MASKS, "mrl_mask", mrl_mask, f"must be one of {', '.join(MRL_MASKS)}")
         check_positive("mixup_alpha", mixup_alpha)
         check_non_negative("loss_weight", loss_weight)
         check_non_negative("margin", margin)
         check_positive_int("num_mixes", num_mixes)
         self.variant, self.mixup_alpha, self.loss_weight = variant, mixup_alpha, loss_weight
-        self.margin, self.num_mixes = margin, num_mixes
+        self.margin, self.num_mixes, self.mrl_mask = margin, num_mixes, mrl_mask
         self.rng = random.Random(seed)
         self.perm_generator = torch.Generator().manual_seed(seed)
         self._clean: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.loss_weight == 0:
+            return [Inactive("loss_weight", self.loss_weight, "never adds the ranking loss (its extra forward pass "
+                                                              "is wasted)")]
+        return []
 
     def mix_batch(self, images, targets, index):
         # The module trains on the clean batch; the mixed copies are made and scored in `loss`.
@@ -83,7 +99,7 @@ class RankMixup(Regularizer):
             mixed_logits = mixed_logits.mean(dim=0)
         mixed_logits = mixed_logits.view(self.num_mixes, images.shape[0], -1)
         if self.variant == "mrl":
-            ranking = margin_ranking_loss(logits, mixed_logits, relevance, self.margin)
+            ranking = margin_ranking_loss(logits, mixed_logits, relevance, self.margin, self.mrl_mask)
         else:
             ranking = mndcg_loss(logits, mixed_logits, relevance)
         return per_sample + self.loss_weight * ranking

@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import UserError, check, check_probability
+from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.dropout import FEATURE_DROPOUT
 from regbench.regularizers.registry import REGULARIZERS
+from regbench.runshape import Inactive, RunShape
 
 LABEL_SMOOTHING = "label smoothing"
 
@@ -29,6 +30,14 @@ class Dropout(Regularizer):
         model.head = nn.Sequential(nn.Dropout(self.rate), model.head)
         return model
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
+
+
+def check_smoothing(key: str, eps) -> None:
+    check(isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0.0 <= eps < 1.0, key, eps,
+          "must be in [0, 1) (1 would make every target uniform, leaving nothing to learn)")
+
 
 def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
     """(1 - eps) * t + eps / C (Szegedy et al., 2016, sec. 7)."""
@@ -41,8 +50,11 @@ class LabelSmoothing(Regularizer):
     exclusive = LABEL_SMOOTHING
 
     def __init__(self, *, eps: float, seed: int):
-        check_probability("eps", eps)
+        check_smoothing("eps", eps)
         self.eps = eps
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("eps", self.eps, "leaves the targets one-hot")] if self.eps == 0 else []
 
     def mix_batch(self, images, targets, index):
         return images, smooth_targets(targets, self.eps)

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from regbench.backbones.vit import VisionTransformer
 from regbench.errors import UserError, check, check_positive, check_probability
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
-from regbench.regularizers.mixing import INPUT_MIXING, REGIONAL_DROPOUT, cutmix, cutmix_box, mix_targets
+from regbench.regularizers.mixing import (INPUT_MIXING, REGIONAL_DROPOUT, check_cutmix_box, cutmix, cutmix_box,
+                                          mix_targets)
 from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, smooth_targets
+from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.runshape import Inactive, RunShape
 
 
 def patch_mask(box: tuple[int, int, int, int], image_size: tuple[int, int], grid: tuple[int, int],
@@ -62,14 +64,16 @@ class TransMix(Regularizer):
     # smoothing applied after this in the stack would act on targets the loss hook no longer uses.
     exclusive = (INPUT_MIXING, REGIONAL_DROPOUT, LABEL_SMOOTHING)
 
-    def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int):
+    def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int,
+                 box: str = "exact"):
         check_positive("alpha", alpha)
         check_probability("prob", prob)
         check(isinstance(attention_weight, (int, float)) and not isinstance(attention_weight, bool)
               and 0.0 <= attention_weight <= 1.0, "attention_weight", attention_weight,
               "must be in [0, 1] (0.5: the paper's mean of area and attention lambda, 1: attention alone)")
-        check_probability("label_smoothing", label_smoothing)
-        self.alpha, self.prob = alpha, prob
+        check_smoothing("label_smoothing", label_smoothing)
+        check_cutmix_box(box)
+        self.alpha, self.prob, self.box = alpha, prob, box
         self.attention_weight, self.label_smoothing = float(attention_weight), label_smoothing
         self.rng = random.Random(seed)
         self.vit: VisionTransformer | None = None
@@ -86,6 +90,14 @@ class TransMix(Regularizer):
             raise UserError(f"regularizer=transmix needs backbone.pool=cls: it re-weights the CutMix targets by the "
                             f"class token's attention, and backbone.pool={pool} has no class token")
 
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        if self.prob == 0:
+            return [Inactive("prob", self.prob, "never mixes a batch")]
+        if self.attention_weight == 0:
+            return [Inactive("attention_weight", self.attention_weight,
+                             "weighs the labels by the pasted area alone: plain CutMix, without the attention")]
+        return []
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         if not isinstance(model, VisionTransformer):
             raise UserError(f"regularizer=transmix needs backbone=vit_tiny; {type(model).__name__} has no "
@@ -100,7 +112,7 @@ class TransMix(Regularizer):
         # CutMix's draws in CutMix's order, so attention_weight=0 replays regularizer=cutmix exactly.
         if self.rng.random() >= self.prob:
             return images, targets
-        box = cutmix_box(self.rng.betavariate(self.alpha, self.alpha), *images.shape[-2:], self.rng)
+        box = cutmix_box(self.rng.betavariate(self.alpha, self.alpha), *images.shape[-2:], self.rng, self.box)
         mixed, mixed_targets, area_lam = cutmix(images, targets, box)
         mask = patch_mask(box, tuple(images.shape[-2:]), self.vit.grid, images.device).to(images.dtype)
         self._pending = (targets, area_lam, mask)

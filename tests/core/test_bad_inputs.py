@@ -15,7 +15,7 @@ from regbench.config import preflight
 from regbench.config_keys import check_override_keys
 from regbench.devices import DeviceMemory
 from regbench.errors import ParamError, UserError
-from regbench.regularizers import RunSize, create_regularizer
+from regbench.regularizers import MemoryBudget, create_regularizer
 
 
 def refused(args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
@@ -62,10 +62,11 @@ def test_a_sweep_job_with_too_much_crop_padding_fails_before_the_first_job_train
 def test_multisample_dropout_memory_bound_by_hand():
     # Per sample: batch 4 x (2 x 3 features + 2 classes) float32 values = (24 + 8) * 4 = 128 bytes; 900 bytes
     # hold 7 samples.
-    size = RunSize(batch_size=4, num_features=3, num_classes=2, memory=lambda: DeviceMemory(900, "a test device"))
-    create_regularizer("multisample_dropout", rate=0.5, num_samples=7).check_fits(size)
+    budget = MemoryBudget(batch_size=4, num_features=3, num_classes=2,
+                          memory=lambda: DeviceMemory(900, "a test device"))
+    create_regularizer("multisample_dropout", rate=0.5, num_samples=7).check_memory(budget)
     with pytest.raises(ParamError) as err:
-        create_regularizer("multisample_dropout", rate=0.5, num_samples=8).check_fits(size)
+        create_regularizer("multisample_dropout", rate=0.5, num_samples=8).check_memory(budget)
     assert str(err.value) == ("num_samples=8 is invalid: must be at most 7: 8 dropout copies of the 4x3 features and "
                               "4x2 logits need 1.0 KB in float32, more than the 900.0 B of a test device")
 
@@ -136,8 +137,8 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
                                                               "regularizer cutmix, which is not selected "
                                                               "(regularizer=[mixup])"),
     (["regularizer=[cutmix]", "+regularizer.cutmix.seed=3"], "regularizer.cutmix.seed=3 is not a key regbench reads "
-                                                             "(keys of regularizer.cutmix: alpha, prob); regbench "
-                                                             "sets it"),
+                                                             "(keys of regularizer.cutmix: alpha, box, prob); "
+                                                             "regbench sets it"),
     (["~trainer.max_epochs"], "~trainer.max_epochs removes trainer.max_epochs, which regbench reads; set a value "
                               "instead (trainer.max_epochs=VALUE)"),
     (["~norm"], "~norm removes norm, which regbench reads"),
@@ -149,7 +150,7 @@ def test_keys_no_component_reads_are_refused(args, message, tmp_path, monkeypatc
 @pytest.mark.parametrize("overrides", [
     ["backbone=timm", "backbone.model_name=test_resnet", "+backbone.model_kwargs.drop_rate=0.1"],  # YAML's {}: open
     ["data=mnist", "~data.cache"],  # the loader has a default
-    ["regularizer=[ema]", "~regularizer.ema.warmup"],
+    ["regularizer=[cutmix]", "~regularizer.cutmix.box"],
     ["++trainer.max_epochs=3"],  # an existing key: a plain override
 ])
 def test_keys_components_read_are_accepted(overrides):
@@ -212,7 +213,7 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
     (["data.augment=5"], "data.augment=5 is invalid: data.augment holds keys (crop_padding, hflip); set them one by "
                          "one, e.g. data.augment.crop_padding=VALUE"),
     (["regularizer=[cutmix]", "regularizer.cutmix=0.5"], "regularizer.cutmix=0.5 is invalid: regularizer.cutmix "
-                                                         "holds keys (alpha, prob)"),
+                                                         "holds keys (alpha, box, prob)"),
     (["backbone.widths=3"], "backbone.widths=3 is invalid: backbone.widths is a list (e.g. backbone.widths=[32, 64, "
                             "128]); write one in brackets"),
 ])

@@ -67,6 +67,45 @@ def test_cutmix_lambda_is_the_exact_kept_pixel_fraction(seed):
     torch.testing.assert_close(mixed_targets[0], lam * targets[0] + (1 - lam) * targets[-1])
 
 
+class FixedCentre:
+    """An rng stand-in whose every draw is the middle index."""
+
+    def randrange(self, n: int) -> int:
+        return n // 2
+
+
+def test_cutmix_box_has_the_papers_side_and_the_official_box_is_a_pixel_short_on_odd_sides():
+    # 33 x 33, sqrt(1 - lam) = 15.5 / 33: cut = int(15.5) = 15 rows and columns around centre 16. The exact box
+    # takes 7 before and 8 after (15, lam = 1 - 225/1089); the official code (clovaai/CutMix-PyTorch rand_bbox)
+    # takes 15 // 2 = 7 on both sides (14, lam = 1 - 196/1089). An even cut (16) is the same box in both.
+    lam = 1 - (15.5 / 33) ** 2
+    assert cutmix_box(lam, 33, 33, FixedCentre()) == (9, 24, 9, 24)
+    assert cutmix_box(lam, 33, 33, FixedCentre(), "official") == (9, 23, 9, 23)
+    images = torch.zeros(2, 1, 33, 33)
+    targets = F.one_hot(torch.tensor([0, 1]), NUM_CLASSES).float()
+    exact_lam = cutmix(images, targets, cutmix_box(lam, 33, 33, FixedCentre()))[2]
+    official_lam = cutmix(images, targets, cutmix_box(lam, 33, 33, FixedCentre(), "official"))[2]
+    assert exact_lam == pytest.approx(1 - 225 / 1089) and official_lam == pytest.approx(1 - 196 / 1089)
+    even = 1 - (16.5 / 33) ** 2
+    assert cutmix_box(even, 33, 33, FixedCentre()) == cutmix_box(even, 33, 33, FixedCentre(), "official")
+    assert cutmix_box(even, 33, 33, FixedCentre()) == (8, 24, 8, 24)
+
+
+def test_the_cutmix_regularizer_pastes_the_chosen_box():
+    images, labels = batch(size=4)
+    targets = F.one_hot(labels, NUM_CLASSES).float()
+    pasted = {}
+    for box in ("exact", "official"):
+        reg = create_regularizer("cutmix", seed=5, alpha=1.0, prob=1.0, box=box)
+        replay = random.Random(5)
+        replay.random()  # the draw that decides whether to mix
+        expected = cutmix(images, targets, cutmix_box(replay.betavariate(1.0, 1.0), 8, 8, replay, box))
+        pasted[box] = reg.mix_batch(images, targets, torch.arange(4))
+        assert torch.equal(pasted[box][0], expected[0]) and torch.equal(pasted[box][1], expected[1])
+    # Seed 5 draws an odd cut (rows 0..3 exact, 0..2 official): the switch shows.
+    assert not torch.equal(pasted["exact"][0], pasted["official"][0])
+
+
 def test_cutmix_loss_is_the_weighted_sum_of_the_two_cross_entropies():
     images, labels = batch()
     logits = torch.randn(len(labels), NUM_CLASSES)

@@ -176,28 +176,6 @@ def test_a_cache_file_of_other_tensors_is_rebuilt(tmp_path):
     assert load_mnist(root=str(tmp_path), download=False, split_seed=0).train_x.shape == (6, 1, 28, 28)
 
 
-def test_each_datasets_declared_spec_is_what_it_loads(tmp_path):
-    from regbench.data.digits import load_digits
-    from regbench.data.registry import dataset_spec
-    from regbench.data.synthetic import load_synthetic
-
-    write_tiny_cifar10(tmp_path)
-    write_cifar_batch(tmp_path / "cifar-100-python" / "train", 6, b"fine_labels", 1)
-    write_cifar_batch(tmp_path / "cifar-100-python" / "test", 2, b"fine_labels", 2)
-    write_tiny_idx(tmp_path, "MNIST")
-    write_tiny_idx(tmp_path, "FashionMNIST")
-    write_tiny_svhn(tmp_path, np.array([[10], [1], [9]]))
-    files = {"root": str(tmp_path), "download": False, "split_seed": 0}
-    loaded = {"cifar10": load_cifar10(**files, cache=False), "cifar100": load_cifar100(**files, cache=False),
-              "mnist": load_mnist(**files, cache=False), "fashion_mnist": load_fashion_mnist(**files, cache=False),
-              "svhn": load_svhn(**files, cache=False), "digits": load_digits(**files),
-              "synthetic": load_synthetic(**files, image_size=6, channels=2, num_classes=3)}
-    params = {"synthetic": {"image_size": 6, "channels": 2, "num_classes": 3}}
-    for name, data in loaded.items():
-        spec = dataset_spec(name, params.get(name, {}))
-        assert (spec.image_shape, spec.num_classes) == (data.image_shape, data.num_classes), name
-
-
 def write_tiny_svhn(root: Path, test_labels: np.ndarray) -> None:
     rng = np.random.default_rng(0)
     scipy.io.savemat(root / "train_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, 3), dtype=np.uint8),

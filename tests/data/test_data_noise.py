@@ -14,9 +14,9 @@ def balanced_labels(per_class: int, num_classes: int = C) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(per_class)
 
 
-def noise(kind: str, rate: float, convention: str = "uniform_all", **extra) -> dict:
-    return {"type": kind, "rate": rate, "convention": convention, "file": None, "key": "aggre_label",
-            "apply_to_val": False, "seed": 0, **extra}
+def noise(kind: str, rate: float, convention: str = "uniform_all", construction: str = "exact", **extra) -> dict:
+    return {"type": kind, "rate": rate, "convention": convention, "construction": construction, "file": None,
+            "key": "aggre_label", "apply_to_val": False, "seed": 0, **extra}
 
 
 def corrupt(labels, cfg, dataset="cifar10", num_classes=C, seed=0):
@@ -85,6 +85,50 @@ def test_asymmetric_cifar100_shifts_within_blocks_of_five():
     assert torch.equal(noisy[moved], block_start + (labels[moved] - block_start + 1) % 5)
 
 
+def test_elr_cifar10_relabels_in_place_so_cats_turned_dogs_can_turn_back():
+    """ELR's code, by hand for n = 2000 per class at r = 0.4: truck, bird, deer each move ceil(0.4 n) = 800.
+    Cats go first: 800 become dogs. The dogs are then the 2000 clean dogs plus those 800: ceil(0.4 * 2800) =
+    1120 of them become cats, drawn uniformly, so X ~ Hypergeometric(2800, 800, 1120) of the former cats turn
+    back, E[X] = 1120 * 800 / 2800 = 320: cats ending dog (800 - X) / 2000 ~ 0.24, dogs ending cat
+    (1120 - X) / 2000 ~ 0.40, realised rate (3 * 800 + 800 - X + 1120 - X) / 20000 ~ 0.184 (sd of X: 11.7)."""
+    labels = balanced_labels(2000)
+    noisy = corrupt(labels, noise("asymmetric", 0.4, construction="elr"))
+    cat, dog = noisy[labels == 3], noisy[labels == 5]
+    assert int((noisy == 3).sum()) == 2000 - 800 + 1120 and int((noisy == 5).sum()) == 2800 - 1120  # exact
+    assert abs(float((cat == 5).double().mean()) - 0.24) < 0.03
+    assert abs(float((dog == 3).double().mean()) - 0.40) < 0.03
+    assert abs(float((noisy != labels).double().mean()) - 0.184) < 0.006
+    for source, target in {9: 1, 2: 0, 4: 7}.items():
+        assert int((noisy[labels == source] == target).sum()) == 800
+    # ELR moves j < r * n samples, ceil(r * n): 401 of 1001 trucks (the exact construction: round, 400).
+    odd = balanced_labels(1001)
+    assert int((corrupt(odd, noise("asymmetric", 0.4, construction="elr"))[odd == 9] == 1).sum()) == 401
+    assert int((corrupt(odd, noise("asymmetric", 0.4))[odd == 9] == 1).sum()) == 400
+
+
+def test_elr_cifar100_draws_each_sample_from_the_next_in_block_matrix():
+    # ELR's multiclass_noisify: every sample moves to the next class of its block of 5 with probability r,
+    # so the realised rate is r on average (sd 0.0035 here) and the count per class varies.
+    labels = balanced_labels(200, 100)
+    noisy = corrupt(labels, noise("asymmetric", 0.4, construction="elr"), dataset="cifar100", num_classes=100)
+    moved = noisy != labels
+    assert abs(float(moved.double().mean()) - 0.4) < 0.02
+    block_start = labels[moved] // 5 * 5
+    assert torch.equal(noisy[moved], block_start + (labels[moved] - block_start + 1) % 5)
+    assert len(set(torch.bincount(labels[moved], minlength=100).tolist())) > 1
+
+
+@pytest.mark.parametrize("cfg, dataset, message", [
+    (noise("asymmetric", 0.2, construction="elr"), "mnist",
+     r"noise.construction='elr' is invalid: ELR's code builds asymmetric noise for cifar10, cifar100 only"),
+    (noise("asymmetric", 0.2, construction="ELR"), "cifar10",
+     r"noise.construction='ELR' is invalid: allowed: exact, elr"),
+])
+def test_bad_asymmetric_constructions_are_refused(cfg, dataset, message):
+    with pytest.raises(ParamError, match=message):
+        check_noise_config(cfg, dataset)
+
+
 def test_asymmetric_mnist_map_without_chains():
     labels = balanced_labels(100)
     noisy = corrupt(labels, noise("asymmetric", 1.0), dataset="mnist")
@@ -102,7 +146,7 @@ def test_asymmetric_without_a_map_is_refused(dataset):
 
 @pytest.mark.parametrize("cfg", [noise("symmetric", 0.3), noise("symmetric", 0.3, "uniform_other"),
                                  noise("symmetric", 0.3, "transition"), noise("pairflip", 0.3),
-                                 noise("asymmetric", 0.3)])
+                                 noise("asymmetric", 0.3), noise("asymmetric", 0.3, construction="elr")])
 def test_noise_is_seeded(cfg):
     labels = balanced_labels(200)
     assert torch.equal(corrupt(labels, cfg, seed=1), corrupt(labels, cfg, seed=1))
@@ -115,7 +159,8 @@ def test_summary_reports_the_realised_rate_and_matrix():
     summary = noise_summary(clean, noisy, noise("pairflip", 0.5), 2)
     assert summary["realised_rate"] == pytest.approx(3 / 6)
     assert summary["transition_matrix"] == [[0.5, 0.5], [0.5, 0.5]]
-    assert summary["convention"] is None and summary["rate"] == 0.5
+    assert summary["convention"] is None and summary["construction"] is None and summary["rate"] == 0.5
+    assert noise_summary(clean, noisy, noise("asymmetric", 0.5, construction="elr"), 2)["construction"] == "elr"
 
 
 def write_cifar_n(path, full_labels: np.ndarray, noisy: np.ndarray):

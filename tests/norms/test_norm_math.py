@@ -132,10 +132,11 @@ def test_bcn_equals_estimated_batchnorm_then_groupnorm():
     bcn.batch_stage.bias.data.copy_(stage1_bias)
     x = feature_map(2, 4, 3, 3)
     y = bcn(x)
-    # Stage 1: the running estimates, moved half-way (momentum 0.5) from (0, 1) to this batch's statistics,
-    # then the batch stage's own per-channel affine (the paper's gamma_b, beta_b; the authors' EstBN).
+    # Stage 1: the running estimates, moved half-way (momentum 0.5) from (0, 1) to this batch's statistics
+    # (its variance around the old running mean, 0), then the batch stage's own per-channel affine (the
+    # paper's gamma_b, beta_b; the authors' EstBN).
     mean = 0.5 * x.mean(dim=(0, 2, 3))
-    var = 0.5 + 0.5 * x.var(dim=(0, 2, 3), unbiased=False)
+    var = 0.5 + 0.5 * x.square().mean(dim=(0, 2, 3))
     stage1 = (x - mean.view(1, -1, 1, 1)) / (var.view(1, -1, 1, 1) + 1e-5).sqrt()
     stage1 = stage1 * stage1_weight.view(1, -1, 1, 1) + stage1_bias.view(1, -1, 1, 1)
     # Stage 2: GroupNorm with 2 groups, then the affine.
@@ -144,6 +145,33 @@ def test_bcn_equals_estimated_batchnorm_then_groupnorm():
     expected = stage2.reshape(x.shape) * bcn.weight.view(1, -1, 1, 1) + bcn.bias.view(1, -1, 1, 1)
     assert torch.allclose(y, expected, atol=1e-5)
     assert torch.allclose(bcn.batch_stage.running_mean, mean) and torch.allclose(bcn.batch_stage.running_var, var)
+
+
+def test_estimated_batchnorm_one_step_measures_the_variance_around_the_old_running_mean():
+    """One channel holding 1, 3, 5, 7 (batch 2, 1x2 maps), estimates (mean 1, var 1), rate 0.5, worked by hand:
+    batch mean 4 -> running mean 1 + 0.5 * (4 - 1) = 2.5; spread around the OLD estimate 1 is
+    (0 + 4 + 16 + 36) / 4 = 14 -> running var 1 + 0.5 * (14 - 1) = 7.5 (the batch's own variance, 5,
+    would give 3); the output uses the updated estimates."""
+    stage = get_norm("bcn_ws", 1, groups=1, momentum=0.5).batch_stage
+    stage.running_mean.fill_(1.0)
+    x = torch.tensor([1.0, 3.0, 5.0, 7.0]).view(2, 1, 1, 2)
+    y = stage(x)
+    assert stage.running_mean.item() == pytest.approx(2.5) and stage.running_var.item() == pytest.approx(7.5)
+    expected = (torch.tensor([1.0, 3.0, 5.0, 7.0]) - 2.5) / (7.5 + 1e-5) ** 0.5
+    assert torch.allclose(y.flatten(), expected, atol=1e-6)
+
+
+def test_estimated_batchnorm_settles_at_the_true_variance_at_batch_two():
+    """Batch 2 of 1x2 maps (n = 4 values per channel), true variance 2, rate r = 0.1. The running mean m
+    jitters with variance r / (2 - r) * 2 / 4 around the true mean, so the spread around the old m settles
+    at 2 * (1 + r / ((2 - r) * 4)) = 2.026 (the authors' EstBN); the batch's own variance would settle at
+    2 * 3/4 = 1.5. Averaged over 512 channels after 300 steps (about 14 time constants of 1/r)."""
+    generator = torch.Generator().manual_seed(0)
+    stage = get_norm("bcn_ws", 512, groups=1, momentum=0.1).batch_stage
+    for _ in range(300):
+        stage(torch.randn(2, 512, 1, 2, generator=generator) * 2 ** 0.5 + 1.0)
+    expected = 2 * (1 + 0.1 / ((2 - 0.1) * 4))
+    assert stage.running_var.mean().item() == pytest.approx(expected, abs=0.05)
 
 
 def test_powernorm_forward_uses_previous_running_quadratic_mean_and_approximate_backward():
@@ -173,3 +201,17 @@ def test_powernorm_warmup_uses_the_batch_quadratic_mean_and_eval_the_running_one
     assert torch.allclose(pn(x), x / (phi + 1e-5).sqrt(), atol=1e-5)
     pn.eval()
     assert torch.allclose(pn(x), x / (pn.running_phi.view(1, -1, 1, 1) + 1e-5).sqrt(), atol=1e-5)
+
+
+def test_ghost_batchnorm_running_statistics_follow_batchnorm_per_virtual_batch_also_as_a_cumulative_average():
+    # momentum=None is how SWA's BN recomputation (torch.optim.swa_utils.update_bn) asks for a plain average.
+    for momentum in (0.1, None):
+        ghost, reference = get_norm("ghost_batchnorm", 3, virtual_batch_size=2), nn.BatchNorm2d(3)
+        ghost.momentum = reference.momentum = momentum
+        x = feature_map(6, 3, 4, 4)
+        ghost(x)
+        for chunk in x.split(2):
+            reference(chunk)
+        assert torch.allclose(ghost.running_mean, reference.running_mean, atol=1e-6)
+        assert torch.allclose(ghost.running_var, reference.running_var, atol=1e-6)
+        assert int(ghost.num_batches_tracked) == int(reference.num_batches_tracked) == 3

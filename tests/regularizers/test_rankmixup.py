@@ -21,6 +21,11 @@ def test_margin_ranking_loss_by_hand():
     # A same-class mix (relevance 1) is not ranked, as the official self-mixup mask does.
     masked = margin_ranking_loss(clean, mixed, torch.tensor([[1.0, 0.6]]), margin)
     torch.testing.assert_close(masked, torch.tensor([0.0, 0.0]))
+    # The official code multiplies the (B,) mask [0, 1] by the (B, 1) terms [0.5, 0]: a (B, B) product with mean
+    # mean(mask) * mean(terms) = 0.5 * 0.25; per sample 0.5 * [0.5, 0], so sample 0 is ranked after all.
+    official = margin_ranking_loss(clean, mixed, torch.tensor([[1.0, 0.6]]), margin, mask="official")
+    torch.testing.assert_close(official, torch.tensor([0.25, 0.0]))
+    torch.testing.assert_close(official.mean(), torch.tensor(0.5 * 0.25))
 
 
 def ndcg_by_hand(clean_logits, mixed_logits, relevance):
@@ -93,3 +98,7 @@ def test_regularizer_adds_weighted_ranking_loss_on_mixed_copies(variant, num_mix
 def test_unknown_variant_is_one_line():
     with pytest.raises(UserError, match=r"regularizer.rankmixup.variant='ndcg' is invalid: must be one of mrl, mndcg"):
         create_regularizer("rankmixup", variant="ndcg", mixup_alpha=2.0, loss_weight=0.1, margin=2.0, num_mixes=1)
+    with pytest.raises(UserError, match=r"regularizer.rankmixup.mrl_mask='broadcast' is invalid: must be one of "
+                                        r"per_sample, official"):
+        create_regularizer("rankmixup", variant="mrl", mixup_alpha=2.0, loss_weight=0.1, margin=2.0, num_mixes=1,
+                           mrl_mask="broadcast")

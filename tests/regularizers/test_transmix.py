@@ -107,11 +107,12 @@ def test_loss_is_cross_entropy_against_targets_reweighted_by_this_forwards_class
     assert torch.allclose(grad_got, grad_expected, atol=1e-6)
 
 
-def test_attention_weight_zero_without_smoothing_replays_cutmix_exactly():
+@pytest.mark.parametrize("box", ["exact", "official"])
+def test_attention_weight_zero_without_smoothing_replays_cutmix_exactly(box):
     model = tiny_vit()
-    reg = transmix(seed=7, attention_weight=0.0, label_smoothing=0.0)
+    reg = transmix(seed=7, attention_weight=0.0, label_smoothing=0.0, box=box)
     model = reg.wrap_model(model).train()
-    plain = create_regularizer("cutmix", seed=7, alpha=1.0, prob=1.0)
+    plain = create_regularizer("cutmix", seed=7, alpha=1.0, prob=1.0, box=box)
     images, targets, index = batch(5)
     for _ in range(3):
         mixed, mixed_targets = reg.mix_batch(images, targets, index)
@@ -201,7 +202,8 @@ def test_transmix_does_not_stack_with_other_mixing_erasing_or_smoothing(other, m
     ("alpha", 0.0, "must be a number > 0"),
     ("prob", 1.5, "must be a probability in [0, 1]"),
     ("attention_weight", -0.1, "must be in [0, 1]"),
-    ("label_smoothing", 2, "must be a probability in [0, 1]"),
+    ("label_smoothing", 1.0, "must be in [0, 1) (1 would make every target uniform"),
+    ("box", "timm", "allowed: exact, official"),
 ])
 def test_bad_parameters_are_one_line_naming_the_key(key, value, allowed):
     with pytest.raises(UserError) as err:

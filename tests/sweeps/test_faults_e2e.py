@@ -53,7 +53,7 @@ def test_killed_and_terminated_runs_resume_to_the_uninterrupted_result(run_regbe
     wait_for(tmp_path / "killed" / "checkpoints" / "last.ckpt", killed)
     killed.send_signal(signal.SIGKILL)
     killed.communicate()
-    assert not (tmp_path / "killed" / "metrics.json").exists()
+    assert metrics(tmp_path / "killed")["status"] == "running"
 
     terminated = start(*RUN, "logger=wandb", "hydra.run.dir=terminated")
     wait_for(tmp_path / "terminated" / "checkpoints" / "last.ckpt", terminated)
