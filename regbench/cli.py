@@ -18,9 +18,10 @@ commands:
   train [overrides]   train one run, or a sweep with -m (Hydra overrides, e.g. norm=groupnorm seed=1)
   compare PATH...     compare run and sweep directories side by side (regbench compare --help)
 """
-# Hydra flags that ask for information instead of a run.
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve", "--version",
-              "--shell-completion", "-sc"}
+# Hydra flags that print help or facts about Hydra itself: no config is checked.
+HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
+# Hydra flags that compose another config than regbench's (the preflight checks regbench's own).
+OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 
 
 def report(err: ReportedError, command: str) -> int:
@@ -47,21 +48,43 @@ def register_launchers() -> None:
     Plugins.instance().register(RegbenchSlurmLauncher)
 
 
-def train_main(args: list[str]) -> int:
-    multirun = "-m" in args or "--multirun" in args
-    if not INFO_FLAGS.intersection(args):
-        from regbench.config import preflight
-        from regbench.inactivity import warn_inactive
+def parse_hydra_args(args: list[str]):
+    """The command line as Hydra will read it (its own parser), a mistake in it as one UserError line."""
+    from hydra._internal.utils import get_args_parser
 
-        overrides = [a for a in args if not a.startswith("-")]
-        try:
-            checked = preflight(overrides, multirun)
-        except ReportedError as err:
-            return report(err, "train")
-        if multirun:  # before any job starts; a single run warns as it starts
-            for job, inactive in checked:
-                settings = " ".join(o for o in job if not o.startswith("hydra."))
-                warn_inactive(inactive, f"sweep job {settings}: ")
+    from regbench.errors import UserError
+
+    def refuse(message: str):
+        raise UserError(f"{message}; see regbench train --help")
+
+    parser = get_args_parser()
+    parser.error = refuse
+    return parser.parse_args(args)
+
+
+def check_train_args(args: list[str]) -> None:
+    """Check the config a train command composes, also when it only prints it (--cfg, --resolve, --package):
+    every mistake is then one line with exit code 2 before Hydra starts. A sweep's inactive components are
+    warned about before any job starts (a single run warns as it starts)."""
+    if (HELP_FLAGS | OTHER_CONFIG_FLAGS).intersection(arg.split("=", 1)[0] for arg in args):
+        return
+    from regbench.config import preflight
+    from regbench.inactivity import warn_inactive
+
+    parsed = parse_hydra_args(args)
+    prints_only = parsed.cfg is not None or parsed.resolve or parsed.package is not None
+    checked = preflight(parsed.overrides, parsed.multirun, writes=not prints_only)
+    if parsed.multirun and not prints_only:
+        for job, inactive in checked:
+            settings = " ".join(o for o in job if not o.startswith("hydra."))
+            warn_inactive(inactive, f"sweep job {settings}: ")
+
+
+def train_main(args: list[str]) -> int:
+    try:
+        check_train_args(args)
+    except ReportedError as err:
+        return report(err, "train")
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()

@@ -9,7 +9,8 @@ from typing import Any, Mapping
 from regbench.errors import check
 from regbench.registry import Registry
 
-LOGGERS = Registry("logger", "logger")
+LOGGERS = Registry("logger", "logger",
+                   context=("run_dir", "group", "run_name", "job_type", "run_id", "tags", "config"))
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 

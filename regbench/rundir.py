@@ -61,6 +61,21 @@ def stored_config_hash(run_dir: Path) -> str | None:
     return config_hash(stored) if isinstance(stored, dict) else None
 
 
+def check_output_dir(path: Path, key: str) -> None:
+    """Refuse, before Hydra tries to create it, an output directory that cannot be created and written: a path
+    that is or passes through a file, or one under a directory this process may not write (a read-only mount)."""
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == path else "lies under"
+        raise UserError(f"{key}={str(path)!r} is invalid: it {what} {str(existing)!r}, which is not a directory; "
+                        f"choose another directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={str(path)!r} is invalid: {str(existing)!r} is not writable here; choose a "
+                        f"directory you can write")
+
+
 def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.dir") -> Resumption:
     """Decide how a start with config hash `config_hash_` may use `run_dir`: fresh, skip, or resume.
 

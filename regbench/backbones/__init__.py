@@ -13,32 +13,17 @@ from regbench.norms import NormLayer, norm_layer_from_config
 from regbench.runshape import RunShape
 
 
-# Any image shape will do for the dry build of a shape-free backbone; only its layer widths matter.
-DRY_BUILD_SHAPE = (3, 32, 32)
-
-
 def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
     """The checked norm layer for backbone `cfg.name` (fitted to the `run`, see norm_layer_from_config); an
-    incompatible pair is one UserError line.
-
-    Backbones whose layers do not depend on the image size are also built once on the meta device (no memory,
-    no initialization work), so a bad backbone parameter or a norm parameter that does not fit one of its
-    layers (e.g. norm.groups=32 on wrn16_4's 16-channel stem) fails here, before the run directory exists.
-    """
+    incompatible pair is one UserError line."""
     BACKBONES.get(cfg["name"])
     norm_layer = norm_layer_from_config(norm_cfg, run)
     check_backbone_norm(cfg["name"], norm_layer)
-    if BACKBONE_TRAITS[cfg["name"]].shape_free:
-        params = {k: v for k, v in cfg.items() if k != "name"}
-        with torch.device("meta"):
-            BACKBONES.create(cfg["name"], params, image_shape=DRY_BUILD_SHAPE, num_classes=10,
-                             norm_layer=norm_layer, conv_layer=norm_layer.conv_layer)
     return norm_layer
 
 
-def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
-                   num_classes: int, run: RunShape | None = None) -> Classifier:
-    norm_layer = norm_for_backbone(cfg, norm_cfg, run)
+def _build(cfg: Mapping[str, Any], norm_layer: NormLayer, image_shape: tuple[int, int, int],
+           num_classes: int) -> Classifier:
     params = {k: v for k, v in cfg.items() if k != "name"}
     model = BACKBONES.create(cfg["name"], params, image_shape=image_shape, num_classes=num_classes,
                              norm_layer=norm_layer, conv_layer=norm_layer.conv_layer)
@@ -46,6 +31,22 @@ def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_sh
     if norm_layer.traits.spatial:
         check_feature_maps(model, image_shape)
     return model
+
+
+def build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
+                   num_classes: int, run: RunShape | None = None) -> Classifier:
+    return _build(cfg, norm_for_backbone(cfg, norm_cfg, run), image_shape, num_classes)
+
+
+def dry_build_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], image_shape: tuple[int, int, int],
+                       num_classes: int, run: RunShape | None = None) -> Classifier:
+    """build_backbone on the meta device (no memory, no initialization work), for the images the dataset's facts
+    declare: a bad backbone parameter, a norm parameter that does not fit one of its layers (e.g. norm.groups=32
+    on wrn16_4's 16-channel stem) or a patch size that does not divide the images fails with the config checks,
+    before the run directory exists; the config checks also read its feature width."""
+    norm_layer = norm_for_backbone(cfg, norm_cfg, run)
+    with torch.device("meta"):
+        return _build(cfg, norm_layer, image_shape, num_classes)
 
 
 def check_feature_maps(model: Classifier, image_shape: tuple[int, int, int]) -> None:
@@ -56,4 +57,4 @@ def check_feature_maps(model: Classifier, image_shape: tuple[int, int, int]) -> 
     model.train()
 
 
-__all__ = ["BACKBONES", "BACKBONE_TRAITS", "Classifier", "build_backbone", "norm_for_backbone"]
+__all__ = ["BACKBONES", "BACKBONE_TRAITS", "Classifier", "build_backbone", "dry_build_backbone", "norm_for_backbone"]

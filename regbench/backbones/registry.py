@@ -7,7 +7,7 @@ from typing import Callable
 
 from regbench.registry import Registry
 
-BACKBONES = Registry("backbone", "backbone")
+BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classes", "norm_layer", "conv_layer"))
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,6 @@ class BackboneTraits:
     spatial: bool = True
     # Lets a norm that includes its activation replace norm + ReLU.
     acting_norms: bool = True
-    # Its layers do not depend on the image size, so it can be built before the data is loaded (on the meta
-    # device) to check its parameters and every norm layer it would create.
-    shape_free: bool = True
 
 
 BACKBONE_TRAITS: dict[str, BackboneTraits] = {}

@@ -36,7 +36,7 @@ def probe(model: nn.Module, image_shape: tuple[int, int, int], where: str) -> No
     model.train()
 
 
-@register_backbone("timm", acting_norms=False, shape_free=False)
+@register_backbone("timm", acting_norms=False)
 def timm_model(*, image_shape, num_classes, norm_layer: NormLayer, conv_layer, model_name: str = "resnet18",
                model_kwargs: Mapping[str, Any] | None = None) -> TimmClassifier:
     check(isinstance(model_name, str) and model_name in timm.list_models(), "model_name", model_name,

@@ -141,7 +141,7 @@ class VisionTransformer(Classifier):
         return weights[:, 0, 1:]
 
 
-@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False, shape_free=False)
+@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
              num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
              pool: str = "mean") -> VisionTransformer:

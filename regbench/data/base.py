@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from regbench.errors import UserError
 
 
 @dataclass
@@ -33,3 +36,16 @@ class DatasetFacts:
 
     image_shape: tuple[int, int, int]  # (C, H, W)
     train_class_counts: tuple[int, ...]  # training images of each class, in label order
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.train_class_counts)
+
+
+def check_label_range(labels: np.ndarray, low: int, high: int, source: str) -> None:
+    """Refuse, naming `source` and the first offending label, labels outside [low, high]: a corrupt file or one
+    from another dataset would otherwise fail deep inside training."""
+    outside = np.flatnonzero((labels < low) | (labels > high))
+    if len(outside):
+        raise UserError(f"{source} holds label {labels[outside[0]]} (at position {outside[0]}); allowed labels: "
+                        f"{low}..{high}; the file is corrupt or from another dataset: re-fetch it")

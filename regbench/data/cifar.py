@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
+from regbench.data.base import DatasetFacts, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.registry import fixed_facts, register_dataset
@@ -34,7 +34,7 @@ CIFAR100_CLASSES = [
 ]
 
 
-def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch: b'data' is (N, 3072) uint8 in channel-major order, `label_key` a list of N ints."""
     try:
         with path.open("rb") as handle:
@@ -48,11 +48,12 @@ def read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarr
                         f"re-fetch the data") from None
     if len(images) != len(labels):
         raise UserError(f"{path} is not a valid CIFAR python batch: {len(images)} images but {len(labels)} labels")
+    check_label_range(labels, 0, num_classes - 1, str(path))
     return images, labels
 
 
 def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str]], label_key: bytes,
-               torchvision_cls) -> dict[str, torch.Tensor]:
+               num_classes: int, torchvision_cls) -> dict[str, torch.Tensor]:
     base = Path(root).expanduser() / folder
     names = files["train"] + files["test"]
     if download and not all((base / n).is_file() for n in names):
@@ -67,7 +68,7 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
                         f"in {base} (data.root={root!r}) or set data.download=true to fetch them")
     out = {}
     for split in ("train", "test"):
-        parts = [read_cifar_batch(base / n, label_key) for n in files[split]]
+        parts = [read_cifar_batch(base / n, label_key, num_classes) for n in files[split]]
         out[f"{split}_x"] = torch.from_numpy(np.concatenate([p[0] for p in parts]))
         out[f"{split}_y"] = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return out
@@ -78,8 +79,8 @@ def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = Tr
     from torchvision.datasets import CIFAR10
 
     files = {"train": CIFAR10_TRAIN, "test": CIFAR10_TEST}
-    t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, files, b"labels", CIFAR10),
-                      cache)
+    t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, files, b"labels",
+                                                          CIFAR10_FACTS.num_classes, CIFAR10), cache, CIFAR10_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR10_CLASSES,
                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), hflip_ok=True)
 
@@ -89,7 +90,7 @@ def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool = T
     from torchvision.datasets import CIFAR100
 
     files = {"train": ["train"], "test": ["test"]}
-    t = cached_arrays(root, "cifar100",
-                      lambda: read_cifar(root, download, CIFAR100_FOLDER, files, b"fine_labels", CIFAR100), cache)
+    t = cached_arrays(root, "cifar100", lambda: read_cifar(root, download, CIFAR100_FOLDER, files, b"fine_labels",
+                                                           CIFAR100_FACTS.num_classes, CIFAR100), cache, CIFAR100_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR100_CLASSES,
                      mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), hflip_ok=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
+from regbench.data.base import DatasetFacts, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.registry import fixed_facts, register_dataset
@@ -39,7 +39,8 @@ def mnist_raw_dir(root: str, folder: str) -> Path:
     return Path(root).expanduser() / folder / "raw"
 
 
-def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) -> dict[str, np.ndarray]:
+def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls,
+                     facts: DatasetFacts) -> dict[str, np.ndarray]:
     raw = mnist_raw_dir(root, folder)
     missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
     if missing and download:
@@ -55,27 +56,33 @@ def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls) ->
     arrays = {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        images_file, labels_file = raw / MNIST_FILES[f"{split}_x"], raw / MNIST_FILES[f"{split}_y"]
+        if images.shape[1:] != facts.image_shape[1:]:
+            raise UserError(f"{images_file} holds {'x'.join(map(str, images.shape[1:]))} images; {folder}'s are "
+                            f"{'x'.join(map(str, facts.image_shape[1:]))}: re-fetch the {folder} files")
         if len(images) != len(labels):
-            raise UserError(f"{raw / MNIST_FILES[split + '_y']} holds {len(labels)} labels but "
-                            f"{raw / MNIST_FILES[split + '_x']} holds {len(images)} images; re-fetch the {folder} files")
+            raise UserError(f"{labels_file} holds {len(labels)} labels but {images_file} holds {len(images)} images; "
+                            f"re-fetch the {folder} files")
+        check_label_range(labels, 0, facts.num_classes - 1, str(labels_file))
     return arrays
 
 
-def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool) -> dict[str, torch.Tensor]:
+def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, cache: bool,
+                     facts: DatasetFacts) -> dict[str, torch.Tensor]:
     def decode() -> dict[str, torch.Tensor]:
-        arrays = load_idx_dataset(root, download, folder, torchvision_cls)
+        arrays = load_idx_dataset(root, download, folder, torchvision_cls, facts)
         images = {k: torch.from_numpy(arrays[k].copy()).unsqueeze(1) for k in ("train_x", "test_x")}
         labels = {k: torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_y", "test_y")}
         return {**images, **labels}
 
-    return cached_arrays(root, folder, decode, cache)
+    return cached_arrays(root, folder, decode, cache, facts)
 
 
 @register_dataset("mnist", facts=fixed_facts(MNIST_FACTS))
 def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import MNIST
 
-    t = load_idx_tensors(root, download, "MNIST", MNIST, cache)
+    t = load_idx_tensors(root, download, "MNIST", MNIST, cache, MNIST_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"],
                      classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)
 
@@ -84,7 +91,7 @@ def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True
 def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import FashionMNIST
 
-    t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache)
+    t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache, FASHION_FACTS)
     # Clothes keep their class when mirrored, so the usual flip augmentation applies.
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=FASHION_CLASSES,
                      mean=(0.2860,), std=(0.3530,), hflip_ok=True)

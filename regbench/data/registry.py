@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 from regbench.data.base import DatasetFacts
 from regbench.registry import Registry
 
-DATASETS = Registry("dataset", "data")
+DATASETS = Registry("dataset", "data", context=("root", "download", "split_seed"))
 # name -> facts(**loader params) -> DatasetFacts
 DATASET_FACTS: dict[str, Callable[..., DatasetFacts]] = {}
 

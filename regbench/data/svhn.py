@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
+from regbench.data.base import DatasetFacts, ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.registry import fixed_facts, register_dataset
@@ -15,6 +15,7 @@ from regbench.errors import UserError
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 # Training images per digit 0..9 (73,257 in all; the files' label 10 is the digit 0).
 SVHN_FACTS = DatasetFacts((3, 32, 32), (4948, 13861, 10585, 8497, 7458, 6882, 5727, 5595, 5045, 4659))
+SVHN_FILE_LABELS = (1, 10)
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -24,13 +25,14 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         mat = scipy.io.loadmat(str(path))
         images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
-        labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10
+        labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1)
     except (OSError, ValueError, KeyError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise UserError(f"{path} is not a valid SVHN .mat file ({type(err).__name__}); delete it and re-fetch "
                         f"the data") from None
     if images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
         raise UserError(f"{path} is not a valid SVHN .mat file: X has shape {images.shape}, y {len(labels)} labels")
-    return images, labels
+    check_label_range(labels, *SVHN_FILE_LABELS, str(path))
+    return images, labels % SVHN_FACTS.num_classes
 
 
 def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
@@ -53,7 +55,7 @@ def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
 
 @register_dataset("svhn", facts=fixed_facts(SVHN_FACTS))
 def load_svhn(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
-    t = cached_arrays(root, "svhn", lambda: read_svhn(root, download), cache)
+    t = cached_arrays(root, "svhn", lambda: read_svhn(root, download), cache, SVHN_FACTS)
     # A mirrored digit is a different glyph, so no horizontal flip.
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=[str(d) for d in range(10)],
                      mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), hflip_ok=False)

@@ -11,7 +11,7 @@ from regbench.errors import UserError
 from regbench.registry import Registry
 from regbench.runshape import Inactive, RunShape
 
-NORMS = Registry("norm", "norm")
+NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"))
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.errors import UserError
+from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
     averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple, transmix)
-from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
+from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.registry import REGULARIZERS
 
 
@@ -40,6 +40,14 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
     return regularizers
 
 
+def check_regularizers_memory(regularizers: list[Regularizer], budget: MemoryBudget) -> None:
+    for reg in regularizers:
+        try:
+            reg.check_memory(budget)
+        except ParamError as err:
+            raise UserError(str(err.at(f"regularizer.{reg.name}"))) from None
+
+
 def exclusive_tags(reg: Regularizer) -> tuple[str, ...]:
     tags = (reg.exclusive,) if isinstance(reg.exclusive, str) else reg.exclusive
     return tuple(tag for tag in tags if tag)
@@ -49,5 +57,5 @@ def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:
     return list(cfg) or ["none"]
 
 
-__all__ = ["REGULARIZERS", "Regularizer", "TrainProgress", "build_regularizers", "create_regularizer", "regularizer_names",
-           "soft_cross_entropy"]
+__all__ = ["REGULARIZERS", "MemoryBudget", "Regularizer", "TrainProgress", "build_regularizers",
+           "check_regularizers_memory", "create_regularizer", "regularizer_names", "soft_cross_entropy"]

@@ -6,12 +6,15 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import torch
 import torch.nn as nn
 
 from regbench.runshape import Inactive, RunShape
+
+if TYPE_CHECKING:  # MemoryBudget only names the type
+    from regbench.devices import DeviceMemory
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,19 @@ class TrainProgress:
     max_epochs: int
     epoch_finished: bool  # this was the epoch's last step: validation and checkpointing come next
     train_batches: Iterable  # the training (images, labels, index) batches, e.g. to recompute BN statistics
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What a technique's tensors must fit in, known with the config checks (from the dataset's facts and a dry
+    build of the backbone), before any data is loaded."""
+
+    batch_size: int
+    num_features: int  # the backbone's pooled features, which its head sees
+    num_classes: int
+    # The training device's memory, asked only by checks that need it; None where the job runs on another
+    # machine (a SLURM job checks again on its node).
+    memory: Callable[[], DeviceMemory] | None
 
 
 class Regularizer:
@@ -42,6 +58,10 @@ class Regularizer:
         hole covering the image); return why it would be inactive, leaving the run equal to one without it (a
         probability of 0). Runs with the config checks, before any data is loaded."""
         return []
+
+    def check_memory(self, budget: MemoryBudget) -> None:
+        """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit the `budget`;
+        runs with the config checks, before any data is loaded."""
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""

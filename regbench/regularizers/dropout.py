@@ -7,8 +7,9 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
+from regbench.devices import format_bytes
 from regbench.errors import UserError, check, check_positive_int
-from regbench.regularizers.base import Regularizer
+from regbench.regularizers.base import MemoryBudget, Regularizer
 from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape
 
@@ -113,6 +114,20 @@ class MultiSampleDropout(Regularizer):
         if self.num_samples == 1:
             return [Inactive("num_samples", self.num_samples, "draws a single mask: plain dropout")]
         return []
+
+    def check_memory(self, budget: MemoryBudget) -> None:
+        if budget.memory is None:
+            return
+        # Each training step holds, per dropout sample, the (B, D) features twice (mask and dropped copy) and the
+        # (B, C) logits: the part of the memory that grows with num_samples.
+        features, logits = (budget.batch_size, budget.num_features), (budget.batch_size, budget.num_classes)
+        per_sample = (2 * features[0] * features[1] + logits[0] * logits[1]) * torch.float32.itemsize
+        memory = budget.memory()
+        most = memory.bytes // per_sample
+        check(self.num_samples <= most, "num_samples", self.num_samples,
+              f"must be at most {most}: {self.num_samples} dropout copies of the {features[0]}x{features[1]} "
+              f"features and {logits[0]}x{logits[1]} logits need {format_bytes(self.num_samples * per_sample)} "
+              f"in float32, more than the {format_bytes(memory.bytes)} of {memory.device}")
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: MultiSampleDropoutHead(head, self.rate, self.num_samples))

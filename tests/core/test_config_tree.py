@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
 
-from regbench.config import GROUPS, validate_config
+from regbench.config import GROUPS, preflight, validate_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # Presets added with `+group=name` have tests of their own (exp below, sweep and hparams_search in tests/sweeps).
@@ -71,3 +71,11 @@ def test_pyproject_lists_every_subpackage():
     listed = set(pyproject["tool"]["setuptools"]["packages"])
     on_disk = {"regbench." + p.parent.name for p in (CONF.parent / "regbench").glob("*/__init__.py")}
     assert on_disk | {"regbench", "regbench.conf"} <= listed
+
+
+@pytest.mark.parametrize("group,preset", [(g, p) for g in ("exp", "hparams_search") for p in options(g)])
+def test_every_preset_passes_preflight_beside_a_key_override_that_adds(group, preset):
+    """The keys a preset sets (exp_name, optimized_metric, norm.placement, ...) are known keys: the check of
+    added keys reads them from the base config, which the preset is part of. (The sweep presets' every job goes
+    through preflight in tests/sweeps/test_sweep_presets.py.)"""
+    preflight([f"+{group}={preset}", "++trainer.max_epochs=1"], multirun=False, writes=False)

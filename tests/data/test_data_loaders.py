@@ -1,5 +1,6 @@
 """Each loader on tiny files written in the dataset's real on-disk format; the cache; the real MNIST when present."""
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,79 @@ def test_a_cache_file_of_other_tensors_is_rebuilt(tmp_path):
     cache_path(str(tmp_path), "MNIST").parent.mkdir(parents=True)
     torch.save({"images": torch.zeros(2)}, cache_path(str(tmp_path), "MNIST"))  # valid file, foreign content
     assert load_mnist(root=str(tmp_path), download=False, split_seed=0).train_x.shape == (6, 1, 28, 28)
+
+
+def write_tiny_svhn(root: Path, test_labels: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    scipy.io.savemat(root / "train_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, 3), dtype=np.uint8),
+                                                "y": np.array([[10], [1], [9]], dtype=np.uint8)})
+    scipy.io.savemat(root / "test_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, len(test_labels)),
+                                                                 dtype=np.uint8), "y": test_labels.astype(np.uint8)})
+
+
+def test_labels_outside_the_classes_name_the_file_the_label_and_the_range(tmp_path):
+    write_tiny_idx(tmp_path, "MNIST")
+    labels_file = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    write_idx(labels_file, np.array([0, 1, 2, 25, 4, 5]))
+    with pytest.raises(UserError) as err:
+        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    assert str(err.value) == (f"{labels_file} holds label 25 (at position 3); allowed labels: 0..9; the file is "
+                              f"corrupt or from another dataset: re-fetch it")
+
+    write_tiny_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    with batch.open("wb") as handle:
+        pickle.dump({b"labels": [3, 99], b"data": np.zeros((2, 3072), dtype=np.uint8)}, handle)
+    with pytest.raises(UserError, match=rf"^{batch} holds label 99 \(at position 1\); allowed labels: 0..9;"):
+        load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+    write_cifar_batch(tmp_path / "cifar-100-python" / "train", 6, b"fine_labels", 1)
+    with (tmp_path / "cifar-100-python" / "test").open("wb") as handle:
+        pickle.dump({b"fine_labels": [100], b"data": np.zeros((1, 3072), dtype=np.uint8)}, handle)
+    with pytest.raises(UserError, match=r"cifar-100-python/test holds label 100 \(at position 0\); allowed labels: "
+                                        r"0..99;"):
+        load_cifar100(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+    write_tiny_svhn(tmp_path, np.array([[3], [11]]))  # SVHN's files number the digits 1..10
+    with pytest.raises(UserError, match=r"test_32x32.mat holds label 11 \(at position 1\); allowed labels: 1..10;"):
+        load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+
+def test_idx_images_of_another_size_are_refused(tmp_path):
+    write_tiny_idx(tmp_path, "MNIST")
+    images_file = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    write_idx(images_file, np.zeros((3, 20, 20)))
+    with pytest.raises(UserError, match=rf"^{images_file} holds 20x20 images; MNIST's are 28x28"):
+        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+
+
+def mnist_cache_with(tmp_path: Path, **changes) -> Path:
+    """A cache file with the right keys whose tensors are as `changes` say."""
+    arrays = {"train_x": torch.zeros(6, 1, 28, 28, dtype=torch.uint8), "train_y": torch.zeros(6, dtype=torch.int64),
+              "test_x": torch.zeros(3, 1, 28, 28, dtype=torch.uint8), "test_y": torch.zeros(3, dtype=torch.int64)}
+    path = cache_path(str(tmp_path), "MNIST")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**arrays, **changes}, path)
+    return path
+
+
+@pytest.mark.parametrize("changes,problem", [
+    ({"train_x": torch.zeros(6, 28, 28, dtype=torch.uint8)}, "train_x is (6, 28, 28) torch.uint8; expected "
+                                                             "(N, 1, 28, 28) torch.uint8"),
+    ({"test_y": torch.zeros(3)}, "test_y is (3,) torch.float32; expected (N,) torch.int64"),
+    ({"test_y": torch.tensor([0, 10, 1])}, "test_y holds label 10; allowed: 0..9"),
+    ({"train_y": torch.zeros(5, dtype=torch.int64)}, "train_x holds 6 images but train_y 5 labels"),
+])
+def test_a_cache_with_wrong_tensors_is_rebuilt_from_the_raw_files_or_refused_in_one_line(tmp_path, changes,
+                                                                                         problem):
+    path = mnist_cache_with(tmp_path, **changes)
+    with pytest.raises(UserError) as err:  # no raw files: nothing to rebuild it from
+        load_mnist(root=str(tmp_path), download=False, split_seed=0)
+    assert str(err.value).startswith(f"the data cache {path} is corrupt ({problem}) and rebuilding it from the raw "
+                                     f"files failed: MNIST files not found:")
+    assert "\n" not in str(err.value)
+    write_tiny_idx(tmp_path, "MNIST")
+    with pytest.warns(UserWarning, match=re.escape(f"the data cache {path} was corrupt ({problem}); rebuilt it "
+                                                   f"from the raw files")):
+        loaded = load_mnist(root=str(tmp_path), download=False, split_seed=0)
+    assert torch.equal(torch.load(path, weights_only=True)["train_x"], loaded.train_x)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,7 +74,7 @@ def test_two_job_multirun_writes_one_run_per_job(run_regbench, tmp_path):
     (["regularizer=[mixup]", "regularizer.mixup.alpha=0"], "regularizer.mixup.alpha=0 is invalid: must be a number > 0"),
     (["regularizer=[mixup,cutmix]"], "mixup and cutmix both do input mixing"),
     (["optim.lr=-0.1"], "optim.lr=-0.1 is invalid"),
-    (["trainer.max_epoch=3"], "Could not override 'trainer.max_epoch'"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch=3 is not a key regbench reads (keys of trainer: accelerator"),
     (["seed=abc"], "seed='abc' is invalid"),
     (["+exp=nope"], "+exp='nope' is not a known exp"),
 ])
@@ -91,6 +93,43 @@ def test_the_real_command_reports_a_bad_input_in_one_line_with_exit_2(run_regben
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("regbench train: error: data.batch_size=0 is invalid: must be an integer > 0")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_real_command_checks_the_config_it_only_prints(run_regbench, tmp_path):
+    # Hydra printed 23 lines and exited 1 for a mistake under --cfg job; a correct one still prints the config.
+    result = run_regbench("train", "--cfg", "job", "+trainer.max_epoch=5")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "regbench train: error: trainer.max_epoch=5 is not a key regbench reads (keys of trainer: accelerator, "
+        "checkpoint_every_n_epochs, deterministic, devices, max_epochs, precision, strategy); did you mean "
+        "max_epochs?")
+    printed = run_regbench("train", "--cfg", "job", "trainer.max_epochs=5")
+    assert printed.returncode == 0 and "max_epochs: 5" in printed.stdout and not (tmp_path / "outputs").exists()
+
+
+def read_only_bind(directory: Path) -> list[str]:
+    """A command prefix that runs the rest with `directory` bind-mounted read-only (root ignores chmod), in a
+    mount namespace of its own; skips the test where this machine does not allow one."""
+    prefix = ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(directory)]
+    try:
+        probe = subprocess.run([*prefix, "touch", str(directory / "probe")], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare on this machine")
+    if "Read-only file system" not in probe.stderr:
+        pytest.skip(f"cannot bind-mount read-only here: {probe.stderr.strip()}")
+    return prefix
+
+
+def test_an_unwritable_output_directory_is_one_line_before_anything_runs(cli_env, tmp_path):
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    result = subprocess.run([*read_only_bind(read_only), sys.executable, "-m", "regbench", "train", "logger=none",
+                             f"hydra.run.dir={read_only}/run"], cwd=tmp_path, env=cli_env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"regbench train: error: hydra.run.dir='{read_only}/run' is invalid: '{read_only}' is not writable here; "
+        f"choose a directory you can write")
+    assert list(read_only.iterdir()) == [] and not (tmp_path / "outputs").exists()
 
 
 def test_errors_found_while_running_mark_the_run_failed(run_regbench, tmp_path):

@@ -80,7 +80,7 @@ def test_a_null_forget_rate_is_the_configured_noise_rate(noise, expected):
      r"regularizer.coteaching.schedule='authors' is invalid: allowed: paper, official"),
     ({"label_noise": SYMMETRIC_40}, SYMMETRIC_40,
      r"regularizer.coteaching.label_noise is not a parameter of regularizer 'coteaching'; allowed: forget_rate, "
-     r"num_gradual, schedule$"),
+     r"num_gradual, schedule; regbench sets it$"),
 ])
 def test_bad_coteaching_settings_fail_with_one_line(params, noise, message):
     cfg = {"forget_rate": None, "num_gradual": 10, "schedule": "paper", **params}

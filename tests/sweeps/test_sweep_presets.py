@@ -79,7 +79,8 @@ def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
 @pytest.mark.parametrize("overrides,message", [
     (["norm=batchnorm,bogus"], "norm='bogus' is not a known norm"),
     (["data.batch_size=64,0"], "data.batch_size=0 is invalid: must be an integer > 0 (in the sweep job"),
-    (["+sweep=reg_vs_baseline", "regularizer.cutmix.alpha=-1"], "Could not override"),
+    (["+sweep=reg_vs_baseline", "regularizer.cutmix.alpha=-1"],
+     "regularizer.cutmix.alpha=-1 sets a parameter of regularizer cutmix, which is not selected (regularizer=[none])"),
     (["optimized_metric=test_acc"], "optimized_metric='test_acc' is invalid"),
     (["hydra/launcher=bogus"], "hydra/launcher='bogus' is not a known hydra/launcher; allowed: basic, local,"),
 ])

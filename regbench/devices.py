@@ -1,0 +1,62 @@
+"""What this machine can train on: which accelerator a trainer config gets here, and that device's memory."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from regbench.errors import UserError
+
+BYTE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+UNIT_STEP = 1000
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    bytes: int
+    device: str  # what holds it, for messages: "the memory of GPU 0 (NVIDIA H200)", "this machine's memory"
+
+
+def format_bytes(count: float) -> str:
+    for unit in BYTE_UNITS[:-1]:
+        if count < UNIT_STEP:
+            return f"{count:.1f} {unit}"
+        count /= UNIT_STEP
+    return f"{count:.1f} {BYTE_UNITS[-1]}"
+
+
+def _available() -> dict[str, int]:
+    """Devices of each kind here, counted as Lightning counts them (without initializing CUDA)."""
+    from lightning.fabric.accelerators.cuda import num_cuda_devices
+    from lightning.fabric.accelerators.mps import MPSAccelerator
+
+    return {"cpu": 1, "cuda": num_cuda_devices(), "mps": int(MPSAccelerator.is_available())}
+
+
+def training_accelerator(cfg: Mapping[str, Any]) -> str:
+    """cpu, cuda or mps: what `trainer.accelerator` selects on this machine, as Lightning resolves it (gpu is
+    CUDA, else Apple's MPS; auto is the first of those present, else the CPU). A selection this machine cannot
+    serve, or more devices than it has, is one UserError line."""
+    accelerator, devices, available = cfg["accelerator"], cfg["devices"], _available()
+    candidates = {"auto": ("cuda", "mps", "cpu"), "gpu": ("cuda", "mps")}.get(accelerator, (accelerator,))
+    present = [kind for kind in candidates if available[kind]]
+    if not present:
+        raise UserError(f"trainer.accelerator={accelerator!r} is invalid: this machine has no "
+                        f"{' or '.join(k.upper() for k in candidates)} device; use trainer.accelerator=cpu, or auto "
+                        f"to take a GPU where there is one")
+    kind = present[0]
+    if kind != "cpu" and isinstance(devices, int) and devices > available[kind]:
+        raise UserError(f"trainer.devices={devices} is invalid: this machine has {available[kind]} "
+                        f"{kind.upper()} device(s) for trainer.accelerator={accelerator!r}")
+    return kind
+
+
+def training_memory(cfg: Mapping[str, Any]) -> DeviceMemory:
+    """The memory of the device a run with trainer config `cfg` trains on here: the first GPU's for CUDA, else
+    this machine's memory (the CPU's, which Apple's MPS shares)."""
+    if training_accelerator(cfg) == "cuda":
+        import torch
+
+        properties = torch.cuda.get_device_properties(0)  # initializes CUDA: only asked when a check needs it
+        return DeviceMemory(properties.total_memory, f"the memory of GPU 0 ({properties.name})")
+    return DeviceMemory(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory")

@@ -1,0 +1,221 @@
+"""Inputs that used to pass the config check and fail later (or be ignored): each is one line naming the bad
+value, exit code 2, and nothing written. In process, through the CLI entry (the real command is in tests/e2e)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from lightning.fabric.accelerators.cuda import num_cuda_devices
+
+from regbench.cli import train_main
+from regbench.config import preflight
+from regbench.config_keys import check_override_keys
+from regbench.devices import DeviceMemory
+from regbench.errors import ParamError, UserError
+from regbench.regularizers import MemoryBudget, create_regularizer
+
+
+def refused(args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
+    """Run `regbench train ARGS logger=none` in tmp_path; it must exit 2 with one line and write nothing."""
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert train_main([*args, "logger=none"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith("regbench train: error: "), stderr
+    assert set(tmp_path.iterdir()) == before
+    return stderr.strip().removeprefix("regbench train: error: ")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["seed=4294967296"], "seed=4294967296 is invalid: a seed must be an integer from 0 to 4294967295"),
+    (["data.split_seed=-1"], "data.split_seed=-1 is invalid: a seed must be an integer from 0 to 4294967295"),
+    (["data.imbalance.seed=5000000000"], "data.imbalance.seed=5000000000 is invalid"),
+    (["+hparams_search=cutmix_optuna", "hydra.sweeper.sampler.seed=-1"], "hydra.sweeper.sampler.seed=-1 is invalid"),
+    (["-m", "seed=0,4294967296"], "seed=4294967296 is invalid: a seed must be an integer from 0 to 4294967295 "
+                                  "(numpy's 32-bit seeds) (in the sweep job seed=4294967296 logger=none)"),
+])
+def test_seeds_outside_numpys_range_are_refused_at_every_seed_key(args, message, tmp_path, monkeypatch, capsys):
+    # The sweep's job 0 (seed=0) is fine: the bad job 1 fails the sweep before it starts (nothing written).
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
+
+
+def test_the_largest_seed_is_accepted():
+    preflight(["seed=4294967295", "data.split_seed=4294967295"], multirun=False, writes=False)
+
+
+def test_crop_padding_must_be_smaller_than_the_declared_images(tmp_path, monkeypatch, capsys):
+    message = refused(["data=synthetic", "data.image_size=6", "data.augment.crop_padding=6"], tmp_path, monkeypatch,
+                      capsys)
+    assert message == ("data.augment.crop_padding=6 is invalid: reflect padding must be smaller than the 6x6 images "
+                       "(at most 5)")
+    preflight(["data=synthetic", "data.image_size=6", "data.augment.crop_padding=5"], multirun=False, writes=False)
+
+
+def test_a_sweep_job_with_too_much_crop_padding_fails_before_the_first_job_trains(tmp_path, monkeypatch, capsys):
+    message = refused(["-m", "data.augment.crop_padding=1,8", "hydra.sweep.dir=sweep"], tmp_path, monkeypatch, capsys)
+    assert message.startswith("data.augment.crop_padding=8 is invalid: reflect padding must be smaller than the 8x8")
+
+
+def test_multisample_dropout_memory_bound_by_hand():
+    # Per sample: batch 4 x (2 x 3 features + 2 classes) float32 values = (24 + 8) * 4 = 128 bytes; 900 bytes
+    # hold 7 samples.
+    budget = MemoryBudget(batch_size=4, num_features=3, num_classes=2,
+                          memory=lambda: DeviceMemory(900, "a test device"))
+    create_regularizer("multisample_dropout", rate=0.5, num_samples=7).check_memory(budget)
+    with pytest.raises(ParamError) as err:
+        create_regularizer("multisample_dropout", rate=0.5, num_samples=8).check_memory(budget)
+    assert str(err.value) == ("num_samples=8 is invalid: must be at most 7: 8 dropout copies of the 4x3 features and "
+                              "4x2 logits need 1.0 KB in float32, more than the 900.0 B of a test device")
+
+
+def test_multisample_dropout_asking_for_terabytes_is_refused(tmp_path, monkeypatch, capsys):
+    message = refused(["regularizer=[multisample_dropout]", "regularizer.multisample_dropout.num_samples=1000000000"],
+                      tmp_path, monkeypatch, capsys)
+    assert message.startswith("regularizer.multisample_dropout.num_samples=1000000000 is invalid: must be at most ")
+    # 64 images x (2 x 128 features of the default convnet + 10 classes) x 4 bytes x 1e9 samples = 68.1 TB
+    assert "of the 64x128 features and 64x10 logits need 68.1 TB in float32" in message
+
+
+def test_an_output_directory_that_is_or_lies_under_a_file_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "taken").write_text("a file")
+    assert refused(["hydra.run.dir=taken"], tmp_path, monkeypatch, capsys) == (
+        "hydra.run.dir='taken' is invalid: it is 'taken', which is not a directory; choose another directory")
+    assert refused(["-m", "seed=0,1", "hydra.sweep.dir=taken/sweep"], tmp_path, monkeypatch, capsys) == (
+        "hydra.sweep.dir='taken/sweep' is invalid: it lies under 'taken', which is not a directory; choose another "
+        "directory")
+    assert refused(["+hparams_search=cutmix_optuna", "hydra.sweep.dir=taken/deeper/search"], tmp_path, monkeypatch,
+                   capsys).startswith("hydra.sweep.dir='taken/deeper/search' is invalid: it lies under 'taken'")
+
+
+def test_an_accelerator_this_machine_lacks_is_refused(tmp_path, monkeypatch, capsys):
+    gpus = num_cuda_devices()
+    if gpus:
+        message = refused(["trainer.accelerator=gpu", f"trainer.devices={gpus + 1}"], tmp_path, monkeypatch, capsys)
+        assert message.startswith(f"trainer.devices={gpus + 1} is invalid: this machine has {gpus} CUDA device(s)")
+    else:
+        message = refused(["trainer.accelerator=cuda"], tmp_path, monkeypatch, capsys)
+        assert message.startswith("trainer.accelerator='cuda' is invalid: this machine has no CUDA device")
+    assert refused(["trainer.accelerator=mps"], tmp_path, monkeypatch, capsys).startswith(
+        "trainer.accelerator='mps' is invalid: this machine has no MPS device")
+
+
+def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf, open_dict
+
+    from regbench.config import validate_config
+
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.accelerator=mps"])
+    with open_dict(cfg):
+        cfg.run_dir = "unused"
+    validate_config(OmegaConf.to_container(cfg, resolve=True), on_this_machine=False)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["+trainer.max_epoch=5"], "trainer.max_epoch=5 is not a key regbench reads (keys of trainer: accelerator, "
+                               "checkpoint_every_n_epochs, deterministic, devices, max_epochs, precision, strategy); "
+                               "did you mean max_epochs?"),
+    (["+calibrate=[x]"], "calibrate=[x] is not a key regbench reads (top-level keys: backbone, data, exp_name, "
+                         "logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, trainer)"),
+    (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "
+                      "imbalance, name, noise, root, split_seed, test_fraction, val_fraction)"),
+    (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
+                             "nesterov, weight_decay); did you mean momentum?"),
+    (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
+                                   "crop_padding, hflip); did you mean hflip?"),
+    (["data=mnist", "+data.cahce=false"], "data.cahce=false is not a key regbench reads (keys of data: augment, "
+                                          "balance, batch_size, cache, download"),
+    (["logger=csv", "+logger.run_dir=elsewhere"], "logger.run_dir=elsewhere is not a key regbench reads (keys of "
+                                                  "logger: name)"),
+    (["+regularizer.cutmix.alpha=0.5"], "regularizer.cutmix.alpha=0.5 sets a parameter of regularizer cutmix, which "
+                                        "is not selected (regularizer=[none]); select it first: regularizer=[cutmix]"),
+    (["regularizer=[mixup]", "regularizer.cutmix.alpha=0.5"], "regularizer.cutmix.alpha=0.5 sets a parameter of "
+                                                              "regularizer cutmix, which is not selected "
+                                                              "(regularizer=[mixup])"),
+    (["regularizer=[cutmix]", "+regularizer.cutmix.seed=3"], "regularizer.cutmix.seed=3 is not a key regbench reads "
+                                                             "(keys of regularizer.cutmix: alpha, box, prob); "
+                                                             "regbench sets it"),
+    (["~trainer.max_epochs"], "~trainer.max_epochs removes trainer.max_epochs, which regbench reads; set a value "
+                              "instead (trainer.max_epochs=VALUE)"),
+    (["~norm"], "~norm removes norm, which regbench reads"),
+])
+def test_keys_no_component_reads_are_refused(args, message, tmp_path, monkeypatch, capsys):
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["backbone=timm", "backbone.model_name=test_resnet", "+backbone.model_kwargs.drop_rate=0.1"],  # YAML's {}: open
+    ["data=mnist", "~data.cache"],  # the loader has a default
+    ["regularizer=[cutmix]", "~regularizer.cutmix.box"],
+    ["++trainer.max_epochs=3"],  # an existing key: a plain override
+])
+def test_keys_components_read_are_accepted(overrides):
+    preflight(overrides, multirun=False, writes=False)
+
+
+def test_a_parameter_the_yaml_leaves_out_may_be_added_as_the_factory_reads_it():
+    # A groupnorm option whose YAML omits eps: the factory's signature makes +norm.eps known.
+    base = {"norm": {"name": "groupnorm", "groups": 32}}
+    overrides = OverridesParser.create().parse_overrides(["+norm.eps=0.001"])
+    check_override_keys(overrides, base)
+    with pytest.raises(UserError, match=r"^norm.epsilon=0.001 is not a key regbench reads \(keys of norm: eps, "
+                                        r"groups, name\); did you mean eps\?$"):
+        check_override_keys(OverridesParser.create().parse_overrides(["+norm.epsilon=0.001"]), base)
+
+
+@pytest.mark.parametrize("flags", [["--cfg", "job"], ["--cfg", "all", "--resolve"], ["--cfg", "job", "-p", "data"]])
+def test_information_flags_check_the_config_like_a_run(flags, tmp_path, monkeypatch, capsys):
+    assert refused([*flags, "seed=-1"], tmp_path, monkeypatch, capsys).startswith("seed=-1 is invalid")
+
+
+def test_a_mistake_in_hydras_own_flags_is_one_line(tmp_path, monkeypatch, capsys):
+    assert refused(["--cfg", "everything"], tmp_path, monkeypatch, capsys) == (
+        "argument --cfg/-c: invalid choice: 'everything' (choose from 'job', 'hydra', 'all'); see regbench train "
+        "--help")
+
+
+def test_printing_the_config_ignores_where_a_run_would_write(tmp_path, monkeypatch, capsys):
+    (tmp_path / "taken").write_text("a file")
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--cfg", "job", "hydra.run.dir=taken", "seed=7"]) == 0
+    assert "seed: 7" in capsys.readouterr().out
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An idx file as torchvision stores MNIST: magic 2051 (images) or 2049 (labels), big-endian sizes, bytes."""
+    magic = 2051 if array.ndim == 3 else 2049
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+                     + array.astype(np.uint8).tobytes())
+
+
+def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(tmp_path, monkeypatch, capsys):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    for prefix, labels in (("train", [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), ("t10k", [1, 2, 25])):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.zeros((len(labels), 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.array(labels))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:  # found while the run loads its data: Hydra's job exits
+        train_main(["data=mnist", "data.root=data", "data.cache=false", "logger=none"])
+    assert exit_.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr == (f"regbench train: error: data/MNIST/raw/t10k-labels-idx1-ubyte holds label 25 (at position 2); "
+                      f"allowed labels: 0..9; the file is corrupt or from another dataset: re-fetch it\n")
+    metrics = json.loads(next((tmp_path / "outputs").rglob("metrics.json")).read_text())
+    assert metrics["status"] == "failed" and "holds label 25" in metrics["error"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.augment=5"], "data.augment=5 is invalid: data.augment holds keys (crop_padding, hflip); set them one by "
+                         "one, e.g. data.augment.crop_padding=VALUE"),
+    (["regularizer=[cutmix]", "regularizer.cutmix=0.5"], "regularizer.cutmix=0.5 is invalid: regularizer.cutmix "
+                                                         "holds keys (alpha, box, prob)"),
+    (["backbone.widths=3"], "backbone.widths=3 is invalid: backbone.widths is a list (e.g. backbone.widths=[32, 64, "
+                            "128]); write one in brackets"),
+])
+def test_a_mapping_or_list_replaced_by_a_single_value_is_refused(args, message, tmp_path, monkeypatch, capsys):
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
