@@ -31,7 +31,7 @@ def report(err: ReportedError, command: str) -> int:
 
 @hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")
 def hydra_train(cfg: DictConfig) -> float | None:
-    from regbench.job import run_job
+    from regbench.run.job import run_job
 
     try:
         return run_job(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
@@ -68,8 +68,8 @@ def check_train_args(args: list[str]) -> None:
     warned about before any job starts (a single run warns as it starts)."""
     if (HELP_FLAGS | OTHER_CONFIG_FLAGS).intersection(arg.split("=", 1)[0] for arg in args):
         return
-    from regbench.config import preflight
-    from regbench.inactivity import warn_inactive
+    from regbench.sweeps.preflight import preflight
+    from regbench.config.inactivity import warn_inactive
 
     parsed = parse_hydra_args(args)
     prints_only = parsed.cfg is not None or parsed.resolve or parsed.package is not None
@@ -88,7 +88,7 @@ def train_main(args: list[str]) -> int:
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()
-    from regbench.sweep import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
+    from regbench.sweeps.index import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
 
     return 1 if LAST_SWEEP.get("not_completed") else 0
 

@@ -60,3 +60,13 @@ def training_memory(cfg: Mapping[str, Any]) -> DeviceMemory:
         properties = torch.cuda.get_device_properties(0)  # initializes CUDA: only asked when a check needs it
         return DeviceMemory(properties.total_memory, f"the memory of GPU 0 ({properties.name})")
     return DeviceMemory(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory")
+
+
+def local_world_size(trainer_cfg: Mapping[str, Any]) -> int:
+    """Processes the run needs on this machine, as Lightning would count `trainer.devices`."""
+    devices = trainer_cfg["devices"]
+    if isinstance(devices, int):
+        return devices
+    # devices=auto: every GPU when there are any, else one CPU process.
+    cuda = _available()["cuda"] if trainer_cfg["accelerator"] in ("auto", "gpu", "cuda") else 0
+    return cuda or 1

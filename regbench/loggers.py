@@ -1,4 +1,4 @@
-"""Experiment loggers by config name: wandb (default), csv, none."""
+"""Experiment loggers by config name (wandb, the default; csv; none) and the flat config they are given."""
 from __future__ import annotations
 
 import netrc
@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from regbench.errors import check
 from regbench.registry import Registry
+from regbench.rundir_format import component_names
 
 LOGGERS = Registry("logger", "logger",
                    context=("run_dir", "group", "run_name", "job_type", "run_id", "tags", "config"))
@@ -56,6 +57,26 @@ def csv_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None
 def no_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
               config: dict[str, Any]):
     return None
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return flat
+
+
+def wandb_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened config plus stable top-level keys that W&B tables can group by."""
+    names = component_names(cfg)
+    stable = {f"{family}_name": name for family, name in names.items() if family != "regularizer"}
+    stable["regularizer_names"] = names["regularizer"]
+    stable.update(seed=cfg["seed"], exp_name=cfg["exp_name"])
+    return {**stable, **flatten(cfg)}
 
 
 def build_logger(cfg: Mapping[str, Any], plan, tags: list[str], config: dict[str, Any]):

@@ -1,4 +1,4 @@
-"""Find run directories below the given paths and load them into records (format: spec/RUNDIR.md).
+"""Find run directories below the given paths and load them into records (format: regbench.rundir_format).
 
 Loading never raises for a broken run: it is collected as malformed with its path and the reason, so one
 bad directory cannot hide the results of the others.
@@ -16,16 +16,11 @@ import numpy as np
 import yaml  # a dependency of omegaconf; config.yaml is plain YAML written by OmegaConf
 
 from regbench.errors import UserError
+from regbench.rundir_format import COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE
 
-HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s", "epoch_time_s",
-)
 # Numbers that metrics.json keeps at the top level rather than under "metrics" but that are worth comparing:
 # the long-tail runs' balanced test accuracy and the training throughput.
 TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s")
-# Hydra writes this folder into every job directory as the job starts, before regbench writes anything.
-# The first file a run writes: a directory with only this died before its first epoch.
-RUN_CONFIG = "config.yaml"
 
 
 class MalformedRun(Exception):
@@ -77,7 +72,7 @@ def load_run_dirs(paths: list[str]) -> RunCollection:
     """Load every run directory at or below `paths`; a path that does not exist is a UserError."""
     collection = RunCollection()
     for run_dir in _find_run_dirs(paths):
-        if not (run_dir / "metrics.json").exists():
+        if not (run_dir / METRICS_FILE).exists():
             # history.csv without metrics.json: the run is still going or was killed before it could finish
             collection.not_completed.append(SkippedRun(str(run_dir), "no metrics.json"))
             continue
@@ -100,11 +95,11 @@ def _find_run_dirs(paths: list[str]) -> list[Path]:
         if not path.exists():
             raise UserError(f"path {given!r} does not exist: give run or sweep directories")
         if path.is_file():
-            if path.name != "metrics.json":
+            if path.name != METRICS_FILE:
                 raise UserError(f"path {given!r} is a file: give run or sweep directories (or a metrics.json)")
             run_dirs.add(path.parent.resolve())
             continue
-        for marker in ("metrics.json", "history.csv", RUN_CONFIG):
+        for marker in (METRICS_FILE, HISTORY_FILE, CONFIG_FILE):
             # W&B keeps a config.yaml of its own inside each run's wandb/ folder: not a run.
             run_dirs.update(found.parent.resolve() for found in path.rglob(marker)
                             if "wandb" not in found.relative_to(path).parts)
@@ -113,11 +108,11 @@ def _find_run_dirs(paths: list[str]) -> list[Path]:
 
 def _load_run_dir(run_dir: Path) -> tuple[str, RunRecord | None]:
     """Return the run's status and, for a completed run, its record."""
-    summary = _read_json(run_dir / "metrics.json")
+    summary = _read_json(run_dir / METRICS_FILE)
     status = summary.get("status")
     if not isinstance(status, str):
         raise MalformedRun("metrics.json has no 'status' string")
-    if status != "completed":
+    if status != COMPLETED:
         return status, None
     seed = summary.get("seed")
     if not _is_int(seed):
@@ -128,10 +123,10 @@ def _load_run_dir(run_dir: Path) -> tuple[str, RunRecord | None]:
     record = RunRecord(
         source=str(run_dir),
         seed=seed,
-        config=_read_config(run_dir / "config.yaml"),
+        config=_read_config(run_dir / CONFIG_FILE),
         components=components,
         metrics=_parse_metrics(summary.get("metrics"), summary),
-        history=_read_history(run_dir / "history.csv"),
+        history=_read_history(run_dir / HISTORY_FILE),
         calibration=_parse_calibration(summary.get("calibration")),
     )
     return status, record

@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regbench.config import preflight, validate_config
+from regbench.config.validate import validate_config
+from regbench.sweeps.preflight import preflight
 from regbench.errors import UserError
 
 PRESETS = ["microbatch_bn", "microbatch_gn", "microbatch_bcn_ws", "vit_pre_ln", "vit_post_ln", "vit_mix_ln",

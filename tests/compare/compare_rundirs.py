@@ -1,4 +1,4 @@
-"""Synthetic run directories in the exact format `regbench train` writes (spec/RUNDIR.md).
+"""Synthetic run directories in the exact format `regbench train` writes (regbench.rundir_format).
 
 A uniquely named module rather than conftest.py, so test modules can import it without clashing with
 other test folders."""
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s",
-                   "epoch_time_s"]
+from regbench.rundir_format import HISTORY_COLUMNS
+
 N_BINS = 15
 
 
@@ -58,7 +58,7 @@ def write_run(
         for epoch in range(epochs):
             progress = (epoch + 1) / epochs
             row = [epoch, 2.0 - progress, 0.5 + 0.4 * progress, 0.5 + 0.3 * progress, 1.0 - 0.5 * progress,
-                   0.05, lr, 5000.0, 1.5]
+                   0.05, lr, 5000.0, 1.2, 1.5]
             if noisy:
                 row += [0.5 + 0.45 * progress, 0.1 + 0.3 * progress * progress]
             writer.writerow(row + ["" if epoch else "warmup"])  # a non-numeric extra column

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from regbench.compare.cli import main
-from regbench.describe import wandb_config
+from regbench.loggers import wandb_config
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.fabric.accelerators.cuda import num_cuda_devices
 
 from regbench.cli import train_main
-from regbench.config import preflight
-from regbench.config_keys import check_override_keys
+from regbench.sweeps.preflight import preflight
+from regbench.config.keys import check_override_keys
 from regbench.devices import DeviceMemory
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import MemoryBudget, create_regularizer
@@ -106,7 +106,7 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf, open_dict
 
-    from regbench.config import validate_config
+    from regbench.config.validate import validate_config
 
     with initialize_config_module("regbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=["trainer.accelerator=mps"])

@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
 
-from regbench.config import GROUPS, preflight, validate_config
+from regbench.config.validate import validate_config
+from regbench.sweeps.preflight import GROUPS, preflight
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # Presets added with `+group=name` have tests of their own (exp below, sweep and hparams_search in tests/sweeps).

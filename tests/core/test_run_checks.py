@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from regbench.errors import ParamError, UserError
-from regbench.inactivity import inactive_components
+from regbench.config.inactivity import inactive_components
 from regbench.norms import NORM_TRAITS, norm_layer_from_config
 from regbench.optim import SCHEDULE_CHECKS
 from regbench.regularizers import build_regularizers, create_regularizer

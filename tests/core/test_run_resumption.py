@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-from regbench.describe import config_hash
-from regbench.rundir import checkpoint_problem, inspect_run_dir
-from regbench.trainer import AtomicCheckpointIO, LastCheckpoint, build_trainer
+from regbench.rundir_format import config_hash
+from regbench.run.plan import checkpoint_problem, inspect_run_dir
+from regbench.run.trainer import AtomicCheckpointIO, LastCheckpoint, build_trainer
 
 CONFIG = {"seed": 0, "exp_name": "default", "run_dir": "run"}
 

@@ -7,7 +7,7 @@ import signal
 import pytest
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from regbench.signals import SigtermFlag
+from regbench.run.signals import SigtermFlag
 
 
 def test_sigterm_before_training_is_remembered_and_raised_at_a_safe_point():

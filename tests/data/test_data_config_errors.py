@@ -1,7 +1,7 @@
 """Bad noise / imbalance / balance settings end in one line naming the key, the value and what is allowed."""
 import pytest
 
-from regbench.config import preflight
+from regbench.sweeps.preflight import preflight
 from regbench.errors import UserError
 
 

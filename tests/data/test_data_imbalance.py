@@ -10,7 +10,7 @@ from regbench.data.batches import TensorBatches
 from regbench.data.imbalance import (class_probabilities, exponential_counts, step_counts, upsample_weights,
                                      upweight_class_weights)
 from regbench.data.module import ImageDataModule
-from regbench.module import ClassifierModule
+from regbench.run.module import ClassifierModule
 
 
 def test_exponential_profile_is_cifar10_lt():

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.slow
 DRIVER = '''
 import os, signal, sys
 import lightning as L
-import regbench.train
+import regbench.run.train
 
 class SigtermInValidation(L.Callback):
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if trainer.current_epoch == int(os.environ["KILL_EPOCH"]) and batch_idx == 0 and trainer.state.fn == "fit":
             os.kill(os.getpid(), signal.SIGTERM)
 
-build_trainer = regbench.train.build_trainer
-regbench.train.build_trainer = lambda cfg, run_dir, logger, callbacks, plugins=(): build_trainer(
+build_trainer = regbench.run.train.build_trainer
+regbench.run.train.build_trainer = lambda cfg, run_dir, logger, callbacks, plugins=(): build_trainer(
     cfg, run_dir, logger, [*callbacks, SigtermInValidation()], plugins)
 
 from regbench.cli import main

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 DRIVER = '''
 import os, signal, sys
 import lightning as L
-import regbench.train
+import regbench.run.train
 
 class Fault(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
@@ -34,8 +34,8 @@ class Fault(L.Callback):
             raise RuntimeError("injected fault")
         os.kill(os.getpid(), signal.SIGKILL)
 
-build_trainer = regbench.train.build_trainer
-regbench.train.build_trainer = lambda cfg, run_dir, logger, callbacks, plugins=(): build_trainer(
+build_trainer = regbench.run.train.build_trainer
+regbench.run.train.build_trainer = lambda cfg, run_dir, logger, callbacks, plugins=(): build_trainer(
     cfg, run_dir, logger, [*callbacks, Fault()], plugins)
 
 from regbench.cli import main

@@ -9,7 +9,7 @@ from regbench.backbones import build_backbone
 from regbench.errors import UserError
 from regbench.norms import get_norm, norm_layer_from_config
 from regbench.optim import build_optimizer
-from regbench.train import check_batch_norm_batch
+from regbench.run.train import check_batch_norm_batch
 
 CONVNET = {"name": "convnet", "widths": [4, 8]}
 SMALL_GROUPS = {"groupnorm": {"groups": 2}, "evonorm_s0": {"groups": 2}, "bcn_ws": {"groups": 2}}

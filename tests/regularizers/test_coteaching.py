@@ -111,7 +111,7 @@ def test_the_pair_loss_is_per_sample_with_the_kept_means_as_its_batch_mean():
 
 
 def test_coteaching_with_per_class_loss_weights_weights_each_kept_sample():
-    from regbench.module import ClassifierModule
+    from regbench.run.module import ClassifierModule
 
     class_weights = torch.tensor([1.0, 2.0, 3.0])
     reg = create_regularizer("coteaching", forget_rate=0.5, num_gradual=1, schedule="paper")

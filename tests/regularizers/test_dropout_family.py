@@ -10,7 +10,7 @@ from timm.layers import drop_path
 from regbench.backbones import build_backbone
 from regbench.backbones.resnet import BasicBlock
 from regbench.errors import UserError
-from regbench.module import ClassifierModule
+from regbench.run.module import ClassifierModule
 from regbench.regularizers import create_regularizer
 
 

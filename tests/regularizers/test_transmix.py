@@ -7,7 +7,7 @@ import torch
 
 from regbench.backbones import build_backbone
 from regbench.errors import UserError
-from regbench.module import ClassifierModule
+from regbench.run.module import ClassifierModule
 from regbench.regularizers import build_regularizers, create_regularizer, soft_cross_entropy
 from regbench.regularizers.mixing import cutmix, cutmix_box, mix_targets
 from regbench.regularizers.transmix import pasted_attention, patch_mask, transmix_lambda, transmix_targets

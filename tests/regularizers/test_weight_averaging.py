@@ -6,7 +6,7 @@ from timm.utils import ModelEmaV3
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from regbench.errors import UserError
-from regbench.module import ClassifierModule
+from regbench.run.module import ClassifierModule
 from regbench.regularizers import TrainProgress, build_regularizers, create_regularizer
 
 OPTIM = {"name": "sgd", "lr": 0.1, "weight_decay": 0.0}

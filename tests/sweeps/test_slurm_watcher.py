@@ -11,10 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
 
-from regbench import slurm
+from regbench.sweeps import launchers, slurm
 from regbench.errors import UserError
-from regbench.slurm import LEFT_QUEUE, SqueueFallbackWatcher, SqueueFollowedJob
-from regbench.sweep import SweepIndex
+from regbench.sweeps.slurm import LEFT_QUEUE, SqueueFallbackWatcher, SqueueFollowedJob
+from regbench.sweeps.index import SweepIndex
 
 SACCT_OFF = subprocess.CompletedProcess(["sacct"], 1, "", "Slurm accounting storage is disabled\n")
 
@@ -78,7 +78,7 @@ def test_squeue_that_does_not_answer_concludes_nothing():
 def test_without_sacct_a_job_that_left_squeue_is_done_and_a_listed_one_is_not(cluster, caplog):
     fake = cluster(squeue=answer(0, "27_0|RUNNING|vm\n"))
     watcher = watching("27_0", "27_1")
-    with caplog.at_level(logging.WARNING, logger="regbench.slurm"):
+    with caplog.at_level(logging.WARNING, logger="regbench.sweeps.slurm"):
         assert watcher.is_done("27_1", mode="force")
         assert not watcher.is_done("27_0", mode="cache")
         watcher.update()
@@ -180,18 +180,18 @@ LAUNCHER = {"nodes": 1, "tasks_per_node": 1}
     ({"tasks_per_node": 2}, {"devices": "auto"}, "needs trainer.devices=2, not 'auto'"),
 ])
 def test_requests_regbench_cannot_run_are_refused(monkeypatch, launcher, trainer, message):
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(launchers.shutil, "which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(UserError, match=re.escape(message)):
-        slurm.check_slurm_launcher({**LAUNCHER, **launcher}, trainer)
+        launchers.check_slurm_launcher({**LAUNCHER, **launcher}, trainer)
 
 
 def test_one_task_per_device_and_one_task_with_spawned_ranks_are_accepted(monkeypatch):
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    slurm.check_slurm_launcher({"nodes": 1, "tasks_per_node": 2}, {"devices": 2})
-    slurm.check_slurm_launcher({"nodes": 1, "tasks_per_node": 1}, {"devices": 2})
+    monkeypatch.setattr(launchers.shutil, "which", lambda name: f"/usr/bin/{name}")
+    launchers.check_slurm_launcher({"nodes": 1, "tasks_per_node": 2}, {"devices": 2})
+    launchers.check_slurm_launcher({"nodes": 1, "tasks_per_node": 1}, {"devices": 2})
 
 
 def test_without_sbatch_the_preset_says_where_to_run(monkeypatch):
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    monkeypatch.setattr(launchers.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="needs SLURM's sbatch and srun on PATH"):
-        slurm.check_slurm_launcher(LAUNCHER, {"devices": 1})
+        launchers.check_slurm_launcher(LAUNCHER, {"devices": 1})

@@ -9,9 +9,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf, open_dict
 
-from regbench.config import preflight, sweep_jobs, validate_config
+from regbench.config.validate import validate_config
+from regbench.sweeps.preflight import preflight, sweep_jobs
 from regbench.errors import UserError
-from regbench.sweep import varying_keys
+from regbench.sweeps.index import varying_keys
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # preset -> (jobs, keys it varies besides the seed)

@@ -6,8 +6,8 @@ from pathlib import Path
 import lightning.pytorch.loggers as pl_loggers
 
 from regbench.loggers import build_logger, finish_logger
-from regbench.runplan import HydraJob, plan_run
-from regbench.sweep import SweepIndex
+from regbench.run.plan import HydraJob, plan_run
+from regbench.sweeps.index import SweepIndex
 
 
 class FakeWandbLogger:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -28,11 +27,10 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from regbench.errors import UserError, one_line
-from regbench.sweep import FINAL_STATUSES, SweepIndex, objective
+from regbench.sweeps.index import FINAL_STATUSES, SweepIndex, objective
 
 log = logging.getLogger(__name__)
 
-LAUNCHER_TARGET = "hydra_plugins.regbench_launcher.RegbenchSlurmLauncher"
 # The state of a job squeue no longer lists: it ended, and without sacct nobody can say how.
 LEFT_QUEUE = "LEFT_QUEUE"
 
@@ -134,22 +132,6 @@ def record_lost_job(index: SweepIndex, num: int, overrides: Sequence[str], note:
         index.record_job(num, error="; ".join(filter(None, (entry.get("error"), note))))
     else:
         index.record_job(num, overrides=list(overrides), status="failed", outcome=None, error=note)
-
-
-def check_slurm_launcher(launcher: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
-    """Refuse, before anything is submitted, a request that a regbench job cannot run in."""
-    if shutil.which("sbatch") is None or shutil.which("srun") is None:
-        raise UserError("hydra/launcher=slurm needs SLURM's sbatch and srun on PATH (run the sweep on a cluster's "
-                        "login node; scripts/slurm_cluster.sh starts a one-node cluster on this machine)")
-    if launcher["nodes"] != 1:
-        raise UserError(f"hydra.launcher.nodes={launcher['nodes']!r} is invalid: a regbench job runs on one node, "
-                        f"with one task per GPU")
-    tasks = launcher["tasks_per_node"]
-    if not (isinstance(tasks, int) and not isinstance(tasks, bool) and tasks > 0):
-        raise UserError(f"hydra.launcher.tasks_per_node={tasks!r} is invalid: must be an integer > 0")
-    if tasks > 1 and trainer["devices"] != tasks:
-        raise UserError(f"hydra.launcher.tasks_per_node={tasks} needs trainer.devices={tasks}, not "
-                        f"{trainer['devices']!r}: SLURM starts one task per device")
 
 
 def launch(launcher: SlurmLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:

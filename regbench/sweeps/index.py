@@ -17,11 +17,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.rundir import read_json, write_json_atomic
+from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, read_json, write_json_atomic
 
 INDEX_NAME = "sweep.json"
 # Ending states of a job; "running" is written when it starts.
-FINAL_STATUSES = ("completed", "failed", "interrupted")
+FINAL_STATUSES = (COMPLETED, FAILED, INTERRUPTED)
 # Keys that repeat a job rather than change what it computes.
 REPEAT_KEYS = ("seed",)
 
@@ -114,7 +114,7 @@ def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
             f"done and skipped, {resumed} resumed), {counts['failed']} failed, {counts['interrupted']} interrupted")
     if counts["running"]:
         line += f", {counts['running']} never reported back"
-    failed = [job for job in jobs if job.get("status") != "completed"]
+    failed = [job for job in jobs if job.get("status") != COMPLETED]
     if failed:
         line += "; not completed: " + ", ".join(f"job {job['job']} ({job.get('status')}: {job.get('error') or '-'})"
                                                 for job in failed)

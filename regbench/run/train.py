@@ -17,22 +17,24 @@ from omegaconf import OmegaConf
 
 import regbench
 from regbench.backbones import build_backbone
+from regbench.config.inactivity import inactive_components, warn_inactive
 from regbench.data import build_datamodule
-from regbench.data.shape import loaded_run_shape
 from regbench.data.report import label_sections, log_label_report
-from regbench.describe import component_names, config_hash, wandb_config
-from regbench.distributed import global_rank, local_world_size, ranks_started_outside, run_local_ranks
+from regbench.data.shape import loaded_run_shape
+from regbench.devices import local_world_size
 from regbench.errors import ReportedError, UserError
-from regbench.inactivity import inactive_components, warn_inactive
-from regbench.loggers import build_logger, finish_logger
-from regbench.module import ClassifierModule
+from regbench.loggers import build_logger, finish_logger, wandb_config
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
-from regbench.rundir import (BEST_CHECKPOINT, CHECKPOINT_DIR, RUNNING, RunRecorder, checkpoint_problem, git_state,
-                             package_versions, read_json, write_json_atomic, write_text_atomic)
-from regbench.runplan import RunPlan
-from regbench.signals import SigtermFlag
-from regbench.trainer import build_trainer
+from regbench.run.distributed import global_rank, ranks_started_outside, run_local_ranks
+from regbench.run.module import ClassifierModule
+from regbench.run.plan import RunPlan, checkpoint_problem
+from regbench.run.provenance import git_state, package_versions
+from regbench.run.recorder import RunRecorder
+from regbench.run.signals import SigtermFlag
+from regbench.run.trainer import build_trainer
+from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUNNING,
+                                    component_names, config_hash, read_json, write_json_atomic, write_text_atomic)
 
 
 def quiet_lightning() -> None:
@@ -157,14 +159,14 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
                                   **evaluate(trainer, module, datamodule, recorder,
                                              plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT))
             if rank == 0:
-                write_json_atomic(plan.run_dir / "metrics.json", payload)
+                write_json_atomic(plan.run_dir / METRICS_FILE, payload)
             finish_logger(logger, exit_code=0)
             return payload
         except BaseException as err:
             interrupted = interrupted_by(err)
             if rank == 0:
                 error = None if interrupted else f"{type(err).__name__}: {err}"
-                write_json_atomic(plan.run_dir / "metrics.json", run_payload(
+                write_json_atomic(plan.run_dir / METRICS_FILE, run_payload(
                     resolved, "interrupted" if interrupted else "failed", started, plan, error=error,
                     inactive=inactive))
             finish_logger(logger, exit_code=130 if interrupted else 1)
@@ -173,7 +175,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
 
 def outcome_of(run_dir: Path) -> dict[str, Any]:
     """The metrics.json that spawned ranks wrote, as this process's own result."""
-    payload = read_json(run_dir / "metrics.json")
+    payload = read_json(run_dir / METRICS_FILE)
     if payload is None or payload["status"] == RUNNING:
         payload = {"status": "failed", "error": "rank 0 ended without recording the outcome in metrics.json"}
     if payload["status"] == "interrupted":
@@ -187,10 +189,10 @@ def train(resolved: dict[str, Any], plan: RunPlan, process_start: float | None =
     """Train one planned run, in this process or in N spawned DDP processes; returns its metrics.json payload."""
     if global_rank() == 0:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(plan.run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        write_text_atomic(plan.run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved))
         # Replaced at the end; still here at the next start, it says this attempt was killed, after the earlier
         # attempts it lists.
-        write_json_atomic(plan.run_dir / "metrics.json", run_payload(resolved, RUNNING, time.perf_counter(), plan))
+        write_json_atomic(plan.run_dir / METRICS_FILE, run_payload(resolved, RUNNING, time.perf_counter(), plan))
     world = local_world_size(resolved["trainer"])
     if world == 1 or ranks_started_outside():
         return run_rank(resolved, plan, process_start, spawned=False)

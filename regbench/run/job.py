@@ -14,12 +14,12 @@ from typing import Callable
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.config import validate_config
-from regbench.distributed import global_rank
+from regbench.config.validate import validate_config
+from regbench.run.distributed import global_rank
 from regbench.errors import ReportedError
-from regbench.runplan import HydraJob, plan_run
-from regbench.sweep import SweepIndex, objective
-from regbench.train import train
+from regbench.run.plan import HydraJob, plan_run
+from regbench.sweeps.index import SweepIndex, objective
+from regbench.run.train import train
 
 EXIT_ON_SIGTERM = 128 + 15
 EXIT_ON_INTERRUPT = 128 + 2  # Ctrl-C, also when Lightning has turned it into SystemExit(1)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
-from regbench.calibration import ReliabilityBins
+from regbench.run.calibration import ReliabilityBins
 from regbench.errors import TrainingDiverged
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy

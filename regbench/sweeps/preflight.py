@@ -1,11 +1,11 @@
-"""Checks on a composed config that need no data: they run before Hydra creates a run directory."""
+"""Preflight of `regbench train`: compose the config the way Hydra will and check it (every job of a sweep), so
+every mistake is one line before Hydra creates a directory or any job trains."""
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable
 
-import torch.nn as nn
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -16,39 +16,18 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from regbench.backbones import dry_build_backbone
-from regbench.config_keys import check_override_keys, is_key_override
-from regbench.data import DATASETS
-from regbench.data.batches import check_crop_padding
-from regbench.data.module import check_common, loader_params
-from regbench.data.registry import dataset_facts
-from regbench.data.shape import planned_run_shape
-from regbench.devices import training_accelerator, training_memory
-from regbench.distributed import local_world_size
-from regbench.errors import ParamError, UserError, check, one_line
-from regbench.inactivity import inactive_components
-from regbench.loggers import LOGGERS, resolve_wandb_mode
-from regbench.optim import build_optimizer, build_schedule
-from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
-from regbench.describe import config_hash
-from regbench.rundir import check_output_dir, inspect_run_dir
-from regbench.runshape import RunShape
-from regbench.slurm import LAUNCHER_TARGET, check_slurm_launcher
-from regbench.trainer import check_trainer_config
+from regbench.config.keys import check_override_keys, is_key_override
+from regbench.config.validate import check_seeds, validate_config
+from regbench.errors import UserError, one_line
+from regbench.run.plan import check_output_dir, inspect_run_dir
+from regbench.rundir_format import config_hash
+from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
 GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp", "sweep",
           "hparams_search")
 # Hydra's own groups a user selects on the command line, checked the same way.
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
-# What a hyperparameter search may optimize: validation metrics of metrics.json.
-OPTIMIZABLE_METRICS = ("best_val_acc", "val_acc", "val_nll", "val_ece")
-# Seeds reach numpy's legacy seeding (Lightning's seed_everything), which takes 32-bit unsigned integers.
-SEED_LIMIT = 2 ** 32
-# Launchers whose jobs run on other machines (SLURM nodes): their accelerators and memory are checked there.
-REMOTE_LAUNCHERS = (LAUNCHER_TARGET, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
-
-
 def group_options(group: str) -> list[str]:
     return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
 
@@ -74,78 +53,6 @@ def check_group_choices(overrides: list[Override]) -> None:
             if name not in allowed:
                 raise UserError(f"{override.get_key_element()}={name!r} is not a known {group}; "
                                 f"allowed: {', '.join(allowed)}")
-
-
-def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
-    """Every name known and every value in range, for the parts that can be checked without loading data, and
-    every component checked against the run's shape (from the dataset's facts) and the model (built on the meta
-    device). `on_this_machine`: the job trains here, so the accelerator and the device memory must be this
-    machine's (false for SLURM jobs, which check again on their node). Returns the components that would be
-    inactive (metrics.json's `inactive`)."""
-    check_seeds(cfg)
-    check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
-          "must be a non-empty string")
-    DATASETS.get(cfg["data"]["name"])
-    check_trainer_config(cfg["trainer"])
-    if on_this_machine:
-        training_accelerator(cfg["trainer"])
-    shape = checked_run_shape(cfg)
-    regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
-                                      label_noise=cfg["data"]["noise"])
-    inactive = inactive_components(cfg, shape, regularizers)
-    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
-    model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
-    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
-    build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
-    memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
-    check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
-    metric = cfg.get("optimized_metric")
-    check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
-          f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
-    LOGGERS.check_parameters(cfg["logger"]["name"], [k for k in cfg["logger"] if k != "name"])
-    if cfg["logger"]["name"] == "wandb":
-        try:
-            resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
-        except ParamError as err:
-            raise UserError(str(err.at("logger"))) from None
-    return inactive
-
-
-def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
-    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
-    (per device) and crop padding that reflect padding cannot give the images are refused."""
-    world = local_world_size(cfg["trainer"])
-    try:
-        check_common(cfg["data"])
-        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
-        per_device = shape.train_images // world
-        check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,
-              f"must be at most the {per_device} training images (after the validation split"
-              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
-        check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
-    except ParamError as err:
-        raise UserError(str(err.at("data"))) from None
-    return shape
-
-
-def seed_keys(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every random seed of a config: the keys named `seed` or ending in `_seed`, at any depth; shallower ones
-    first, so a bad `seed` is named rather than the nested seeds that copy it (data.noise.seed: ${seed})."""
-    for key, value in cfg.items():
-        if not isinstance(value, Mapping) and (key == "seed" or str(key).endswith("_seed")):
-            yield f"{prefix}{key}", value
-    for key, value in cfg.items():
-        if isinstance(value, Mapping):
-            yield from seed_keys(value, f"{prefix}{key}.")
-
-
-def check_seeds(cfg: Mapping[str, Any], prefix: str = "", optional: bool = False) -> None:
-    """`optional`: a null seed is allowed (Optuna's sampler then draws one)."""
-    for key, seed in seed_keys(cfg, prefix):
-        if not ((optional and seed is None)
-                or (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < SEED_LIMIT)):
-            raise UserError(f"{key}={seed!r} is invalid: a seed must be an integer from 0 to {SEED_LIMIT - 1} "
-                            f"(numpy's 32-bit seeds)")
 
 
 def compose_checked(overrides: list[str]) -> tuple[dict[str, Any], Any]:

@@ -16,17 +16,6 @@ import torch
 import torch.multiprocessing as mp
 
 
-def local_world_size(trainer_cfg: Mapping[str, Any]) -> int:
-    """Processes the run needs on this machine, as Lightning would count `trainer.devices`."""
-    devices = trainer_cfg["devices"]
-    if isinstance(devices, int):
-        return devices
-    # devices=auto: every GPU when there are any, else one CPU process.
-    if trainer_cfg["accelerator"] in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return 1
-
-
 def ranks_started_outside() -> bool:
     """torchrun (LOCAL_RANK) or a multi-task SLURM step already runs one process per rank."""
     if "LOCAL_RANK" in os.environ:

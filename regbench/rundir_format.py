@@ -1,0 +1,70 @@
+"""The run directory's format, shared by the writer (regbench.run) and its readers (compare, sweeps, claims):
+file names, metrics.json's statuses and keys, the history columns, atomic writes and the config hash.
+Torch-free, so readers that train nothing stay light.
+
+    RUN_DIR/config.yaml            the resolved config
+    RUN_DIR/history.csv            one row per epoch (HISTORY_COLUMNS, then any extra columns)
+    RUN_DIR/metrics.json           status (STATUSES) and results, written atomically
+    RUN_DIR/checkpoints/{last,previous,best}.ckpt
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_acc", "val_nll", "val_ece", "lr", "images_per_s",
+                   "train_time_s", "epoch_time_s"]
+RESULT_FILES = (CONFIG_FILE, METRICS_FILE, HISTORY_FILE)
+# metrics.json's status while an attempt is under way: not completed, and if it is still there at the next start,
+# that attempt was killed.
+RUNNING = "running"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"  # where a relaunch resumes: the end of the last (n-th) epoch, or a SIGTERM point
+PREVIOUS_CHECKPOINT = "previous.ckpt"  # the last.ckpt it replaced: the fallback when last.ckpt is unreadable
+BEST_CHECKPOINT = "best.ckpt"  # the best-validation epoch, tested at the end for best_test_*
+
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
+# Every status metrics.json can hold; RUNNING is the only one that is not final.
+STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED)
+# Keys that say where a run writes, not what it computes: left out of the config hash.
+OUTPUT_KEYS = ("run_dir",)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """The content hash of a resolved config (output paths left out): the same hash means the same run."""
+    content = {k: v for k, v in cfg.items() if k not in OUTPUT_KEYS}
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def component_names(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """metrics.json's `components`: each family's selected name, the regularizers joined in list order."""
+    return {
+        "data": cfg["data"]["name"], "backbone": cfg["backbone"]["name"], "norm": cfg["norm"]["name"],
+        "regularizer": "+".join(cfg["regularizer"]) or "none", "optim": cfg["optim"]["name"],
+        "sched": cfg["sched"]["name"],
+    }

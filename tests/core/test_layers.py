@@ -1,0 +1,78 @@
+"""The package's rooms import each other in one direction only: the technique families never import the run
+machinery, readers of run directories never import what trains, and no module imports one that imports it back.
+Modules that train nothing stay free of torch, so commands that only read or check stay fast."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "regbench"
+FAMILIES = ("regbench.data", "regbench.norms", "regbench.backbones", "regbench.regularizers", "regbench.optim",
+            "regbench.loggers")
+MACHINERY = ("regbench.run", "regbench.sweeps", "regbench.config", "regbench.compare", "regbench.cli")
+# What the readers of run directories may import from regbench.
+READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format")
+# Modules that import neither torch nor Lightning nor W&B when loaded.
+TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
+              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.config.trainer", "regbench.compare.cli")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """regbench modules imported when `path` is loaded (imports inside functions are deferred on purpose)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("regbench"):
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("regbench")}
+    return found
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+# A package's __init__ importing its own submodules (`from regbench.norms import batch`) is no import of itself.
+IMPORTS = {name: {m for m in top_level_imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+def within(name: str, rooms: tuple[str, ...]) -> bool:
+    return any(name == room or name.startswith(f"{room}.") for room in rooms)
+
+
+def test_families_never_import_the_machinery():
+    wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, FAMILIES)
+             for imported in imports if within(imported, MACHINERY)}
+    assert not wrong
+
+
+def test_readers_of_run_directories_import_only_the_format():
+    wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, ("regbench.compare",))
+             for imported in imports if not within(imported, READER_ALLOWED) and imported != "regbench"}
+    assert not wrong
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in IMPORTS.get(start, ()):
+            if nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen)):
+                return True
+        return False
+
+    cycles = sorted(name for name in IMPORTS if reaches(name, name, set()))
+    assert not cycles
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_modules_that_train_nothing_load_without_torch(module):
+    probe = (f"import sys, {module}; heavy = [m for m in ('torch', 'lightning', 'wandb') if m in sys.modules]; "
+             f"print(','.join(heavy))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
