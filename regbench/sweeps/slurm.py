@@ -1,10 +1,15 @@
-"""Sweeps on SLURM (the `hydra/launcher=slurm` preset): hydra-submitit-launcher's SLURM launcher, made to always end.
+"""Sweeps on SLURM (the `hydra/launcher=slurm` preset): hydra-submitit-launcher's own launch, with a submitit
+executor whose jobs always end.
 
 submitit learns that a job ended from its result file or from `sacct`. Where accounting is off, `sacct` fails,
 and a job that ends without writing a result (scancel, out of memory, node failure, SIGKILL) is waited for
 forever. Here the jobs are followed with `squeue` once `sacct` fails: a job squeue no longer lists has ended.
 A job that ended without a result is recorded as failed in sweep.json and the sweep goes on, so it still ends with
 its summary and a non-zero exit code.
+
+RegbenchSlurmExecutor is a submitit executor plugin (registered in pyproject.toml): the launcher
+(hydra_plugins.regbench_launcher) names it, and the plugin's launch submits with it and waits for its jobs.
+Submitit loads this module in every process that looks up its executors, the jobs included, so it stays light.
 """
 from __future__ import annotations
 
@@ -15,19 +20,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from omegaconf import DictConfig, OmegaConf
-from submitit import AutoExecutor
-from submitit.core.utils import FailedJobError, UncompletedJobError
-from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig
+from submitit.core.utils import DelayedSubmission, FailedJobError, UncompletedJobError
+from submitit.slurm.slurm import SlurmExecutor, SlurmInfoWatcher, SlurmJob
 
 from regbench.errors import UserError, one_line
 from regbench.sweeps.index import FINAL_STATUSES, SweepIndex, objective
+from regbench.sweeps.launchers import SUBMITIT_EXECUTOR
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ def failure(done: subprocess.CompletedProcess | str) -> str:
 
 class SqueueFallbackWatcher(SlurmInfoWatcher):
     """Job states from sacct while it works, from squeue once it fails (accounting off). Through squeue a job is
-    done only when it has left the queue: a listed job (PENDING, CONFIGURING, REQUEUE_HOLD...) is still coming."""
+    done only when it has left the queue: a listed job (PENDING, CONFIGURING, REQUEUE_HOLD...) is still coming.
+
+    `update` is the one override that touches submitit's private state (`_registered`, `_finished`, `_info_dict`,
+    `_last_status_check`): InfoWatcher has no hook for a status command that fails, its own `update` logs the
+    failure and keeps waiting. pyproject.toml pins submitit to the releases this was checked against."""
 
     def __init__(self, delay_s: int = 60) -> None:
         super().__init__(delay_s=delay_s)
@@ -87,7 +93,6 @@ class SqueueFallbackWatcher(SlurmInfoWatcher):
         to_check = self._registered - self._finished
         if not to_check:
             return
-        self._num_calls += 1
         states = self._sacct_states() if self.sacct_error is None else None
         if self.sacct_error is not None:  # failed now or earlier
             states = self._squeue_states(to_check)
@@ -105,8 +110,42 @@ class SqueueFallbackWatcher(SlurmInfoWatcher):
 
 
 class SqueueFollowedJob(SlurmJob):
+    """A SLURM job followed by the squeue-aware watcher, whose wait always ends with something for Hydra."""
+
     # One watcher for every job of this process, as submitit does: one squeue call covers them all.
     watcher = SqueueFallbackWatcher(delay_s=60)
+
+    def results(self) -> list[Any]:
+        """Rank 0's result (only rank 0 reports the run; hydra-submitit-launcher reads the first result). For a
+        job that ended without one, what its submitted launcher makes of it (`lost_job_result`) instead of an
+        exception: the plugin waits for the jobs one by one, and one lost job must not end the sweep."""
+        if self.num_tasks > 1:
+            return self.task(0).results()
+        try:
+            return super().results()
+        except (UncompletedJobError, FailedJobError) as err:
+            submitted: DelayedSubmission = self.submission()  # the launcher and this job's arguments
+            return [submitted.function.lost_job_result(self, err, *submitted.args)]
+
+
+class RegbenchSlurmExecutor(SlurmExecutor):
+    """submitit's SLURM executor whose jobs are SqueueFollowedJobs, and whose refusal by sbatch is one line."""
+
+    @classmethod
+    def name(cls) -> str:
+        return SUBMITIT_EXECUTOR
+
+    def _internal_process_submissions(self, delayed_submissions: list[DelayedSubmission]) -> list[SqueueFollowedJob]:
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):  # submitit prints what sbatch said when it refuses; one line below
+                submitted = super()._internal_process_submissions(delayed_submissions)
+        except FailedJobError as err:
+            raise UserError(f"sbatch refused the jobs: {one_line(err)}") from None
+        sys.stderr.write(said.getvalue())  # e.g. warnings
+        # The same jobs, seen through the squeue-aware watcher (submitit makes array tasks plain SlurmJobs).
+        return [SqueueFollowedJob(folder=self.folder, job_id=job.job_id, tasks=range(job.num_tasks))
+                for job in submitted]
 
 
 def lost_job_note(job: SlurmJob, err: Exception) -> str:
@@ -134,45 +173,11 @@ def record_lost_job(index: SweepIndex, num: int, overrides: Sequence[str], note:
         index.record_job(num, overrides=list(overrides), status="failed", outcome=None, error=note)
 
 
-def launch(launcher: SlurmLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """hydra-submitit-launcher's SlurmLauncher.launch, except for how the jobs are waited for (see the module)."""
-    # The base launcher's executor, sbatch parameters and job arguments.
-    params = dict(launcher.params)
-    executor = AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
-                            slurm_max_num_timeout=params.pop("max_num_timeout"))
-    generic = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{key if key in generic else f"slurm_{key}": value for key, value in params.items()})
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    log.info(f"Submitit 'slurm' sweep output dir : {sweep_dir}")
-    nums = range(initial_job_idx, initial_job_idx + len(job_overrides))
-    job_params = []
-    for num, overrides in zip(nums, job_overrides):
-        log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-        job_params.append((list(overrides), "hydra.sweep.dir", num, f"job_id_for_{num}", Singleton.get_state()))
-    said = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(said):  # submitit prints what sbatch said when it refuses; one line below
-            submitted = executor.map_array(launcher, *zip(*job_params))
-    except FailedJobError as err:
-        print(f"regbench train: error: sbatch refused the jobs: {one_line(err)}", file=sys.stderr, flush=True)
-        raise SystemExit(UserError.exit_code) from None
-    sys.stderr.write(said.getvalue())  # e.g. warnings
-    # The same jobs, seen through the squeue-aware watcher (submitit makes array tasks plain SlurmJobs).
-    jobs = [SqueueFollowedJob(folder=executor.folder, job_id=job.job_id, tasks=range(job.num_tasks))
-            for job in submitted]
-    index = SweepIndex(sweep_dir)
-    return [job_result(job, num, overrides, index, launcher.config)
-            for job, num, overrides in zip(jobs, nums, job_overrides)]
-
-
-def job_result(job: SqueueFollowedJob, num: int, overrides: Sequence[str], index: SweepIndex,
-               config: DictConfig) -> JobReturn:
-    try:
-        return job.task(0).result()  # rank 0's: only rank 0 writes results
-    except (UncompletedJobError, FailedJobError) as err:
-        note = lost_job_note(job, err)
-    record_lost_job(index, num, overrides, note)
+def report_lost_job(job: SlurmJob, err: Exception, num: int, overrides: Sequence[str],
+                    config: DictConfig) -> JobReturn:
+    """Record sweep job `num`, whose SLURM job ended without a result, and what Hydra gets for it."""
+    note = lost_job_note(job, err)
+    record_lost_job(SweepIndex(Path(str(config.hydra.sweep.dir))), num, overrides, note)
     print(f"regbench train: job {num} failed: {note}", file=sys.stderr, flush=True)
     # COMPLETED to Hydra, as for a job that failed inside (regbench.job): one failed job must not end the sweep.
     return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=objective(config, None))

@@ -16,9 +16,11 @@ FAMILIES = ("regbench.data", "regbench.norms", "regbench.backbones", "regbench.r
 MACHINERY = ("regbench.run", "regbench.sweeps", "regbench.config", "regbench.compare", "regbench.cli")
 # What the readers of run directories may import from regbench.
 READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format")
-# Modules that import neither torch nor Lightning nor W&B when loaded.
+# Modules that import neither torch nor Lightning nor W&B when loaded. (submitit loads regbench.sweeps.slurm, its
+# executor plugin, in every process that looks up its executors.)
 TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
-              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.config.trainer", "regbench.compare.cli")
+              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
+              "regbench.compare.cli")
 
 
 def module_name(path: Path) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from regbench.sweeps.launchers import SUBMITIT_ENTRY_POINT
+
 pytestmark = pytest.mark.slow
 
 
@@ -22,6 +24,9 @@ def test_wheel_installs_in_a_fresh_venv_and_trains_from_another_directory(tmp_pa
     shipped = set(zipfile.ZipFile(wheel).namelist())
     assert {"regbench/conf/config.yaml", "regbench/conf/data/digits.yaml", "regbench/conf/exp/cutmix.yaml",
             "regbench/conf/hydra/launcher/slurm.yaml", "hydra_plugins/regbench_launcher/__init__.py"} <= shipped
+    # hydra/launcher=slurm submits with regbench's submitit executor, which submitit finds by this entry point
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in shipped if n.endswith(".dist-info/entry_points.txt")))
+    assert f"[submitit]\nexecutor = {SUBMITIT_ENTRY_POINT}" in entry_points.decode()
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)

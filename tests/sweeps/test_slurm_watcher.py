@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import stat
 import subprocess
 
 import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.utils import JobStatus
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
 
@@ -127,8 +132,7 @@ def lost_job(cluster, tmp_path, monkeypatch):
 
 
 def test_waiting_for_a_lost_job_ends(lost_job):
-    with pytest.raises(UncompletedJobError):
-        lost_job.task(0).result()
+    assert isinstance(lost_job.exception(), UncompletedJobError)
     assert lost_job.state == LEFT_QUEUE
 
 
@@ -137,8 +141,8 @@ def test_a_lost_job_is_recorded_failed_and_returns_like_a_failed_run(lost_job, t
     index = SweepIndex(tmp_path / "sweep")
     index.start_launch(["seed=0,1"], [])
     index.record_job(1, overrides=["seed=1"], run_dir="1", status="running", outcome=None, error=None)
-    config = OmegaConf.create({"optimized_metric": optimized_metric})
-    returned = slurm.job_result(lost_job, 1, ["seed=1"], index, config)
+    config = OmegaConf.create({"optimized_metric": optimized_metric, "hydra": {"sweep": {"dir": str(index.sweep_dir)}}})
+    returned = slurm.report_lost_job(lost_job, lost_job.exception(), 1, ["seed=1"], config)
     if optimized_metric is None:
         assert returned.return_value is None
     else:
@@ -169,6 +173,68 @@ def test_a_job_that_never_started_or_finished_in_an_earlier_launch_is_failed_in_
         (0, 1, "failed", "lost"), (1, 1, "failed", "lost")]
 
 
+# --- the plugin's own launch, with a fake sbatch -------------------------------------------------------------------
+def fake_command(folder, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_slurm(cluster, tmp_path, monkeypatch):
+    """sbatch that accepts every job as job 27 (or refuses with SBATCH_REFUSAL), srun for submitit's check that
+    SLURM is here, and a cluster without sacct whose squeue lists none of the jobs: each ends without a result."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    fake_command(folder, "sbatch", 'if [ -n "$SBATCH_REFUSAL" ]; then echo "$SBATCH_REFUSAL" >&2; exit 1; fi\n'
+                                   'echo "Submitted batch job 27"')
+    fake_command(folder, "srun", "exit 0")
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    cluster(squeue=answer(0))
+    monkeypatch.setattr(SqueueFollowedJob, "watcher", SqueueFallbackWatcher())  # not the process-wide one
+    monkeypatch.setattr(SqueueFollowedJob, "_results_timeout_s", 0)  # no slow shared filesystem to wait for here
+
+
+def slurm_launcher(sweep, *overrides: str):
+    """The launcher Hydra would make for a sweep with the slurm preset and `overrides`, set up for `sweep`."""
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", f"hydra.sweep.dir={sweep}", *overrides],
+                      return_hydra_config=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=None, config=cfg)
+    return launcher
+
+
+def test_the_plugins_launch_sets_the_sweep_dir_mode_and_converts_nested_parameters(fake_slurm, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    launcher = slurm_launcher(sweep, "+hydra.sweep.mode=750", "+hydra.launcher.additional_parameters.comment=grid",
+                              "hydra.launcher.setup=[module load cuda]")
+    SweepIndex(sweep).start_launch(["seed=0,1"], [])  # as regbench's sweep callback does before the launch
+    returned = launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
+    assert stat.S_IMODE(sweep.stat().st_mode) == 0o750  # hydra.sweep.mode, an octal string to the plugin
+    sbatch = (sweep / ".submitit" / "27" / "27_submission.sh").read_text()
+    # the preset's nested additional_parameters and the added key, as sbatch flags; setup lines before the job
+    assert {"#SBATCH --requeue", "#SBATCH --comment=grid", "#SBATCH --array=0-1%2"} <= set(sbatch.splitlines())
+    assert "\nmodule load cuda\n" in sbatch
+    # both jobs ended without a result: each is failed in sweep.json and comes back to Hydra like a failed run
+    assert [(r.status, r.return_value, r.overrides) for r in returned] == [
+        (JobStatus.COMPLETED, None, ["seed=0"]), (JobStatus.COMPLETED, None, ["seed=1"])]
+    jobs = SweepIndex(sweep).read()["jobs"]
+    assert [(job["job"], job["status"], job["error"].split(" without")[0]) for job in jobs] == [
+        (0, "failed", "SLURM job 27_0 left the queue"), (1, "failed", "SLURM job 27_1 left the queue")]
+    assert capsys.readouterr().err.count("regbench train: job ") == 2
+
+
+def test_a_refusal_by_sbatch_is_one_line_and_exit_code_2(fake_slurm, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SBATCH_REFUSAL", "sbatch: error: invalid partition specified: nope")
+    launcher = slurm_launcher(tmp_path / "sweep", "hydra.launcher.partition=nope")
+    with pytest.raises(SystemExit) as ended:
+        launcher.launch([["seed=0"]], initial_job_idx=0)
+    assert ended.value.code == UserError.exit_code
+    assert capsys.readouterr().err == (
+        "regbench train: error: sbatch refused the jobs: sbatch: error: invalid partition specified: nope\n")
+
+
 # --- requests a regbench job cannot run in ----------------------------------------------------------------------
 LAUNCHER = {"nodes": 1, "tasks_per_node": 1}
 
@@ -194,4 +260,12 @@ def test_one_task_per_device_and_one_task_with_spawned_ranks_are_accepted(monkey
 def test_without_sbatch_the_preset_says_where_to_run(monkeypatch):
     monkeypatch.setattr(launchers.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="needs SLURM's sbatch and srun on PATH"):
+        launchers.check_slurm_launcher(LAUNCHER, {"devices": 1})
+
+
+def test_an_install_without_the_executors_entry_point_says_to_reinstall(monkeypatch):
+    monkeypatch.setattr(launchers.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(launchers, "entry_points", lambda group: [])
+    with pytest.raises(UserError, match=r"regbench.sweeps.slurm:RegbenchSlurmExecutor, which this install does not "
+                                        r"register: reinstall regbench"):
         launchers.check_slurm_launcher(LAUNCHER, {"devices": 1})
