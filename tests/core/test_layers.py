@@ -18,7 +18,8 @@ MACHINERY = ("regbench.run", "regbench.sweeps", "regbench.config", "regbench.com
 READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format")
 # Modules that import neither torch nor Lightning nor W&B when loaded.
 TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
-              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.config.trainer", "regbench.compare.cli")
+              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.config.trainer", "regbench.compare.cli",
+              "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers")
 
 
 def module_name(path: Path) -> str:
