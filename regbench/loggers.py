@@ -109,6 +109,23 @@ def no_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None,
     return None
 
 
+def check_logger_config(cfg: Mapping[str, Any]) -> None:
+    """Refuse, before anything runs, an unknown logger setting, a value out of range, or a logger whose optional
+    package is missing; a bad value raises a ParamError naming its key below `logger`."""
+    name = cfg["name"]
+    LOGGERS.check_parameters(name, [key for key in cfg if key != "name"])
+    if name == "wandb":
+        resolve_wandb_mode(cfg["wandb"]["mode"])
+    if name == "mlflow":
+        experiment, uri = cfg["mlflow"]["experiment_name"], cfg["mlflow"]["tracking_uri"]
+        check(isinstance(experiment, str) and experiment != "", "mlflow.experiment_name", experiment,
+              "must be a non-empty name")
+        check(uri is None or (isinstance(uri, str) and uri != ""), "mlflow.tracking_uri", uri,
+              "null (a store in the run directory) or a tracking URI: http://host:port, sqlite:///path/mlflow.db or "
+              "file:/path/mlruns")
+    check_logger_installed(name)
+
+
 def check_logger_installed(name: str) -> None:
     """Refuse, before anything runs, a logger whose optional package is missing."""
     if name not in OPTIONAL_PACKAGES:

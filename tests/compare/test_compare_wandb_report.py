@@ -49,7 +49,8 @@ def test_the_report_run_holds_compares_table_and_plots(logged_report, sweep, cap
                 assert value == pytest.approx(float(text))
             else:
                 assert ("" if value is None else str(value)) == text
-    images = {key for key, value in run.summary.items() if isinstance(value, dict) and value.get("_type") == "image-file"}
+    images = {key for key, value in run.summary.items()
+              if isinstance(value, dict) and value.get("_type") == "image-file"}
     assert images == {"plots/test_acc_bars", "plots/learning_curves", "plots/reliability"}
     for key in images:
         assert (run.files / run.summary[key]["path"]).stat().st_size > 5000

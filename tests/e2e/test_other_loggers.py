@@ -108,3 +108,21 @@ def test_a_logger_without_its_package_is_refused_in_one_line(monkeypatch, name, 
     message = str(refused.value)
     assert message.startswith(f"logger={name} needs ") and install in message and "\n" not in message
     check_logger_installed("csv")  # Lightning's own: nothing to install
+
+
+@pytest.mark.parametrize("logger, override, message", [
+    ("mlflow", "logger.mlflow.tracking_uri=''", "logger.mlflow.tracking_uri='' is invalid: null (a store in the run "
+                                                "directory) or a tracking URI"),
+    ("mlflow", "logger.mlflow.experiment_name=5", "logger.mlflow.experiment_name=5 is invalid: must be a non-empty "
+                                                  "name"),
+    ("wandb", "logger.wandb.mode=sometimes", "logger.wandb.mode='sometimes' is invalid: allowed: auto, online"),
+])
+def test_a_bad_logger_setting_is_one_line_and_nothing_is_written(logger, override, message, tmp_path, monkeypatch,
+                                                                 capsys):
+    from regbench.cli import train_main
+
+    monkeypatch.chdir(tmp_path)
+    assert train_main([f"logger={logger}", override]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith(f"regbench train: error: {message}"), stderr
+    assert list(tmp_path.iterdir()) == []
