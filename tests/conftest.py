@@ -45,13 +45,17 @@ class OfflineWandbRun:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.files = run_dir / "files"
-        inspect = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
-        records = subprocess.run([*inspect, str(run_dir)], env=regbench_env(), capture_output=True, text=True,
-                                 check=True).stdout
+        records = self._inspect(run_dir)
         self.records = [json.loads(line) for line in records.splitlines() if line.strip()]
-        self.state = json.loads(subprocess.run([*inspect, "--summary", str(run_dir)], env=regbench_env(),
-                                               capture_output=True, text=True, check=True).stdout)
+        self.state = json.loads(self._inspect(run_dir, "--summary"))
         self.summary = self.state["summary"]
+
+    @staticmethod
+    def _inspect(run_dir: Path, *options: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", *options, str(run_dir)],
+                              env=regbench_env(), capture_output=True, text=True)
+        assert done.returncode == 0, f"wandb leet inspect {run_dir}: {done.stderr[-2000:]}"
+        return done.stdout
 
     def of_type(self, kind: str) -> list[dict]:
         return [record[kind] for record in self.records if record["type"] == kind]

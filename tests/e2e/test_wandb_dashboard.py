@@ -22,6 +22,7 @@ from regbench.loggers import wandb_config
 from regbench.run.dashboard import (FIRST_BATCH, MEMORIZATION, PER_CLASS, PREVIEW_IMAGES, PREVIEW_MIN_SIDE,
                                     RELIABILITY, preview_pixels, reliability_rows, summary_ops, target_caption)
 
+pytestmark = pytest.mark.slow
 NOISY_CUTMIX_RUN = ["train", "trainer.max_epochs=2", "backbone.widths=[8]", "regularizer=[cutmix]",
                     "data.noise.type=symmetric", "data.noise.rate=0.2", "data.imbalance.type=exponential",
                     "data.imbalance.factor=2", "hydra.run.dir=run"]
