@@ -1,18 +1,26 @@
-"""Experiment loggers by config name (wandb, the default; csv; none) and the flat config they are given."""
+"""Experiment loggers by config name (wandb, the default; tensorboard; mlflow; csv; none) and the flat config they
+are given."""
 from __future__ import annotations
 
+import importlib.util
 import netrc
 import os
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
-from regbench.errors import check
+from regbench.errors import UserError, check
 from regbench.registry import Registry
 from regbench.rundir_format import component_names
 
 LOGGERS = Registry("logger", "logger",
                    context=("run_dir", "group", "run_name", "job_type", "run_id", "tags", "config"))
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# Folders of the run directory that the file-based loggers write.
+CSV_DIR, TENSORBOARD_DIR, MLFLOW_DIR = "csv_logs", "tensorboard", "mlruns"
+# Loggers whose package is optional: the modules that provide them (any one) and what to install.
+OPTIONAL_PACKAGES = {"tensorboard": (("tensorboardX", "tensorboard"), "tensorboardX"),
+                     "mlflow": (("mlflow",), "'regbench[mlflow]' (or mlflow)")}
 
 
 def wandb_logged_in() -> bool:
@@ -48,15 +56,84 @@ def csv_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None
                config: dict[str, Any]):
     from lightning.pytorch.loggers import CSVLogger
 
-    logger = CSVLogger(save_dir=str(run_dir), name="csv_logs", version="")
+    logger = CSVLogger(save_dir=str(run_dir), name=CSV_DIR, version="")
     logger.log_hyperparams(config)
     return logger
+
+
+@LOGGERS.register("tensorboard")
+def tensorboard_logger(*, run_dir: Path, config: dict[str, Any]):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    # One folder per run directory: a resumed run adds an event file beside the earlier ones, and TensorBoard
+    # shows them as one run. No hp_metric: Lightning's placeholder value would look like a result.
+    logger = TensorBoardLogger(save_dir=str(run_dir), name=TENSORBOARD_DIR, version="", default_hp_metric=False)
+    logger.log_hyperparams(config)
+    return logger
+
+
+@LOGGERS.register("mlflow")
+def mlflow_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
+                  config: dict[str, Any], mlflow: Mapping[str, Any]):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    uri = mlflow["tracking_uri"] or f"file:{run_dir.resolve() / MLFLOW_DIR}"
+    if urlparse(uri).scheme in ("", "file"):
+        # MLflow 3 refuses its file store unless asked: a small store inside each run directory is what this is.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    run_tags = {"regbench.run_key": run_id, "regbench.group": group, "regbench.components": ", ".join(tags),
+                **({"regbench.job_type": job_type} if job_type else {})}
+    logger = MLFlowLogger(experiment_name=mlflow["experiment_name"], run_name=run_name, tracking_uri=uri,
+                          tags=run_tags, run_id=existing_mlflow_run(uri, mlflow["experiment_name"], run_id))
+    logger.log_hyperparams(config)
+    return logger
+
+
+def existing_mlflow_run(tracking_uri: str, experiment_name: str, run_key: str) -> str | None:
+    """The MLflow run an earlier attempt of this run started (tagged with its stable key), so that a resumed run
+    continues it, as it continues its W&B run."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`regbench.run_key` = '{run_key}'",
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 @LOGGERS.register("none")
 def no_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None, run_id: str, tags: list[str],
               config: dict[str, Any]):
     return None
+
+
+def check_logger_config(cfg: Mapping[str, Any]) -> None:
+    """Refuse, before anything runs, an unknown logger setting, a value out of range, or a logger whose optional
+    package is missing; a bad value raises a ParamError naming its key below `logger`."""
+    name = cfg["name"]
+    LOGGERS.check_parameters(name, [key for key in cfg if key != "name"])
+    if name == "wandb":
+        resolve_wandb_mode(cfg["wandb"]["mode"])
+    if name == "mlflow":
+        experiment, uri = cfg["mlflow"]["experiment_name"], cfg["mlflow"]["tracking_uri"]
+        check(isinstance(experiment, str) and experiment != "", "mlflow.experiment_name", experiment,
+              "must be a non-empty name")
+        check(uri is None or (isinstance(uri, str) and uri != ""), "mlflow.tracking_uri", uri,
+              "null (a store in the run directory) or a tracking URI: http://host:port, sqlite:///path/mlflow.db or "
+              "file:/path/mlruns")
+    check_logger_installed(name)
+
+
+def check_logger_installed(name: str) -> None:
+    """Refuse, before anything runs, a logger whose optional package is missing."""
+    if name not in OPTIONAL_PACKAGES:
+        return
+    modules, install = OPTIONAL_PACKAGES[name]
+    if not any(importlib.util.find_spec(module) for module in modules):
+        raise UserError(f"logger={name} needs {' or '.join(modules)}, which is not installed here; "
+                        f"pip install {install}, or choose another logger ({', '.join(LOGGERS.names())})")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -34,6 +34,9 @@ COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED)
 # Keys that say where a run writes, not what it computes: left out of the config hash.
 OUTPUT_KEYS = ("run_dir",)
+# Which way a metric is better, from its name: losses and calibration errors down, accuracies up.
+LOWER_IS_BETTER_MARKERS = ("nll", "ece", "loss")
+HIGHER_IS_BETTER_MARKERS = ("acc",)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -59,6 +62,15 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     """The content hash of a resolved config (output paths left out): the same hash means the same run."""
     content = {k: v for k, v in cfg.items() if k not in OUTPUT_KEYS}
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def better_direction(metric: str) -> str | None:
+    """"min" or "max" for a metric with a known good direction (`val_nll`, `test_acc`), else None (`lr`)."""
+    if any(marker in metric for marker in LOWER_IS_BETTER_MARKERS):
+        return "min"
+    if any(marker in metric for marker in HIGHER_IS_BETTER_MARKERS):
+        return "max"
+    return None
 
 
 def component_names(cfg: Mapping[str, Any]) -> dict[str, str]:

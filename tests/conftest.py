@@ -1,6 +1,7 @@
 """Shared fixtures: run the real `regbench` command in a subprocess, offline."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,3 +36,50 @@ def run_regbench(tmp_path: Path):
         return subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd or tmp_path, env=regbench_env(),
                               capture_output=True, text=True, timeout=timeout)
     return run
+
+
+class OfflineWandbRun:
+    """An offline W&B run as W&B's own reader (`wandb leet inspect`, no API key, no network) shows it: every record
+    of its run-*.wandb log, its final summary, and the media files beside it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.files = run_dir / "files"
+        records = self._inspect(run_dir)
+        self.records = [json.loads(line) for line in records.splitlines() if line.strip()]
+        self.state = json.loads(self._inspect(run_dir, "--summary"))
+        self.summary = self.state["summary"]
+
+    @staticmethod
+    def _inspect(run_dir: Path, *options: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", *options, str(run_dir)],
+                              env=regbench_env(), capture_output=True, text=True)
+        assert done.returncode == 0, f"wandb leet inspect {run_dir}: {done.stderr[-2000:]}"
+        return done.stdout
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [record[kind] for record in self.records if record["type"] == kind]
+
+    @property
+    def run(self) -> dict:
+        return self.of_type("run")[0]
+
+    def metric_definitions(self) -> dict[str, dict]:
+        return {metric["name"]: metric for metric in self.of_type("metric") if "name" in metric}
+
+    def history(self) -> list[dict]:
+        return [record["item"] for record in self.of_type("history")]
+
+    def table(self, key: str) -> dict:
+        """The wandb.Table logged last under `key` (columns and data), read from its file."""
+        return json.loads((self.files / self.summary[key]["path"]).read_text())
+
+
+@pytest.fixture(scope="session")
+def offline_wandb_run():
+    """Read the only offline W&B run below a folder (a run directory's wandb/, a sweep's summary/wandb/)."""
+    def read(folder: Path) -> OfflineWandbRun:
+        runs = sorted(Path(folder).glob("**/offline-run-*"))
+        assert len(runs) == 1, runs
+        return OfflineWandbRun(runs[0])
+    return read

@@ -10,7 +10,7 @@ from pathlib import Path
 from regbench.compare.grouping import check_keys, detect_grouping_keys, parse_baseline
 from regbench.compare.plots import write_plots
 from regbench.compare.render import FORMATS, write_report
-from regbench.compare.report import build_report
+from regbench.compare.report import DEFAULT_METRIC, build_report
 from regbench.compare.runs import RunCollection, load_run_dirs
 from regbench.compare.wandb_source import load_wandb_runs
 from regbench.errors import UserError, check
@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                     "each group with a baseline (paired t-test by seed, else Welch).",
     )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="run or sweep directories (searched recursively)")
-    parser.add_argument("--metric", default="test_acc", help="metric from metrics.json (default: test_acc)")
+    parser.add_argument("--metric", default=DEFAULT_METRIC,
+                        help=f"metric from metrics.json (default: {DEFAULT_METRIC})")
     parser.add_argument("--baseline", metavar="KEY=VALUE[,...]",
                         help="the baseline group (default: regularizer=none when such a group exists)")
     parser.add_argument("--by", metavar="KEY[,KEY...]", help="group by these settings instead of the varying ones")

@@ -43,18 +43,28 @@ def _write_markdown(report: Report, stream: TextIO) -> None:
     stream.write("\n".join(lines) + "\n")
 
 
-def _write_csv(report: Report, stream: TextIO) -> None:
-    writer = csv.writer(stream)
+def report_cells(report: Report) -> tuple[list[str], list[list]]:
+    """The report's columns and rows as plain values, None where a cell is empty: the CSV's content, and the
+    table that W&B shows."""
     columns = ["rank", *_key_columns(report), "n", "seeds", "mean", "std", "ci95_low", "ci95_high"]
     if report.baseline is not None:
         columns += ["baseline", "diff", "diff_ci95_low", "diff_ci95_high", "p_value", "test"]
-    writer.writerow(columns)
+    rows = []
     for row in report.rows:
         cells = [row.rank, *_key_values(report, row), row.summary.n, " ".join(map(str, row.seeds)),
                  row.summary.mean, row.summary.std, row.summary.ci_low, row.summary.ci_high]
         if report.baseline is not None:
             c = row.comparison
             cells += [row.baseline_label] + ([c.diff, c.ci_low, c.ci_high, c.p_value, c.test] if c else [None] * 5)
+        rows.append(cells)
+    return columns, rows
+
+
+def _write_csv(report: Report, stream: TextIO) -> None:
+    writer = csv.writer(stream)
+    columns, rows = report_cells(report)
+    writer.writerow(columns)
+    for cells in rows:
         writer.writerow(["" if cell is None else cell for cell in cells])
 
 

@@ -9,8 +9,9 @@ from regbench.compare import stats
 from regbench.compare.grouping import Group, default_baseline, find_baselines, group_runs
 from regbench.compare.runs import RunRecord
 from regbench.errors import UserError
+from regbench.rundir_format import LOWER_IS_BETTER_MARKERS
 
-LOWER_IS_BETTER_MARKERS = ("nll", "ece", "loss")
+DEFAULT_METRIC = "test_acc"  # what a comparison ranks by unless told otherwise
 
 
 @dataclass(frozen=True)

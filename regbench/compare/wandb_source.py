@@ -49,11 +49,18 @@ def _record(source: str, run) -> RunRecord:
     seed = config.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise MalformedRun(f"config 'seed' is {seed!r}, not an integer")
-    metrics = {key: float(value) for key, value in run.summary.items() if not key.startswith("_") and _is_number(value)}
+    summary = {key: _final_value(value) for key, value in run.summary.items() if not key.startswith("_")}
+    metrics = {key: float(value) for key, value in summary.items() if _is_number(value)}
     return RunRecord(
         source=source, seed=seed, config=config, components=_components(config), metrics=metrics,
         history=_history(run.history(samples=HISTORY_SAMPLES, pandas=False)),
     )
+
+
+def _final_value(value):
+    """A summary entry's final value: regbench's epoch metrics keep their best and last values (`{"max": ...,
+    "last": ...}`), and the last is the one metrics.json holds."""
+    return value.get("last") if hasattr(value, "get") else value
 
 
 def _components(config: dict) -> dict[str, str]:

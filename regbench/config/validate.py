@@ -16,7 +16,7 @@ from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
-from regbench.loggers import LOGGERS, resolve_wandb_mode
+from regbench.loggers import check_logger_config
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
 from regbench.runshape import RunShape
@@ -52,12 +52,10 @@ def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
           f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
-    LOGGERS.check_parameters(cfg["logger"]["name"], [k for k in cfg["logger"] if k != "name"])
-    if cfg["logger"]["name"] == "wandb":
-        try:
-            resolve_wandb_mode(cfg["logger"]["wandb"]["mode"])
-        except ParamError as err:
-            raise UserError(str(err.at("logger"))) from None
+    try:
+        check_logger_config(cfg["logger"])
+    except ParamError as err:
+        raise UserError(str(err.at("logger"))) from None
     return inactive
 
 

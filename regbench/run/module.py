@@ -1,7 +1,7 @@
 """The one LightningModule: backbone + norm + regularizers + optimizer + schedule."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import lightning as L
 import torch
@@ -69,6 +69,9 @@ class ClassifierModule(L.LightningModule):
         # [correct on clean, clean seen, correct on noisy, noisy seen] w.r.t. the given labels.
         self._noise_split_counts = torch.zeros(4)
         self.train_images_seen = 0
+        # Set by the W&B dashboard for the first batch only: receives that batch as the network sees it (after
+        # mix_batch), then is cleared, so later steps pay one `is None` check.
+        self.batch_preview_sink: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
     @property
     def world_size(self) -> int:
@@ -105,6 +108,9 @@ class ClassifierModule(L.LightningModule):
         targets = F.one_hot(labels, self.num_classes).to(images.dtype)
         for reg in self.regularizers:
             images, targets = reg.mix_batch(images, targets, index)
+        if self.batch_preview_sink is not None:
+            self.batch_preview_sink(images, targets)
+            self.batch_preview_sink = None
         logits = self.model(images)
         per_sample = soft_cross_entropy(logits, targets)
         if logits.dim() == 3:

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from regbench.errors import UserError
 from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE,
                                     PREVIOUS_CHECKPOINT, RESULT_FILES, RUNNING, config_hash, read_json)
-from regbench.sweeps.index import SweepIndex, job_type
+from regbench.sweeps.index import SweepIndex, job_type, sweep_wandb_group
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def plan_run(resolved: dict[str, Any], job: HydraJob) -> RunPlan:
         group = resolved["exp_name"]
         return RunPlan(run_dir, resumption, group, f"{group}/{run_dir.name}", None, run_id)
     # Every job of a sweep shares one group (the sweep's name and time); job_type holds the varying values.
-    group = f"{resolved['exp_name']}/{job.sweep_dir.name}"
+    group = sweep_wandb_group(resolved["exp_name"], job.sweep_dir)
     kind = job_type(list(job.overrides), SweepIndex(job.sweep_dir).read()["varying"])
     name = f"{kind or 'job'} seed={resolved['seed']}"
     return RunPlan(run_dir, resumption, group, name, kind, run_id)

@@ -12,6 +12,7 @@ import lightning as L
 import torch.nn as nn
 from torch.multiprocessing.spawn import ProcessException
 from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
@@ -26,6 +27,7 @@ from regbench.errors import ReportedError, UserError
 from regbench.loggers import build_logger, finish_logger, wandb_config
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
+from regbench.run.dashboard import WandbDashboard
 from regbench.run.distributed import global_rank, ranks_started_outside, run_local_ranks
 from regbench.run.module import ClassifierModule
 from regbench.run.plan import RunPlan, checkpoint_problem
@@ -41,6 +43,8 @@ def quiet_lightning() -> None:
     """Lightning's start-up chatter (GPU/TPU availability, tips) drowns the run's own lines."""
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A run's own MLflow store starts empty: "Experiment ... not found. Creating it." on every run says nothing.
+    logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
     # Expected here: resumed runs reuse their checkpoint folder; DDP on 1-channel inputs has stride-only
     # differences in size-1 dimensions.
     warnings.filterwarnings("ignore", message=r".*(srun|LeafSpec|tensorboardX|does not have many workers"
@@ -111,7 +115,10 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     log_label_report(logger, datamodule)
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
-    trainer = build_trainer(resolved["trainer"], plan.run_dir, logger, [recorder, sigterm], plugins)
+    callbacks = [recorder, sigterm]
+    if isinstance(logger, WandbLogger):
+        callbacks.append(WandbDashboard(logger, datamodule, recorder))
+    trainer = build_trainer(resolved["trainer"], plan.run_dir, logger, callbacks, plugins)
     return datamodule, module, logger, recorder, trainer, inactive
 
 

@@ -104,6 +104,11 @@ def job_type(overrides: list[str], varying: list[str], limit: int = 64) -> str |
     return f"{text[:limit - len(digest) - 1]}~{digest}"
 
 
+def sweep_wandb_group(exp_name: str, sweep_dir: Path) -> str:
+    """The W&B group that every job of a sweep shares, and its summary run: the sweep's name and time."""
+    return f"{exp_name}/{Path(sweep_dir).name}"
+
+
 def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
     """One summary line for the jobs of `launch`, and how many of them did not complete."""
     jobs = [job for job in index["jobs"] if job.get("launch") == launch]
@@ -140,6 +145,12 @@ class SweepCallback(Callback):
         line, not_completed = summarize(index.read(), self.launch)
         print(line, file=sys.stderr if not_completed else sys.stdout, flush=True)
         LAST_SWEEP["not_completed"] = not_completed
+        if config.logger.name == "wandb":
+            # Imported here: comparing and W&B are slow to import, and a sweep needs them only now.
+            from regbench.sweeps.summary import log_sweep_summary
+
+            log_sweep_summary(index.sweep_dir, config.exp_name, OmegaConf.to_container(config.logger.wandb,
+                                                                                        resolve=True))
 
 
 # Read by the CLI after Hydra returns, to exit non-zero when a job of the sweep did not complete.

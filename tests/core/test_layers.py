@@ -20,7 +20,7 @@ READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format
 # executor plugin, in every process that looks up its executors.)
 TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
               "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
-              "regbench.compare.cli")
+              "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers")
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,48 @@
+"""The end of a sweep in W&B: `regbench compare`'s report of the sweep directory, logged as a summary run in the
+sweep's group. Whatever prevents it (no job completed, W&B failing) is one warning line: the sweep's results are
+in its run directories either way, and `regbench compare` reads them there."""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from regbench.compare.grouping import detect_grouping_keys
+from regbench.compare.report import DEFAULT_METRIC, Report, build_report
+from regbench.compare.runs import load_run_dirs
+from regbench.compare.wandb_report import WandbTarget, log_report_run
+from regbench.errors import UserError
+from regbench.loggers import resolve_wandb_mode
+from regbench.sweeps.index import sweep_wandb_group
+
+# Inside the sweep directory, beside the jobs' folders: the summary run's offline files (SUMMARY_DIR/wandb/).
+SUMMARY_DIR = "summary"
+
+
+def sweep_report(sweep_dir: Path) -> Report:
+    """What `regbench compare SWEEP_DIR` shows: the completed jobs grouped by the settings that vary."""
+    runs = load_run_dirs([str(sweep_dir)])
+    if not runs.completed:
+        raise UserError("no job of the sweep completed")
+    return build_report(runs.completed, DEFAULT_METRIC, detect_grouping_keys(runs.completed), baseline=None)
+
+
+def summary_target(sweep_dir: Path, exp_name: str, wandb: Mapping[str, Any]) -> WandbTarget:
+    # Stable for the sweep directory: a relaunched sweep updates its summary run instead of adding one.
+    run_id = hashlib.sha1(f"summary|{sweep_dir.resolve()}".encode()).hexdigest()[:16]
+    return WandbTarget(project=wandb["project"], entity=wandb["entity"], group=sweep_wandb_group(exp_name, sweep_dir),
+                       mode=resolve_wandb_mode(wandb["mode"]), save_dir=sweep_dir / SUMMARY_DIR, run_id=run_id,
+                       name=f"summary {sweep_dir.name}")
+
+
+def log_sweep_summary(sweep_dir: Path, exp_name: str, wandb: Mapping[str, Any]) -> None:
+    """Log the sweep's comparison to W&B (as its jobs were: offline unless logged in), or say in one line why not."""
+    try:
+        target = summary_target(sweep_dir, exp_name, wandb)
+        if target.mode != "disabled":
+            log_report_run(sweep_report(sweep_dir), target)
+    except Exception as err:  # noqa: BLE001  (a summary that cannot be made must not fail a finished sweep)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"regbench train: warning: no W&B summary run for sweep {sweep_dir}: {reason}", file=sys.stderr,
+              flush=True)
