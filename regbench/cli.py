@@ -1,4 +1,4 @@
-"""`regbench train [overrides]` (a Hydra app) and `regbench compare PATH...`."""
+"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...` and `regbench reproduce NAME`."""
 from __future__ import annotations
 
 import sys
@@ -17,6 +17,7 @@ USAGE = """usage: regbench <command> [args]
 commands:
   train [overrides]   train one run, or a sweep with -m (Hydra overrides, e.g. norm=groupnorm seed=1)
   compare PATH...     compare run and sweep directories side by side (regbench compare --help)
+  reproduce NAME      run a paper's claim card and judge it; --list shows the cards (regbench reproduce --help)
 """
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
@@ -105,5 +106,9 @@ def main() -> None:
         from regbench.compare.cli import main as compare_main
 
         sys.exit(compare_main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, compare", file=sys.stderr)
+    if command == "reproduce":
+        from regbench.claims.cli import main as reproduce_main
+
+        sys.exit(reproduce_main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce", file=sys.stderr)
     sys.exit(2)

@@ -48,14 +48,15 @@ def report_cells(report: Report) -> tuple[list[str], list[list]]:
     table that W&B shows."""
     columns = ["rank", *_key_columns(report), "n", "seeds", "mean", "std", "ci95_low", "ci95_high"]
     if report.baseline is not None:
-        columns += ["baseline", "diff", "diff_ci95_low", "diff_ci95_high", "p_value", "test"]
+        columns += ["baseline", "diff", "diff_ci95_low", "diff_ci95_high", "p_value", "p_holm", "test"]
     rows = []
     for row in report.rows:
         cells = [row.rank, *_key_values(report, row), row.summary.n, " ".join(map(str, row.seeds)),
                  row.summary.mean, row.summary.std, row.summary.ci_low, row.summary.ci_high]
         if report.baseline is not None:
             c = row.comparison
-            cells += [row.baseline_label] + ([c.diff, c.ci_low, c.ci_high, c.p_value, c.test] if c else [None] * 5)
+            cells += [row.baseline_label] + ([c.diff, c.ci_low, c.ci_high, c.p_value, row.p_holm, c.test] if c
+                                             else [None] * 6)
         rows.append(cells)
     return columns, rows
 
@@ -82,12 +83,12 @@ def _write_json(report: Report, stream: TextIO) -> None:
             group["baseline"] = row.baseline_label
             group["vs_baseline"] = None if c is None else {
                 "diff": c.diff, "ci95": None if c.ci_low is None else [c.ci_low, c.ci_high],
-                "p_value": c.p_value, "test": c.test, "n": c.n,
+                "p_value": c.p_value, "p_holm": row.p_holm, "test": c.test, "n": c.n,
             }
         groups.append(group)
     document = {
         "metric": report.metric, "lower_is_better": report.lower_is_better, "group_keys": report.keys,
-        "baseline": report.baseline, "groups": groups,
+        "baseline": report.baseline, "holm_family_size": report.tests, "groups": groups,
     }
     json.dump(document, stream, indent=2)
     stream.write("\n")
@@ -97,7 +98,7 @@ def _display_cells(report: Report) -> tuple[list[str], list[list[str]]]:
     """Header and rows of formatted text, shared by the terminal table and markdown."""
     header = ["rank", *_key_columns(report), "n", "mean", "std", "95% CI"]
     if report.baseline is not None:
-        header += ["Δ vs baseline", "Δ 95% CI", "p", "test"]
+        header += ["Δ vs baseline", "Δ 95% CI", "p", "p_holm", "test"]
     rows = []
     for row in report.rows:
         s = row.summary
@@ -111,13 +112,16 @@ def _display_cells(report: Report) -> tuple[list[str], list[list[str]]]:
 
 def _comparison_cells(row: Row) -> list[str]:
     if row.is_baseline:
-        return ["baseline", "", "", ""]
+        return ["baseline", "", "", "", ""]
     c = row.comparison
     if c is None:
-        return ["no baseline", "", "", ""]
+        return ["no baseline", "", "", "", ""]
     interval = _interval(c.ci_low, c.ci_high, signed=True)
-    p_value = "n/a" if c.p_value is None else (f"{c.p_value:.1e}" if c.p_value < 1e-4 else f"{c.p_value:.4f}")
-    return [f"{c.diff:+.4f}", interval, p_value, c.test]
+    return [f"{c.diff:+.4f}", interval, _p_value(c.p_value), _p_value(row.p_holm), c.test]
+
+
+def _p_value(value: float | None) -> str:
+    return "n/a" if value is None else (f"{value:.1e}" if value < 1e-4 else f"{value:.4f}")
 
 
 def _key_columns(report: Report) -> list[str]:
@@ -149,7 +153,9 @@ def _caption(report: Report) -> str:
         return "95% CIs: t distribution over seeds."
     spec = ",".join(f"{key}={value}" for key, value in report.baseline.items())
     others = " with the same other settings" if len(report.baseline) < len(report.keys) else ""
-    return f"Δ = group − baseline ({spec}{others}); 95% CIs and p-values from the named test."
+    return (f"Δ = group − baseline ({spec}{others}); 95% CIs and p-values from the named test. p: the raw p-value "
+            f"of each test; p_holm: Holm-adjusted over the {report.tests} tests of this table (a difference is "
+            f"significant at the 5% family-wise level when p_holm < 0.05).")
 
 
 def _escape(cell: str) -> str:

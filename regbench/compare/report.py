@@ -23,6 +23,7 @@ class Row:
     summary: stats.Summary
     baseline_label: str | None  # None where the group has no baseline to compare with
     comparison: stats.Comparison | None  # None for the baseline itself and for groups without one
+    p_holm: float | None = None  # the comparison's p-value, Holm-adjusted over every test of the report
 
     @property
     def seeds(self) -> list[int]:
@@ -41,6 +42,11 @@ class Report:
     baseline: dict[str, str] | None  # the baseline spec, None when nothing is compared
     rows: list[Row]  # best first
     runs_without_metric: list[str]  # sources of runs left out because they lack a finite value of the metric
+
+    @property
+    def tests(self) -> int:
+        """How many comparisons have a p-value: the family the Holm adjustment is taken over."""
+        return sum(row.p_holm is not None for row in self.rows)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -90,5 +96,8 @@ def build_report(records: list[RunRecord], metric: str, keys: list[str], baselin
         ))
     lower = lower_is_better(metric)
     rows.sort(key=lambda row: (row.summary.mean if lower else -row.summary.mean, row.label))
-    ranked = [replace(row, rank=position) for position, row in enumerate(rows, start=1)]
+    # One family for the whole table (every group against its baseline), so many tests cannot hand out false wins.
+    adjusted = stats.holm([row.comparison.p_value if row.comparison else None for row in rows])
+    ranked = [replace(row, rank=position, p_holm=p_holm)
+              for position, (row, p_holm) in enumerate(zip(rows, adjusted), start=1)]
     return Report(metric, lower, keys, spec, ranked, without_metric)

@@ -84,6 +84,30 @@ def _welch(group: list[float], baseline: list[float]) -> Comparison:
     return Comparison(diff, diff - half_width, diff + half_width, p_value, WELCH_TEST, n)
 
 
+def minimal_detectable_effect(differences: list[float], power: float) -> float:
+    """The smallest true mean difference that the two-sided paired t-test at 1 - CONFIDENCE detects with
+    probability `power`, given these paired differences' spread: (t(1 - alpha/2, n-1) + t(power, n-1)) s / sqrt(n),
+    the usual t approximation of the noncentral-t power calculation."""
+    data = np.asarray(differences, dtype=float)
+    n = len(data)
+    return (_t_quantile(n - 1) + float(stats.t.ppf(power, n - 1))) * float(data.std(ddof=1)) / math.sqrt(n)
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: no test, left out of the family).
+
+    Sorted ascending, the i-th smallest of m becomes max over j <= i of min(1, (m - j + 1) p_(j)): rejecting
+    where the adjusted value is below alpha keeps the chance of any false win among the m tests below alpha.
+    """
+    tested = sorted((p, position) for position, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running_max = 0.0
+    for rank, (p_value, position) in enumerate(tested):
+        running_max = max(running_max, min(1.0, (len(tested) - rank) * p_value))
+        adjusted[position] = running_max
+    return adjusted
+
+
 def _shared_unique_seeds(group: list[tuple[int, float]], baseline: list[tuple[int, float]]) -> list[int]:
     """Seeds present exactly once in each group; a repeated seed makes its pairing ambiguous."""
     counts_group = Counter(seed for seed, _ in group)

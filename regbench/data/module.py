@@ -121,14 +121,19 @@ class ImageDataModule(L.LightningDataModule):
         return TensorBatches(test.images, test.labels, test.batch_size, shuffle=False, shard=False)
 
 
-def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
-    """Load the dataset named by `cfg.name` with its own parameters and wrap it for Lightning."""
+def load_images(cfg: Mapping[str, Any]) -> ImageData:
+    """Load the dataset named by `cfg.name` with its own parameters; a missing file is a one-line UserError."""
     try:
         check_common(cfg)
     except ParamError as err:
         raise err.at("data") from None
-    data = DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
+    return DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
                            split_seed=cfg["split_seed"])
+
+
+def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
+    """Load the dataset named by `cfg.name` with its own parameters and wrap it for Lightning."""
+    data = load_images(cfg)
     return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
                            split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],
                            hflip=cfg["augment"]["hflip"], dataset=cfg["name"], noise=cfg["noise"],

@@ -87,16 +87,19 @@ def base_config(parsed: list[Override], bases: dict[tuple[str, ...], dict[str, A
 def compose_job(job: list[str], bases: dict[tuple[str, ...], dict[str, Any]]) -> tuple[dict[str, Any], Any]:
     """compose_checked for one job, whose overrides may add or delete only keys that regbench reads and keep the
     kind of a group's mappings and lists; a key that Hydra cannot override is reported with the keys that exist.
-    (A top-level key, e.g. seed=1, needs no base config: the run config's own checks see its kind.)"""
+    (A top-level key, e.g. seed=1, needs no base config: the run config's own checks see its kind.) Groups that
+    only the job's own search path adds (a claim card's `+arm=...`) are groups too: Hydra's choices say so."""
     parsed = OverridesParser.create().parse_overrides(job)
-    keys = [o for o in parsed if is_key_override(o, is_group)]
+    try:
+        resolved, hydra_cfg = compose_checked(job)
+    except UserError:
+        check_override_keys([o for o in parsed if is_key_override(o, is_group)], base_config(parsed, bases))
+        raise
+    chosen = set(hydra_cfg.runtime.choices)
+    keys = [o for o in parsed if is_key_override(o, lambda key: key in chosen or is_group(key))]
     if any(o.is_add() or o.is_force_add() or o.is_delete() or "." in o.key_or_group for o in keys):
         check_override_keys(keys, base_config(parsed, bases))
-    try:
-        return compose_checked(job)
-    except UserError:
-        check_override_keys(keys, base_config(parsed, bases))
-        raise
+    return resolved, hydra_cfg
 
 
 def sweep_jobs(overrides: list[str], parsed: list[Override],

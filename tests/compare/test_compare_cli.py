@@ -8,6 +8,7 @@ from compare_rundirs import acc_metrics, write_run
 from scipy import stats as scipy_stats
 
 from regbench.compare.cli import main
+from regbench.compare.stats import holm
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,6 +41,10 @@ def test_json_output(sweep, capsys):
         scipy_stats.ttest_rel(values["cutmix"], values["none"]).pvalue)
     assert cutmix["vs_baseline"]["test"] == "paired t-test"
     assert document["groups"][2]["vs_baseline"] is None
+    # Holm over the two tests (cutmix and mixup against none): the smaller p doubled, the larger kept or raised
+    raw = [g["vs_baseline"]["p_value"] for g in document["groups"][:2]]
+    assert [g["vs_baseline"]["p_holm"] for g in document["groups"][:2]] == pytest.approx(holm(raw))
+    assert document["holm_family_size"] == 2
 
 
 def test_csv_output(sweep, capsys):
@@ -50,7 +55,8 @@ def test_csv_output(sweep, capsys):
     assert rows[0]["seeds"] == "0 1 2 3"
     assert float(rows[0]["p_value"]) == pytest.approx(
         scipy_stats.ttest_rel(sweep["values"]["cutmix"], sweep["values"]["none"]).pvalue)
-    assert rows[2]["diff"] == ""  # the baseline row
+    assert rows[2]["diff"] == "" and rows[2]["p_holm"] == ""  # the baseline row
+    assert float(rows[0]["p_holm"]) == pytest.approx(holm([float(rows[0]["p_value"]), float(rows[1]["p_value"])])[0])
 
 
 def test_markdown_output(sweep, capsys):
@@ -58,6 +64,8 @@ def test_markdown_output(sweep, capsys):
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert code == 0
     assert table[0].startswith("| rank | regularizer | n | mean |") and "Δ vs baseline" in table[0]
+    assert "| p | p_holm | test |" in table[0]
+    assert "p: the raw p-value of each test; p_holm: Holm-adjusted over the 2 tests of this table" in out
     assert set(table[1].replace("|", "").split()) == {"---"}
     assert len(table) == 2 + 3 and all(line.count("|") == table[0].count("|") for line in table)
 

@@ -78,3 +78,14 @@ def test_runs_without_the_metric_are_left_out_and_named(tmp_path):
 def test_unknown_metric_lists_the_available_ones(sweep):
     with pytest.raises(UserError, match=r"'test_accuracy'.*available: .*test_acc"):
         build_report(records(sweep["dir"]), "test_accuracy", ["regularizer"], None)
+
+
+def test_holm_adjusts_over_every_test_of_the_table(sweep):
+    report = build_report(records(sweep["dir"]), "test_acc", ["regularizer"], None)
+    cutmix, mixup, none = report.rows
+    raw = [cutmix.comparison.p_value, mixup.comparison.p_value]
+    # two tests: the smaller p-value doubled; the larger one times 1, but never below the smaller's adjustment
+    smaller, larger = sorted(raw)
+    expected = {smaller: min(1.0, 2 * smaller), larger: max(min(1.0, 2 * smaller), larger)}
+    assert (cutmix.p_holm, mixup.p_holm) == pytest.approx((expected[raw[0]], expected[raw[1]]))
+    assert none.p_holm is None and report.tests == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from regbench.compare.stats import PAIRED_TEST, WELCH_TEST, compare, summarize
+from regbench.compare.stats import PAIRED_TEST, WELCH_TEST, compare, holm, summarize
 
 GROUP = [0.920, 0.935, 0.921, 0.918, 0.930]
 BASE = [0.900, 0.910, 0.905, 0.895, 0.912]
@@ -100,3 +100,14 @@ def test_identical_differences_give_no_p_value_instead_of_nan():
     assert result.diff == 0.0
     assert result.p_value is None and result.test.startswith("none")
     assert not any(isinstance(v, float) and math.isnan(v) for v in (result.diff, result.ci_low, result.ci_high))
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to the running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+
+
+def test_holm_caps_at_one_and_keeps_a_single_test_unchanged():
+    assert holm([0.5, 0.6]) == [1.0, 1.0]
+    assert holm([0.02]) == [0.02]
+    assert holm([None, None]) == [None, None]

@@ -20,7 +20,8 @@ READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format
 # executor plugin, in every process that looks up its executors.)
 TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
               "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
-              "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers")
+              "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
+              "regbench.claims.cli", "regbench.claims.card")
 
 
 def module_name(path: Path) -> str:
@@ -52,6 +53,13 @@ def within(name: str, rooms: tuple[str, ...]) -> bool:
 def test_families_never_import_the_machinery():
     wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, FAMILIES)
              for imported in imports if within(imported, MACHINERY)}
+    assert not wrong
+
+
+def test_claims_train_nothing_themselves():
+    """A card runs as an ordinary sweep through the CLI; the claims code only plans, reads and judges."""
+    wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, ("regbench.claims",))
+             for imported in imports if within(imported, ("regbench.run",) + FAMILIES[:-1])}
     assert not wrong
 
 

@@ -1,0 +1,133 @@
+"""A card at one scale as the `regbench train -m` sweep that runs it, in a directory that relaunches resume.
+
+The sweep directory is `<root>/<card>/<scale>/` (root `reproductions` by default): the same command run again
+finds it, skips the completed jobs and resumes the others. Seeds are the outer loop and the arm the inner one,
+so each seed's pair finishes together and a longer seed list only appends jobs. `reproduce.json` in the
+directory records what each arm runs; a relaunch that would run something else is refused rather than mixed in.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+
+from regbench.rundir_format import write_text_atomic
+from regbench.claims.arms import ARM_KEY, conf_groups, write_arms
+from regbench.claims.card import ARMS, Card
+from regbench.errors import UserError, one_line
+
+DEFAULT_ROOT = "reproductions"
+PLAN_FILE = "reproduce.json"
+ARMS_FOLDER = "arms"
+# What reproduce sets itself: the sweep's place, the arm configs' search path, and the arms.
+OWNED_KEYS = ("hydra.sweep.dir", "hydra.sweep.subdir", "hydra.searchpath", ARM_KEY)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    card: Card
+    scale: str
+    sweep_dir: Path
+    seeds: tuple[int, ...]
+    user_overrides: tuple[str, ...]  # appended to every job, after the card's (the seed list taken out)
+
+    @property
+    def exp_name(self) -> str:
+        """Names the W&B group of the card's jobs (with the sweep directory's name, the scale)."""
+        return f"claim_{self.card.name}"
+
+    def arm_overrides(self) -> dict[str, tuple[str, ...]]:
+        return {arm: self.card.overrides_of(arm, self.scale) for arm in ARMS}
+
+    def shared_overrides(self) -> list[str]:
+        return [f"exp_name={self.exp_name}", *self.card.scales[self.scale].overrides, *self.user_overrides]
+
+    def searchpath_override(self) -> str:
+        return f"hydra.searchpath=[file://{(self.sweep_dir / ARMS_FOLDER).resolve()}]"
+
+    def train_args(self) -> list[str]:
+        return ["-m", f"seed={','.join(map(str, self.seeds))}", f"+{ARM_KEY}={','.join(ARMS)}",
+                *self.shared_overrides(), self.searchpath_override(), f"hydra.sweep.dir={self.sweep_dir}"]
+
+    def command_line(self) -> str:
+        return shlex.join(["regbench", "train", *self.train_args()])
+
+    def record(self) -> dict[str, Any]:
+        """What the jobs compute, per arm (launch-only settings such as hydra/launcher left out), and the seeds."""
+        shared = [o for o in self.shared_overrides() if not o.lstrip("+~").startswith("hydra")]
+        return {"card": self.card.name, "scale": self.scale, "seeds": list(self.seeds),
+                "arms": {arm: [*overrides, *shared] for arm, overrides in self.arm_overrides().items()}}
+
+
+def make_plan(card: Card, scale: str, root: Path, user_overrides: list[str]) -> SweepPlan:
+    seeds, kept = _split_seeds(user_overrides, card.scales[scale].seeds)
+    return SweepPlan(card, scale, root / card.name / scale, seeds, tuple(kept))
+
+
+def prepare(plan: SweepPlan) -> None:
+    """Check that the directory holds this experiment or nothing, then write the arm configs."""
+    path = plan.sweep_dir / PLAN_FILE
+    if path.exists():
+        _check_same_experiment(path, plan.record())
+    write_arms(plan.sweep_dir / ARMS_FOLDER, plan.card.name, plan.arm_overrides(), conf_groups())
+
+
+def record_plan(plan: SweepPlan) -> None:
+    """Record what the directory runs, once its jobs are known to be valid (so a typo never binds it)."""
+    write_text_atomic(plan.sweep_dir / PLAN_FILE, json.dumps(plan.record(), indent=2) + "\n")
+
+
+def _check_same_experiment(path: Path, record: dict[str, Any]) -> None:
+    try:
+        previous = json.loads(path.read_text())
+        previous_arms, previous_seeds = previous["arms"], previous["seeds"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path} cannot be read ({err}); move it away or use another --root") from None
+    where = path.parent
+    for arm in ARMS:
+        if previous_arms.get(arm) != record["arms"][arm]:
+            raise UserError(f"{where} holds a reproduction whose {arm} ran {' '.join(previous_arms.get(arm) or [])!r}, "
+                            f"not {' '.join(record['arms'][arm])!r}; relaunch with the same card and overrides to "
+                            f"resume it, or give another --root")
+    if record["seeds"][:len(previous_seeds)] != previous_seeds:
+        raise UserError(f"{where} holds a reproduction with seeds {previous_seeds}; the seed list may only grow at "
+                        f"its end (got {record['seeds']}), or give another --root")
+
+
+def _split_seeds(overrides: list[str], card_seeds: tuple[int, ...]) -> tuple[tuple[int, ...], list[str]]:
+    """The seeds to run (the user's `seed=...` replaces the card's) and the other overrides, checked."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise UserError(f"cannot parse the overrides: {one_line(err)}") from None
+    seeds, kept = card_seeds, []
+    for override in parsed:
+        key = override.key_or_group.lstrip("+~")
+        if key == "seed":
+            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            seeds = tuple(values)
+            continue
+        if key in OWNED_KEYS:
+            raise UserError(f"{override.input_line!r} cannot be overridden: regbench reproduce sets it (the sweep "
+                            f"directory is <--root>/<card>/<scale>)")
+        if override.is_sweep_override():
+            raise UserError(f"{override.input_line!r} sweeps a setting: a card compares exactly two arms, so only "
+                            f"seed may take a list")
+        kept.append(override.input_line)
+    ok = len(seeds) >= 2 and len(set(seeds)) == len(seeds) and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    if not ok:
+        raise UserError(f"seed={','.join(map(str, seeds))} is invalid: give at least 2 distinct integer seeds >= 0, "
+                        f"e.g. seed=0,1,2,3,4")
+    return seeds, kept
+
+
+def python_train_command(plan: SweepPlan) -> list[str]:
+    """The sweep as this Python runs it (regbench may not be on the PATH, e.g. `python -m regbench`)."""
+    return [sys.executable, "-m", "regbench", "train", *plan.train_args()]

@@ -1,0 +1,113 @@
+"""Every claim card loads, and its quick and paper sweeps compose and validate job by job (as `regbench
+reproduce` checks them before any job starts); card mistakes and arm configs."""
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_CARD
+from hydra import compose, initialize_config_module
+
+from regbench.claims.arms import arm_config, conf_groups
+from regbench.claims.card import MIN_SEEDS, SCALES, card_names, cards_dir, load_card, parse_card
+from regbench.claims.plan import make_plan, prepare
+from regbench.sweeps.preflight import preflight, sweep_jobs
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from regbench.errors import UserError
+
+# The metrics a card may judge: what every run's metrics.json has, plus the long-tail runs' balanced accuracy.
+METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", "val_acc", "train_loss",
+           "balanced_acc"}
+# Seed papers whose techniques regbench implements, each with a card.
+SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
+                   "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
+                   "peri_ln", "ln_scaling", "sgdp", "upsample_upweight"}
+
+
+def test_every_seed_technique_has_a_card():
+    assert set(card_names()) == SEED_TECHNIQUES
+
+
+@pytest.mark.parametrize("name", card_names())
+def test_card_is_complete_and_cites_its_paper(name):
+    card = load_card(name)
+    assert (cards_dir() / f"{name}.yaml").read_text().startswith("# ")  # the paper and the claim, in words
+    assert card.metric in METRICS and card.paper_result.source
+    assert len(card.scales["quick"].seeds) >= MIN_SEEDS["quick"]
+    assert card.arm_overrides["baseline"] != card.arm_overrides["treatment"]
+
+
+@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in card_names() for scale in SCALES])
+def test_every_job_of_every_card_validates(tmp_path, name, scale):
+    plan = make_plan(load_card(name), scale, tmp_path, [])
+    prepare(plan)
+    overrides = plan.train_args()[1:]  # without -m
+    preflight(overrides, multirun=True)  # composes and validates every job, as reproduce does before launching
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        jobs = sweep_jobs(overrides, OverridesParser.create().parse_overrides(overrides))
+        assert len(jobs) == 2 * len(plan.seeds)
+        arms = [compose("config", overrides=job) for job in jobs[:2]]
+    # The arms differ, and only where the card says they do.
+    assert arms[0] != arms[1] and {arm.exp_name for arm in arms} == {f"claim_{name}"}
+    if scale == "quick":
+        assert arms[0].data.name in ("digits", "mnist")
+
+
+def card_text(**changes) -> dict:
+    raw = yaml.safe_load(TINY_CARD.read_text())
+    for dotted, value in changes.items():
+        *path, last = dotted.split("__")
+        target = raw
+        for part in path:
+            target = target[part]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"colour": "red"}, "colour is not a card key; allowed: baseline, claim, metric, paper, paper_result, scales"),
+    ({"metric": None}, "the card lacks metric"),
+    ({"scales__quick__seeds": [0, 1, 2]}, "scales.quick.seeds=[0, 1, 2] is invalid: must list at least 5 distinct"),
+    ({"scales__paper__seeds": [1, 1]}, "scales.paper.seeds=[1, 1] is invalid: must list at least 2 distinct"),
+    ({"scales__huge": {"seeds": [0, 1], "overrides": []}}, "scales.huge is not a card key; allowed: paper, quick"),
+    ({"treatment__overrides": "regularizer=[mixup]"}, "treatment.overrides='regularizer=[mixup]' is invalid: must be"),
+    ({"paper_result__baseline": "high"}, "paper_result.baseline='high' is invalid: must be a number"),
+    ({"scales__quick__arm_overrides": {"control": ["a=1"]}}, "scales.quick.arm_overrides.control is not a card key"),
+])
+def test_card_mistakes_are_one_line_naming_the_file_and_key(changes, message):
+    with pytest.raises(UserError) as caught:
+        parse_card(card_text(**changes), Path("conf/claim/x.yaml"))
+    assert str(caught.value).startswith("claim card conf/claim/x.yaml: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_arm_becomes_a_global_config_of_group_choices_and_values():
+    config = arm_config(("regularizer=[coteaching]", "regularizer.coteaching.forget_rate=0.45", "+exp=cutmix",
+                         "data.balance.tau=inf"), conf_groups(), "arm")
+    assert config == {"defaults": [{"override /regularizer": ["coteaching"]}, {"/exp": "cutmix"}, "_self_"],
+                      "regularizer": {"coteaching": {"forget_rate": 0.45}}, "data": {"balance": {"tau": float("inf")}}}
+    assert "claim" not in conf_groups() and {"data", "norm", "regularizer", "exp"} <= conf_groups()
+
+
+@pytest.mark.parametrize("override", ["norm=batchnorm,groupnorm", "~data.noise", "hydra/launcher=slurm"])
+def test_arms_refuse_sweeps_deletions_and_hydra_groups(override):
+    with pytest.raises(UserError, match="is not allowed in an arm"):
+        arm_config((override,), conf_groups(), "arm")
+
+
+def test_user_seeds_replace_the_cards_and_may_only_grow_in_a_directory(tmp_path):
+    card = load_card(str(TINY_CARD))
+    plan = make_plan(card, "quick", tmp_path, ["seed=range(0,3)", "trainer.max_epochs=2"])
+    assert plan.seeds == (0, 1, 2) and plan.user_overrides == ("trainer.max_epochs=2",)
+    assert plan.sweep_dir == tmp_path / "tiny" / "quick"
+    prepare(plan)
+    from regbench.claims.plan import record_plan
+
+    record_plan(plan)
+    prepare(make_plan(card, "quick", tmp_path, ["seed=0,1,2,3,4", "trainer.max_epochs=2"]))  # grows: fine
+    with pytest.raises(UserError, match=r"seeds \[0, 1, 2\]; the seed list may only grow at its end"):
+        prepare(make_plan(card, "quick", tmp_path, ["seed=1,2,3", "trainer.max_epochs=2"]))
+    with pytest.raises(UserError, match="holds a reproduction whose baseline ran"):
+        prepare(make_plan(card, "quick", tmp_path, ["seed=0,1,2"]))

@@ -1,0 +1,130 @@
+"""`regbench reproduce` end to end on the tiny test card, and its one-line refusals (which import no torch)."""
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY_CARD
+from wandb_offline import read_records, run_record
+
+from regbench.claims import card as card_module
+from regbench.claims.card import card_names
+from regbench.claims.cli import main
+
+TINY = ["logger=wandb", "seed=0,1"]  # two seed pairs; W&B offline (the tests' environment)
+# Runs the CLI in a fresh interpreter and fails if it imported torch: --list and mistakes must answer at once.
+NO_TORCH = ("import sys; from regbench.claims.cli import main; code = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+
+
+def run_without_torch(args, cli_env, cwd):
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=cwd, env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_list_shows_every_card_without_importing_torch(cli_env, tmp_path):
+    result = run_without_torch(["--list"], cli_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = [line.split()[0] for line in result.stdout.splitlines()]
+    assert listed == card_names() and len(listed) >= 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["bogus"], "regbench reproduce: error: claim card 'bogus' is not known; allowed: "),
+    (["nowhere.yaml"], "regbench reproduce: error: claim card file 'nowhere.yaml' does not exist"),
+    ([str(TINY_CARD), "--scale", "huge"],
+     "regbench reproduce: error: --scale 'huge' is invalid: allowed: quick, paper"),
+    (["--all", "--scale", "huge"], "regbench reproduce: error: --scale 'huge' is invalid: allowed: quick, paper"),
+    ([], "regbench reproduce: error: no card given: give NAME (one of "),
+    (["--list", "x"], "regbench reproduce: error: --list takes no card, overrides or --all"),
+    (["--scoreboard", "s.md", "x"], "regbench reproduce: error: --scoreboard only together with --all"),
+])
+def test_mistakes_are_one_line_with_exit_code_2_and_no_torch(cli_env, tmp_path, args, message):
+    result = run_without_torch(args, cli_env, tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
+    assert not (tmp_path / "reproductions").exists()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["hydra.sweep.dir=elsewhere"], "'hydra.sweep.dir=elsewhere' cannot be overridden: regbench reproduce sets it"),
+    (["norm=batchnorm,groupnorm"], "'norm=batchnorm,groupnorm' sweeps a setting: a card compares exactly two arms"),
+    (["seed=3"], "seed=3 is invalid: give at least 2 distinct integer seeds >= 0"),
+    (["norm=bogus"], "norm='bogus' is not a known norm; allowed:"),
+])
+@pytest.mark.slow
+def test_bad_overrides_are_refused_before_any_job_starts(run_regbench, tmp_path, overrides, message):
+    result = run_regbench("reproduce", str(TINY_CARD), *overrides)
+    assert result.returncode == 2, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+    assert not (tmp_path / "reproductions" / "tiny" / "quick" / "sweep.json").exists()
+
+
+@pytest.mark.slow
+def test_a_missing_dataset_is_one_line_before_any_job_starts(run_regbench, tmp_path):
+    result = run_regbench("reproduce", str(TINY_CARD), "data=mnist", f"data.root={tmp_path / 'empty'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("regbench reproduce: error: MNIST files not found: ")
+    assert result.stderr.count("\n") == 1 and f"data.root='{tmp_path / 'empty'}'" in result.stderr
+    assert not (tmp_path / "reproductions" / "tiny" / "quick" / "sweep.json").exists()
+
+
+@pytest.mark.slow
+def test_reproduce_runs_the_card_as_a_sweep_judges_it_and_resumes(run_regbench, tmp_path, monkeypatch, capsys):
+    result = run_regbench("reproduce", str(TINY_CARD), *TINY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "reproductions" / "tiny" / "quick"
+    assert "regbench train -m seed=0,1 +arm=baseline,treatment exp_name=claim_tiny" in result.stdout
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [(job["overrides"][:2], job["status"]) for job in index["jobs"]] == [
+        (["seed=0", "+arm=baseline"], "completed"), (["seed=0", "+arm=treatment"], "completed"),
+        (["seed=1", "+arm=baseline"], "completed"), (["seed=1", "+arm=treatment"], "completed")]
+    claim = json.loads((sweep_dir / "claim.json").read_text())
+    assert claim["verdict"] in ("reproduced", "contradicted", "not reproduced") and claim["seeds"] == [0, 1]
+    assert claim["test"] == "paired t-test" and len(claim["arms"]["treatment"]["values"]) == 2
+    assert claim["arms"]["treatment"]["overrides"] == ["regularizer=[label_smoothing]",
+                                                      "regularizer.label_smoothing.eps=0.2"]
+    assert "label_smoothing:\n    eps: 0.2" in (sweep_dir / "1" / "config.yaml").read_text()
+    assert "regularizer: {}" in (sweep_dir / "0" / "config.yaml").read_text()
+    markdown = (sweep_dir / "CLAIM.md").read_text()
+    assert f"**Verdict: {claim['verdict']}.**" in markdown
+    assert "| seed | baseline | treatment | difference |" in markdown
+    assert (sweep_dir / "claim.png").read_bytes().startswith(b"\x89PNG")
+    assert f"tiny (quick): {claim['verdict']} -- test_acc" in result.stdout
+
+    # The W&B claim run sits in the group of the card's jobs, with the verdict, the table and the plot.
+    [job_run] = (sweep_dir / "0" / "wandb").glob("offline-run-*/run-*.wandb")
+    [claim_run] = (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    assert run_record(job_run).run_group == run_record(claim_run).run_group == "claim_tiny/quick"
+    assert run_record(claim_run).job_type == "claim"
+    summary = {item.key: json.loads(item.value_json) for record in read_records(claim_run)
+               if record.WhichOneof("record_type") == "summary" for item in record.summary.update if item.key}
+    assert summary["verdict"] == claim["verdict"] and summary["effect"] == pytest.approx(claim["effect"])
+    media = {path.parent.name for path in claim_run.parent.glob("files/media/*/*")}
+    assert media == {"table", "images"}
+
+    # --all over a cards folder holding only this card: the same sweep directory, so every job is skipped.
+    monkeypatch.setattr(card_module, "cards_dir", lambda: TINY_CARD.parent)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--all", *TINY, "--scoreboard", "BOARD.md"]) == 0
+    out = capsys.readouterr().out
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    assert [job["outcome"] for job in index["jobs"]] == ["skipped"] * 4
+    assert json.loads((sweep_dir / "claim.json").read_text())["effect"] == claim["effect"]
+    board = (tmp_path / "BOARD.md").read_text()
+    assert "- command: `regbench reproduce --all logger=wandb seed=0,1 --scoreboard BOARD.md`" in board
+    assert f"| tiny | {claim['claim']} | test_acc | **{claim['verdict']}** |" in board
+    assert "wrote BOARD.md: 1 of 1 cards judged" in out
+
+
+@pytest.mark.slow
+def test_a_relaunch_that_would_run_something_else_is_refused(run_regbench, tmp_path):
+    sweep_dir = tmp_path / "reproductions" / "tiny" / "quick"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "reproduce.json").write_text(json.dumps({
+        "card": "tiny", "scale": "quick", "seeds": [0, 1],
+        "arms": {"baseline": ["regularizer=[none]", "exp_name=claim_tiny"], "treatment": ["regularizer=[mixup]"]}}))
+    result = run_regbench("reproduce", str(TINY_CARD), "seed=0,1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "holds a reproduction whose baseline ran 'regularizer=[none] exp_name=claim_tiny', not" in result.stderr
