@@ -64,10 +64,29 @@ def csv_logger(*, run_dir: Path, group: str, run_name: str, job_type: str | None
 @LOGGERS.register("tensorboard")
 def tensorboard_logger(*, run_dir: Path, config: dict[str, Any]):
     from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+
+    class OneFileTensorBoardLogger(TensorBoardLogger):
+        """Lightning closes the writer after fit and reopens it for test; an event file is named by the second and
+        the host, so on a short run the test's file replaced the one holding every epoch. Fit and test share one
+        open file here, closed by `finish_logger` at the end of the run."""
+
+        @rank_zero_only
+        def finalize(self, status: str) -> None:
+            if self._experiment is not None:
+                self._experiment.flush()
+            if status == "success":
+                self.save()
+
+        @rank_zero_only
+        def close(self) -> None:
+            if self._experiment is not None:
+                self._experiment.close()
 
     # One folder per run directory: a resumed run adds an event file beside the earlier ones, and TensorBoard
     # shows them as one run. No hp_metric: Lightning's placeholder value would look like a result.
-    logger = TensorBoardLogger(save_dir=str(run_dir), name=TENSORBOARD_DIR, version="", default_hp_metric=False)
+    logger = OneFileTensorBoardLogger(save_dir=str(run_dir), name=TENSORBOARD_DIR, version="",
+                                      default_hp_metric=False)
     logger.log_hyperparams(config)
     return logger
 
@@ -164,7 +183,10 @@ def build_logger(cfg: Mapping[str, Any], plan, tags: list[str], config: dict[str
 
 
 def finish_logger(logger, exit_code: int) -> None:
-    """Close a W&B run with the run's exit code, so a failed run shows as failed in the dashboard."""
+    """Close a W&B run with the run's exit code, so a failed run shows as failed in the dashboard; close a logger
+    that keeps its file open across fit and test."""
     experiment = getattr(logger, "_experiment", None)
     if experiment is not None and hasattr(experiment, "finish"):
         experiment.finish(exit_code=exit_code)
+    if hasattr(logger, "close"):
+        logger.close()

@@ -16,6 +16,9 @@ def regbench_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
     env.pop("WANDB_API_KEY", None)
+    # Set by a W&B run made inside the test process: a subprocess would log through that process's W&B service,
+    # which loses runs once the test that started it is done with it. Each regbench command starts its own.
+    env.pop("WANDB_SERVICE", None)
     return env
 
 

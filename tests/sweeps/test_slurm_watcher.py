@@ -193,6 +193,9 @@ def fake_slurm(cluster, tmp_path, monkeypatch):
     cluster(squeue=answer(0))
     monkeypatch.setattr(SqueueFollowedJob, "watcher", SqueueFallbackWatcher())  # not the process-wide one
     monkeypatch.setattr(SqueueFollowedJob, "_results_timeout_s", 0)  # no slow shared filesystem to wait for here
+    # An earlier in-process Hydra run may have left root handlers on streams pytest has closed since; the plugin's
+    # log lines would then print logging errors into the captured stderr.
+    monkeypatch.setattr(logging.root, "handlers", [])
 
 
 def slurm_launcher(sweep, *overrides: str):
