@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
               f"       {PROG} --all [--scale quick|paper] [--root DIR] [--scoreboard FILE] [OVERRIDE ...]\n"
               f"       {PROG} --list",
         description="Run a claim card (conf/claim/NAME.yaml, or a card file) as a baseline-vs-treatment sweep in "
-                    "ROOT/NAME/SCALE/ (relaunching resumes it) and judge the claim by the paired 95%% CI.",
+                    "ROOT/NAME/SCALE/ (relaunching resumes it) and judge the claim by the paired 95% CI.",
     )
     parser.add_argument("args", nargs="*", metavar="NAME|OVERRIDE",
                         help="the card, then Hydra overrides for every job (seed=0,1,... replaces the card's seeds)")
