@@ -1,13 +1,21 @@
-"""The label-shift sections (noise, imbalance, balance) as every dataset config composes them, for tests that build
-an ImageDataModule directly: the defaults are read from their one definition, conf/data/common/label_shift.yaml."""
+"""Data configs as regbench composes them, for tests that use the data code directly: a dataset's config composed
+by Hydra (its defaults list merges conf/data/common/label_shift.yaml), and the label-shift sections alone."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-LABEL_SHIFT_YAML = Path(__file__).resolve().parents[2] / "conf" / "data" / "common" / "label_shift.yaml"
+LABEL_SHIFT_YAML = Path(__file__).resolve().parents[1] / "conf" / "data" / "common" / "label_shift.yaml"
+
+
+def dataset_config(name: str, seed: int = 0) -> dict[str, Any]:
+    """The resolved `data` section of a run with data=`name` and `seed`."""
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={name}", f"seed={seed}"])
+    return OmegaConf.to_container(cfg.data, resolve=True)
 
 
 def label_shift(seed: int = 0, **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from label_shift import label_shift
+from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.batches import TensorBatches

@@ -1,6 +1,6 @@
 """The realised noise and the per-class counts reach the experiment logger (W&B config / CSV hparams)."""
 import torch
-from label_shift import label_shift
+from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.module import ImageDataModule
