@@ -45,3 +45,10 @@ def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path):
     assert result.returncode == code, result.stderr[-2000:]
     assert heavy == set()
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_component(tmp_path):
+    tiny = ["trainer.max_epochs=1", "backbone.widths=[8]", "hydra.run.dir=run"]
+    result, heavy = imported_heavy(["train", "logger=none", *tiny], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert heavy == {"torch", "lightning"}
