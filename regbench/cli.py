@@ -65,17 +65,19 @@ def parse_hydra_args(args: list[str]):
 
 def check_train_args(args: list[str]) -> None:
     """Check the config a train command composes, also when it only prints it (--cfg, --resolve, --package):
-    every mistake is then one line with exit code 2 before Hydra starts. A sweep's inactive components are
-    warned about before any job starts (a single run warns as it starts)."""
+    every mistake is then one line with exit code 2 before Hydra starts. Printing runs the torch-free checks
+    only; a run also the checks that need the model code. A sweep's inactive components are warned about before
+    any job starts (a single run warns as it starts)."""
     if (HELP_FLAGS | OTHER_CONFIG_FLAGS).intersection(arg.split("=", 1)[0] for arg in args):
         return
     from regbench.sweeps.preflight import preflight
-    from regbench.config.inactivity import warn_inactive
 
     parsed = parse_hydra_args(args)
     prints_only = parsed.cfg is not None or parsed.resolve or parsed.package is not None
-    checked = preflight(parsed.overrides, parsed.multirun, writes=not prints_only)
+    checked = preflight(parsed.overrides, parsed.multirun, writes=not prints_only, builds=not prints_only)
     if parsed.multirun and not prints_only:
+        from regbench.config.inactivity import warn_inactive
+
         for job, inactive in checked:
             settings = " ".join(o for o in job if not o.startswith("hydra."))
             warn_inactive(inactive, f"sweep job {settings}: ")

@@ -10,11 +10,14 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 from regbench.errors import UserError, check
-from regbench.registry import Registry
+from regbench.registry import REQUIRED, Entry, Registry
 from regbench.rundir_format import component_names
 
-LOGGERS = Registry("logger", "logger",
-                   context=("run_dir", "group", "run_name", "job_type", "run_id", "tags", "config"))
+# Declared here, beside the factories: this module is torch-free, and each factory imports its package itself.
+LOGGERS = Registry("logger", "logger", context=("run_dir", "group", "run_name", "job_type", "run_id", "tags", "config"),
+                   entries={name: Entry(__name__, params) for name, params in {
+                       "csv": {}, "mlflow": {"mlflow": REQUIRED}, "none": {}, "tensorboard": {},
+                       "wandb": {"wandb": REQUIRED}}.items()})
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 # Folders of the run directory that the file-based loggers write.
 CSV_DIR, TENSORBOARD_DIR, MLFLOW_DIR = "csv_logs", "tensorboard", "mlruns"

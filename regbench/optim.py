@@ -8,11 +8,8 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import check, check_non_negative, check_positive
-from regbench.registry import Registry
 from regbench.runshape import Inactive, RunShape
-
-OPTIMIZERS = Registry("optimizer", "optim", context=("model",))
-SCHEDULES = Registry("schedule", "sched", context=("steps_per_epoch", "total_steps"))
+from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:

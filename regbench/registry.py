@@ -1,11 +1,18 @@
-"""A small name -> factory registry per component family (the timm pattern)."""
+"""A small name -> factory registry per component family (the timm pattern), whose entries are declared without
+importing them: each names the module that registers its factory and the config parameters it reads. The config
+checks read the declarations (torch-free); building an entry imports its module, whose registration must match."""
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from regbench.errors import ParamError, UserError
+
+# How an entry reads a config parameter: it must be given, or its factory has a default.
+REQUIRED, OPTIONAL = "required", "optional"
 
 
 def near_names(name: str, known: Iterable[str]) -> str:
@@ -14,44 +21,81 @@ def near_names(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {matches[0]}?" if matches else ""
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A declared entry: `module` registers its factory when imported; `params` are the factory's config
+    parameters in signature order, each REQUIRED or OPTIONAL."""
+
+    module: str
+    params: Mapping[str, str]
+
+
+def config_parameters(factory: Callable, context: tuple[str, ...]) -> dict[str, str]:
+    """A factory's config parameters as an Entry declares them (the context arguments left out)."""
+    accepted = inspect.signature(factory).parameters.values()
+    return {p.name: OPTIONAL if p.default is not p.empty else REQUIRED for p in accepted
+            if p.name not in context and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
 class Registry:
     """`context` names the arguments regbench passes to the entries itself (the run's seed, the model, ...; each
     entry takes those it names among its parameters): they are not config parameters, so a config key with one
     of these names is refused."""
 
-    def __init__(self, family: str, config_key: str, context: tuple[str, ...] = ()):
+    def __init__(self, family: str, config_key: str, entries: Mapping[str, Entry], context: tuple[str, ...] = ()):
         self.family = family
         self.config_key = config_key
         self.context = context
-        self._entries: dict[str, Callable] = {}
+        self.entries = dict(entries)
+        self._factories: dict[str, Callable] = {}
 
     def register(self, name: str) -> Callable:
+        """Fulfil declared entry `name`: the factory must live in the declared module and read the declared
+        parameters (a programming error otherwise, so a declaration cannot drift from its factory)."""
         def add(factory: Callable) -> Callable:
-            if name in self._entries:
+            entry = self.entries.get(name)
+            if entry is None:
+                raise ValueError(f"{self.family} {name!r} is not declared; declare it beside the others "
+                                 f"({', '.join(self.names())})")
+            if name in self._factories:
                 raise ValueError(f"{self.family} {name!r} is registered twice")
-            self._entries[name] = factory
+            if factory.__module__ != entry.module:
+                raise ValueError(f"{self.family} {name!r} is declared in {entry.module} but registered in "
+                                 f"{factory.__module__}")
+            found = config_parameters(factory, self.context)
+            if found != dict(entry.params):
+                raise ValueError(f"{self.family} {name!r} is declared with parameters {dict(entry.params)} but its "
+                                 f"factory reads {found}")
+            self._factories[name] = factory
             return factory
         return add
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self.entries)
 
-    def get(self, name: str) -> Callable:
-        if name not in self._entries:
+    def entry(self, name: str) -> Entry:
+        """The declaration of entry `name` (no import); an unknown name is a UserError listing the known ones."""
+        if name not in self.entries:
             raise UserError(f"{self.config_key}={name!r} is not a known {self.family}; "
                             f"allowed: {', '.join(self.names())}{near_names(str(name), self.names())}")
-        return self._entries[name]
+        return self.entries[name]
+
+    def get(self, name: str) -> Callable:
+        """The factory of entry `name`, importing the module that registers it on first use."""
+        entry = self.entry(name)
+        if name not in self._factories:
+            importlib.import_module(entry.module)
+            if name not in self._factories:
+                raise ValueError(f"{self.family} {name!r}: importing {entry.module} registered no factory")
+        return self._factories[name]
 
     def parameters(self, name: str) -> list[str]:
         """The config parameters of entry `name`, in signature order: what its config mapping may hold."""
-        accepted = inspect.signature(self.get(name)).parameters.values()
-        return [p.name for p in accepted if p.name not in self.context
-                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return list(self.entry(name).params)
 
     def has_default(self, name: str, key: str) -> bool:
         """Whether config parameter `key` of entry `name` may be left out (its factory has a default)."""
-        parameter = inspect.signature(self.get(name)).parameters.get(key)
-        return parameter is not None and parameter.default is not parameter.empty
+        return self.entry(name).params.get(key) == OPTIONAL
 
     def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """`params` plus the defaults of entry `name`'s parameters that it leaves out."""

@@ -1,11 +1,11 @@
-"""Backbones that take their normalization from the norm factory. Importing registers every entry."""
+"""Backbones that take their normalization from the norm factory. Each entry's module is imported when a run first
+builds it (BACKBONES.get), so only a timm backbone imports timm."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import torch
 
-from regbench.backbones import convnet, mlp, preact, resnet, timm_models, vit  # noqa: F401  (registration)
 from regbench.backbones.base import Classifier
 from regbench.backbones.compat import check_backbone_norm
 from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES

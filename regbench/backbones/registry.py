@@ -1,13 +1,11 @@
-"""The backbone registry: each entry builds a Classifier from the image shape, class count, norm and conv layer,
-and declares the traits that decide which norms it can take."""
+"""The backbone registry (declared in regbench.specs.backbones): each entry builds a Classifier from the image
+shape, class count, norm and conv layer, and declares the traits that decide which norms it can take."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from regbench.registry import Registry
-
-BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classes", "norm_layer", "conv_layer"))
+from regbench.specs.backbones import BACKBONES
 
 
 @dataclass(frozen=True)

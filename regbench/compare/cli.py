@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 from regbench.compare.grouping import check_keys, detect_grouping_keys, parse_baseline
-from regbench.compare.plots import write_plots
 from regbench.compare.render import FORMATS, write_report
 from regbench.compare.report import DEFAULT_METRIC, build_report
 from regbench.compare.runs import RunCollection, load_run_dirs
@@ -85,6 +84,8 @@ def _compare(args: argparse.Namespace, wandb_api) -> None:
     write_report(report, args.format, sys.stdout)
     if args.plots is not None:
         try:
+            from regbench.compare.plots import write_plots  # matplotlib: only when plots are asked for
+
             written = write_plots(report, args.plots)
         except OSError as err:
             raise UserError(f"--plots {str(args.plots)!r} cannot be written: {err.strerror or err}") from err

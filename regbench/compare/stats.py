@@ -7,7 +7,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 PAIRED_TEST = "paired t-test"
@@ -33,6 +32,13 @@ class Comparison:
     p_value: float | None
     test: str  # which test gave the CI and p-value, or why there is none
     n: int  # seed pairs for the paired test, runs in both groups otherwise
+
+
+def scipy_stats():
+    """scipy.stats, imported on first use: it takes seconds, and `regbench compare --help` needs none of it."""
+    from scipy import stats
+
+    return stats
 
 
 def summarize(values: list[float]) -> Summary:
@@ -65,7 +71,7 @@ def _paired(group: list[float], baseline: list[float]) -> Comparison:
     if std == 0:
         return Comparison(diff, None, None, None, "none (identical differences)", n)
     half_width = _t_quantile(n - 1) * std / math.sqrt(n)
-    p_value = float(stats.ttest_rel(group, baseline).pvalue)
+    p_value = float(scipy_stats().ttest_rel(group, baseline).pvalue)
     return Comparison(diff, diff - half_width, diff + half_width, p_value, PAIRED_TEST, n)
 
 
@@ -80,7 +86,7 @@ def _welch(group: list[float], baseline: list[float]) -> Comparison:
     # Welch-Satterthwaite degrees of freedom for unequal variances
     dof = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
     half_width = _t_quantile(dof) * math.sqrt(var_a + var_b)
-    p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    p_value = float(scipy_stats().ttest_ind(a, b, equal_var=False).pvalue)
     return Comparison(diff, diff - half_width, diff + half_width, p_value, WELCH_TEST, n)
 
 
@@ -90,7 +96,7 @@ def minimal_detectable_effect(differences: list[float], power: float) -> float:
     the usual t approximation of the noncentral-t power calculation."""
     data = np.asarray(differences, dtype=float)
     n = len(data)
-    return (_t_quantile(n - 1) + float(stats.t.ppf(power, n - 1))) * float(data.std(ddof=1)) / math.sqrt(n)
+    return (_t_quantile(n - 1) + float(scipy_stats().t.ppf(power, n - 1))) * float(data.std(ddof=1)) / math.sqrt(n)
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:
@@ -118,4 +124,4 @@ def _shared_unique_seeds(group: list[tuple[int, float]], baseline: list[tuple[in
 
 
 def _t_quantile(dof: float) -> float:
-    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
+    return float(scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, dof))

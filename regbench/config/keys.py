@@ -3,7 +3,7 @@
 would accept it silently or fail with its own advice.
 
 The known keys come from where they are defined: the YAML of the selected options (the "base" config, composed
-from the group selections alone) and the registries' factory signatures (a parameter that an option's YAML
+from the group selections alone) and the registries' declared parameters (a parameter that an option's YAML
 leaves out may still be added). A mapping its YAML leaves empty (timm's model_kwargs: {}) takes any key.
 """
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 from hydra.core.override_parser.types import Override
 
-from regbench.backbones import BACKBONES
-from regbench.data import DATASETS
 from regbench.errors import UserError
 from regbench.loggers import LOGGERS
-from regbench.norms import NORMS
-from regbench.optim import OPTIMIZERS, SCHEDULES
 from regbench.registry import Registry, near_names
-from regbench.regularizers import REGULARIZERS
+from regbench.specs.backbones import BACKBONES
+from regbench.specs.data import DATASETS
+from regbench.specs.norms import NORMS
+from regbench.specs.optim import OPTIMIZERS, SCHEDULES
+from regbench.specs.regularizers import REGULARIZERS
 
 # The config mappings that a registry entry is built from (the entry named by their `name` key).
 COMPONENT_REGISTRIES: dict[str, Registry] = {
@@ -64,7 +64,7 @@ def check_added_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> 
     depth = next(i for i in range(len(path)) if lookup(base, path[:i + 1]) is _ABSENT)
     parent, key = path[:depth], path[depth]
     if parent == (REGULARIZERS.config_key,):
-        REGULARIZERS.get(key)
+        REGULARIZERS.entry(key)
         selected = ",".join(base[REGULARIZERS.config_key]) or "none"
         raise UserError(f"{shown} sets a parameter of regularizer {key}, which is not selected "
                         f"(regularizer=[{selected}]); select it first: regularizer=[{key}] (a list, applied in "

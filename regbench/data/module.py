@@ -19,12 +19,6 @@ from regbench.errors import ParamError, UserError, check, check_fraction, check_
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
                "imbalance", "balance")
 
-# What a run without noise/imbalance sub-configs gets (ImageDataModule built directly, e.g. in tests).
-NO_NOISE = {"type": "none", "rate": 0.0, "convention": "uniform_all", "construction": "exact", "file": None,
-            "key": "aggre_label", "apply_to_val": False, "seed": 0}
-NO_IMBALANCE = {"type": "none", "factor": 1.0, "minority_fraction": 0.5, "seed": 0}
-NO_BALANCE = {"type": "none", "tau": float("inf")}
-
 
 def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset loader's own parameters: the data config minus the keys every dataset has."""
@@ -48,11 +42,13 @@ def check_common(cfg: Mapping[str, Any]) -> None:
 
 class ImageDataModule(L.LightningDataModule):
     """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),
-    `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`."""
+    `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`.
+    `noise`, `imbalance` and `balance` are the data config's sections as composed (their defaults live in
+    conf/data/common/label_shift.yaml only)."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
-                 crop_padding: int, hflip: bool, dataset: str = "", noise: Mapping[str, Any] | None = None,
-                 imbalance: Mapping[str, Any] | None = None, balance: Mapping[str, Any] | None = None):
+                 crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
+                 imbalance: Mapping[str, Any], balance: Mapping[str, Any]):
         super().__init__()
         self.classes = data.classes
         self.image_shape = data.image_shape
@@ -60,11 +56,10 @@ class ImageDataModule(L.LightningDataModule):
         self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std).view(1, -1, 1, 1)
         train_idx, val_idx = stratified_split(data.train_y, val_fraction, split_seed)
-        labels = build_split_labels(data, train_idx, val_idx, dataset, noise or NO_NOISE, imbalance or NO_IMBALANCE)
+        labels = build_split_labels(data, train_idx, val_idx, dataset, noise, imbalance)
         self.clean_train_labels = labels.clean_train
         self.is_noisy = labels.given_train != labels.clean_train if labels.noise is not None else None
         self.noise_report, self.imbalance_report = labels.noise, labels.imbalance
-        balance = balance or NO_BALANCE
         self.sample_weights = (upsample_weights(labels.given_train, self.num_classes, balance["tau"])
                                if balance["type"] == "upsample" else None)
         self.class_weights = (upweight_class_weights(labels.given_train, self.num_classes, balance["tau"])

@@ -1,13 +1,12 @@
-"""The dataset registry: each entry loads one dataset as uint8 tensors (see base.ImageData) and states its facts
-(see base.DatasetFacts) without loading it."""
+"""The dataset registry (declared in regbench.specs.data): each entry loads one dataset as uint8 tensors (see
+base.ImageData) and states its facts (see base.DatasetFacts) without loading it."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 from regbench.data.base import DatasetFacts
-from regbench.registry import Registry
+from regbench.specs.data import DATASETS
 
-DATASETS = Registry("dataset", "data", context=("root", "download", "split_seed"))
 # name -> facts(**loader params) -> DatasetFacts
 DATASET_FACTS: dict[str, Callable[..., DatasetFacts]] = {}
 

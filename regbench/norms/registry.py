@@ -1,4 +1,5 @@
-"""The norm registry: name -> factory `(num_channels, **params) -> nn.Module`, plus each norm's traits."""
+"""The norm registry (declared in regbench.specs.norms): name -> factory `(num_channels, **params) -> nn.Module`,
+plus each norm's traits."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,10 +9,8 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import UserError
-from regbench.registry import Registry
 from regbench.runshape import Inactive, RunShape
-
-NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"))
+from regbench.specs.norms import NORMS
 
 
 @dataclass(frozen=True)

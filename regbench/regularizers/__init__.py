@@ -5,9 +5,9 @@ from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, dropout, erasing, mixing, nested_dropout, noisy_labels, rankmixup, simple, transmix)
+    averaging, dropout, erasing, label_smoothing, mixing, nested_dropout, noisy_labels, rankmixup, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
-from regbench.regularizers.registry import REGULARIZERS
+from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive
 
 
 def create_regularizer(name: str, seed: int = 0, label_noise: Mapping[str, Any] | None = None,
@@ -32,7 +32,7 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
         for tag in exclusive_tags(reg):
             if tag in claimed:
                 raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
-                                f"{tag}; keep only one of them")
+                                f"{tag.value}; keep only one of them")
             claimed[tag] = reg.name
     if backbone is not None:
         for reg in regularizers:
@@ -48,9 +48,10 @@ def check_regularizers_memory(regularizers: list[Regularizer], budget: MemoryBud
             raise UserError(str(err.at(f"regularizer.{reg.name}"))) from None
 
 
-def exclusive_tags(reg: Regularizer) -> tuple[str, ...]:
-    tags = (reg.exclusive,) if isinstance(reg.exclusive, str) else reg.exclusive
-    return tuple(tag for tag in tags if tag)
+def exclusive_tags(reg: Regularizer) -> tuple[Exclusion, ...]:
+    """The tags `reg` claims, checked again as a regularizer may set them when it is built (mixup_cutmix)."""
+    check_exclusive(reg.name, reg.exclusive)
+    return reg.exclusive
 
 
 def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:

@@ -14,10 +14,10 @@ import torch.nn as nn
 
 from regbench.errors import ParamError, check, check_positive
 from regbench.regularizers.base import Regularizer, TrainProgress
-from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-AVERAGING_TAGS = ("weight averaging", "evaluated-network selection")
+AVERAGING_TAGS = (Exclusion.WEIGHT_AVERAGING, Exclusion.EVALUATED_NETWORK)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

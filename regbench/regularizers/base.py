@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import Exclusion, check_exclusive
 
 if TYPE_CHECKING:  # MemoryBudget only names the type
     from regbench.devices import DeviceMemory
@@ -45,9 +46,12 @@ class Regularizer:
     registers them, so their tensors follow the device and are saved in checkpoints."""
 
     name: str = ""
-    # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods);
-    # a tuple claims several tags.
-    exclusive: str | tuple[str, ...] = ""
+    # Regularizers sharing a tag cannot be stacked (e.g. two input-mixing methods); see Exclusion.
+    exclusive: tuple[Exclusion, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_exclusive(cls.__name__, cls.exclusive)
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the

@@ -1,20 +1,16 @@
-"""The dropout family beyond plain dropout: stochastic depth, alpha dropout, multi-sample dropout."""
+"""The dropout family: dropout before the classifier, stochastic depth, alpha dropout, multi-sample dropout."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath
 
 from regbench.devices import format_bytes
 from regbench.errors import UserError, check, check_positive_int
 from regbench.regularizers.base import MemoryBudget, Regularizer
-from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape
-
-# Techniques that act on the penultimate features (by wrapping the head) do not stack with one another.
-FEATURE_DROPOUT = "penultimate-feature dropout"
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
 def check_rate(key: str, rate) -> None:
@@ -39,6 +35,24 @@ def linear_drop_probs(drop_prob: float, num_blocks: int) -> list[float]:
     return [drop_prob * l / num_blocks for l in range(1, num_blocks + 1)]
 
 
+@REGULARIZERS.register("dropout")
+class Dropout(Regularizer):
+    """Dropout on the penultimate features (Srivastava et al., 2014)."""
+
+    name = "dropout"
+    exclusive = (Exclusion.FEATURE_DROPOUT,)
+
+    def __init__(self, *, rate: float, seed: int):
+        check_rate("rate", rate)
+        self.rate = rate
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return wrap_head(model, self.name, lambda head: nn.Sequential(nn.Dropout(self.rate), head))
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
+
+
 @REGULARIZERS.register("droppath")
 class DropPathRegularizer(Regularizer):
     """Stochastic depth: each residual branch is dropped per sample with its linear-rule probability and
@@ -54,6 +68,8 @@ class DropPathRegularizer(Regularizer):
         return [Inactive("drop_prob", self.drop_prob, "never drops a residual branch")] if self.drop_prob == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
+        from timm.layers import DropPath  # timm takes seconds to import; only runs that use droppath pay
+
         blocks = residual_blocks(model)
         if not blocks:
             raise UserError(f"regularizer=droppath needs a backbone with residual blocks (e.g. backbone=resnet18); "
@@ -69,7 +85,7 @@ class AlphaDropoutRegularizer(Regularizer):
     saturation value and an affine correction keeps zero mean and unit variance (torch.nn.AlphaDropout)."""
 
     name = "alpha_dropout"
-    exclusive = FEATURE_DROPOUT
+    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, seed: int):
         check_rate("rate", rate)
@@ -101,7 +117,7 @@ class MultiSampleDropoutHead(nn.Module):
 @REGULARIZERS.register("multisample_dropout")
 class MultiSampleDropout(Regularizer):
     name = "multisample_dropout"
-    exclusive = FEATURE_DROPOUT
+    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, num_samples: int, seed: int):
         check_rate("rate", rate)

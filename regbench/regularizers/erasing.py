@@ -5,9 +5,8 @@ import torch
 
 from regbench.errors import check, check_positive_int
 from regbench.regularizers.base import Regularizer
-from regbench.regularizers.mixing import REGIONAL_DROPOUT
-from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 # A hole spans [c - length // 2, c + length // 2) (the paper's code), so a side below 2 cuts nothing.
 MIN_HOLE_LENGTH = 2
@@ -33,7 +32,7 @@ class Cutout(Regularizer):
     dataset."""
 
     name = "cutout"
-    exclusive = REGIONAL_DROPOUT
+    exclusive = (Exclusion.REGIONAL_DROPOUT,)
 
     def __init__(self, *, length: int | float, n_holes: int, seed: int):
         check_count_or_fraction("length", length, MIN_HOLE_LENGTH, "pixels", "the image side")

@@ -13,14 +13,10 @@ import torch
 
 from regbench.errors import check, check_positive, check_probability
 from regbench.regularizers.base import Regularizer
-from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.regularizers.label_smoothing import check_smoothing, smooth_targets
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-INPUT_MIXING = "input mixing"
-# Cutout and CutMix both drop a region of the image (CutMix fills it from a partner); stacked, the erased hole
-# would cover pasted pixels and CutMix's lambda would no longer be the visible pasted fraction.
-REGIONAL_DROPOUT = "regional dropout"
 # exact: the box has the paper's side int(sqrt(1 - lam) * size) (timm >= 1.0.31); official: cut // 2 on both
 # sides of the centre, a pixel short for odd sides (clovaai/CutMix-PyTorch rand_bbox, and the timm 0.5.4 that
 # TransMix's code pins).
@@ -65,7 +61,7 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor,
 
 
 class _Mixing(Regularizer):
-    exclusive = INPUT_MIXING
+    exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, alpha: float, prob: float, seed: int):
         check_positive("alpha", alpha)
@@ -95,7 +91,7 @@ class Mixup(_Mixing):
 @REGULARIZERS.register("cutmix")
 class CutMix(_Mixing):
     name = "cutmix"
-    exclusive = (INPUT_MIXING, REGIONAL_DROPOUT)
+    exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT)
 
     def __init__(self, *, alpha: float, prob: float, seed: int, box: str = "exact"):
         super().__init__(alpha=alpha, prob=prob, seed=seed)
@@ -127,7 +123,8 @@ class MixupCutMix(Regularizer):
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
         # Smoothing here and in `label_smoothing` would smooth twice.
-        self.exclusive = (INPUT_MIXING, REGIONAL_DROPOUT) + ((LABEL_SMOOTHING,) if label_smoothing > 0 else ())
+        self.exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT) + (
+            (Exclusion.LABEL_SMOOTHING,) if label_smoothing > 0 else ())
         self.rng = random.Random(seed)
 
     def check_run(self, shape: RunShape) -> list[Inactive]:

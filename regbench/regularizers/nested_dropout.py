@@ -11,8 +11,8 @@ import torch.nn as nn
 
 from regbench.errors import UserError, check_non_negative, check_positive
 from regbench.regularizers.base import Regularizer
-from regbench.regularizers.dropout import FEATURE_DROPOUT, wrap_head
-from regbench.regularizers.registry import REGULARIZERS
+from regbench.regularizers.dropout import wrap_head
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
 def keep_distribution(num_features: int, mu: float, sigma: float) -> list[float]:
@@ -55,7 +55,7 @@ class NestedDropoutLayer(nn.Module):
 @REGULARIZERS.register("nested_dropout")
 class NestedDropout(Regularizer):
     name = "nested_dropout"
-    exclusive = FEATURE_DROPOUT
+    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, mu: float, sigma: float, seed: int):
         check_non_negative("mu", mu)

@@ -10,8 +10,8 @@ import torch.nn as nn
 
 from regbench.errors import check, check_non_negative, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
-from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -39,7 +39,7 @@ class ELR(Regularizer, nn.Module):
     """CE + lambda * log(1 - <t_i, p_i>), t_i a running average of the sample's own past predictions."""
 
     name = "elr"
-    exclusive = "noisy-label loss"
+    exclusive = (Exclusion.NOISY_LABEL_LOSS,)
 
     def __init__(self, *, lam: float, beta: float, seed: int):
         super().__init__()
@@ -177,7 +177,7 @@ class CoTeachingPair(nn.Module):
 @REGULARIZERS.register("coteaching")
 class CoTeaching(Regularizer):
     name = "coteaching"
-    exclusive = ("noisy-label loss", "evaluated-network selection")
+    exclusive = (Exclusion.NOISY_LABEL_LOSS, Exclusion.EVALUATED_NETWORK)
 
     def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,
                  label_noise: Mapping[str, Any] | None = None):

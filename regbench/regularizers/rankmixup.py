@@ -13,9 +13,8 @@ import torch.nn.functional as F
 
 from regbench.errors import check, check_non_negative, check_positive, check_positive_int
 from regbench.regularizers.base import Regularizer
-from regbench.regularizers.mixing import INPUT_MIXING
-from regbench.regularizers.registry import REGULARIZERS
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 VARIANTS = ("mrl", "mndcg")
 # per_sample: each sample's margin term counts only when its mix is a real one (partner of another class);
@@ -53,7 +52,7 @@ def mndcg_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance
 @REGULARIZERS.register("rankmixup")
 class RankMixup(Regularizer):
     name = "rankmixup"
-    exclusive = INPUT_MIXING
+    exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, variant: str, mixup_alpha: float, loss_weight: float, margin: float, num_mixes: int,
                  seed: int, mrl_mask: str = "per_sample"):

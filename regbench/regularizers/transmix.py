@@ -22,11 +22,10 @@ import torch.nn.functional as F
 from regbench.backbones.vit import VisionTransformer
 from regbench.errors import UserError, check, check_positive, check_probability
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
-from regbench.regularizers.mixing import (INPUT_MIXING, REGIONAL_DROPOUT, check_cutmix_box, cutmix, cutmix_box,
-                                          mix_targets)
-from regbench.regularizers.registry import REGULARIZERS
-from regbench.regularizers.simple import LABEL_SMOOTHING, check_smoothing, smooth_targets
+from regbench.regularizers.label_smoothing import check_smoothing, smooth_targets
+from regbench.regularizers.mixing import check_cutmix_box, cutmix, cutmix_box, mix_targets
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
 def patch_mask(box: tuple[int, int, int, int], image_size: tuple[int, int], grid: tuple[int, int],
@@ -62,7 +61,7 @@ class TransMix(Regularizer):
     name = "transmix"
     # Label smoothing is folded into both targets before the re-weighting (as in the official code); a
     # smoothing applied after this in the stack would act on targets the loss hook no longer uses.
-    exclusive = (INPUT_MIXING, REGIONAL_DROPOUT, LABEL_SMOOTHING)
+    exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT, Exclusion.LABEL_SMOOTHING)
 
     def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int,
                  box: str = "exact"):

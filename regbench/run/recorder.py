@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,10 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
 from regbench.rundir_format import HISTORY_COLUMNS, HISTORY_FILE, write_text_atomic
+
+# A file the first training epoch writes its start (Unix time) to, when set: start-up measured from outside the
+# process (scripts/bench_startup.py), which can stop the run there. The run itself is unchanged.
+STARTUP_MARK_ENV = "REGBENCH_STARTUP_MARK"
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
@@ -58,6 +63,9 @@ class RunRecorder(L.Callback):
         self._epoch_start = time.perf_counter()
         if self.startup_s is None:
             self.startup_s = self._epoch_start - self.process_start
+            mark = os.environ.get(STARTUP_MARK_ENV)
+            if mark and trainer.is_global_zero:
+                Path(mark).write_text(f"{time.time()}\n")
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

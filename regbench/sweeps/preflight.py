@@ -1,10 +1,13 @@
 """Preflight of `regbench train`: compose the config the way Hydra will and check it (every job of a sweep), so
-every mistake is one line before Hydra creates a directory or any job trains."""
+every mistake is one line before Hydra creates a directory or any job trains. Two stages: the checks that need no
+torch run for every job first (all a command that only prints the config runs); the checks that need the model
+code (regbench.config.buildable, imported only then) follow for a run that will train."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -17,7 +20,7 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config.keys import check_override_keys, is_key_override
-from regbench.config.validate import check_seeds, validate_config
+from regbench.config.validate import check_config, check_seeds
 from regbench.errors import UserError, one_line
 from regbench.run.plan import check_output_dir, inspect_run_dir
 from regbench.rundir_format import config_hash
@@ -127,38 +130,58 @@ def check_sweep(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
     check_seeds(sweeper, "hydra.sweeper.", optional=True)
 
 
-def preflight(overrides: list[str], multirun: bool,
-              writes: bool = True) -> list[tuple[list[str], list[dict[str, str]]]]:
+def preflight(overrides: list[str], multirun: bool, writes: bool = True,
+              builds: bool = True) -> list[tuple[list[str], list[dict[str, str]]]]:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
     sweep, every job's config, so a typo fails before any job starts. `writes`: the command will write runs (not
-    only print the config), so the output directory must be usable too. Returns each checked job's overrides
-    with its inactive components (see validate_config)."""
+    only print the config), so the output directory must be usable too. `builds`: also run the checks that need
+    the model code (torch). Returns each checked job's overrides with its inactive components (see
+    check_buildable; none when not `builds`)."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
         raise UserError(f"cannot parse the overrides: {one_line(err)}") from None
     bases: dict[tuple[str, ...], dict[str, Any]] = {}
+    composed = []  # (job, resolved config, whether it trains on this machine)
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         check_group_choices(parsed)
         jobs = sweep_jobs(overrides, parsed, bases) if multirun else [overrides]
-        checked = []
         for job in jobs or [[o.input_line for o in parsed if not o.is_sweep_override()]]:
-            try:
+            with job_errors(job, multirun):
                 resolved, hydra_cfg = compose_job(job, bases)
+                check_config(resolved)
                 sweeping = multirun or hydra_cfg.mode == RunMode.MULTIRUN  # a preset may sweep: +hparams_search
-                checked.append((job, validate_config(resolved, on_this_machine=not (
-                    sweeping and hydra_cfg.launcher._target_ in REMOTE_LAUNCHERS))))
                 if sweeping:
                     check_sweep(hydra_cfg, resolved)
-            except UserError as err:
-                raise UserError(f"{err} (in the sweep job {' '.join(job)})" if multirun else str(err)) from None
-    if not writes:
-        return checked
+                composed.append((job, resolved, not (sweeping and hydra_cfg.launcher._target_ in REMOTE_LAUNCHERS)))
+    if writes:
+        check_output_dirs(overrides, hydra_cfg, resolved, sweeping)
+    if not builds:
+        return [(job, []) for job, _, _ in composed]
+    from regbench.config.buildable import check_buildable  # torch and the model code: only for a run that trains
+
+    checked = []
+    for job, resolved, on_this_machine in composed:
+        with job_errors(job, multirun):
+            checked.append((job, check_buildable(resolved, on_this_machine)))
+    return checked
+
+
+@contextlib.contextmanager
+def job_errors(job: list[str], multirun: bool) -> Iterator[None]:
+    """A sweep job's mistake names the job."""
+    try:
+        yield
+    except UserError as err:
+        raise UserError(f"{err} (in the sweep job {' '.join(job)})" if multirun else str(err)) from None
+
+
+def check_output_dirs(overrides: list[str], hydra_cfg: Any, resolved: dict[str, Any], sweeping: bool) -> None:
+    """The directory the command will write into must be usable."""
     if sweeping:
         check_output_dir(Path(hydra_cfg.sweep.dir), "hydra.sweep.dir")
-        return checked
+        return
     check_output_dir(Path(hydra_cfg.run.dir), "hydra.run.dir")
     if any(o.startswith("hydra.run.dir=") for o in overrides):
         # A directory holding this very run is fine (skip or resume); one holding another run is refused.
         inspect_run_dir(Path(hydra_cfg.run.dir), config_hash(resolved))
-    return checked

@@ -54,6 +54,16 @@ def test_crop_padding_must_be_smaller_than_the_declared_images(tmp_path, monkeyp
     preflight(["data=synthetic", "data.image_size=6", "data.augment.crop_padding=5"], multirun=False, writes=False)
 
 
+def test_printing_the_config_runs_only_the_checks_that_need_no_model_code():
+    # Crop padding is checked against the dataset's facts with the model code: a run refuses it, --cfg prints.
+    overrides = ["data=synthetic", "data.image_size=6", "data.augment.crop_padding=6"]
+    assert preflight(overrides, multirun=False, writes=False, builds=False) == [(overrides, [])]
+    with pytest.raises(UserError, match="^data.augment.crop_padding=6 is invalid"):
+        preflight(overrides, multirun=False, writes=False)
+    with pytest.raises(UserError, match="^seed=-1 is invalid"):  # the first stage refuses even when printing
+        preflight([*overrides, "seed=-1"], multirun=False, writes=False, builds=False)
+
+
 def test_a_sweep_job_with_too_much_crop_padding_fails_before_the_first_job_trains(tmp_path, monkeypatch, capsys):
     message = refused(["-m", "data.augment.crop_padding=1,8", "hydra.sweep.dir=sweep"], tmp_path, monkeypatch, capsys)
     assert message.startswith("data.augment.crop_padding=8 is invalid: reflect padding must be smaller than the 8x8")

@@ -44,6 +44,20 @@ def test_every_group_option_composes_and_validates(group, option):
         assert cfg[group]["name"] == option
 
 
+LABEL_SHIFT = ("noise", "imbalance", "balance")
+
+
+@pytest.mark.parametrize("dataset", options("data"))
+def test_every_dataset_takes_the_label_shift_sections_from_their_one_definition(dataset):
+    own = OmegaConf.load(CONF / "data" / f"{dataset}.yaml")
+    assert not set(LABEL_SHIFT) & set(own), "defined in conf/data/common/label_shift.yaml only"
+    common = OmegaConf.to_container(OmegaConf.merge({"seed": 7}, {"data": OmegaConf.load(
+        CONF / "data" / "common" / "label_shift.yaml")}), resolve=True)["data"]
+    cfg = composed([f"data={dataset}", "seed=7", "data.noise.rate=0.3"])
+    assert {k: cfg["data"][k] for k in LABEL_SHIFT} == {**common, "noise": {**common["noise"], "rate": 0.3}}
+    assert cfg["data"]["name"] == dataset
+
+
 @pytest.mark.parametrize("preset", options("exp"))
 def test_every_experiment_preset_composes_and_overrides_only_what_it_changes(preset):
     text = (CONF / "exp" / f"{preset}.yaml").read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
+from data_configs import dataset_config
 
 from regbench.data import build_datamodule
 from regbench.data import batches as batches_module
@@ -16,9 +16,7 @@ from regbench.data.split import stratified_split
 from regbench.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-CONF = Path(__file__).resolve().parents[2] / "conf"
-DIGITS = {**OmegaConf.to_container(OmegaConf.merge({"seed": 0}, {"data": OmegaConf.load(CONF / "data" / "digits.yaml")}),
-                                   resolve=True)["data"], "augment": {"crop_padding": 1, "hflip": True}}
+DIGITS = {**dataset_config("digits"), "augment": {"crop_padding": 1, "hflip": True}}
 
 
 def test_stratified_split_keeps_each_class_share_and_is_seeded():

@@ -16,12 +16,16 @@ FAMILIES = ("regbench.data", "regbench.norms", "regbench.backbones", "regbench.r
 MACHINERY = ("regbench.run", "regbench.sweeps", "regbench.config", "regbench.compare", "regbench.cli")
 # What the readers of run directories may import from regbench.
 READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format")
-# Modules that import neither torch nor Lightning nor W&B when loaded. (submitit loads regbench.sweeps.slurm, its
-# executor plugin, in every process that looks up its executors.)
+# Modules that import neither torch nor Lightning nor W&B nor timm when loaded. (submitit loads regbench.sweeps.slurm,
+# its executor plugin, in every process that looks up its executors.) The registries' declarations and the config
+# checks that read them are among them, so a config mistake or a printed config never loads torch.
 TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
               "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
               "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
-              "regbench.claims.cli", "regbench.claims.card")
+              "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",
+              "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
+              "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight", "regbench.run.plan")
+HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
 def module_name(path: Path) -> str:
@@ -80,9 +84,16 @@ def test_no_module_imports_one_that_imports_it_back():
     assert not cycles
 
 
+def test_the_specs_import_no_family_module():
+    """The declarations are read by the torch-free checks; the families' modules fulfil them, never the reverse."""
+    wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, ("regbench.specs",))
+             for imported in imports if within(imported, FAMILIES[:-1] + MACHINERY)}
+    assert not wrong
+
+
 @pytest.mark.parametrize("module", TORCH_FREE)
 def test_modules_that_train_nothing_load_without_torch(module):
-    probe = (f"import sys, {module}; heavy = [m for m in ('torch', 'lightning', 'wandb') if m in sys.modules]; "
+    probe = (f"import sys, {module}; heavy = [m for m in {HEAVY!r} if m in sys.modules]; "
              f"print(','.join(heavy))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""

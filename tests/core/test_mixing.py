@@ -12,7 +12,7 @@ from timm.data.mixup import rand_bbox
 
 from regbench.regularizers import create_regularizer, soft_cross_entropy
 from regbench.regularizers.mixing import cutmix, cutmix_box, mixup
-from regbench.regularizers.simple import smooth_targets
+from regbench.regularizers.label_smoothing import smooth_targets
 
 NUM_CLASSES = 5
 

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.batches import TensorBatches
@@ -32,10 +33,10 @@ def image_data(per_class: list[int]) -> ImageData:
 
 
 def long_tail_module(seed: int, kind: str = "exponential", factor: float = 10.0, **balance) -> ImageDataModule:
-    imbalance = {"type": kind, "factor": factor, "minority_fraction": 0.5, "seed": seed}
+    sections = label_shift(imbalance={"type": kind, "factor": factor, "minority_fraction": 0.5, "seed": seed},
+                           balance=balance)
     return ImageDataModule(image_data([120, 110, 100, 130]), batch_size=8, val_fraction=0.0, split_seed=0, seed=0,
-                           crop_padding=0, hflip=False, dataset="synthetic", imbalance=imbalance,
-                           balance=balance or None)
+                           crop_padding=0, hflip=False, dataset="synthetic", **sections)
 
 
 def test_long_tail_training_split_follows_the_profile_and_the_seed():

@@ -1,5 +1,6 @@
 """The realised noise and the per-class counts reach the experiment logger (W&B config / CSV hparams)."""
 import torch
+from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.module import ImageDataModule
@@ -21,11 +22,11 @@ def noisy_long_tail_module() -> ImageDataModule:
     labels = torch.arange(3).repeat_interleave(100)
     images = torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8)
     data = ImageData(images, labels, images[:6], labels[:6], ["a", "b", "c"], (0.5,), (0.25,), hflip_ok=False)
-    noise = {"type": "symmetric", "rate": 0.5, "convention": "uniform_other", "file": None, "key": "aggre_label",
-             "apply_to_val": True, "seed": 3}
-    imbalance = {"type": "step", "factor": 4.0, "minority_fraction": 0.34, "seed": 0}
+    sections = label_shift(noise={"type": "symmetric", "rate": 0.5, "convention": "uniform_other",
+                                  "apply_to_val": True, "seed": 3},
+                           imbalance={"type": "step", "factor": 4.0, "minority_fraction": 0.34})
     return ImageDataModule(data, batch_size=4, val_fraction=0.2, split_seed=0, seed=0, crop_padding=0, hflip=False,
-                           dataset="synthetic", noise=noise, imbalance=imbalance)
+                           dataset="synthetic", **sections)
 
 
 def test_noise_and_counts_are_logged_and_reported():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from data_configs import dataset_config
 
 from regbench.data import DATASETS, build_datamodule
 from regbench.data.registry import DATASET_FACTS, dataset_facts
@@ -14,15 +14,13 @@ from regbench.data.shape import loaded_run_shape, planned_run_shape
 from regbench.runshape import RunShape, batches_per_epoch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-CONF = Path(__file__).resolve().parents[2] / "conf"
 # Where each file-based dataset keeps its files under data.root.
 ON_DISK = {"mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw", "cifar10": "cifar-10-batches-py",
            "cifar100": "cifar-100-python", "svhn": "train_32x32.mat"}
 
 
 def data_config(name: str, **changes) -> dict:
-    cfg = OmegaConf.merge({"seed": 0}, {"data": OmegaConf.load(CONF / "data" / f"{name}.yaml")})
-    data = OmegaConf.to_container(cfg, resolve=True)["data"]
+    data = dataset_config(name)
     for key, value in changes.items():
         section, _, leaf = key.partition(".")
         if leaf:

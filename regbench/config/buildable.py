@@ -1,0 +1,55 @@
+"""The checks of a run config that need the model code (torch), made only for a run that will train: the
+accelerator and device memory, every component against the run's shape (from the dataset's facts), the
+regularizer stack and the model built on the meta device."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from regbench.backbones import dry_build_backbone
+from regbench.config.inactivity import inactive_components
+from regbench.data.batches import check_crop_padding
+from regbench.data.module import check_common, loader_params
+from regbench.data.registry import dataset_facts
+from regbench.data.shape import planned_run_shape
+from regbench.devices import local_world_size, training_accelerator, training_memory
+from regbench.errors import ParamError, UserError, check
+from regbench.optim import build_optimizer, build_schedule
+from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
+from regbench.runshape import RunShape
+
+
+def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
+    """`on_this_machine`: the job trains here, so the accelerator and the device memory must be this machine's
+    (false for SLURM jobs, which check again on their node). Returns the components that would be inactive."""
+    if on_this_machine:
+        training_accelerator(cfg["trainer"])
+    shape = checked_run_shape(cfg)
+    regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
+                                      label_noise=cfg["data"]["noise"])
+    inactive = inactive_components(cfg, shape, regularizers)
+    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
+    model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
+    optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
+    build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
+    memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
+    check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
+    return inactive
+
+
+def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
+    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
+    (per device) and crop padding that reflect padding cannot give the images are refused."""
+    world = local_world_size(cfg["trainer"])
+    try:
+        check_common(cfg["data"])
+        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
+        per_device = shape.train_images // world
+        check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,
+              f"must be at most the {per_device} training images (after the validation split"
+              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
+        check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
+    return shape

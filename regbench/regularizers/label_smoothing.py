@@ -1,0 +1,35 @@
+"""Label smoothing (Szegedy et al., 2016): the targets mixed with the uniform distribution."""
+from __future__ import annotations
+
+import torch
+
+from regbench.errors import check
+from regbench.regularizers.base import Regularizer
+from regbench.runshape import Inactive, RunShape
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
+
+
+def check_smoothing(key: str, eps) -> None:
+    check(isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0.0 <= eps < 1.0, key, eps,
+          "must be in [0, 1) (1 would make every target uniform, leaving nothing to learn)")
+
+
+def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
+    """(1 - eps) * t + eps / C (Szegedy et al., 2016, sec. 7)."""
+    return (1.0 - eps) * targets + eps / targets.shape[-1]
+
+
+@REGULARIZERS.register("label_smoothing")
+class LabelSmoothing(Regularizer):
+    name = "label_smoothing"
+    exclusive = (Exclusion.LABEL_SMOOTHING,)
+
+    def __init__(self, *, eps: float, seed: int):
+        check_smoothing("eps", eps)
+        self.eps = eps
+
+    def check_run(self, shape: RunShape) -> list[Inactive]:
+        return [Inactive("eps", self.eps, "leaves the targets one-hot")] if self.eps == 0 else []
+
+    def mix_batch(self, images, targets, index):
+        return images, smooth_targets(targets, self.eps)

@@ -1,0 +1,17 @@
+"""The optimizer and schedule registries' declared entries (timm's SGDP/AdamP are imported only when used)."""
+from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
+
+OPTIMIZERS = Registry("optimizer", "optim", context=("model",), entries={
+    "adamp": Entry("regbench.optim", {
+        "lr": REQUIRED, "weight_decay": REQUIRED, "betas": OPTIONAL, "delta": OPTIONAL, "wd_ratio": OPTIONAL}),
+    "adamw": Entry("regbench.optim", {"lr": REQUIRED, "weight_decay": REQUIRED, "betas": OPTIONAL}),
+    "sgd": Entry("regbench.optim", {"lr": REQUIRED, "weight_decay": REQUIRED, "momentum": OPTIONAL,
+                                    "nesterov": OPTIONAL}),
+    "sgdp": Entry("regbench.optim", {
+        "lr": REQUIRED, "weight_decay": REQUIRED, "momentum": OPTIONAL, "nesterov": OPTIONAL, "delta": OPTIONAL,
+        "wd_ratio": OPTIONAL}),
+})
+SCHEDULES = Registry("schedule", "sched", context=("steps_per_epoch", "total_steps"), entries={
+    "constant": Entry("regbench.optim", {"warmup_epochs": OPTIONAL}),
+    "cosine": Entry("regbench.optim", {"warmup_epochs": OPTIONAL}),
+})

@@ -1,0 +1,113 @@
+"""Start-up of the regbench commands against `python -c "import torch"`, measured in the same run (wall-clock
+seconds from invocation, median of several repeats): the commands that train nothing (help, compare, a printed
+config, a config mistake) and `regbench train` to its first training step, on digits and, when
+../shared/data/MNIST/raw exists (relative to the repository root), on MNIST.
+
+    python scripts/bench_startup.py --repeats 5 [--data-root ../shared/data]
+
+The first step is the moment the first training epoch starts, which a run writes to the file named by
+REGBENCH_STARTUP_MARK (see regbench/run/recorder.py); the script stops the run there.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REGBENCH = [sys.executable, "-m", "regbench"]
+TRAIN_FIRST_STEP_TIMEOUT_S = 300
+# Targets of issue 11: commands that train nothing under 1 s; train start-up at most 1.5x import torch.
+LIGHT_TARGET_S, TRAIN_TARGET_RATIO = 1.0, 1.5
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def timed(cmd: list[str], cwd: Path, expect: int) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env())
+    elapsed = time.perf_counter() - start
+    if result.returncode != expect:
+        sys.exit(f"{' '.join(cmd[2:])}: exit {result.returncode}, expected {expect}: {result.stderr[-500:]}")
+    return elapsed
+
+
+def first_step(args: list[str], cwd: Path, mark: Path) -> float:
+    """Seconds from invocation to the first training epoch's start (in a new run directory); the run is stopped
+    there."""
+    mark.unlink(missing_ok=True)
+    run_dir = tempfile.mkdtemp(dir=cwd, prefix="run")
+    start_wall = time.time()
+    process = subprocess.Popen([*REGBENCH, "train", *args, f"hydra.run.dir={run_dir}"], cwd=cwd,
+                               env={**env(), "REGBENCH_STARTUP_MARK": str(mark)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while not mark.exists() or not mark.read_text().endswith("\n"):
+            if process.poll() is not None:
+                sys.exit(f"train {' '.join(args)} ended before its first step: {process.stderr.read()[-500:]}")
+            if time.time() - start_wall > TRAIN_FIRST_STEP_TIMEOUT_S:
+                sys.exit(f"train {' '.join(args)}: no first step within {TRAIN_FIRST_STEP_TIMEOUT_S} s")
+            time.sleep(0.01)
+        return float(mark.read_text()) - start_wall
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data",
+                        help="where MNIST/raw is looked for (default: ../shared/data from the repository root)")
+    args = parser.parse_args()
+    repeats, mnist_raw = args.repeats, args.data_root.resolve() / "MNIST" / "raw"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        mark = work / "first_step"
+        cases: list[tuple[str, callable, str]] = [
+            ('python -c "import torch"', lambda: timed([sys.executable, "-c", "import torch"], work, 0), "baseline"),
+            ("regbench --help", lambda: timed([*REGBENCH, "--help"], work, 0), "light"),
+            ("regbench compare --help", lambda: timed([*REGBENCH, "compare", "--help"], work, 0), "light"),
+            ("regbench train --cfg job", lambda: timed([*REGBENCH, "train", "--cfg", "job"], work, 0), "light"),
+            ("regbench train norm=no_such_norm", lambda: timed([*REGBENCH, "train", "norm=no_such_norm"], work, 2),
+             "light"),
+        ]
+        for logger in ("none", "wandb"):
+            cases.append((f"regbench train logger={logger} (digits), to the first step",
+                          lambda logger=logger: first_step([f"logger={logger}"], work, mark),
+                          "train"))
+        if mnist_raw.is_dir():
+            (work / "data" / "MNIST").mkdir(parents=True)
+            (work / "data" / "MNIST" / "raw").symlink_to(mnist_raw)  # its cache is written under data/, not shared
+            first_step(["data=mnist", "logger=none"], work, mark)  # builds the cache once
+            cases.append(("regbench train data=mnist logger=none, to the first step",
+                          lambda: first_step(["data=mnist", "logger=none"], work, mark), "train"))
+        else:
+            print(f"({mnist_raw} not found: MNIST not measured)")
+        times: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+        for _ in range(repeats):  # interleaved, so load on the machine hits every case alike
+            for label, measure, _ in cases:
+                times[label].append(measure())
+    baseline = statistics.median(times[cases[0][0]])
+    print(f"median of {repeats} repeats; ratio = seconds / import torch")
+    print(f"{'command':60s} {'seconds':>8s} {'ratio':>6s}  target")
+    for label, _, kind in cases:
+        seconds = statistics.median(times[label])
+        target = {"baseline": "", "light": f"< {LIGHT_TARGET_S:g} s",
+                  "train": f"<= {TRAIN_TARGET_RATIO:g}x"}[kind]
+        met = {"baseline": True, "light": seconds < LIGHT_TARGET_S,
+               "train": seconds / baseline <= TRAIN_TARGET_RATIO}[kind]
+        print(f"{label:60s} {seconds:8.2f} {seconds / baseline:6.2f}  {target}{'' if met else '  (missed)'}")
+
+
+if __name__ == "__main__":
+    main()

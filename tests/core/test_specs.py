@@ -1,0 +1,87 @@
+"""The registries' declared entries (regbench.specs, torch-free) against the factories that fulfil them, and the one
+set of exclusive tags."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from regbench.loggers import LOGGERS
+from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry, config_parameters
+from regbench.specs.backbones import BACKBONES
+from regbench.specs.data import DATASETS
+from regbench.specs.norms import NORMS
+from regbench.specs.optim import OPTIMIZERS, SCHEDULES
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
+
+REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, OPTIMIZERS, SCHEDULES, LOGGERS)
+HEAVY = ("torch", "lightning", "wandb", "timm")
+
+
+@pytest.mark.parametrize("registry,name", [(r, n) for r in REGISTRIES for n in r.names()],
+                         ids=lambda x: x.family if isinstance(x, Registry) else x)
+def test_every_declared_entry_resolves_to_a_factory_that_reads_its_declared_parameters(registry, name):
+    factory = registry.get(name)
+    assert factory.__module__ == registry.entry(name).module
+    assert config_parameters(factory, registry.context) == dict(registry.entry(name).params)
+
+
+def test_each_familys_modules_register_nothing_undeclared():
+    import regbench.backbones.timm_models  # noqa: F401  (imported lazily elsewhere)
+    import regbench.data, regbench.norms, regbench.optim, regbench.regularizers  # noqa: F401, E401
+
+    for registry in REGISTRIES:
+        assert sorted(registry._factories) == registry.names()
+
+
+def sgd_like(model, *, lr: float, momentum: float = 0.9):
+    return lr, momentum
+
+
+def test_a_registration_that_drifts_from_its_declaration_is_refused():
+    declared = Registry("optimizer", "optim", context=("model",), entries={
+        "sgd": Entry(__name__, {"lr": REQUIRED, "momentum": OPTIONAL}),
+        "moved": Entry("regbench.optim", {"lr": REQUIRED, "momentum": OPTIONAL}),
+        "drifted": Entry(__name__, {"lr": REQUIRED, "momentum": REQUIRED})})
+    declared.register("sgd")(sgd_like)
+    assert declared.get("sgd") is sgd_like and declared.has_default("sgd", "momentum")
+    with pytest.raises(ValueError, match="registered twice"):
+        declared.register("sgd")(sgd_like)
+    with pytest.raises(ValueError, match=r"'sgdd' is not declared; declare it beside the others \(drifted, moved, sgd"):
+        declared.register("sgdd")(sgd_like)
+    with pytest.raises(ValueError, match=r"'moved' is declared in regbench.optim but registered in tests?"):
+        declared.register("moved")(sgd_like)
+    with pytest.raises(ValueError, match=r"'drifted' is declared with parameters .* but its factory reads"):
+        declared.register("drifted")(sgd_like)
+
+
+def test_an_exclusive_tag_outside_the_declared_set_is_refused():
+    from regbench.regularizers import Regularizer, exclusive_tags
+
+    with pytest.raises(TypeError, match=r"Typo.exclusive must be a tuple of Exclusion members \(INPUT_MIXING, "):
+        type("Typo", (Regularizer,), {"exclusive": ("input mixng",)})
+    with pytest.raises(TypeError, match=r"Bare.exclusive must be a tuple"):
+        type("Bare", (Regularizer,), {"exclusive": Exclusion.INPUT_MIXING})
+    built = type("Built", (Regularizer,), {"name": "built"})()
+    built.exclusive = ("label smoothing",)  # set when built (as mixup_cutmix does): checked where stacks are
+    with pytest.raises(TypeError, match=r"built.exclusive must be a tuple of Exclusion members"):
+        exclusive_tags(built)
+
+
+def test_stacked_regularizers_sharing_a_declared_tag_are_refused():
+    from regbench.errors import UserError
+    from regbench.regularizers import build_regularizers
+
+    with pytest.raises(UserError, match=r"^regularizer=\[ema,coteaching\]: ema and coteaching both do "
+                                        r"evaluated-network selection; keep only one of them$"):
+        build_regularizers({"ema": {"decay": 0.99}, "coteaching": {"forget_rate": 0.2, "num_gradual": 10,
+                                                                     "schedule": "paper"}}, seed=0)
+
+
+def test_the_specs_and_the_config_checks_import_no_torch():
+    code = ("import sys, regbench.specs.backbones, regbench.specs.data, regbench.specs.norms, regbench.specs.optim, "
+            "regbench.specs.regularizers, regbench.config.validate, regbench.config.keys, regbench.sweeps.preflight; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,27 @@
+"""Data configs as regbench composes them, for tests that use the data code directly: a dataset's config composed
+by Hydra (its defaults list merges conf/data/common/label_shift.yaml), and the label-shift sections alone."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+LABEL_SHIFT_YAML = Path(__file__).resolve().parents[1] / "conf" / "data" / "common" / "label_shift.yaml"
+
+
+def dataset_config(name: str, seed: int = 0) -> dict[str, Any]:
+    """The resolved `data` section of a run with data=`name` and `seed`."""
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={name}", f"seed={seed}"])
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def label_shift(seed: int = 0, **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"noise": ..., "imbalance": ..., "balance": ...} with `seed` for ${seed}; `changes` update a section."""
+    composed = OmegaConf.merge({"seed": seed}, {"data": OmegaConf.load(LABEL_SHIFT_YAML)})
+    sections = OmegaConf.to_container(composed, resolve=True)["data"]
+    for section, values in changes.items():
+        sections[section].update(values)
+    return sections

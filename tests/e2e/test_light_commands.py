@@ -1,0 +1,54 @@
+"""Commands that train nothing (help, compare, a printed config, every config mistake) never import torch,
+Lightning, W&B or timm: the real command under `python -X importtime`, which lists every module it imported."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import regbench_env
+
+pytestmark = pytest.mark.slow
+HEAVY = {"torch", "lightning", "wandb", "timm"}
+
+
+def imported_heavy(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "regbench", *args], cwd=cwd,
+                            env=regbench_env(), capture_output=True, text=True, timeout=120)
+    modules = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    return result, modules & HEAVY
+
+
+@pytest.mark.parametrize("args,code", [
+    (["--help"], 0),
+    (["compare", "--help"], 0),
+    (["train", "--help"], 0),
+    (["train", "--info"], 0),
+    (["train", "--cfg", "job"], 0),
+    (["train", "--cfg", "hydra"], 0),
+    (["train", "--cfg", "all", "--resolve", "data=cifar10", "backbone=timm", "optim=sgdp", "regularizer=[droppath]"],
+     0),
+    (["train", "norm=no_such_norm"], 2),
+    (["train", "+trainer.max_epoch=5"], 2),
+    (["train", "~data.batch_size"], 2),
+    (["train", "regularizer=[dropout]", "regularizer.dropout.rat=0.1"], 2),
+    (["train", "optim.lrr=0.1"], 2),
+    (["train", "seed=-1"], 2),
+    (["train", "exp_name="], 2),
+    (["train", "trainer.max_epochs=0"], 2),
+    (["train", "logger.wandb.mode=loud"], 2),
+    (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
+])
+def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path):
+    result, heavy = imported_heavy(args, tmp_path)
+    assert result.returncode == code, result.stderr[-2000:]
+    assert heavy == set()
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_component(tmp_path):
+    tiny = ["trainer.max_epochs=1", "backbone.widths=[8]", "hydra.run.dir=run"]
+    result, heavy = imported_heavy(["train", "logger=none", *tiny], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert heavy == {"torch", "lightning"}
