@@ -41,7 +41,7 @@ class ClassifierModule(L.LightningModule):
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
                  class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None):
         super().__init__()
-        for reg in regularizers:
+        for reg in sorted(regularizers, key=lambda reg: reg.copies_network):
             model = reg.wrap_model(model)
         self.model = model
         self.regularizers = regularizers
@@ -214,11 +214,11 @@ class ClassifierModule(L.LightningModule):
         self.test_per_class.update(logits, labels)
         self._log_metrics(self.test_prefix, self.test_metrics)
 
-    def regularizer_reports(self, test_batches) -> dict[str, Any]:
+    def regularizer_reports(self, test_batches, val_batches) -> dict[str, Any]:
         """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""
         reports: dict[str, Any] = {}
         for reg in self.regularizers:
-            reports.update(reg.test_report(self.eval_network(), test_batches))
+            reports.update(reg.test_report(self.eval_network(), test_batches, val_batches))
         return reports
 
     def on_test_epoch_end(self) -> None:
