@@ -12,8 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from regbench.run.calibration import ReliabilityBins
 from regbench.errors import TrainingDiverged
-from regbench.optim import build_optimizer, build_schedule
+from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
+from regbench.weight_projection import attach_projection, weights_feeding_norms
 
 ECE_BINS = 15
 
@@ -233,6 +234,10 @@ class ClassifierModule(L.LightningModule):
     # --- optimization ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim_cfg, self.model)
+        if projects_weights(self.optim_cfg):
+            datamodule = self.trainer.datamodule
+            example = torch.randn(datamodule.batch_size, *datamodule.image_shape, device=self.device)
+            attach_projection(optimizer, weights_feeding_norms(self.model, example))
         # Counted from the in-memory batches, not trainer.estimated_stepping_batches: that would set up the
         # training loader before a checkpoint's loader position is restored, and a resumed run would restart
         # the interrupted epoch from its first batch.
