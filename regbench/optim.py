@@ -92,8 +92,20 @@ def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[floa
     return AdamP(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas), delta=delta, wd_ratio=wd_ratio)
 
 
+# Any optimizer's option: Normalize-and-Project after every step (regbench.weight_projection).
+PROJECT = "project"
+
+
+def projects_weights(cfg: Mapping[str, Any]) -> bool:
+    """`optim.project`, checked; a config made in code without the key does not project."""
+    value = cfg.get(PROJECT, False)
+    check(isinstance(value, bool), f"optim.{PROJECT}", value, "must be true or false")
+    return value
+
+
 def build_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
-    params = {k: v for k, v in cfg.items() if k != "name"}
+    """The optimizer alone; `optim.project` is attached by the caller, who can show it the model's inputs."""
+    params = {k: v for k, v in cfg.items() if k not in ("name", PROJECT)}
     return OPTIMIZERS.create(cfg["name"], params, model=model)
 
 

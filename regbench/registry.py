@@ -40,12 +40,15 @@ def config_parameters(factory: Callable, context: tuple[str, ...]) -> dict[str, 
 class Registry:
     """`context` names the arguments regbench passes to the entries itself (the run's seed, the model, ...; each
     entry takes those it names among its parameters): they are not config parameters, so a config key with one
-    of these names is refused."""
+    of these names is refused. `shared` names config parameters every entry's mapping holds that regbench reads
+    around the factory (optim.project), not passed to it."""
 
-    def __init__(self, family: str, config_key: str, entries: Mapping[str, Entry], context: tuple[str, ...] = ()):
+    def __init__(self, family: str, config_key: str, entries: Mapping[str, Entry], context: tuple[str, ...] = (),
+                 shared: tuple[str, ...] = ()):
         self.family = family
         self.config_key = config_key
         self.context = context
+        self.shared = shared
         self.entries = dict(entries)
         self._factories: dict[str, Callable] = {}
 
@@ -91,7 +94,7 @@ class Registry:
 
     def parameters(self, name: str) -> list[str]:
         """The config parameters of entry `name`, in signature order: what its config mapping may hold."""
-        return list(self.entry(name).params)
+        return [*self.entry(name).params, *self.shared]
 
     def has_default(self, name: str, key: str) -> bool:
         """Whether config parameter `key` of entry `name` may be left out (its factory has a default)."""
@@ -120,6 +123,7 @@ class Registry:
                              f"not declared as context")
         path = path or self.config_key
         self.check_parameters(name, params, path)
+        params = {key: value for key, value in params.items() if key not in self.shared}
         accepted = inspect.signature(self.get(name)).parameters
         context = {k: v for k, v in context.items() if k in accepted}
         try:

@@ -15,9 +15,10 @@ from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
-from regbench.optim import build_optimizer, build_schedule
+from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
 from regbench.runshape import RunShape
+from regbench.weight_projection import check_projection_acts
 
 
 def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
@@ -32,6 +33,8 @@ def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
     num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
+    if projects_weights(cfg["optim"]):
+        check_projection_acts(model, shape.image_shape, cfg["backbone"]["name"], cfg["norm"]["name"])
     build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
     memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
     check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))

@@ -110,10 +110,10 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         return self._batches["test"]
 
-    def unsharded_test_batches(self) -> TensorBatches:
-        """The whole test split on every DDP rank, for evaluations made outside the Trainer."""
-        test = self._batches["test"]
-        return TensorBatches(test.images, test.labels, test.batch_size, shuffle=False, shard=False)
+    def unsharded_batches(self, split: str) -> TensorBatches:
+        """The whole val or test split on every DDP rank, for evaluations made outside the Trainer."""
+        batches = self._batches[split]
+        return TensorBatches(batches.images, batches.labels, batches.batch_size, shuffle=False, shard=False)
 
 
 def load_images(cfg: Mapping[str, Any]) -> ImageData:

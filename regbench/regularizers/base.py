@@ -52,6 +52,9 @@ class Regularizer:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         check_exclusive(cls.__name__, cls.exclusive)
+    # A technique that trains copies of the network (co-teaching's pair) wraps it after every other technique's
+    # architecture change, whatever the list order, so each copy carries them (its own nested dropout layer).
+    copies_network: bool = False
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
@@ -95,9 +98,15 @@ class Regularizer:
         """The network to evaluate (averaged weights for EMA/SWA); the trained one by default."""
         return model
 
-    def test_report(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
-        """Extra top-level entries for metrics.json, computed once on the test batches after training."""
+    def test_report(self, model: nn.Module, test_batches: Iterable, val_batches: Iterable) -> dict[str, Any]:
+        """Extra top-level entries for metrics.json, computed once after training on the test batches (and the
+        validation batches, for choices made on validation)."""
         return {}
+
+
+def evaluated_network(model: nn.Module) -> nn.Module:
+    """The network evaluation runs: a model holding several networks (co-teaching's pair) names it."""
+    return model.evaluated() if hasattr(model, "evaluated") else model
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import UserError, check_non_negative, check_positive
-from regbench.regularizers.base import Regularizer
+from regbench.regularizers.base import Regularizer, evaluated_network
 from regbench.regularizers.dropout import wrap_head
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
@@ -40,8 +40,12 @@ class NestedDropoutLayer(nn.Module):
     def __init__(self, num_features: int, mu: float, sigma: float, seed: int):
         super().__init__()
         self.probs = keep_distribution(num_features, mu, sigma)
-        self.rng = random.Random(seed)
+        self.reseed(seed)
         self.eval_keep: int | None = None
+
+    def reseed(self, seed: int) -> None:
+        """A stream of its own (co-teaching's second network draws its k apart from the first)."""
+        self.rng = random.Random(seed)
 
     def draw_keep(self) -> int:
         return self.rng.choices(range(1, len(self.probs) + 1), weights=self.probs)[0]
@@ -70,23 +74,38 @@ class NestedDropout(Regularizer):
         return wrap_head(model, self.name, lambda head: nn.Sequential(layer, head))
 
     @torch.no_grad()
-    def test_report(self, model: nn.Module, batches: Iterable) -> dict[str, Any]:
-        """Test accuracy keeping only the first k channels, for k in `eval_widths`: features once, heads K times."""
-        layer = next(m for m in model.modules() if isinstance(m, NestedDropoutLayer))
-        widths = eval_widths(model.num_features)
-        device = next(model.parameters()).device
-        correct, seen = torch.zeros(len(widths), device=device), 0
-        was_training = model.training
-        model.eval()
-        try:
-            for images, labels, _ in batches:
-                images, labels = images.to(device), labels.to(device)
-                features = model.forward_features(images)
-                for i, k in enumerate(widths):
-                    layer.eval_keep = k
-                    correct[i] += (model.head(features).argmax(dim=-1) == labels).sum()
-                seen += labels.shape[0]
-        finally:
-            layer.eval_keep = None
-            model.train(was_training)
-        return {"nested_dropout_acc_by_k": {str(k): float(c) / max(seen, 1) for k, c in zip(widths, correct)}}
+    def test_report(self, model: nn.Module, test_batches: Iterable, val_batches: Iterable) -> dict[str, Any]:
+        """Test accuracy keeping only the first k channels, for k in `eval_widths`; and K, the width the official
+        code reports: the best validation accuracy over every k = 1..D, ties to the smaller k."""
+        net = evaluated_network(model)
+        num_features = net.num_features
+        val_acc = accuracy_by_width(net, val_batches, range(1, num_features + 1))
+        best_k = max(range(1, num_features + 1), key=lambda k: (val_acc[k], -k))
+        widths = sorted(set(eval_widths(num_features)) | {best_k})
+        test_acc = accuracy_by_width(net, test_batches, widths)
+        return {"nested_dropout_acc_by_k": {str(k): test_acc[k] for k in eval_widths(num_features)},
+                "nested_dropout_k": best_k, "nested_dropout_val_acc_at_k": val_acc[best_k],
+                "nested_dropout_test_acc_at_k": test_acc[best_k]}
+
+
+def accuracy_by_width(net: nn.Module, batches: Iterable, widths: Iterable[int]) -> dict[int, float]:
+    """Accuracy of `net` keeping only the first k penultimate channels, for each k: features once per batch, the
+    head once per k."""
+    layer = next(m for m in net.modules() if isinstance(m, NestedDropoutLayer))
+    widths = list(widths)
+    device = next(net.parameters()).device
+    correct, seen = torch.zeros(len(widths), device=device), 0
+    was_training = net.training
+    net.eval()
+    try:
+        for images, labels, _ in batches:
+            images, labels = images.to(device), labels.to(device)
+            features = net.forward_features(images)
+            for i, k in enumerate(widths):
+                layer.eval_keep = k
+                correct[i] += (net.head(features).argmax(dim=-1) == labels).sum()
+            seen += labels.shape[0]
+    finally:
+        layer.eval_keep = None
+        net.train(was_training)
+    return {k: float(c) / max(seen, 1) for k, c in zip(widths, correct.tolist())}

@@ -144,13 +144,16 @@ def forget_rate_for(forget_rate: float | None, label_noise: Mapping[str, Any] | 
 
 
 def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
-    """The same architecture with fresh weights drawn from its own generator."""
+    """The same architecture with fresh weights drawn from its own generator, and its own random streams (a
+    module with a `reseed` method, e.g. nested dropout's layer, draws apart from the original's)."""
     peer = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for module in peer.modules():
+        for position, module in enumerate(peer.modules()):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+            if hasattr(module, "reseed"):
+                module.reseed(seed + position)
     return peer
 
 
@@ -171,13 +174,17 @@ class CoTeachingPair(nn.Module):
         if self.training:
             self.peer_logits = self.nets[1](images)
             return self.nets[0](images)
-        return self.nets[int(self.best)](images)
+        return self.evaluated()(images)
+
+    def evaluated(self) -> nn.Module:
+        return self.nets[int(self.best)]
 
 
 @REGULARIZERS.register("coteaching")
 class CoTeaching(Regularizer):
     name = "coteaching"
     exclusive = (Exclusion.NOISY_LABEL_LOSS, Exclusion.EVALUATED_NETWORK)
+    copies_network = True
 
     def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,
                  label_noise: Mapping[str, Any] | None = None):

@@ -12,8 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from regbench.run.calibration import ReliabilityBins
 from regbench.errors import TrainingDiverged
-from regbench.optim import build_optimizer, build_schedule
+from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
+from regbench.weight_projection import attach_projection, weights_feeding_norms
 
 ECE_BINS = 15
 
@@ -41,7 +42,7 @@ class ClassifierModule(L.LightningModule):
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
                  class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None):
         super().__init__()
-        for reg in regularizers:
+        for reg in sorted(regularizers, key=lambda reg: reg.copies_network):
             model = reg.wrap_model(model)
         self.model = model
         self.regularizers = regularizers
@@ -214,11 +215,11 @@ class ClassifierModule(L.LightningModule):
         self.test_per_class.update(logits, labels)
         self._log_metrics(self.test_prefix, self.test_metrics)
 
-    def regularizer_reports(self, test_batches) -> dict[str, Any]:
+    def regularizer_reports(self, test_batches, val_batches) -> dict[str, Any]:
         """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""
         reports: dict[str, Any] = {}
         for reg in self.regularizers:
-            reports.update(reg.test_report(self.eval_network(), test_batches))
+            reports.update(reg.test_report(self.eval_network(), test_batches, val_batches))
         return reports
 
     def on_test_epoch_end(self) -> None:
@@ -233,6 +234,10 @@ class ClassifierModule(L.LightningModule):
     # --- optimization ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim_cfg, self.model)
+        if projects_weights(self.optim_cfg):
+            datamodule = self.trainer.datamodule
+            example = torch.randn(datamodule.batch_size, *datamodule.image_shape, device=self.device)
+            attach_projection(optimizer, weights_feeding_norms(self.model, example))
         # Counted from the in-memory batches, not trainer.estimated_stepping_batches: that would set up the
         # training loader before a checkpoint's loader position is restored, and a resumed run would restart
         # the interrupted epoch from its first batch.

@@ -1,7 +1,8 @@
 """The optimizer and schedule registries' declared entries (timm's SGDP/AdamP are imported only when used)."""
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
 
-OPTIMIZERS = Registry("optimizer", "optim", context=("model",), entries={
+# optim.project (Normalize-and-Project) applies to any optimizer: read by regbench.optim.projects_weights.
+OPTIMIZERS = Registry("optimizer", "optim", context=("model",), shared=("project",), entries={
     "adamp": Entry("regbench.optim", {
         "lr": REQUIRED, "weight_decay": REQUIRED, "betas": OPTIONAL, "delta": OPTIONAL, "wd_ratio": OPTIONAL}),
     "adamw": Entry("regbench.optim", {"lr": REQUIRED, "weight_decay": REQUIRED, "betas": OPTIONAL}),
