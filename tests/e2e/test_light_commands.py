@@ -7,15 +7,13 @@ import sys
 
 import pytest
 
-from conftest import regbench_env
-
 pytestmark = pytest.mark.slow
 HEAVY = {"torch", "lightning", "wandb", "timm"}
 
 
-def imported_heavy(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, set[str]]:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "regbench", *args], cwd=cwd,
-                            env=regbench_env(), capture_output=True, text=True, timeout=120)
+def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "regbench", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
     modules = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     return result, modules & HEAVY
 
@@ -40,15 +38,15 @@ def imported_heavy(args: list[str], cwd) -> tuple[subprocess.CompletedProcess, s
     (["train", "logger.wandb.mode=loud"], 2),
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
 ])
-def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path):
-    result, heavy = imported_heavy(args, tmp_path)
+def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_env):
+    result, heavy = imported_heavy(args, tmp_path, cli_env)
     assert result.returncode == code, result.stderr[-2000:]
     assert heavy == set()
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
-def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_component(tmp_path):
+def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_component(tmp_path, cli_env):
     tiny = ["trainer.max_epochs=1", "backbone.widths=[8]", "hydra.run.dir=run"]
-    result, heavy = imported_heavy(["train", "logger=none", *tiny], tmp_path)
+    result, heavy = imported_heavy(["train", "logger=none", *tiny], tmp_path, cli_env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert heavy == {"torch", "lightning"}
