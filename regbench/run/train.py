@@ -108,7 +108,9 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
                            shape)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
-                              class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
+                              class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy,
+                              channels_last=resolved["trainer"]["channels_last"],
+                              compile_model=resolved["trainer"]["compile"])
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
     logger = build_logger(resolved["logger"], plan, tags, wandb_config(resolved))
