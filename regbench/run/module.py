@@ -91,12 +91,6 @@ class ClassifierModule(L.LightningModule):
         return model
 
     # --- training -------------------------------------------------------------------------------------------
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        # The in-memory batches already live on the training device: skip Lightning's walk over the batch.
-        if all(tensor.device == device for tensor in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
         if hasattr(loader, "set_epoch"):

@@ -4,22 +4,26 @@ per-step work skipped when nothing shows it."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn as nn
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from regbench.backbones import build_backbone
+from regbench.data import build_datamodule
 from regbench.errors import TrainingDiverged
 from regbench.regularizers import create_regularizer
 from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.run.module import ClassifierModule
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def mlp_module(regularizers=(), is_noisy=None) -> ClassifierModule:
@@ -212,6 +216,10 @@ def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, pr
 
 
 def test_batches_already_on_the_device_are_not_walked_again():
-    module = mlp_module()
-    batch = batches(1)[0]
-    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    data = OmegaConf.create({"seed": 0, "data": OmegaConf.load(REPO / "conf" / "data" / "synthetic.yaml")})
+    datamodule = build_datamodule(OmegaConf.to_container(data, resolve=True)["data"], seed=0)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = datamodule.transfer_batch_to_device([batch[0].double(), batch[1]], torch.device("meta"), 0)
+    assert [t.device.type for t in moved] == ["meta", "meta"]
