@@ -32,6 +32,11 @@ class TrainEpochSums(Metric):
             self.noise_split += torch.stack([(correct & ~noisy).sum(), (~noisy).sum(), (correct & noisy).sum(),
                                              noisy.sum()])
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # Loaded sums count as updates: a run resumed at an epoch's last batch adds nothing before they are read.
+        self._update_count = max(self._update_count, int(self.images > 0))
+
     def compute(self) -> dict[str, float]:
         loss_sum, correct, images = float(self.loss_sum), int(self.correct), int(self.images)
         seen = max(images, 1)

@@ -37,6 +37,17 @@ class EvalMetrics(nn.Module):
         self.bins.update(probs, labels)
 
 
+def upgrade_epoch_sums(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the epoch sums were a Metric kept them beside the state dict: moved into it, so
+    runs interrupted under an earlier regbench still resume (and their best.ckpt still loads)."""
+    sums = checkpoint.pop("regbench_epoch_sums", None)
+    if sums is not None:
+        checkpoint["state_dict"].update({
+            "train_sums.loss_sum": sums["loss"].float(), "train_sums.correct": sums["correct"].long(),
+            "train_sums.images": torch.tensor(sums["images"]), "train_sums.noise_split": sums["noise_split"].long()})
+    return checkpoint
+
+
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, regularizers: list[Regularizer], num_classes: int,
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
@@ -190,6 +201,9 @@ class ClassifierModule(L.LightningModule):
         self.finite_check.flush()  # nor does a checkpoint
         # The running epoch's sums are in the state dict (TrainEpochSums): a run resumed mid-epoch then reports the
         # whole epoch, not its tail.
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_epoch_sums(checkpoint)
 
     def train_epoch_stats(self) -> dict[str, float]:
         """Training loss and accuracy of the epoch over all ranks' samples (read once per epoch)."""

@@ -61,6 +61,21 @@ def test_epoch_sums_resumed_from_a_mid_epoch_state_dict_equal_the_uninterrupted_
                                                           "train_acc_clean", "train_acc_noisy"}
 
 
+def test_a_checkpoint_with_the_earlier_epoch_sums_loads_into_the_metric():
+    module = mlp_module()
+    for i, batch in enumerate(batches(2)):
+        module.training_step(batch, i)
+    state = module.state_dict()
+    sums = {key.removeprefix("train_sums."): state.pop(key) for key in list(state) if key.startswith("train_sums.")}
+    earlier = {"state_dict": state, "regbench_epoch_sums": {
+        "loss": sums["loss_sum"], "correct": sums["correct"].float(), "noise_split": sums["noise_split"].float(),
+        "images": int(sums["images"])}}
+    resumed = mlp_module()
+    resumed.on_load_checkpoint(earlier)
+    resumed.load_state_dict(earlier["state_dict"])  # strict: every key of the metric is there
+    assert resumed.train_epoch_stats() == module.train_epoch_stats() and "regbench_epoch_sums" not in earlier
+
+
 def test_epoch_sums_match_the_sums_by_hand_and_reset():
     sums = TrainEpochSums()
     correct = [torch.tensor([True, False, True]), torch.tensor([True, True])]
