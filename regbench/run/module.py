@@ -108,12 +108,15 @@ class ClassifierModule(L.LightningModule):
             loader.set_epoch(self.current_epoch)
         self.train_sums.reset()
 
-    def training_network(self, images: torch.Tensor) -> torch.Tensor:
-        """The network in training, its logits reduced to (B, C) by the regularizers that widen them."""
-        logits = self.model(self.in_memory_format(images))
+    def reduced_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Training logits reduced to (B, C) by the regularizers that widen them (multi-sample dropout)."""
         for reg in self.regularizers:
             logits = reg.reduce_logits(logits)
         return logits
+
+    def training_network(self, images: torch.Tensor) -> torch.Tensor:
+        """The network in training with (B, C) logits, for regularizers' extra forward passes."""
+        return self.reduced_logits(self.model(self.in_memory_format(images)))
 
     def in_memory_format(self, images: torch.Tensor) -> torch.Tensor:
         if self.memory_format is None or images.dim() != 4:
@@ -130,9 +133,7 @@ class ClassifierModule(L.LightningModule):
             self.batch_preview_sink = None
         # After mix_batch: elementwise mixing with NCHW masks may return NCHW batches.
         raw_logits = self.model(self.in_memory_format(images))
-        logits = raw_logits
-        for reg in self.regularizers:
-            logits = reg.reduce_logits(logits)
+        logits = self.reduced_logits(raw_logits)
         per_sample = self.task_loss(raw_logits, logits, targets)
         for reg in self.regularizers:
             per_sample = reg.loss(per_sample, logits, targets, index, self.training_network)
