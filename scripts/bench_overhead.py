@@ -4,7 +4,8 @@ Both train the same model on the same in-memory data with the same batch size, a
 schedule; the ratio compares steady-state seconds per training step (epochs after the first, validation
 excluded). Also prints the time from `regbench train` invocation to its first training step.
 
-    python scripts/bench_overhead.py            # both cases: 28x28 batch 256 (MNIST-sized) and the digits default
+    python scripts/bench_overhead.py                    # every case
+    python scripts/bench_overhead.py --case mlp         # the cases whose name contains "mlp"
 
 The two alternate over `--trials` trials and the medians are reported, so load from other processes on a shared
 machine hits both sides alike.
@@ -30,7 +31,17 @@ from regbench.data import build_datamodule
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import soft_cross_entropy
 
+MNIST_RAW = Path("/work/shared/data/MNIST/raw")
+# The CPU-scale claim cards' shape: an MLP 784-64-128-64 with BN, batch 128, Adam, no augmentation. Real MNIST
+# where its files are, else MNIST-shaped synthetic tensors (the same step cost: 28x28x1 inputs, 10 classes).
+MLP_SETTINGS = ["backbone=mlp", "backbone.hidden=[64,128,64]", "norm=batchnorm", "optim=adamw",
+                "optim.weight_decay=0", "sched=constant", "data.batch_size=128", "data.augment.crop_padding=0"]
+MLP_DATA = (["data=mnist", f"data.root={MNIST_RAW.parent.parent}", "data.cache=false"] if MNIST_RAW.is_dir() else
+            ["data=synthetic", "data.image_size=28", "data.num_samples=70000", "data.num_classes=10"])
+MLP_CASE = f"mlp 784-64-128-64 BN, {'MNIST' if MNIST_RAW.is_dir() else 'synthetic 28x28 (no MNIST files)'}, batch 128"
+
 CASES = {
+    MLP_CASE: MLP_DATA + MLP_SETTINGS,
     # MNIST-sized inputs without needing the MNIST files: seeded blobs rendered at 28x28.
     "convnet 28x28 batch 256": ["data=synthetic", "data.image_size=28", "data.num_samples=8000",
                                 "data.num_classes=10", "data.batch_size=256", "data.augment.crop_padding=2"],
@@ -92,10 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--case", default="", help="run only the cases whose name contains this text")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs (first one untimed), "
           f"median of {args.trials} alternating trials")
     for name, overrides in CASES.items():
+        if args.case not in name:
+            continue
         trials = []
         for _ in range(args.trials):
             regbench_step, startup, config = regbench_seconds_per_step(overrides, args.epochs)

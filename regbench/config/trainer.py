@@ -24,5 +24,7 @@ def check_trainer_config(cfg: Mapping[str, Any]) -> None:
         check(isinstance(cfg["deterministic"], bool) or cfg["deterministic"] == "warn", "deterministic",
               cfg["deterministic"], "must be true, false or 'warn'")
         check_positive_int("checkpoint_every_n_epochs", cfg["checkpoint_every_n_epochs"])
+        for key in ("channels_last", "compile"):
+            check(isinstance(cfg[key], bool), key, cfg[key], "must be true or false")
     except ParamError as err:
         raise UserError(str(err.at("trainer"))) from None

@@ -110,6 +110,12 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> TensorBatches:
         return self._batches["test"]
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # setup() put the batches on the training device: skip Lightning's walk over every batch.
+        if all(tensor.device == device for tensor in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def unsharded_batches(self, split: str) -> TensorBatches:
         """The whole val or test split on every DDP rank, for evaluations made outside the Trainer."""
         batches = self._batches[split]

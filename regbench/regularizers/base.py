@@ -79,9 +79,20 @@ class Regularizer:
         """Input-space techniques (mixup, cutmix) and target-space ones (smoothing); training batches only."""
         return images, targets
 
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """A technique whose network returns several logits per sample in training (multi-sample dropout's
+        (M, B, C)) computes the per-sample (B,) loss from them; None (the default) leaves it to cross-entropy."""
+        return None
+
+    def reduce_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Such a technique's training logits reduced to the (B, C) that the loss hooks, the training accuracy and
+        extra forward passes see; the default leaves them as they are."""
+        return logits
+
     def loss(self, per_sample: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
-             index: torch.Tensor, model: nn.Module) -> torch.Tensor:
-        """Loss-space techniques; returns the new per-sample loss."""
+             index: torch.Tensor, model: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Loss-space techniques; returns the new per-sample loss. `model` is the training network with its
+        logits reduced to (B, C), for techniques that make extra forward passes."""
         return per_sample
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from regbench.devices import format_bytes
 from regbench.errors import UserError, check, check_positive_int
-from regbench.regularizers.base import MemoryBudget, Regularizer
+from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
@@ -100,7 +100,7 @@ class AlphaDropoutRegularizer(Regularizer):
 
 class MultiSampleDropoutHead(nn.Module):
     """Training: `num_samples` dropout masks on the same features through the shared head -> (M, B, C) logits,
-    whose per-mask losses the module averages. Evaluation: one dropout-free pass -> (B, C)."""
+    which MultiSampleDropout reduces. Evaluation: one dropout-free pass -> (B, C)."""
 
     def __init__(self, head: nn.Module, rate: float, num_samples: int):
         super().__init__()
@@ -147,3 +147,10 @@ class MultiSampleDropout(Regularizer):
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: MultiSampleDropoutHead(head, self.rate, self.num_samples))
+
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Inoue (2019): the mean of the per-mask losses, from the head's (M, B, C) training logits."""
+        return soft_cross_entropy(logits, targets).mean(dim=0)
+
+    def reduce_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.mean(dim=0)

@@ -93,10 +93,7 @@ class RankMixup(Regularizer):
         images, clean_targets = self._clean
         self._clean = None
         mixed, relevance = self.mixed_copies(images, clean_targets.argmax(dim=-1))
-        mixed_logits = model(mixed)
-        if mixed_logits.dim() == 3:  # multi-sample dropout heads return (masks, B, C): average the masks
-            mixed_logits = mixed_logits.mean(dim=0)
-        mixed_logits = mixed_logits.view(self.num_mixes, images.shape[0], -1)
+        mixed_logits = model(mixed).view(self.num_mixes, images.shape[0], -1)
         if self.variant == "mrl":
             ranking = margin_ranking_loss(logits, mixed_logits, relevance, self.margin, self.mrl_mask)
         else:

@@ -11,7 +11,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from regbench.run.calibration import ReliabilityBins
-from regbench.errors import TrainingDiverged
+from regbench.run.epoch_sums import TrainEpochSums
+from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.weight_projection import attach_projection, weights_feeding_norms
@@ -37,13 +38,31 @@ class EvalMetrics(nn.Module):
         self.bins.update(probs, labels)
 
 
+def upgrade_epoch_sums(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the epoch sums were a Metric kept them beside the state dict: moved into it, so
+    runs interrupted under an earlier regbench still resume (and their best.ckpt still loads)."""
+    sums = checkpoint.pop("regbench_epoch_sums", None)
+    if sums is not None:
+        checkpoint["state_dict"].update({
+            "train_sums.loss_sum": sums["loss"].float(), "train_sums.correct": sums["correct"].long(),
+            "train_sums.images": torch.tensor(sums["images"]), "train_sums.noise_split": sums["noise_split"].long()})
+    return checkpoint
+
+
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, regularizers: list[Regularizer], num_classes: int,
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
-                 class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None,
+                 channels_last: bool = False, compile_model: bool = False):
         super().__init__()
         for reg in sorted(regularizers, key=lambda reg: reg.copies_network):
             model = reg.wrap_model(model)
+        # channels_last: 4-D weights and batches in NHWC order, which GPU convolution kernels prefer.
+        self.memory_format = torch.channels_last if channels_last else None
+        if self.memory_format is not None:
+            model = model.to(memory_format=self.memory_format)
+        if compile_model:
+            model.compile()  # in place: the state dict keeps its keys, so checkpoints load either way
         self.model = model
         self.regularizers = regularizers
         # Stateful regularizers (EMA/SWA weights, ELR targets) are modules: registered here they follow the
@@ -62,14 +81,9 @@ class ClassifierModule(L.LightningModule):
         # buffers so they follow the model to its device; indexed by each batch's sample index.
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.register_buffer("is_noisy", is_noisy, persistent=False)
-        # The epoch's sums, kept on the device and read once per epoch, so the hot loop never waits for it. Plain
-        # tensors rather than buffers: DDP broadcasts buffers from rank 0 before every step, which would replace
-        # each rank's own sums with rank 0's. on_fit_start moves them to the device.
-        self._train_loss_sum = torch.zeros(())
-        self._train_correct = torch.zeros(())
-        # [correct on clean, clean seen, correct on noisy, noisy seen] w.r.t. the given labels.
-        self._noise_split_counts = torch.zeros(4)
-        self.train_images_seen = 0
+        # The epoch's sums stay on the device and are read once per epoch, so the hot loop never waits for it.
+        self.train_sums = TrainEpochSums()
+        self.finite_check = LaggedFiniteCheck()
         # Set by the W&B dashboard for the first batch only: receives that batch as the network sees it (after
         # mix_batch), then is cleared, so later steps pay one `is None` check.
         self.batch_preview_sink: Callable[[torch.Tensor, torch.Tensor], None] | None = None
@@ -89,20 +103,26 @@ class ClassifierModule(L.LightningModule):
         return model
 
     # --- training -------------------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        # After a checkpoint's sums were loaded (a run resumed mid-epoch), so they keep their values.
-        self._train_loss_sum = self._train_loss_sum.to(self.device)
-        self._train_correct = self._train_correct.to(self.device)
-        self._noise_split_counts = self._noise_split_counts.to(self.device)
-
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.current_epoch)
-        self._train_loss_sum.zero_()
-        self._train_correct.zero_()
-        self._noise_split_counts.zero_()
-        self.train_images_seen = 0
+        self.train_sums.reset()
+
+    def reduced_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Training logits reduced to (B, C) by the regularizers that widen them (multi-sample dropout)."""
+        for reg in self.regularizers:
+            logits = reg.reduce_logits(logits)
+        return logits
+
+    def training_network(self, images: torch.Tensor) -> torch.Tensor:
+        """The network in training with (B, C) logits, for regularizers' extra forward passes."""
+        return self.reduced_logits(self.model(self.in_memory_format(images)))
+
+    def in_memory_format(self, images: torch.Tensor) -> torch.Tensor:
+        if self.memory_format is None or images.dim() != 4:
+            return images
+        return images.contiguous(memory_format=self.memory_format)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, index = batch
@@ -112,44 +132,58 @@ class ClassifierModule(L.LightningModule):
         if self.batch_preview_sink is not None:
             self.batch_preview_sink(images, targets)
             self.batch_preview_sink = None
-        logits = self.model(images)
-        per_sample = soft_cross_entropy(logits, targets)
-        if logits.dim() == 3:
-            # Multi-sample dropout: (masks, B, C) logits, one loss per mask, averaged over the masks.
-            per_sample, logits = per_sample.mean(dim=0), logits.mean(dim=0)
+        # After mix_batch: elementwise mixing with NCHW masks may return NCHW batches.
+        raw_logits = self.model(self.in_memory_format(images))
+        logits = self.reduced_logits(raw_logits)
+        per_sample = self.task_loss(raw_logits, logits, targets)
         for reg in self.regularizers:
-            per_sample = reg.loss(per_sample, logits, targets, index, self.model)
+            per_sample = reg.loss(per_sample, logits, targets, index, self.training_network)
         if self.class_weights is not None:
             per_sample = per_sample * self.class_weights[labels]
         loss = per_sample.mean()
         self.stop_if_diverged(loss, batch_idx)
-        batch_size = labels.shape[0]
         correct = logits.detach().argmax(dim=-1) == labels
-        self._train_loss_sum += loss.detach() * batch_size
-        self._train_correct += correct.sum()
-        if self.is_noisy is not None:
-            noisy = self.is_noisy[index]
-            self._noise_split_counts += torch.stack([(correct & ~noisy).sum(), (~noisy).sum(),
-                                                     (correct & noisy).sum(), noisy.sum()]).to(torch.float32)
-        self.train_images_seen += batch_size
-        # Step values under their own name: `train_loss` in history.csv and W&B is the epoch's mean.
+        self.train_sums.update(loss, correct, self.is_noisy[index] if self.is_noisy is not None else None)
+        self.log_step(loss, correct)
+        return loss
+
+    def task_loss(self, raw_logits: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the (B, C) logits, unless a regularizer that widens them (multi-sample dropout) computes
+        the per-sample loss from its own."""
+        for reg in self.regularizers:
+            per_sample = reg.task_loss(raw_logits, targets)
+            if per_sample is not None:
+                return per_sample
+        return soft_cross_entropy(logits, targets)
+
+    def log_step(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        """The step's loss as `train_loss_step` (history.csv's and W&B's `train_loss` is the epoch's mean), only on
+        the steps where Lightning writes to the loggers or a progress bar shows it: each self.log costs a walk over
+        Lightning's result collection."""
+        if self._trainer is None:
+            return
+        trainer = self.trainer
+        on_terminal = trainer.progress_bar_callback is not None
+        # Lightning's own test of whether this step's values go to the loggers (every log_every_n_steps steps).
+        writes_logs = bool(trainer.loggers) and trainer._logger_connector.should_update_logs
+        if not (on_terminal or writes_logs):
+            return
+        batch_size = correct.shape[0]
         self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
-        if self._trainer is not None and self.trainer.progress_bar_callback is not None:
+        if on_terminal:
             # Only for the terminal's progress bar: nothing is logged, and non-terminal runs skip it.
             self.log("train_acc_step", correct.float().mean(), prog_bar=True, logger=False, on_step=True,
                      on_epoch=False, batch_size=batch_size)
-        return loss
 
     def stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """A NaN or infinite loss ends the run at once, before the optimizer spreads it into the weights."""
-        check = loss.detach()
+        """A NaN or infinite loss ends the run (see regbench.run.finite_check): this step's loss is queued and the
+        previous step's checked, so the step never waits for the device. Under DDP the loss is summed over the
+        ranks first: every rank must stop at the same step, or the others would wait forever in the gradient
+        all-reduce."""
+        reduce = None
         if self.world_size > 1:
-            check = check.clone()  # the all-reduce works in place, and detach() shares the loss's storage
-            # Every rank must stop at the same step, or the others would wait forever in the gradient all-reduce.
-            check = self.trainer.strategy.reduce(check, reduce_op="sum")
-        if not torch.isfinite(check):
-            raise TrainingDiverged(f"the training loss became {float(check)} at epoch {self.current_epoch}, batch "
-                                   f"{batch_idx}; lower optim.lr or check the data and regularizer settings")
+            reduce = lambda value: self.trainer.strategy.reduce(value, reduce_op="sum")  # noqa: E731
+        self.finite_check.push(loss, self.current_epoch, batch_idx, reduce)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
@@ -162,39 +196,29 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             reg.on_epoch_end(self.current_epoch)
 
+    def on_validation_epoch_start(self) -> None:
+        self.finite_check.flush()  # validation never sees weights that a non-finite loss changed
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The running epoch's sums: a run resumed mid-epoch then reports the whole epoch, not its tail.
-        checkpoint["regbench_epoch_sums"] = {
-            "loss": self._train_loss_sum.cpu(), "correct": self._train_correct.cpu(),
-            "noise_split": self._noise_split_counts.cpu(), "images": self.train_images_seen}
+        self.finite_check.flush()  # nor does a checkpoint
+        # The running epoch's sums are in the state dict (TrainEpochSums): a run resumed mid-epoch then reports the
+        # whole epoch, not its tail.
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        sums = checkpoint.get("regbench_epoch_sums")
-        if sums is not None:
-            self._train_loss_sum.copy_(sums["loss"])
-            self._train_correct.copy_(sums["correct"])
-            self._noise_split_counts.copy_(sums["noise_split"])
-            self.train_images_seen = sums["images"]
+        upgrade_epoch_sums(checkpoint)
 
     def train_epoch_stats(self) -> dict[str, float]:
         """Training loss and accuracy of the epoch over all ranks' samples (read once per epoch)."""
-        sums = torch.cat([self._train_loss_sum[None], self._train_correct[None], self._noise_split_counts,
-                          torch.tensor([float(self.train_images_seen)], device=self._train_loss_sum.device)])
-        if self.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        loss_sum, correct, *noise_split, images = sums.tolist()
-        seen = max(images, 1)
-        stats = {"train_loss": loss_sum / seen, "train_acc": correct / seen, "train_images": int(images)}
-        if self.is_noisy is not None:
-            clean_correct, clean_seen, noisy_correct, noisy_seen = noise_split
-            stats["train_acc_clean"] = clean_correct / clean_seen if clean_seen else float("nan")
-            stats["train_acc_noisy"] = noisy_correct / noisy_seen if noisy_seen else float("nan")
+        self.finite_check.flush()
+        stats = self.train_sums.compute()
+        if self.is_noisy is None:
+            del stats["train_acc_clean"], stats["train_acc_noisy"]
         return stats
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def _evaluate(self, batch, metrics: EvalMetrics) -> None:
         images, labels, _ = batch
-        metrics.update(self.eval_network()(images), labels)
+        metrics.update(self.eval_network()(self.in_memory_format(images)), labels)
 
     def _log_metrics(self, prefix: str, metrics: EvalMetrics) -> None:
         self.log_dict({f"{prefix}_acc": metrics.acc, f"{prefix}_nll": metrics.nll, f"{prefix}_ece": metrics.ece},
@@ -210,7 +234,7 @@ class ClassifierModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         images, labels, _ = batch
-        logits = self.eval_network()(images)
+        logits = self.eval_network()(self.in_memory_format(images))
         self.test_metrics.update(logits, labels)
         self.test_per_class.update(logits, labels)
         self._log_metrics(self.test_prefix, self.test_metrics)

@@ -29,7 +29,7 @@ from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
 from regbench.run.dashboard import WandbDashboard
 from regbench.run.distributed import global_rank, ranks_started_outside, run_local_ranks
-from regbench.run.module import ClassifierModule
+from regbench.run.module import ClassifierModule, upgrade_epoch_sums
 from regbench.run.plan import RunPlan, checkpoint_problem
 from regbench.run.provenance import git_state, package_versions
 from regbench.run.recorder import RunRecorder
@@ -89,7 +89,7 @@ def best_test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, 
             print(f"regbench train: {best_checkpoint} is unreadable ({problem}); metrics.json leaves out best_test_*",
                   file=sys.stderr, flush=True)
         return {}
-    trainer.strategy.load_model_state_dict(trainer.strategy.load_checkpoint(best_checkpoint))
+    trainer.strategy.load_model_state_dict(upgrade_epoch_sums(trainer.strategy.load_checkpoint(best_checkpoint)))
     return test_metrics(trainer, module, datamodule, prefix="best_test")
 
 
@@ -108,7 +108,9 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
                            shape)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
-                              class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy)
+                              class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy,
+                              channels_last=resolved["trainer"]["channels_last"],
+                              compile_model=resolved["trainer"]["compile"])
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
     logger = build_logger(resolved["logger"], plan, tags, wandb_config(resolved))

@@ -127,8 +127,8 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
 
 @pytest.mark.parametrize("args,message", [
     (["+trainer.max_epoch=5"], "trainer.max_epoch=5 is not a key regbench reads (keys of trainer: accelerator, "
-                               "checkpoint_every_n_epochs, deterministic, devices, max_epochs, precision, strategy); "
-                               "did you mean max_epochs?"),
+                               "channels_last, checkpoint_every_n_epochs, compile, deterministic, devices, max_epochs, "
+                               "precision, strategy); did you mean max_epochs?"),
     (["+calibrate=[x]"], "calibrate=[x] is not a key regbench reads (top-level keys: backbone, data, exp_name, "
                          "logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, trainer)"),
     (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "

@@ -101,8 +101,8 @@ def test_the_real_command_checks_the_config_it_only_prints(run_regbench, tmp_pat
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == (
         "regbench train: error: trainer.max_epoch=5 is not a key regbench reads (keys of trainer: accelerator, "
-        "checkpoint_every_n_epochs, deterministic, devices, max_epochs, precision, strategy); did you mean "
-        "max_epochs?")
+        "channels_last, checkpoint_every_n_epochs, compile, deterministic, devices, max_epochs, precision, "
+        "strategy); did you mean max_epochs?")
     printed = run_regbench("train", "--cfg", "job", "trainer.max_epochs=5")
     assert printed.returncode == 0 and "max_epochs: 5" in printed.stdout and not (tmp_path / "outputs").exists()
 

@@ -1,0 +1,240 @@
+"""The training step's bookkeeping: epoch sums as a synced, checkpointed torchmetrics Metric, the finite-loss check
+one step behind (no host read of the current step's loss), multi-sample dropout reducing its own logits, and the
+per-step work skipped when nothing shows it."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from regbench.backbones import build_backbone
+from regbench.data import build_datamodule
+from regbench.errors import TrainingDiverged
+from regbench.regularizers import create_regularizer
+from regbench.run.distributed import free_port
+from regbench.run.epoch_sums import TrainEpochSums
+from regbench.run.finite_check import LaggedFiniteCheck
+from regbench.run.module import ClassifierModule
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mlp_module(regularizers=(), is_noisy=None) -> ClassifierModule:
+    torch.manual_seed(0)
+    model = build_backbone({"name": "mlp", "hidden": [6]}, {"name": "batchnorm"}, (1, 2, 2), 3)
+    return ClassifierModule(model, [create_regularizer(name, **params) for name, params in regularizers], 3,
+                            {"name": "sgd", "lr": 0.1}, {"name": "constant"}, is_noisy=is_noisy)
+
+
+def batches(count: int, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 1, 2, 2, generator=gen), torch.randint(0, 3, (8,), generator=gen),
+             torch.arange(8) + 8 * i) for i in range(count)]
+
+
+# --- epoch sums -----------------------------------------------------------------------------------------------
+def test_epoch_sums_resumed_from_a_mid_epoch_state_dict_equal_the_uninterrupted_epoch():
+    noisy = torch.arange(48) % 3 == 0
+    data = batches(6)
+    whole = mlp_module(is_noisy=noisy)
+    for i, batch in enumerate(data):
+        whole.training_step(batch, i)
+    first = mlp_module(is_noisy=noisy)
+    for i, batch in enumerate(data[:4]):
+        first.training_step(batch, i)
+    state = {k: v.clone() for k, v in first.state_dict().items()}
+    assert {"train_sums.loss_sum", "train_sums.correct", "train_sums.images", "train_sums.noise_split"} <= set(state)
+    resumed = mlp_module(is_noisy=noisy)
+    resumed.load_state_dict(state)
+    for i, batch in enumerate(data[4:], start=4):
+        resumed.training_step(batch, i)
+    assert resumed.train_epoch_stats() == whole.train_epoch_stats()
+    stats = whole.train_epoch_stats()
+    assert stats["train_images"] == 48 and set(stats) == {"train_loss", "train_acc", "train_images",
+                                                          "train_acc_clean", "train_acc_noisy"}
+
+
+def test_a_checkpoint_with_the_earlier_epoch_sums_loads_into_the_metric():
+    module = mlp_module()
+    for i, batch in enumerate(batches(2)):
+        module.training_step(batch, i)
+    state = module.state_dict()
+    sums = {key.removeprefix("train_sums."): state.pop(key) for key in list(state) if key.startswith("train_sums.")}
+    earlier = {"state_dict": state, "regbench_epoch_sums": {
+        "loss": sums["loss_sum"], "correct": sums["correct"].float(), "noise_split": sums["noise_split"].float(),
+        "images": int(sums["images"])}}
+    resumed = mlp_module()
+    resumed.on_load_checkpoint(earlier)
+    resumed.load_state_dict(earlier["state_dict"])  # strict: every key of the metric is there
+    assert resumed.train_epoch_stats() == module.train_epoch_stats() and "regbench_epoch_sums" not in earlier
+
+
+def test_epoch_sums_match_the_sums_by_hand_and_reset():
+    sums = TrainEpochSums()
+    correct = [torch.tensor([True, False, True]), torch.tensor([True, True])]
+    noisy = [torch.tensor([False, True, True]), torch.tensor([False, False])]
+    for loss, c, n in zip((torch.tensor(0.5), torch.tensor(2.0)), correct, noisy):
+        sums.update(loss, c, n)
+    stats = sums.compute()
+    assert stats["train_loss"] == pytest.approx((0.5 * 3 + 2.0 * 2) / 5)
+    assert stats["train_acc"] == 4 / 5 and stats["train_images"] == 5
+    assert stats["train_acc_clean"] == 3 / 3 and stats["train_acc_noisy"] == 1 / 2
+    sums.reset()
+    sums.update(torch.tensor(1.0), torch.tensor([False]))
+    assert sums.compute()["train_images"] == 1 and math.isnan(sums.compute()["train_acc_noisy"])
+
+
+def _rank_sums(rank: int, world: int, port: int, results) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        sums = TrainEpochSums()
+        # Rank r sees r + 1 samples of loss r + 1, one of them correct.
+        sums.update(torch.tensor(float(rank + 1)), torch.arange(rank + 1) == 0)
+        results[rank] = sums.compute()
+        results[f"local{rank}"] = int(sums.images)  # compute() leaves the rank's own sums in place
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes
+def test_epoch_sums_are_summed_over_two_gloo_ranks():
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.start_processes(_rank_sums, args=(2, free_port(), results), nprocs=2, start_method="spawn")
+        results = dict(results)
+    expected = {"train_loss": (1 * 1 + 2 * 2) / 3, "train_acc": 2 / 3, "train_images": 3}
+    for rank in (0, 1):
+        assert {k: results[rank][k] for k in expected} == pytest.approx(expected)
+    assert results["local0"] == 1 and results["local1"] == 2
+
+
+# --- the finite-loss check, one step behind -------------------------------------------------------------------
+class HostReads(TorchDispatchMode):
+    """Records the storage of every tensor whose value is read on the host (.item(), bool(), float())."""
+
+    def __init__(self):
+        super().__init__()
+        self.read = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.read.append(args[0].untyped_storage().data_ptr())
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_non_finite_loss_is_reported_at_the_next_step_naming_its_own_batch():
+    check = LaggedFiniteCheck()
+    for batch in range(3):
+        check.push(torch.tensor(1.0), 2, batch)
+    check.push(torch.tensor(float("nan")), 2, 3)  # queued: this step goes on
+    with pytest.raises(TrainingDiverged, match=r"^the training loss became nan at epoch 2, batch 3; lower optim.lr"):
+        check.push(torch.tensor(1.0), 2, 4)
+
+
+def test_flush_reads_the_queued_loss_at_once():
+    check = LaggedFiniteCheck()
+    check.push(torch.tensor(float("inf")), 0, 7)
+    with pytest.raises(TrainingDiverged, match="became inf at epoch 0, batch 7"):
+        check.flush()
+    check.flush()  # nothing queued any more
+
+
+def test_a_step_never_reads_its_own_loss_on_the_host():
+    # On a GPU a host read of the current loss waits for the device; the check only reads the previous step's
+    # loss, which the device finished before the current step's work was queued. CPU has no device queue, so
+    # this checks what is read when, not the device's timeline.
+    check = LaggedFiniteCheck()
+    storage = []
+    for step in range(5):
+        loss = torch.tensor(float(step)) * 1
+        storage.append(loss.untyped_storage().data_ptr())
+        with HostReads() as reads:
+            check.push(loss, 0, step)
+        assert reads.read == storage[step - 1:step]  # the previous step's loss, once; nothing at the first step
+
+
+def test_the_module_queues_each_step_and_checks_before_validation_and_checkpoints():
+    module = mlp_module()
+    data = batches(3)
+    images, labels, index = data[1]
+    module.training_step(data[0], 0)
+    module.training_step((images * float("nan"), labels, index), 1)  # queued, not yet read
+    with pytest.raises(TrainingDiverged, match="became nan at epoch 0, batch 1"):
+        module.training_step(data[2], 2)
+    module.training_step((images * float("nan"), labels, index), 3)
+    with pytest.raises(TrainingDiverged, match="batch 3"):
+        module.on_save_checkpoint({})
+    module.training_step((images * float("nan"), labels, index), 4)
+    with pytest.raises(TrainingDiverged, match="batch 4"):
+        module.on_validation_epoch_start()
+    module.training_step((images * float("nan"), labels, index), 5)
+    with pytest.raises(TrainingDiverged, match="batch 5"):
+        module.train_epoch_stats()
+
+
+# --- multi-sample dropout reduces its own logits --------------------------------------------------------------
+def test_multisample_dropout_reduces_its_logits_for_the_module_and_extra_forward_passes():
+    module = mlp_module([("multisample_dropout", {"rate": 0.5, "num_samples": 4}),
+                         ("label_smoothing", {"eps": 0.1})])
+    reg = module.regularizers[0]
+    module.train()
+    images = torch.randn(5, 1, 2, 2)
+    torch.manual_seed(3)
+    reduced = module.training_network(images)
+    torch.manual_seed(3)
+    raw = module.model(images)
+    assert raw.shape == (4, 5, 3) and reduced.shape == (5, 3)
+    torch.testing.assert_close(reduced, raw.mean(dim=0))
+    targets = F.one_hot(torch.tensor([0, 1, 2, 0, 1]), 3).float()
+    per_mask = torch.stack([F.cross_entropy(raw[m], targets, reduction="none") for m in range(4)])
+    torch.testing.assert_close(module.task_loss(raw, reduced, targets), per_mask.mean(dim=0))
+    assert reg.task_loss(raw, targets) is not None and module.regularizers[1].task_loss(raw, targets) is None
+
+
+def test_rankmixup_scores_mixed_copies_through_the_reduced_network():
+    module = mlp_module([("rankmixup", {"variant": "mrl", "mixup_alpha": 2.0, "loss_weight": 0.1, "margin": 2.0,
+                                        "num_mixes": 2}),
+                         ("multisample_dropout", {"rate": 0.5, "num_samples": 4})])
+    module.train()
+    loss = module.training_step(batches(1)[0], 0)
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+# --- per-step work --------------------------------------------------------------------------------------------
+class FakeTrainer:
+    def __init__(self, loggers, progress_bar, logs_this_step):
+        self.loggers, self.progress_bar_callback = loggers, progress_bar
+        self._logger_connector = type("Connector", (), {"should_update_logs": logs_this_step})()
+
+
+@pytest.mark.parametrize("loggers,progress_bar,logs_this_step,logged", [
+    ([], None, True, []),                           # logger=none, not on a terminal: nothing to show
+    (["wandb"], None, False, []),                   # between Lightning's log_every_n_steps writes
+    (["wandb"], None, True, ["train_loss_step"]),
+    ([], "bar", False, ["train_loss_step", "train_acc_step"]),
+])
+def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, logs_this_step, logged):
+    module = mlp_module()
+    monkeypatch.setattr(ClassifierModule, "trainer", property(lambda self: self._trainer))
+    module._trainer = FakeTrainer(loggers, progress_bar, logs_this_step)
+    names = []
+    module.log = lambda name, *args, **kwargs: names.append(name)
+    module.log_step(torch.tensor(1.0), torch.tensor([True, False]))
+    assert names == logged
+
+
+def test_batches_already_on_the_device_are_not_walked_again():
+    data = OmegaConf.create({"seed": 0, "data": OmegaConf.load(REPO / "conf" / "data" / "synthetic.yaml")})
+    datamodule = build_datamodule(OmegaConf.to_container(data, resolve=True)["data"], seed=0)
+    datamodule.setup()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = datamodule.transfer_batch_to_device([batch[0].double(), batch[1]], torch.device("meta"), 0)
+    assert [t.device.type for t in moved] == ["meta", "meta"]
