@@ -6,7 +6,7 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -48,10 +48,17 @@ class Regularizer:
     # Regularizers sharing a non-empty `exclusive` tag cannot be stacked (e.g. two input-mixing methods);
     # a tuple claims several tags.
     exclusive: str | tuple[str, ...] = ""
+    # Wrap the model after every other regularizer, whatever the list order (weight reparameterizations, so
+    # that layers and copies the others add are reparameterized too).
+    wraps_after_others: bool = False
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
         config checks, before any data or model is built."""
+
+    def check_stack(self, run: Mapping[str, Any], others: Sequence["Regularizer"]) -> None:
+        """Refuse, with one UserError line, a combination with the rest of the `run` config (norm, optimizer)
+        or with the `others` regularizers of the stack; runs with the config checks."""
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
         """Refuse (ParamError) a setting that would make the technique harmful on a run of this `shape` (a Cutout
@@ -66,6 +73,12 @@ class Regularizer:
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""
         return model
+
+    def configure_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Adjust the optimizer's parameter groups once it is built, before the schedule is attached."""
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """After the backward pass (gradients unscaled, before clipping), before the optimizer's step."""
 
     def mix_batch(self, images: torch.Tensor, targets: torch.Tensor,
                   index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,7 +41,7 @@ class ClassifierModule(L.LightningModule):
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
                  class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None):
         super().__init__()
-        for reg in regularizers:
+        for reg in sorted(regularizers, key=lambda reg: reg.wraps_after_others):
             model = reg.wrap_model(model)
         self.model = model
         self.regularizers = regularizers
@@ -157,6 +157,10 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             reg.on_train_batch_end(self.model, progress)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        for reg in self.regularizers:
+            reg.on_before_optimizer_step(optimizer)
+
     def on_train_epoch_end(self) -> None:
         for reg in self.regularizers:
             reg.on_epoch_end(self.current_epoch)
@@ -233,6 +237,8 @@ class ClassifierModule(L.LightningModule):
     # --- optimization ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
         optimizer = build_optimizer(self.optim_cfg, self.model)
+        for reg in self.regularizers:
+            reg.configure_optimizer(optimizer)
         # Counted from the in-memory batches, not trainer.estimated_stepping_batches: that would set up the
         # training loader before a checkpoint's loader position is restored, and a resumed run would restart
         # the interrupted epoch from its first batch.
