@@ -133,8 +133,6 @@ def add_decay_on_psi(layers: Sequence[nn.Module], weight_decay: float) -> None:
     """Weight decay on w = Psi(v) (Eq. 5): the gradient of (weight_decay / 2) * ||Psi(v)||^2, i.e.
     weight_decay * Psi(v) * Psi'(v), added to v's gradient (as SGD's weight_decay adds weight_decay * w to a
     plain weight's)."""
-    if weight_decay == 0:
-        return
     for layer in layers:
         v = layer.parametrizations.weight.original
         if v.grad is not None:
@@ -162,6 +160,8 @@ class WeightCompander(Regularizer):
         self.a = float(default_a if a is None else a)
         self.b = float(default_b if b is None else b)
         self.layers: list[nn.Module] = []
+        # (layers, weight decay on their Psi(v)), set with the optimizer.
+        self.decay_on_psi: list[tuple[list[nn.Module], float]] = []
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         optimizer = run["optim"]["name"]
@@ -194,25 +194,23 @@ class WeightCompander(Regularizer):
 
     def configure_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Fixed version: v leaves its decayed group for one without decay that records the decay to put on
-        Psi(v) (`decay_on_psi`, applied in on_before_optimizer_step). Learnable: v keeps the usual decay; a and
-        b, 0-d, have none."""
+        Psi(v) (`decay_on_psi`, added to the gradients in on_before_optimizer_step). Learnable: v keeps the
+        usual decay; a and b, 0-d, have none."""
+        self.decay_on_psi = []
         if self.learnable:
             return
-        ours = {id(layer.parametrizations.weight.original) for layer in self.layers}
+        by_weight = {id(layer.parametrizations.weight.original): layer for layer in self.layers}
         for group in list(optimizer.param_groups):
-            if group["weight_decay"] == 0 or "decay_on_psi" in group:
+            moved = [p for p in group["params"] if id(p) in by_weight]
+            if group["weight_decay"] == 0 or not moved:
                 continue
-            moved = [p for p in group["params"] if id(p) in ours]
-            if moved:
-                group["params"] = [p for p in group["params"] if id(p) not in ours]
-                optimizer.add_param_group({"params": moved, "weight_decay": 0.0,
-                                           "decay_on_psi": group["weight_decay"]})
+            group["params"] = [p for p in group["params"] if id(p) not in by_weight]
+            optimizer.add_param_group({"params": moved, "weight_decay": 0.0, "decay_on_psi": group["weight_decay"]})
+            self.decay_on_psi.append(([by_weight[id(p)] for p in moved], group["weight_decay"]))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        decay = {id(p): group["decay_on_psi"] for group in optimizer.param_groups if "decay_on_psi" in group
-                 for p in group["params"]}
-        for layer in self.layers:
-            add_decay_on_psi([layer], decay.get(id(layer.parametrizations.weight.original), 0.0))
+        for layers, weight_decay in self.decay_on_psi:
+            add_decay_on_psi(layers, weight_decay)
 
 
 __all__ = ["COMPANDERS", "CompanderPsi", "TABLE_I", "UNTABULATED", "WeightCompander", "add_decay_on_psi",
