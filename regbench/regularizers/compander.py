@@ -114,7 +114,7 @@ def export_plain_weight(layer: nn.Module, state_dict: dict, prefix: str, local_m
     state_dict[prefix + "weight"] = layer.weight.detach().clone()
 
 
-def drop_exported_weight(state_dict: dict, prefix: str, *args) -> None:
+def drop_exported_weight(layer: nn.Module, state_dict: dict, prefix: str, *args) -> None:
     """Load pre-hook: a state dict with v restores v; its exported w (derived from v) is not loaded."""
     if prefix + "parametrizations.weight.original" in state_dict:
         state_dict.pop(prefix + "weight", None)
@@ -187,8 +187,8 @@ class WeightCompander(Regularizer):
                       f"{name or 'the model'} lie at or beyond Psi's range |w| < {self.a * psi.compander.bound:.4g} "
                       f"(a={self.a:g}); they start at {RANGE_MARGIN} of it", file=sys.stderr, flush=True)
             parametrize.register_parametrization(layer, "weight", psi)
-            layer._register_state_dict_hook(export_plain_weight)
-            layer._register_load_state_dict_pre_hook(drop_exported_weight)
+            layer.register_state_dict_post_hook(export_plain_weight)
+            layer.register_load_state_dict_pre_hook(drop_exported_weight)
             self.layers.append(layer)
         return model
 
