@@ -33,7 +33,11 @@ def test_a_run_trains_and_its_best_checkpoint_loads_as_the_plain_network(run_reg
     payload = completed(tmp_path / "run")
     assert payload["components"]["regularizer"] == "weight_compander" and "best_test_acc" in payload["metrics"]
     cfg = OmegaConf.to_container(OmegaConf.load(tmp_path / "run" / "config.yaml"), resolve=False)
-    state = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
+    state = checkpoint["state_dict"]
+    # The conv/linear v are in their own group: no decay of their own, the configured decay put on Psi(v).
+    groups = checkpoint["optimizer_states"][0]["param_groups"]
+    assert [(g["weight_decay"], g.get("decay_on_psi")) for g in groups if g["params"]] == [(0.0, None), (0.0, 5e-4)]
 
     def backbone():
         return build_backbone(cfg["backbone"], cfg["norm"], (1, 8, 8), 10)
