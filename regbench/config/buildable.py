@@ -28,7 +28,7 @@ def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
         training_accelerator(cfg["trainer"])
     shape = checked_run_shape(cfg)
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
-                                      label_noise=cfg["data"]["noise"])
+                                      label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
     num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)

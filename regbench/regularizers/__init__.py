@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, dropout, erasing, label_smoothing, mixing, nested_dropout, noisy_labels, rankmixup, transmix)
+    averaging, compander, dropout, erasing, label_smoothing, mixing, nested_dropout, noisy_labels, rankmixup, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive
 
@@ -19,13 +19,15 @@ def create_regularizer(name: str, seed: int = 0, label_noise: Mapping[str, Any] 
 
 def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
                        backbone: Mapping[str, Any] | None = None,
-                       label_noise: Mapping[str, Any] | None = None) -> list[Regularizer]:
+                       label_noise: Mapping[str, Any] | None = None,
+                       run: Mapping[str, Any] | None = None) -> list[Regularizer]:
     """Build the `regularizer` mapping (name -> params, in list order) for data with `label_noise` (the
     `data.noise` config); refuse stacks that make no sense and, given the `backbone` config, techniques
-    that cannot act on it."""
+    that cannot act on it and, given the whole `run` config, combinations with its norm or optimizer."""
+    dataset = run["data"]["name"] if run is not None else None
     # The params mapping as it is: a config key named like a context argument is refused, not a TypeError.
     regularizers = [REGULARIZERS.create(name, params or {}, path=f"regularizer.{name}", seed=seed + i,
-                                        label_noise=label_noise)
+                                        label_noise=label_noise, dataset=dataset, backbone=backbone)
                     for i, (name, params) in enumerate(cfg.items())]
     claimed: dict[str, str] = {}
     for reg in regularizers:
@@ -37,6 +39,9 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
     if backbone is not None:
         for reg in regularizers:
             reg.check_backbone(backbone)
+    if run is not None:
+        for reg in regularizers:
+            reg.check_stack(run, [other for other in regularizers if other is not reg])
     return regularizers
 
 

@@ -6,7 +6,7 @@ and smoothing compose; losses are per-sample (B,) so that loss-space techniques 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -55,10 +55,17 @@ class Regularizer:
     # A technique that trains copies of the network (co-teaching's pair) wraps it after every other technique's
     # architecture change, whatever the list order, so each copy carries them (its own nested dropout layer).
     copies_network: bool = False
+    # A weight reparameterization wraps the model after every other technique, copies included, whatever the
+    # list order, so that the layers and copies the others add are reparameterized too.
+    wraps_after_others: bool = False
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
         config checks, before any data or model is built."""
+
+    def check_stack(self, run: Mapping[str, Any], others: Sequence["Regularizer"]) -> None:
+        """Refuse, with one UserError line, a combination with the rest of the `run` config (norm, optimizer)
+        or with the `others` regularizers of the stack; runs with the config checks."""
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
         """Refuse (ParamError) a setting that would make the technique harmful on a run of this `shape` (a Cutout
@@ -73,6 +80,12 @@ class Regularizer:
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""
         return model
+
+    def configure_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Adjust the optimizer's parameter groups once it is built, before the schedule is attached."""
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """After the backward pass (gradients unscaled, before clipping), before the optimizer's step."""
 
     def mix_batch(self, images: torch.Tensor, targets: torch.Tensor,
                   index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,7 +55,7 @@ class ClassifierModule(L.LightningModule):
                  class_weights: torch.Tensor | None = None, is_noisy: torch.Tensor | None = None,
                  channels_last: bool = False, compile_model: bool = False):
         super().__init__()
-        for reg in sorted(regularizers, key=lambda reg: reg.copies_network):
+        for reg in sorted(regularizers, key=lambda reg: (reg.wraps_after_others, reg.copies_network)):
             model = reg.wrap_model(model)
         # channels_last: 4-D weights and batches in NHWC order, which GPU convolution kernels prefer.
         self.memory_format = torch.channels_last if channels_last else None
@@ -192,6 +192,10 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             reg.on_train_batch_end(self.model, progress)
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        for reg in self.regularizers:
+            reg.on_before_optimizer_step(optimizer)
+
     def on_train_epoch_end(self) -> None:
         for reg in self.regularizers:
             reg.on_epoch_end(self.current_epoch)
@@ -262,6 +266,8 @@ class ClassifierModule(L.LightningModule):
             datamodule = self.trainer.datamodule
             example = torch.randn(datamodule.batch_size, *datamodule.image_shape, device=self.device)
             attach_projection(optimizer, weights_feeding_norms(self.model, example))
+        for reg in self.regularizers:
+            reg.configure_optimizer(optimizer)
         # Counted from the in-memory batches, not trainer.estimated_stepping_batches: that would set up the
         # training loader before a checkpoint's loader position is restored, and a resumed run would restart
         # the interrupted epoch from its first batch.

@@ -100,7 +100,7 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     datamodule = build_datamodule(resolved["data"], resolved["seed"])
     shape = loaded_run_shape(datamodule, resolved["trainer"]["max_epochs"], local_world_size(resolved["trainer"]))
     regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
-                                      label_noise=resolved["data"]["noise"])
+                                      label_noise=resolved["data"]["noise"], run=resolved)
     inactive = inactive_components(resolved, shape, regularizers)
     if writes:
         warn_inactive(inactive)

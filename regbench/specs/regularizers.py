@@ -31,7 +31,7 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
                         f"({', '.join(tag.name for tag in Exclusion)}), not {tags!r}")
 
 
-REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise"), entries={
+REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
     "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}),
@@ -56,4 +56,6 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
         "box": OPTIONAL}),
+    "weight_compander": Entry("regbench.regularizers.compander", {
+        "function": OPTIONAL, "learnable": OPTIONAL, "a": OPTIONAL, "b": OPTIONAL}),
 })
