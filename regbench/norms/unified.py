@@ -43,10 +43,12 @@ class UnifiedNormFunction(torch.autograd.Function):
         slot = step % norm.window
         batch_var = rows.pow(2).mean(dim=0)
         smoothing = step > max(norm.warmup_iters, norm.window)
-        outlier_bound = norm.window * norm.window_var.sqrt().var()  # the previous window's spread
+        filtering = smoothing and norm.outlier_filtration
+        if filtering:
+            outlier_bound = norm.window * norm.window_var.sqrt().var()  # from the window before this batch
         norm.window_var[slot] = batch_var
         outlier = False
-        if smoothing and norm.outlier_filtration:
+        if filtering:
             window = norm.window_var
             outlier = bool((window.mean(dim=0) - geometric_mean(window) > outlier_bound).any())
             if outlier:
