@@ -21,12 +21,14 @@ from regbench.norms.bcn import BatchChannelNorm, EstimatedBatchNorm
 from regbench.norms.evonorm import EvoNormBase
 from regbench.norms.frn import FilterResponseNorm
 from regbench.norms.powernorm import PowerNorm
-from regbench.norms.rms import RMSNormChannels
+from regbench.norms.rms import CompressedRMSNorm, RMSNormChannels
+from regbench.norms.unified import UnifiedNorm
 
 # Every layer regbench's norms build that divides its input by a statistic of it (norm=none and norm=selu build
-# none); tests/test_weight_projection.py checks that every registered norm is covered.
+# none); tests/core/test_weight_projection.py checks that every registered norm is covered.
 NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm, BatchChannelNorm,
-                        EstimatedBatchNorm, EvoNormBase, FilterResponseNorm, PowerNorm, RMSNormChannels)
+                        CompressedRMSNorm, EstimatedBatchNorm, EvoNormBase, FilterResponseNorm, PowerNorm,
+                        RMSNormChannels, UnifiedNorm)
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # Where the projection targets live: a list beside each param group's params (None: not projected), so they are
 # saved in the optimizer's state dict and a resumed run projects to the same norms.

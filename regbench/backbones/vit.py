@@ -1,12 +1,15 @@
 """ViT-Tiny (Dosovitskiy et al., 2021; tiny = 192 wide, 12 blocks, 3 heads, as in DeiT) for small images,
 with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.norms.placement).
-Features are the mean of the output tokens (pool=mean) or a class token's output (pool=cls, as in ViT/DeiT)."""
+Features are the mean of the output tokens (pool=mean) or a class token's output (pool=cls, as in ViT/DeiT).
+A norm that compresses the stream (crmsnorm) makes the residual stream embed_dim - 1 wide: the zero-mean
+embed_dim vectors of a Pre-CRMSNorm Transformer without their last coordinate (Jiang et al., 2023)."""
 from __future__ import annotations
 
 import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
@@ -46,19 +49,59 @@ class SelfAttention(nn.Module):
             return out
         return self.attn(x, x, x, need_weights=False)[0]
 
+    def input_projection(self) -> tuple[nn.Parameter, nn.Parameter]:
+        return self.attn.in_proj_weight, self.attn.in_proj_bias
+
+    def output_projection(self) -> tuple[nn.Parameter, nn.Parameter]:
+        return self.attn.out_proj.weight, self.attn.out_proj.bias
+
+
+class StreamSelfAttention(nn.Module):
+    """Multi-head self-attention over `dim` features between projections from and back to a residual stream of
+    another width (`stream`): nn.MultiheadAttention takes its queries at the attention width. Heads split q, k
+    and v as nn.MultiheadAttention does; `record_weights` and `weights` as in SelfAttention."""
+
+    def __init__(self, stream: int, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(stream, 3 * dim)
+        self.out = nn.Linear(dim, stream)
+        self.record_weights = False
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        if self.record_weights and self.training:
+            weights = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+            self.weights = weights.mean(dim=1).detach()
+            heads = weights @ v
+        else:
+            heads = F.scaled_dot_product_attention(q, k, v)
+        return self.out(heads.transpose(1, 2).reshape(batch, tokens, -1))
+
+    def input_projection(self) -> tuple[nn.Parameter, nn.Parameter]:
+        return self.qkv.weight, self.qkv.bias
+
+    def output_projection(self) -> tuple[nn.Parameter, nn.Parameter]:
+        return self.out.weight, self.out.bias
+
 
 class Block(nn.Module):
-    """One transformer block; `kind` says where its norms sit (pre, post or peri)."""
+    """One transformer block; `kind` says where its norms sit (pre, post or peri). The residual stream is
+    `stream` wide, the attention and the MLP's hidden layer are sized from `dim`."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, norm_layer: NormLayer, kind: str, scale: float):
+    def __init__(self, dim: int, stream: int, num_heads: int, mlp_ratio: float, norm_layer: NormLayer, kind: str,
+                 scale: float):
         super().__init__()
         self.kind = kind
         hidden = int(dim * mlp_ratio)
-        self.sublayers = nn.ModuleList([SelfAttention(dim, num_heads),
-                                        nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))])
-        self.norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(dim), scale) for _ in self.sublayers)
+        attention = SelfAttention(dim, num_heads) if stream == dim else StreamSelfAttention(stream, dim, num_heads)
+        self.sublayers = nn.ModuleList([attention, nn.Sequential(nn.Linear(stream, hidden), nn.GELU(),
+                                                                 nn.Linear(hidden, stream))])
+        self.norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(stream), scale) for _ in self.sublayers)
         # Peri-LN also normalizes each sublayer's output before it joins the residual stream.
-        self.out_norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(dim), scale) for _ in self.sublayers) \
+        self.out_norms = nn.ModuleList(ScaledNorm(norm_layer.tokens(stream), scale) for _ in self.sublayers) \
             if kind == "peri" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,26 +133,27 @@ class VisionTransformer(Classifier):
                  pool: str = "mean"):
         super().__init__()
         channels, height, width = image_shape
-        self.patch_embed = conv_layer(channels, dim, patch_size, stride=patch_size)
+        stream = dim - 1 if norm_layer.compresses_stream else dim
+        self.patch_embed = conv_layer(channels, stream, patch_size, stride=patch_size)
         # Tokens run over the patch grid row by row (the conv's flattened output).
         self.grid = (height // patch_size, width // patch_size)
         self.pool = pool
         # ViT/DeiT: a learned class token in front of the patches, with a position embedding of its own.
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, stream)) if pool == "cls" else None
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         num_tokens = self.grid[0] * self.grid[1] + (pool == "cls")
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, stream))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         placement = norm_layer.placement
         kinds = [placement.block_kind(i, depth) for i in range(depth)]
         scales = [1 / math.sqrt(i + 1) if placement.depth_scaling else 1.0 for i in range(depth)]
-        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio, norm_layer, kind, scale)
+        self.blocks = nn.Sequential(*(Block(dim, stream, num_heads, mlp_ratio, norm_layer, kind, scale)
                                       for kind, scale in zip(kinds, scales)))
         # After post-LN blocks the stream is already normalized; after pre/peri blocks it is not.
-        self.final_norm = nn.Identity() if kinds[-1] == "post" else norm_layer.tokens(dim)
-        self.num_features = dim
-        self.head = nn.Linear(dim, num_classes)
+        self.final_norm = nn.Identity() if kinds[-1] == "post" else norm_layer.tokens(stream)
+        self.num_features = stream
+        self.head = nn.Linear(stream, num_classes)
 
     def no_weight_decay(self) -> set[str]:
         """Embeddings exempt from weight decay, as in timm's and DeiT's ViTs."""
@@ -123,7 +167,7 @@ class VisionTransformer(Classifier):
         return out[:, 0] if self.cls_token is not None else out.mean(dim=1)
 
     @property
-    def last_attention(self) -> SelfAttention:
+    def last_attention(self) -> SelfAttention | StreamSelfAttention:
         return self.blocks[-1].sublayers[0]
 
     def record_class_attention(self) -> None:

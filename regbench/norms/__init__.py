@@ -8,7 +8,7 @@ from typing import Any
 import torch.nn as nn
 
 from regbench.norms import (  # noqa: F401  (registration side effects)
-    batch, bcn, evonorm, frn, group, identity, powernorm, rms, selu, weight_standardized,
+    batch, bcn, evonorm, frn, group, identity, powernorm, rms, selu, unified, weight_standardized,
 )
 from regbench.norms.conv import WSConv2d, get_conv, swap_convs
 from regbench.norms.identity import SkipInit

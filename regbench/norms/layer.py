@@ -39,6 +39,10 @@ class NormLayer:
         return self.traits.includes_activation
 
     @property
+    def compresses_stream(self) -> bool:
+        return self.traits.compresses_stream
+
+    @property
     def conv_layer(self) -> type[nn.Conv2d]:
         return get_conv(self.traits.conv)
 
@@ -63,6 +67,10 @@ def split_norm_config(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any], Plac
             placement = Placement.from_params(params)
         except ParamError as err:
             raise UserError(str(err.at("norm"))) from None
+        allowed = NORM_TRAITS[name].placements
+        if allowed is not None and placement.kind not in allowed:
+            raise UserError(f"norm.placement={placement.kind} is invalid for norm={name}: allowed: "
+                            f"{', '.join(allowed)}")
         params = {k: v for k, v in params.items() if k not in PLACEMENT_KEYS}
     return name, params, placement
 

@@ -54,12 +54,17 @@ class PowerNorm(nn.Module):
         self.register_buffer("nu", torch.zeros(num_features))
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
+    def inference_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) with y = x * scale + shift per channel: the layer in eval mode."""
+        return self.weight * self.running_phi.add(self.eps).rsqrt(), self.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.movedim(self.dim, -1)
         shape = rows.shape
         rows = rows.reshape(-1, shape[-1])
         if not self.training:
-            out = rows * self.running_phi.add(self.eps).rsqrt() * self.weight + self.bias
+            scale, shift = self.inference_affine()
+            out = rows * scale + shift
         elif self.iteration < self.warmup_iters:
             self.iteration += 1
             batch_phi = rows.pow(2).mean(dim=0)

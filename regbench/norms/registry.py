@@ -25,6 +25,10 @@ class NormTraits:
     spatial: bool = False
     # Builder for token features (..., D), which makes the norm selectable on transformer backbones.
     tokens: Callable[..., nn.Module] | None = None
+    # The norm works on a transformer's residual stream compressed to embed_dim - 1 coordinates (CRMSNorm).
+    compresses_stream: bool = False
+    # The transformer placements the norm supports (regbench.norms.placement.PLACEMENTS; None: all).
+    placements: tuple[str, ...] | None = None
     # Only these backbones can use the norm (None: any).
     backbones: tuple[str, ...] | None = None
     # Applied to the finished backbone (freezing, initialization).

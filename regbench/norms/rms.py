@@ -32,3 +32,32 @@ def rmsnorm_tokens(dim: int, *, eps: float = 1e-6) -> nn.Module:
 def rmsnorm(num_channels: int, *, eps: float = 1e-6) -> nn.Module:
     check_positive("eps", eps)
     return RMSNormChannels(num_channels, eps, dim=1)
+
+
+class CompressedRMSNorm(nn.Module):
+    """CRMSNorm (Jiang et al., 2023, "Pre-RMSNorm and Pre-CRMSNorm Transformers"): a zero-mean vector of
+    width + 1 coordinates, given by its first `width` (the last is minus their sum), divided by the RMS of all
+    width + 1: x / sqrt((sum x_i^2 + (sum x_i)^2) / (width + 1) + eps). The output is again the compressed form
+    of a zero-mean vector, which the next linear layer reads as such. Per-coordinate gain as in rmsnorm."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        square_sum = x.pow(2).sum(dim=-1, keepdim=True) + x.sum(dim=-1, keepdim=True).pow(2)
+        return x * square_sum.div(x.shape[-1] + 1).add(self.eps).rsqrt() * self.weight
+
+
+def crmsnorm_tokens(width: int, *, eps: float = 1e-5) -> nn.Module:
+    check_positive("eps", eps)
+    return CompressedRMSNorm(width, eps)
+
+
+# Only Pre-Norm transformers keep a zero-mean stream: a post-norm's output (and Peri-LN's output norm) joins the
+# stream with its gain and bias, which need not have zero mean.
+@register_norm("crmsnorm", tokens=crmsnorm_tokens, compresses_stream=True, placements=("pre",),
+               backbones=("vit_tiny",))
+def crmsnorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+    return crmsnorm_tokens(num_channels, eps=eps)

@@ -22,12 +22,13 @@ TINY_BACKBONES = {
 }
 # 16x16 images keep every resnet stage above 1x1, which the per-sample spatial norms need.
 IMAGE_SHAPE = (1, 16, 16)
+TOKEN_NORMS = ("layernorm", "rmsnorm", "powernorm", "unified_norm", "crmsnorm")
 GROUPED = {"groupnorm", "ws_groupnorm", "bcn_ws", "evonorm_s0"}
 INCOMPATIBLE = {
     ("mlp", n) for n in ("instancenorm", "frn", "evonorm_b0", "ws_batchnorm", "ws_groupnorm", "bcn_ws")
 } | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
-    ("vit_tiny", n) for n in NORMS.names() if n not in ("layernorm", "rmsnorm", "powernorm")
-} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
+    (b, "crmsnorm") for b in TINY_BACKBONES if b != "vit_tiny"
+} | {("vit_tiny", n) for n in NORMS.names() if n not in TOKEN_NORMS} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
 # timm's test_resnet downsamples 32x: its last maps are 1x1 (checked at build time, before any training).
 TOO_SMALL = {("timm", "instancenorm")}
 

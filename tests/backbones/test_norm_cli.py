@@ -13,7 +13,7 @@ from regbench.sweeps.preflight import preflight
 from regbench.errors import UserError
 
 PRESETS = ["microbatch_bn", "microbatch_gn", "microbatch_bcn_ws", "vit_pre_ln", "vit_post_ln", "vit_mix_ln",
-           "vit_peri_ln", "vit_ln_scaling"]
+           "vit_peri_ln", "vit_ln_scaling", "vit_crmsnorm", "vit_unified_norm"]
 
 
 def regbench_train(tmp_path, *overrides):
@@ -39,6 +39,9 @@ def test_presets_compose_and_validate(preset):
     ["backbone.widths=[8,16]", "norm=bcn_ws", "norm.groups=4"],
     ["backbone=vit_tiny", "backbone.embed_dim=16", "backbone.depth=2", "backbone.num_heads=2", "norm.placement=peri",
      "norm=layernorm", "optim=adamw"],
+    ["+exp=vit_crmsnorm", "backbone.embed_dim=16", "backbone.depth=2", "backbone.num_heads=2"],
+    ["+exp=vit_unified_norm", "backbone.embed_dim=16", "backbone.depth=2", "backbone.num_heads=2",
+     "norm.warmup_iters=20"],
 ])
 def test_representative_runs_train_one_epoch(tmp_path, overrides):
     result = regbench_train(tmp_path, *overrides)
@@ -51,6 +54,10 @@ def test_representative_runs_train_one_epoch(tmp_path, overrides):
     (["norm=powernorm", "norm.placement=peri"], "norm.placement=peri only applies to transformer backbones"),
     (["backbone=vit_tiny", "norm=groupnorm"], "norm=groupnorm with backbone=vit_tiny is not supported"),
     (["backbone=mlp", "norm=bcn_ws"], "norm=bcn_ws with backbone=mlp is not supported"),
+    (["norm=crmsnorm"], "norm=crmsnorm with backbone=convnet is not supported: norm=crmsnorm is only for "
+                        "backbone=vit_tiny"),
+    (["+exp=vit_crmsnorm", "norm.placement=peri"], "norm.placement=peri is invalid for norm=crmsnorm: allowed: pre"),
+    (["+exp=vit_unified_norm", "norm.window=1"], "norm.window=1 is invalid: must be an integer >= 2"),
 ])
 def test_incompatible_choices_fail_preflight_in_one_line(overrides, message):
     with pytest.raises(UserError, match=message) as err:

@@ -16,6 +16,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 SELECTABLE = [g for g in GROUPS if g not in ("exp", "sweep", "hparams_search")]
 # Options that only fit some partners are validated with one (the compatibility rules have their own tests).
 PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["backbone=mlp"],
+            ("norm", "crmsnorm"): ["backbone=vit_tiny"],
             ("regularizer", "transmix"): ["backbone=vit_tiny", "norm=layernorm", "backbone.pool=cls"],
             # Its forget rate is the noise rate: clean labels leave it nothing to forget.
             ("regularizer", "coteaching"): ["data.noise.type=symmetric", "data.noise.rate=0.2"]}

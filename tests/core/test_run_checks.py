@@ -176,6 +176,17 @@ def test_powernorm_whose_warmup_covers_the_run_is_reported(setting, inactive):
     assert bool(norm_check("powernorm", warmup_iters=setting)) == inactive
 
 
+@pytest.mark.parametrize("setting,window,inactive", [(4000, 4, True), (200, 4, True), (199, 4, False),
+                                                     (0, 200, True), (0, 199, False), (0.1, 4, False)])
+def test_unified_norm_whose_warmup_or_window_covers_the_run_is_reported(setting, window, inactive):
+    # Smoothing starts after max(warmup_iters, window) of the 200 steps.
+    reasons = norm_check("unified_norm", warmup_iters=setting, window=window)
+    assert bool(reasons) == inactive
+    if inactive:
+        assert reasons[0].at("norm").startswith(f"norm.warmup_iters={setting!r} ")
+        assert "neither fluctuation smoothing nor outlier filtration ever acts" in reasons[0].why
+
+
 @pytest.mark.parametrize("momentum,inactive", [(0.0, True), (0.001, True), (0.005, False), (0.1, False)])
 def test_bcn_batch_stage_that_never_settles_is_reported(momentum, inactive):
     # The estimates move over about 1 / momentum steps: 1000 > 200 steps, 200 is not.
