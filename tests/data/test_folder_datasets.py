@@ -159,3 +159,34 @@ def test_bad_decoding_parameters_name_the_key(tmp_path, params, message):
     write_class_folders(tmp_path, 2)
     with pytest.raises(UserError, match=message):
         folder(tmp_path, **params)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["data.storage=disk"], "data.storage='disk' is invalid: allowed: auto, memory, stream"),
+    (["data.max_memory_gb=0"], "data.max_memory_gb=0 is invalid: must be a number > 0"),
+    (["data.num_workers=-1"], "data.num_workers=-1 is invalid: must be an integer >= 0"),
+    (["data.augment.crop_padding=4"], "data.augment.crop_padding=4 is invalid: must be 0 with "
+                                      "augment.random_resized_crop=true"),
+    (["data.augment.random_resized_crop=yes"], "data.augment.random_resized_crop='yes' is invalid: must be true"),
+    (["data.image_size=-3"], "data.image_size=-3 is invalid: must be an integer > 0"),
+    (["data.batch_size=100"], "data.batch_size=100 is invalid: must be at most the 9 training images"),
+])
+def test_bad_folder_settings_are_one_line_errors_before_anything_is_decoded(tmp_path, overrides, expected):
+    from regbench.sweeps.preflight import preflight
+
+    write_class_folders(tmp_path, 4)
+    with pytest.raises(UserError) as err:
+        preflight(["data=image_folder", f"data.root={tmp_path}", *overrides], multirun=False)
+    assert str(err.value).startswith(expected) and "\n" not in str(err.value)
+    assert not (tmp_path / CACHE_DIR).exists()
+
+
+@pytest.mark.parametrize("dataset", ["image_folder", "tiny_imagenet", "imagenet"])
+def test_every_folder_dataset_config_passes_preflight_with_noise_and_imbalance(tmp_path, dataset):
+    from regbench.sweeps.preflight import preflight
+
+    {"image_folder": write_class_folders, "tiny_imagenet": write_tiny_imagenet,
+     "imagenet": write_imagenet}[dataset](tmp_path, 6)
+    preflight([f"data={dataset}", f"data.root={tmp_path}", "data.batch_size=2", "data.noise.type=symmetric",
+               "data.noise.rate=0.2", "data.imbalance.type=step", "data.imbalance.factor=2",
+               "data.balance.type=upweight"], multirun=False)
