@@ -182,7 +182,8 @@ def list_tiny_imagenet(root: str) -> FolderListing:
 @lru_cache(maxsize=4)
 def list_imagenet(root: str) -> FolderListing:
     base = Path(root).expanduser()
-    layout = "ILSVRC-2012 extracted as DIR/train/<wnid>/*.JPEG and DIR/val/<wnid>/*.JPEG (val sorted into class folders)"
+    layout = ("ILSVRC-2012 extracted as DIR/train/<wnid>/*.JPEG and DIR/val/<wnid>/*.JPEG (val sorted into class "
+              "folders)")
     for needed in ("train", "val"):
         _need_folder(base / needed, f"expected {layout} in data.root={root!r}")
     wnids = _subfolders(base / "train")

@@ -9,7 +9,6 @@ RESIZED_CROP_SCALE and aspect ratio in RESIZED_CROP_RATIO (log-uniform), ten tri
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +19,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 RESIZED_CROP_SCALE = (0.08, 1.0)
 RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
 RESIZED_CROP_TRIES = 10
-# PIL modes by the channels they decode to; anything else is converted only when data.channels asks.
+# PIL modes of one channel; every other mode decodes to RGB.
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-COLOR_MODES = {"RGB", "RGBA", "P", "CMYK", "YCbCr", "RGBX", "PA", "LAB", "HSV"}
 
 
 def is_image_file(name: str) -> bool:

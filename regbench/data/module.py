@@ -59,8 +59,9 @@ class ImageDataModule(L.LightningDataModule):
     `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
-                 crop_padding: int, hflip: bool, resized_crop: bool = False, dataset: str = "", noise: Mapping[str, Any] | None = None,
-                 imbalance: Mapping[str, Any] | None = None, balance: Mapping[str, Any] | None = None):
+                 crop_padding: int, hflip: bool, resized_crop: bool = False, dataset: str = "",
+                 noise: Mapping[str, Any] | None = None, imbalance: Mapping[str, Any] | None = None,
+                 balance: Mapping[str, Any] | None = None):
         super().__init__()
         self.classes = data.classes
         self.image_shape = data.image_shape

@@ -2,7 +2,6 @@
 stored view, the decoded-tensor cache, the storage choice, and every bad folder in one line."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,6 +1,7 @@
 """The streaming path against the in-memory one: the same order, index and evaluation images; the same
 augmentation semantics (random-resized-crop boxes as torchvision draws them, flip rate); resumption mid-epoch,
 through Lightning's own SIGTERM handling, to the uninterrupted result; unreadable files in one line."""
+import dataclasses
 import math
 import os
 import signal
@@ -34,9 +35,8 @@ def tree(tmp_path_factory):
 def both_paths(root, num_workers=0, **settings):
     data = load_image_folder(root=str(root), split_seed=0, image_size=12, cache=False)
     memory = ImageDataModule(data.decode(), **{**SETTINGS, **settings})
-    stream = StreamingDataModule(data.__class__(**{**data.__dict__, "mean": memory.mean.flatten().tolist(),
-                                                   "std": memory.std.flatten().tolist()}),
-                                 num_workers=num_workers, **{**SETTINGS, **settings})
+    same_statistics = dataclasses.replace(data, mean=memory.mean.flatten().tolist(), std=memory.std.flatten().tolist())
+    stream = StreamingDataModule(same_statistics, num_workers=num_workers, **{**SETTINGS, **settings})
     memory.setup()
     stream.setup()
     return memory, stream
@@ -57,7 +57,8 @@ def test_both_paths_give_the_same_order_index_labels_and_evaluation_images(tree)
             assert torch.equal(index, s_index) and torch.equal(labels, s_labels)
             assert images.shape == (4, 3, 12, 12) and images.dtype == torch.float32
     for split in ("val", "test"):
-        ours, theirs = batches(getattr(memory, f"{split}_dataloader")()), batches(getattr(stream, f"{split}_dataloader")())
+        loader = f"{split}_dataloader"
+        ours, theirs = batches(getattr(memory, loader)()), batches(getattr(stream, loader)())
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(ours, theirs))
 
 
