@@ -74,8 +74,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         write_jpeg_folder(root, args.images, args.classes)
-        data = load_image_folder(root=str(root), split_seed=0, image_size=args.size, test_fraction=0.0, cache=False,
-                                 mean=[0.5] * 3, std=[0.25] * 3)
+        data = load_image_folder(download=False, root=str(root), split_seed=0, image_size=args.size,
+                                 test_fraction=0.0, cache=False, mean=[0.5] * 3, std=[0.25] * 3)
         settings = dict(batch_size=args.batch, val_fraction=0.0, split_seed=0, seed=0, crop_padding=0, hflip=True,
                         resized_crop=True)
         stream = StreamingDataModule(data, num_workers=args.workers, **settings)

@@ -181,6 +181,12 @@ def listing_args(root, test_fraction, split_seed) -> dict[str, Any]:
     return {"root": str(root), "test_fraction": test_fraction, "split_seed": split_seed}
 
 
+def refuse_download(name: str, download: bool, where: str) -> None:
+    if download:
+        raise UserError(f"data.download=true: regbench does not download {name}; {where}, then set "
+                        f"data.download=false")
+
+
 def folder_data(name: str, listing: FolderListing, root: str, image_size: int, channels: int | None,
                 crop_fraction: float, mean, std, cache: bool) -> FolderData:
     check_decoding_params(image_size, channels, crop_fraction, mean, std, cache)
@@ -202,9 +208,10 @@ def folder_data(name: str, listing: FolderListing, root: str, image_size: int, c
 
 
 @register_dataset("image_folder", facts=folder_facts(list_image_folder))
-def load_image_folder(*, root: str, split_seed: int, image_size: int = 64, channels: int | None = None,
+def load_image_folder(*, root: str, download: bool, split_seed: int, image_size: int = 64, channels: int | None = None,
                       crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
                       test_fraction: float = 0.2, cache: bool = True) -> FolderData:
+    refuse_download("your own images", download, "point data.root at their folder")
     if root is None:
         raise UserError("data.root is not set: name the image folder, data=image_folder data.root=DIR")
     check_fraction("test_fraction", test_fraction)
@@ -213,15 +220,18 @@ def load_image_folder(*, root: str, split_seed: int, image_size: int = 64, chann
 
 
 @register_dataset("tiny_imagenet", facts=folder_facts(list_tiny_imagenet))
-def load_tiny_imagenet(*, root: str, image_size: int = 64, channels: int | None = 3, crop_fraction: float = 1.0,
-                       mean: list[float] | None = None, std: list[float] | None = None,
+def load_tiny_imagenet(*, root: str, download: bool, image_size: int = 64, channels: int | None = 3,
+                       crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
                        cache: bool = True) -> FolderData:
+    refuse_download("tiny_imagenet", download, "extract tiny-imagenet-200.zip (CS231n) into data.root")
     return folder_data("tiny_imagenet", list_tiny_imagenet(str(root)), root, image_size, channels, crop_fraction,
                        mean, std, cache)
 
 
 @register_dataset("imagenet", facts=folder_facts(list_imagenet))
-def load_imagenet(*, root: str, image_size: int = 224, channels: int | None = 3, crop_fraction: float = 0.875,
-                  mean: list[float] | None = None, std: list[float] | None = None, cache: bool = True) -> FolderData:
+def load_imagenet(*, root: str, download: bool, image_size: int = 224, channels: int | None = 3,
+                  crop_fraction: float = 0.875, mean: list[float] | None = None, std: list[float] | None = None,
+                  cache: bool = True) -> FolderData:
+    refuse_download("imagenet", download, "extract ILSVRC-2012 (image-net.org, after sign-up) into data.root")
     return folder_data("imagenet", list_imagenet(str(root)), root, image_size, channels, crop_fraction, mean, std,
                        cache)

@@ -17,7 +17,7 @@ from image_trees import CLASSES, WNIDS, write_class_folders, write_image, write_
 
 
 def folder(tmp_path: Path, **params):
-    return load_image_folder(root=str(tmp_path), split_seed=0, **{"image_size": 8, **params})
+    return load_image_folder(download=False, root=str(tmp_path), split_seed=0, **{"image_size": 8, **params})
 
 
 def test_flat_class_folders_of_jpeg_and_png_draw_a_stratified_test_split(tmp_path):
@@ -38,7 +38,7 @@ def test_flat_class_folders_of_jpeg_and_png_draw_a_stratified_test_split(tmp_pat
 def test_train_val_test_folders_give_the_validation_split_and_train_val_alone_tests_on_val(tmp_path):
     for split, n in (("train", 4), ("val", 2), ("test", 3)):
         write_class_folders(tmp_path / "full" / split, n, seed=len(split))
-    data = load_image_folder(root=str(tmp_path / "full"), split_seed=0, image_size=8)
+    data = load_image_folder(download=False, root=str(tmp_path / "full"), split_seed=0, image_size=8)
     facts = dataset_facts("image_folder", {"image_size": 8}, str(tmp_path / "full"), 0)
     assert facts.train_class_counts == (4, 4, 4) and facts.val_class_counts == (2, 2, 2)
     module = ImageDataModule(data.decode(), batch_size=2, val_fraction=0.5, split_seed=0, seed=0, crop_padding=0,
@@ -48,13 +48,13 @@ def test_train_val_test_folders_give_the_validation_split_and_train_val_alone_te
 
     for split, n in (("train", 4), ("val", 2)):
         write_class_folders(tmp_path / "two" / split, n, seed=len(split))
-    data = load_image_folder(root=str(tmp_path / "two"), split_seed=0, image_size=8)
+    data = load_image_folder(download=False, root=str(tmp_path / "two"), split_seed=0, image_size=8)
     assert data.val_idx is None and len(data.test_y) == 6 and all("/val/" in p for p in data.test_x.paths)
 
 
 def test_tiny_imagenet_reads_wnids_words_and_the_val_annotations(tmp_path):
     write_tiny_imagenet(tmp_path, per_class=3, val_per_class=2)
-    data = load_tiny_imagenet(root=str(tmp_path))
+    data = load_tiny_imagenet(download=False, root=str(tmp_path))
     assert data.classes == [f"{w} {name}" for w, name in zip(WNIDS, CLASSES)]
     assert torch.bincount(data.train_y).tolist() == [3, 3, 3]
     # val_annotations.txt labels image i with class i mod 3; the unlabelled test split is not read.
@@ -67,7 +67,7 @@ def test_tiny_imagenet_reads_wnids_words_and_the_val_annotations(tmp_path):
 
 def test_imagenet_reads_train_and_val_class_folders(tmp_path):
     write_imagenet(tmp_path, per_class=3, val_per_class=2)
-    data = load_imagenet(root=str(tmp_path), image_size=16, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    data = load_imagenet(download=False, root=str(tmp_path), image_size=16, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
     assert data.classes == list(WNIDS) and data.mean == (0.5, 0.4, 0.3)
     assert torch.bincount(data.test_y).tolist() == [2, 2, 2] and all("/val/" in p for p in data.test_x.paths)
     assert data.decode().test_x.shape == (6, 3, 16, 16)
@@ -134,17 +134,20 @@ def test_bad_folders_are_one_line_naming_the_problem(tmp_path):
                                         r"class folders as .*split/train$"):
         folder(tmp_path / "split")
 
+    with pytest.raises(UserError, match=r"^data.download=true: regbench does not download imagenet; extract "
+                                        r"ILSVRC-2012 \(image-net.org, after sign-up\) into data.root, then set"):
+        load_imagenet(download=True, root=str(tmp_path))
     with pytest.raises(UserError, match=r"^data.root is not set: name the image folder"):
-        load_image_folder(root=None, split_seed=0)
+        load_image_folder(download=False, root=None, split_seed=0)
     with pytest.raises(UserError, match=r"^.*nowhere not found: set data.root to a folder of class folders"):
         folder(tmp_path / "nowhere")
     (tmp_path / "imagenet" / "train" / WNIDS[0]).mkdir(parents=True)
     with pytest.raises(UserError, match=r"^.*imagenet/val not found: expected ILSVRC-2012 extracted as "
                                         r"DIR/train/<wnid>/\*.JPEG and DIR/val/<wnid>/\*.JPEG"):
-        load_imagenet(root=str(tmp_path / "imagenet"))
+        load_imagenet(download=False, root=str(tmp_path / "imagenet"))
     with pytest.raises(UserError, match=r"^.*tiny-imagenet-200 not found: extract tiny-imagenet-200.zip into "
                                         r"data.root="):
-        load_tiny_imagenet(root=str(tmp_path / "no_tiny"))
+        load_tiny_imagenet(download=False, root=str(tmp_path / "no_tiny"))
 
 
 @pytest.mark.parametrize("params, message", [

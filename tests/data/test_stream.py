@@ -33,7 +33,7 @@ def tree(tmp_path_factory):
 
 
 def both_paths(root, num_workers=0, **settings):
-    data = load_image_folder(root=str(root), split_seed=0, image_size=12, cache=False)
+    data = load_image_folder(download=False, root=str(root), split_seed=0, image_size=12, cache=False)
     memory = ImageDataModule(data.decode(), **{**SETTINGS, **settings})
     same_statistics = dataclasses.replace(data, mean=memory.mean.flatten().tolist(), std=memory.std.flatten().tolist())
     stream = StreamingDataModule(same_statistics, num_workers=num_workers, **{**SETTINGS, **settings})
