@@ -14,7 +14,7 @@ Evaluation images are the same stored view on both paths, bit for bit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -89,16 +89,25 @@ def collate(items: list) -> tuple:
 
 
 class PlannedBatches(Sampler):
-    """The loader's batch sampler: the batches planned for the pass about to start (set before each pass)."""
+    """The loader's batch sampler: batches `first`..`last - 1` of the epoch's `order` (set before each pass), each
+    sample with its augmentation seed, made as the loader asks for them (an ImageNet epoch is 1.28M samples)."""
 
     def __init__(self) -> None:
-        self.planned: list[list[tuple[int, int]]] = []
+        self.order, self.batch_size, self.first, self.last = torch.zeros(0, dtype=torch.long), 1, 0, 0
+        self.seed_of: Callable[[int], int] | None = None
+
+    def plan(self, order: torch.Tensor, batch_size: int, first: int, last: int,
+             seed_of: Callable[[int], int] | None) -> None:
+        self.order, self.batch_size, self.first, self.last, self.seed_of = order, batch_size, first, last, seed_of
 
     def __iter__(self):
-        return iter(self.planned)
+        size = self.batch_size
+        for p in range(self.first, self.last):
+            yield [(i, NO_AUGMENTATION if self.seed_of is None else self.seed_of(slot))
+                   for slot, i in enumerate(self.order[p * size:(p + 1) * size].tolist(), start=p * size)]
 
     def __len__(self) -> int:
-        return len(self.planned)
+        return self.last - self.first
 
 
 class StreamBatches(TensorBatches):
@@ -121,13 +130,10 @@ class StreamBatches(TensorBatches):
     def __iter__(self):
         if self.position >= len(self):
             self.set_epoch(self.epoch + 1)
-        order = self._shard().cpu().tolist()
         rank, _ = self._world()
-        size = self.batch_size
-        self._planned.planned = [
-            [(i, NO_AUGMENTATION if self.files.augment is None else sample_seed(self.seed, self.epoch, rank, slot))
-             for slot, i in enumerate(order[p * size:(p + 1) * size], start=p * size)]
-            for p in range(self.position, len(self))]
+        seed, epoch = self.seed, self.epoch
+        self._planned.plan(self._shard().cpu(), self.batch_size, self.position, len(self),
+                           None if self.files.augment is None else lambda slot: sample_seed(seed, epoch, rank, slot))
         device = self.labels.device
         for images, positions in self.loader:
             if positions is None:
