@@ -30,7 +30,8 @@ def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
-    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"])).num_classes
+    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"]), cfg["data"]["root"],
+                                cfg["data"]["split_seed"]).num_classes
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     if projects_weights(cfg["optim"]):

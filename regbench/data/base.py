@@ -19,6 +19,7 @@ class ImageData:
     mean: tuple[float, ...]  # per-channel, on the [0, 1] pixel scale
     std: tuple[float, ...]
     hflip_ok: bool  # whether a horizontal flip preserves the label (not for digits)
+    val_idx: torch.Tensor | None = None  # positions in train_x of a given validation split (folder datasets)
 
     @property
     def num_classes(self) -> int:
@@ -36,6 +37,8 @@ class DatasetFacts:
 
     image_shape: tuple[int, int, int]  # (C, H, W)
     train_class_counts: tuple[int, ...]  # training images of each class, in label order
+    # Validation images of each class when the dataset gives its validation split (then not drawn from training).
+    val_class_counts: tuple[int, ...] | None = None
 
     @property
     def num_classes(self) -> int:

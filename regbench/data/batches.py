@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from regbench.data.images import resized_crop_batch, resized_crop_boxes
 from regbench.errors import check
 from regbench.runshape import batches_per_epoch
 
@@ -42,11 +43,13 @@ def check_crop_padding(padding: int, image_shape: tuple[int, int, int]) -> None:
 
 
 class BatchAugment:
-    """Random crop with reflect padding (pre-padded once) and an optional horizontal flip."""
+    """Random crop with reflect padding (pre-padded once) or a random-resized crop of the stored image
+    (images.resized_crop_boxes), and an optional horizontal flip."""
 
-    def __init__(self, crop_padding: int, hflip: bool):
+    def __init__(self, crop_padding: int, hflip: bool, resized_crop: bool = False):
         self.crop_padding = crop_padding
         self.hflip = hflip
+        self.resized_crop = resized_crop
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         if self.crop_padding == 0:
@@ -55,7 +58,11 @@ class BatchAugment:
         return F.pad(images, (p, p, p, p), mode="reflect")
 
     def __call__(self, stored: torch.Tensor, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
-        images = random_crop(stored, size, gen) if self.crop_padding else stored
+        if self.resized_crop:
+            sides = torch.tensor(stored.shape[2:], device=gen.device).expand(stored.shape[0], 2)
+            images = resized_crop_batch(stored, resized_crop_boxes(sides[:, 0], sides[:, 1], gen), size)
+        else:
+            images = random_crop(stored, size, gen) if self.crop_padding else stored
         return random_hflip(images, gen) if self.hflip else images
 
 

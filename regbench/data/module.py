@@ -13,16 +13,19 @@ from regbench.data.labels import build_split_labels
 from regbench.data.noise import check_noise_config
 from regbench.data.registry import DATASETS
 from regbench.data.split import stratified_split
+from regbench.data.storage import check_storage_config
 from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
                "imbalance", "balance")
+# Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
+STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 
 
 def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset loader's own parameters: the data config minus the keys every dataset has."""
-    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
+    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS + STORAGE_KEYS}
 
 
 def check_common(cfg: Mapping[str, Any]) -> None:
@@ -36,6 +39,11 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
           augment["crop_padding"], "must be an integer >= 0")
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+    resized_crop = augment.get("random_resized_crop", False)
+    check(isinstance(resized_crop, bool), "augment.random_resized_crop", resized_crop, "must be true or false")
+    check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
+          "must be 0 with augment.random_resized_crop=true (the resized crop replaces the padded crop)")
+    check_storage_config(cfg)
     check_noise_config(cfg["noise"], cfg["name"])
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
 
@@ -48,14 +56,15 @@ class ImageDataModule(L.LightningDataModule):
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
                  crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
-                 imbalance: Mapping[str, Any], balance: Mapping[str, Any]):
+                 imbalance: Mapping[str, Any], balance: Mapping[str, Any], resized_crop: bool = False):
         super().__init__()
         self.classes = data.classes
         self.image_shape = data.image_shape
         self.batch_size, self.seed = batch_size, seed
         self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std).view(1, -1, 1, 1)
-        train_idx, val_idx = stratified_split(data.train_y, val_fraction, split_seed)
+        train_idx, val_idx = (stratified_split(data.train_y, val_fraction, split_seed) if data.val_idx is None
+                              else given_validation(len(data.train_y), data.val_idx))
         labels = build_split_labels(data, train_idx, val_idx, dataset, noise, imbalance)
         self.clean_train_labels = labels.clean_train
         self.is_noisy = labels.given_train != labels.clean_train if labels.noise is not None else None
@@ -70,7 +79,7 @@ class ImageDataModule(L.LightningDataModule):
             "test": (data.test_x, data.test_y, torch.arange(len(data.test_y))),
         }
         # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
-        self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok)
+        self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok, resized_crop)
         self._batches: dict[str, TensorBatches] = {}
 
     @property
@@ -122,6 +131,13 @@ class ImageDataModule(L.LightningDataModule):
         return TensorBatches(batches.images, batches.labels, batches.batch_size, shuffle=False, shard=False)
 
 
+def given_validation(n: int, val_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) positions when the dataset gives its validation split."""
+    training = torch.ones(n, dtype=torch.bool)
+    training[val_idx] = False
+    return torch.nonzero(training).squeeze(1), val_idx
+
+
 def load_images(cfg: Mapping[str, Any]) -> ImageData:
     """Load the dataset named by `cfg.name` with its own parameters; a missing file is a one-line UserError."""
     try:
@@ -135,7 +151,11 @@ def load_images(cfg: Mapping[str, Any]) -> ImageData:
 def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
     """Load the dataset named by `cfg.name` with its own parameters and wrap it for Lightning."""
     data = load_images(cfg)
-    return ImageDataModule(data, batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"],
-                           split_seed=cfg["split_seed"], seed=seed, crop_padding=cfg["augment"]["crop_padding"],
-                           hflip=cfg["augment"]["hflip"], dataset=cfg["name"], noise=cfg["noise"],
-                           imbalance=cfg["imbalance"], balance=cfg["balance"])
+    settings = dict(batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
+                    seed=seed, crop_padding=cfg["augment"]["crop_padding"], hflip=cfg["augment"]["hflip"],
+                    resized_crop=cfg["augment"].get("random_resized_crop", False), dataset=cfg["name"],
+                    noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"])
+    if not isinstance(data, ImageData):  # a folder dataset: decoded into memory when it fits, else streamed
+        from regbench.data.stream import folder_datamodule
+        return folder_datamodule(data, cfg, settings)
+    return ImageDataModule(data, **settings)

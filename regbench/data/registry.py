@@ -19,9 +19,11 @@ def register_dataset(name: str, facts: Callable[..., DatasetFacts]) -> Callable:
     return add
 
 
-def dataset_facts(name: str, params: Mapping[str, Any]) -> DatasetFacts:
-    """The facts of dataset `name` for its loader `params`; parameters left out take the loader's defaults."""
-    return DATASET_FACTS[name](**DATASETS.with_defaults(name, params))
+def dataset_facts(name: str, params: Mapping[str, Any], root: str | None = None, split_seed: int = 0) -> DatasetFacts:
+    """The facts of dataset `name` for its loader `params`; parameters left out take the loader's defaults. The
+    folder datasets read their listing under `root` (a test split drawn with `split_seed`)."""
+    params = DATASETS.with_defaults(name, params)
+    return DATASET_FACTS[name](**{**params, "root": root, "split_seed": split_seed})
 
 
 def fixed_facts(facts: DatasetFacts) -> Callable[..., DatasetFacts]:

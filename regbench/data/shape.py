@@ -12,9 +12,11 @@ from regbench.runshape import RunShape
 
 def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int], list[int]]:
     """The image shape and the per-class sizes of the training split the run will see: the loader's training
-    set minus the validation split, subsampled to the long-tailed profile when `imbalance` asks for it."""
-    facts = dataset_facts(cfg["name"], loader_params(cfg))
-    counts = list(kept_counts(facts.train_class_counts, cfg["val_fraction"]))
+    set minus the validation split (none when the dataset gives its own), subsampled to the long-tailed profile when
+    `imbalance` asks for it."""
+    facts = dataset_facts(cfg["name"], loader_params(cfg), cfg["root"], cfg["split_seed"])
+    counts = list(facts.train_class_counts if facts.val_class_counts is not None
+                  else kept_counts(facts.train_class_counts, cfg["val_fraction"]))
     if cfg["imbalance"]["type"] != "none":
         counts = profile_counts(cfg["imbalance"], counts)
     return facts.image_shape, counts

@@ -137,7 +137,7 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
                **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best}
-    return {"metrics": metrics, "calibration": calibration, "epochs": len(rows),
+    return {"metrics": metrics, "calibration": calibration, "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
             **labels_report, **reports}
 

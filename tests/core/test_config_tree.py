@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
 
+from image_trees import write_class_folders, write_imagenet, write_tiny_imagenet
 from regbench.config.validate import validate_config
 from regbench.sweeps.preflight import GROUPS, preflight
 
@@ -20,6 +21,9 @@ PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["ba
             ("regularizer", "transmix"): ["backbone=vit_tiny", "norm=layernorm", "backbone.pool=cls"],
             # Its forget rate is the noise rate: clean labels leave it nothing to forget.
             ("regularizer", "coteaching"): ["data.noise.type=symmetric", "data.noise.rate=0.2"]}
+# The folder datasets read their files' listing before a run: each is validated on a generated tree.
+FOLDER_TREES = {"image_folder": write_class_folders, "tiny_imagenet": write_tiny_imagenet,
+                "imagenet": write_imagenet}
 
 
 def composed(overrides: list[str]) -> dict:
@@ -35,9 +39,13 @@ def options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in SELECTABLE for o in options(g)])
-def test_every_group_option_composes_and_validates(group, option):
+def test_every_group_option_composes_and_validates(group, option, tmp_path):
     value = f"[{option}]" if group == "regularizer" else option
-    cfg = composed([f"{group}={value}", *PARTNERS.get((group, option), [])])
+    partners = PARTNERS.get((group, option), [])
+    if group == "data" and option in FOLDER_TREES:
+        FOLDER_TREES[option](tmp_path, 6)
+        partners = [f"data.root={tmp_path}", "data.batch_size=2"]
+    cfg = composed([f"{group}={value}", *partners])
     assert validate_config(cfg) == []  # its defaults act on the default data
     if group == "regularizer":
         assert list(cfg["regularizer"]) == ([] if option == "none" else [option])

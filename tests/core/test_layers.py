@@ -91,6 +91,11 @@ def test_the_specs_import_no_family_module():
     assert not wrong
 
 
+def test_the_streaming_path_is_loaded_only_for_a_streamed_dataset():
+    """In-memory runs (every built-in dataset, folders that fit) never load the DataLoader worker machinery."""
+    assert not {module for module, imports in IMPORTS.items() if "regbench.data.stream" in imports}
+
+
 @pytest.mark.parametrize("module", TORCH_FREE)
 def test_modules_that_train_nothing_load_without_torch(module):
     probe = (f"import sys, {module}; heavy = [m for m in {HEAVY!r} if m in sys.modules]; "
