@@ -134,7 +134,7 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "
                       "imbalance, name, noise, root, split_seed, test_fraction, val_fraction)"),
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
-                             "nesterov, weight_decay); did you mean momentum?"),
+                             "nesterov, project, weight_decay); did you mean momentum?"),
     (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
                                    "crop_padding, hflip); did you mean hflip?"),
     (["data=mnist", "+data.cahce=false"], "data.cahce=false is not a key regbench reads (keys of data: augment, "

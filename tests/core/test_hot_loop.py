@@ -4,14 +4,12 @@ per-step work skipped when nothing shows it."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from regbench.backbones import build_backbone
@@ -22,8 +20,8 @@ from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.run.module import ClassifierModule
+from data_configs import dataset_config
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def mlp_module(regularizers=(), is_noisy=None) -> ClassifierModule:
@@ -231,8 +229,7 @@ def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, pr
 
 
 def test_batches_already_on_the_device_are_not_walked_again():
-    data = OmegaConf.create({"seed": 0, "data": OmegaConf.load(REPO / "conf" / "data" / "synthetic.yaml")})
-    datamodule = build_datamodule(OmegaConf.to_container(data, resolve=True)["data"], seed=0)
+    datamodule = build_datamodule(dataset_config("synthetic"), seed=0)
     datamodule.setup()
     batch = next(iter(datamodule.train_dataloader()))
     assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
