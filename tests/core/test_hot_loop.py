@@ -23,7 +23,6 @@ from regbench.run.module import ClassifierModule
 from data_configs import dataset_config
 
 
-
 def mlp_module(regularizers=(), is_noisy=None) -> ClassifierModule:
     torch.manual_seed(0)
     model = build_backbone({"name": "mlp", "hidden": [6]}, {"name": "batchnorm"}, (1, 2, 2), 3)
