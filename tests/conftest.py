@@ -11,6 +11,17 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# pytest-xdist runs one worker per core: one thread each (and in the commands they start), or the workers' thread
+# pools would fight over the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
 
 def regbench_env() -> dict[str, str]:
     env = dict(os.environ)
