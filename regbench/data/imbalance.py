@@ -57,6 +57,8 @@ def check_cooldown_config(balance: Mapping[str, Any]) -> None:
           f"cooldown needs both balance.tau_end and balance.switch_epoch (balance.tau_end={tau_end!r})")
     check(tau_end is None or balance["type"] == "upsample", "balance.tau_end", tau_end,
           f"cooldown lowers the sampling temperature, so it needs balance.type=upsample (not {balance['type']!r})")
+    check(tau_end is None or not _is_number(balance["tau"]) or tau_end < balance["tau"], "balance.tau_end", tau_end,
+          f"must be below balance.tau={balance['tau']!r}: cooldown lowers the sampling temperature")
 
 
 def check_cooldown_epoch(balance: Mapping[str, Any], max_epochs: int) -> None:

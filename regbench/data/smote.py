@@ -63,8 +63,9 @@ def smote_oversample(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     """The training images and labels with every class raised to the largest class's count by SMOTE, the synthetic
     samples appended after the real ones (rounded to the images' dtype), and how many each class received."""
     counts = torch.bincount(labels, minlength=num_classes).tolist()
-    if minority_shortfall(counts, k) is not None:
-        raise ValueError(f"SMOTE with k={k}: class {minority_shortfall(counts, k)[0]} has at most k samples")
+    shortfall = minority_shortfall(counts, k)
+    if shortfall is not None:  # the config checks refuse this first (shape.check_smote_counts)
+        raise ValueError(f"SMOTE with k={k}: class {shortfall[0]} has only {shortfall[1]} samples")
     new_images, new_labels = [images], [labels]
     added = smote_deficits(counts)
     for c, deficit in enumerate(added):

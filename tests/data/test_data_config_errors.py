@@ -35,6 +35,8 @@ from regbench.errors import UserError
      "data.balance.tau_end=0 is invalid: must be null (no cooldown) or a number > 0"),
     (["data.balance.type=upsample", "data.balance.tau_end=-1", "data.balance.switch_epoch=1"],
      "data.balance.tau_end=-1 is invalid"),
+    (["data.balance.type=upsample", "data.balance.tau=2", "data.balance.tau_end=3", "data.balance.switch_epoch=1"],
+     "data.balance.tau_end=3 is invalid: must be below balance.tau=2: cooldown lowers the sampling temperature"),
     (["data.balance.type=upsample", "data.balance.tau_end=1", "data.balance.switch_epoch=0"],
      "data.balance.switch_epoch=0 is invalid: must be null (no cooldown) or an integer >= 1"),
     (["data.balance.type=upsample", "data.balance.tau_end=1"],
