@@ -10,6 +10,7 @@ import torch.nn as nn
 from regbench.backbones import dry_build_backbone
 from regbench.config.inactivity import inactive_components
 from regbench.data.batches import check_crop_padding
+from regbench.data.imbalance import check_cooldown_epoch
 from regbench.data.module import check_common, loader_params
 from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
@@ -54,6 +55,7 @@ def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
               f"must be at most the {per_device} training images (after the validation split"
               f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
         check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
+        check_cooldown_epoch(cfg["data"]["balance"], cfg["trainer"]["max_epochs"])
     except ParamError as err:
         raise UserError(str(err.at("data"))) from None
     return shape

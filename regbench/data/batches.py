@@ -6,6 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from regbench.data.imbalance import UpsampleWeights
 from regbench.data.images import resized_crop_batch, resized_crop_boxes
 from regbench.errors import check
 from regbench.runshape import batches_per_epoch
@@ -69,8 +70,8 @@ class BatchAugment:
 class TensorBatches:
     """Yields (images, labels, sample_index) batches; under DDP each rank takes its own shard.
 
-    With `sample_weights` each epoch draws n indices with replacement in proportion to the weights (class
-    upsampling), so an epoch has the same number of steps as without.
+    With `sample_weights` each epoch draws n indices with replacement in proportion to that epoch's weights (class
+    upsampling, cooled down from a switch epoch on), so an epoch has the same number of steps as without.
 
     The position inside the epoch is state (`state_dict`): Lightning saves it in checkpoints, so a run resumed
     from a mid-epoch checkpoint continues with the very batches it would have seen.
@@ -78,7 +79,7 @@ class TensorBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, augment: BatchAugment | None = None, image_size: tuple[int, int] | None = None,
-                 drop_last: bool = False, sample_weights: torch.Tensor | None = None, shard: bool = True):
+                 drop_last: bool = False, sample_weights: UpsampleWeights | None = None, shard: bool = True):
         self.images, self.labels, self.sample_weights, self.shard = images, labels, sample_weights, shard
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.image_size, self.drop_last = augment, image_size, drop_last
@@ -104,7 +105,7 @@ class TensorBatches:
         if self.shuffle:
             gen = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             if self.sample_weights is not None:
-                order = torch.multinomial(self.sample_weights, n, replacement=True, generator=gen)
+                order = torch.multinomial(self.sample_weights.at(self.epoch), n, replacement=True, generator=gen)
             else:
                 order = torch.randperm(n, generator=gen, device=device)
         else:

@@ -7,10 +7,14 @@ Rebalancing ("Upsample or Upweight? Balanced Training on Heavily Imbalanced Data
 distribution p_c ~ n_c^(1/tau) (tau=1: natural frequencies, tau=inf: uniform), reached either by sampling
 (upsample: sample i drawn with probability p_{y_i} / n_{y_i}) or by loss weights (upweight: w_c = p_c N / n_c, so
 the mean weight over the training set is 1 and both spend the same number of steps).
+Cooldown (the same paper's proposal): upsample at a high temperature first, for fast convergence, then lower it
+(`tau_end`) from `switch_epoch` on, so the rare classes are repeated less once they would be overfitted.
+SMOTE (smote.py) rebalances by synthesizing minority samples instead.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -18,7 +22,7 @@ import torch
 from regbench.errors import check, check_probability
 
 IMBALANCE_TYPES = ("none", "exponential", "step")
-BALANCE_TYPES = ("none", "upsample", "upweight")
+BALANCE_TYPES = ("none", "upsample", "upweight", "smote")
 
 
 def _is_number(value) -> bool:
@@ -37,6 +41,31 @@ def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, A
     check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
     check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
           "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
+    check_cooldown_config(balance)
+    check(isinstance(balance["smote_k"], int) and not isinstance(balance["smote_k"], bool) and balance["smote_k"] >= 1,
+          "balance.smote_k", balance["smote_k"], "must be an integer >= 1 (nearest same-class neighbours; paper: 5)")
+
+
+def check_cooldown_config(balance: Mapping[str, Any]) -> None:
+    tau_end, switch_epoch = balance["tau_end"], balance["switch_epoch"]
+    check(tau_end is None or (_is_number(tau_end) and tau_end > 0), "balance.tau_end", tau_end,
+          "must be null (no cooldown) or a number > 0, the temperature from balance.switch_epoch on")
+    check(switch_epoch is None or (isinstance(switch_epoch, int) and not isinstance(switch_epoch, bool)
+                                   and switch_epoch >= 1), "balance.switch_epoch", switch_epoch,
+          "must be null (no cooldown) or an integer >= 1, the first epoch (counted from 0) at balance.tau_end")
+    check((tau_end is None) == (switch_epoch is None), "balance.switch_epoch", switch_epoch,
+          f"cooldown needs both balance.tau_end and balance.switch_epoch (balance.tau_end={tau_end!r})")
+    check(tau_end is None or balance["type"] == "upsample", "balance.tau_end", tau_end,
+          f"cooldown lowers the sampling temperature, so it needs balance.type=upsample (not {balance['type']!r})")
+    check(tau_end is None or not _is_number(balance["tau"]) or tau_end < balance["tau"], "balance.tau_end", tau_end,
+          f"must be below balance.tau={balance['tau']!r}: cooldown lowers the sampling temperature")
+
+
+def check_cooldown_epoch(balance: Mapping[str, Any], max_epochs: int) -> None:
+    """A switch at or after the last epoch would never cool down."""
+    switch_epoch = balance["switch_epoch"]
+    check(switch_epoch is None or switch_epoch < max_epochs, "balance.switch_epoch", switch_epoch,
+          f"must be below trainer.max_epochs={max_epochs} (epochs count from 0), or the cooldown never starts")
 
 
 def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
@@ -79,6 +108,30 @@ def upsample_weights(labels: torch.Tensor, num_classes: int, tau: float) -> torc
     counts = torch.bincount(labels, minlength=num_classes)
     per_class = class_probabilities(counts, tau) / counts.clamp_min(1)
     return per_class[labels]
+
+
+@dataclass(frozen=True)
+class UpsampleWeights:
+    """Per-sample sampling weights for each epoch: `before` until `switch_epoch`, `after` from it on (Cooldown);
+    without a switch, `before` every epoch."""
+
+    before: torch.Tensor
+    after: torch.Tensor
+    switch_epoch: int | None = None
+
+    @classmethod
+    def for_labels(cls, labels: torch.Tensor, num_classes: int, balance: Mapping[str, Any]) -> "UpsampleWeights":
+        """p_{y_i} / n_{y_i} at balance.tau, and at balance.tau_end from balance.switch_epoch on."""
+        before = upsample_weights(labels, num_classes, balance["tau"])
+        switch_epoch = balance["switch_epoch"]
+        after = upsample_weights(labels, num_classes, balance["tau_end"]) if switch_epoch is not None else before
+        return cls(before, after, switch_epoch)
+
+    def at(self, epoch: int) -> torch.Tensor:
+        return self.after if self.switch_epoch is not None and epoch >= self.switch_epoch else self.before
+
+    def to(self, device: torch.device) -> "UpsampleWeights":
+        return UpsampleWeights(self.before.to(device), self.after.to(device), self.switch_epoch)
 
 
 def upweight_class_weights(labels: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:

@@ -8,10 +8,11 @@ import torch
 
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
-from regbench.data.imbalance import check_imbalance_config, upsample_weights, upweight_class_weights
+from regbench.data.imbalance import UpsampleWeights, check_imbalance_config, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.noise import check_noise_config
 from regbench.data.registry import DATASETS
+from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
 from regbench.data.storage import check_storage_config
 from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
@@ -46,11 +47,23 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check_storage_config(cfg)
     check_noise_config(cfg["noise"], cfg["name"])
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
+    if cfg["balance"]["type"] == "smote":
+        check_smote_inputs(cfg)
+
+
+def check_smote_inputs(cfg: Mapping[str, Any]) -> None:
+    """SMOTE interpolates decoded images under their given labels."""
+    check(cfg["noise"]["type"] == "none", "balance.type", "smote",
+          f"needs clean training labels (data.noise.type=none, not {cfg['noise']['type']!r}): a synthetic sample "
+          f"made from a mislabelled image has no clean label")
+    check(cfg.get("storage", "memory") == "memory", "balance.type", "smote",
+          f"synthesizes images in memory, so a folder dataset needs data.storage=memory (not {cfg.get('storage')!r})")
 
 
 class ImageDataModule(L.LightningDataModule):
     """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),
-    `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`.
+    `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`/
+    `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE).
     `noise`, `imbalance` and `balance` are the data config's sections as composed (their defaults live in
     conf/data/common/label_shift.yaml only)."""
 
@@ -69,18 +82,33 @@ class ImageDataModule(L.LightningDataModule):
         self.clean_train_labels = labels.clean_train
         self.is_noisy = labels.given_train != labels.clean_train if labels.noise is not None else None
         self.noise_report, self.imbalance_report = labels.noise, labels.imbalance
-        self.sample_weights = (upsample_weights(labels.given_train, self.num_classes, balance["tau"])
+        self.sample_weights = (UpsampleWeights.for_labels(labels.given_train, self.num_classes, balance)
                                if balance["type"] == "upsample" else None)
         self.class_weights = (upweight_class_weights(labels.given_train, self.num_classes, balance["tau"])
                               if balance["type"] == "upweight" else None)
+        train = (data.train_x[labels.train_idx], labels.given_train, labels.train_idx)
+        self.smote_report = None
+        if balance["type"] == "smote":
+            train = self._with_smote(*train, balance)
         self.splits = {
-            "train": (data.train_x[labels.train_idx], labels.given_train, labels.train_idx),
+            "train": train,
             "val": (data.train_x[val_idx], labels.given_val, val_idx),
             "test": (data.test_x, data.test_y, torch.arange(len(data.test_y))),
         }
         # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
         self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok, resized_crop)
         self._batches: dict[str, TensorBatches] = {}
+
+    def _with_smote(self, images: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
+                    balance: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training split with SMOTE's samples appended (no source image: position -1); the labels are clean."""
+        gen = torch.Generator().manual_seed(balance["seed"])
+        images, labels, added = smote_oversample(images, labels, self.num_classes, balance["smote_k"], gen)
+        self.clean_train_labels = labels
+        self.smote_report = {"k": balance["smote_k"], "added_per_class": added,
+                             "train_counts": torch.bincount(labels, minlength=self.num_classes).tolist()}
+        synthetic = torch.full((len(labels) - len(positions),), -1, dtype=positions.dtype)
+        return images, labels, torch.cat([positions, synthetic])
 
     @property
     def num_classes(self) -> int:

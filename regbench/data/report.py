@@ -7,11 +7,13 @@ from regbench.data.module import ImageDataModule
 
 
 def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] | None) -> dict[str, Any]:
-    """metrics.json's `noise` section (noisy runs) and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed
-    runs; test set, final model)."""
+    """metrics.json's `noise` section (noisy runs), `smote` (SMOTE runs: k and the synthetic samples added per class)
+    and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed runs; test set, final model)."""
     sections: dict[str, Any] = {}
     if datamodule.noise_report is not None:
         sections["noise"] = datamodule.noise_report
+    if datamodule.smote_report is not None:
+        sections["smote"] = datamodule.smote_report
     if datamodule.imbalance_report is not None and test_per_class_acc is not None:
         sections["imbalance"] = datamodule.imbalance_report
         sections["per_class_acc"] = test_per_class_acc
@@ -20,11 +22,13 @@ def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] 
 
 
 def log_label_report(logger, datamodule: ImageDataModule) -> None:
-    """The realised noise (rate and transition matrix) and per-class training counts, before training starts."""
+    """The realised noise (rate and transition matrix), per-class training counts and SMOTE's additions, before
+    training starts."""
     if logger is None:
         return
     report = {key: value for key, value in (("noise", datamodule.noise_report),
-                                            ("imbalance", datamodule.imbalance_report)) if value is not None}
+                                            ("imbalance", datamodule.imbalance_report),
+                                            ("smote", datamodule.smote_report)) if value is not None}
     if report:
         logger.log_hyperparams(report)
     if datamodule.noise_report is not None:

@@ -6,20 +6,33 @@ from typing import Any, Mapping
 from regbench.data.imbalance import profile_counts
 from regbench.data.module import ImageDataModule, loader_params
 from regbench.data.registry import dataset_facts
+from regbench.data.smote import minority_shortfall
 from regbench.data.split import kept_counts
+from regbench.errors import ParamError
 from regbench.runshape import RunShape
 
 
 def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int], list[int]]:
     """The image shape and the per-class sizes of the training split the run will see: the loader's training
     set minus the validation split (none when the dataset gives its own), subsampled to the long-tailed profile when
-    `imbalance` asks for it."""
+    `imbalance` asks for it, then every class raised to the largest by SMOTE when `balance` asks for it."""
     facts = dataset_facts(cfg["name"], loader_params(cfg), cfg["root"], cfg["split_seed"])
     counts = list(facts.train_class_counts if facts.val_class_counts is not None
                   else kept_counts(facts.train_class_counts, cfg["val_fraction"]))
     if cfg["imbalance"]["type"] != "none":
         counts = profile_counts(cfg["imbalance"], counts)
+    if cfg["balance"]["type"] == "smote":
+        check_smote_counts(counts, cfg["balance"]["smote_k"])
+        counts = [max(counts)] * len(counts)
     return facts.image_shape, counts
+
+
+def check_smote_counts(counts: list[int], k: int) -> None:
+    shortfall = minority_shortfall(counts, k)
+    if shortfall is not None:
+        c, n = shortfall
+        raise ParamError("balance.smote_k", k, f"class {c} has only {n} training images; SMOTE needs more than "
+                         f"smote_k images in every class it oversamples (lower it or data.imbalance.factor)")
 
 
 def planned_run_shape(cfg: Mapping[str, Any], max_epochs: int, world_size: int) -> RunShape:

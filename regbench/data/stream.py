@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.folder_datasets import Decoding, FolderData, channel_statistics, decode_files
+from regbench.data.imbalance import UpsampleWeights
 from regbench.data.images import random_flip, read_image, resized_crop_boxes, stored_view
 from regbench.data.module import ImageDataModule
 from regbench.data.storage import choose_storage
@@ -115,8 +116,8 @@ class StreamBatches(TensorBatches):
     workers; yields normalized images on the labels' device."""
 
     def __init__(self, files: StreamedImages, labels: torch.Tensor, batch_size: int, *, normalize, shuffle: bool,
-                 num_workers: int, seed: int = 0, drop_last: bool = False, sample_weights: torch.Tensor | None = None,
-                 shard: bool = True):
+                 num_workers: int, seed: int = 0, drop_last: bool = False,
+                 sample_weights: UpsampleWeights | None = None, shard: bool = True):
         super().__init__(None, labels, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
                          sample_weights=sample_weights, shard=shard)
         self.files, self.normalize = files, normalize

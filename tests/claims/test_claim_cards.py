@@ -20,7 +20,7 @@ METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", 
 # Seed papers whose techniques regbench implements, each with a card.
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
-                   "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "nap",
+                   "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
                    "weight_compander", "unified_norm"}
 
 

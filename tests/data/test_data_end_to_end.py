@@ -48,3 +48,21 @@ def test_long_tail_digits_run(tmp_path):
     assert len(out["per_class_acc"]) == 10
     assert out["balanced_acc"] == pytest.approx(sum(out["per_class_acc"]) / 10)
     assert "noise" not in out and "train_acc_noisy" not in out["history"][0]
+
+
+@pytest.mark.slow
+def test_smote_digits_run(tmp_path):
+    out = run_cli(tmp_path, "data.imbalance.type=step", "data.imbalance.factor=10", "data.balance.type=smote",
+                  "data.balance.smote_k=3")
+    counts = out["imbalance"]["train_counts"]  # the long-tailed split SMOTE starts from
+    assert out["smote"]["k"] == 3 and out["smote"]["added_per_class"] == [max(counts) - n for n in counts]
+    assert out["smote"]["train_counts"] == [max(counts)] * 10
+    assert int(out["history"][0]["train_images"]) == 10 * max(counts) // 64 * 64  # full batches of 64
+
+
+@pytest.mark.slow
+def test_cooldown_digits_run(tmp_path):
+    out = run_cli(tmp_path, "trainer.max_epochs=2", "data.imbalance.type=exponential", "data.imbalance.factor=10",
+                  "data.balance.type=upsample", "data.balance.tau=inf", "data.balance.tau_end=1",
+                  "data.balance.switch_epoch=1")
+    assert out["status"] == "completed" and len(out["history"]) == 2 and "smote" not in out

@@ -8,7 +8,7 @@ from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.batches import TensorBatches
-from regbench.data.imbalance import (class_probabilities, exponential_counts, step_counts, upsample_weights,
+from regbench.data.imbalance import (UpsampleWeights, class_probabilities, exponential_counts, step_counts,
                                      upweight_class_weights)
 from regbench.data.module import ImageDataModule
 from regbench.run.module import ClassifierModule
@@ -59,15 +59,59 @@ def test_class_probabilities_follow_the_temperature():
 
 def test_upsampling_draws_classes_with_the_target_probabilities():
     labels = torch.tensor([0] * 400 + [1] * 100 + [2] * 25)
-    weights = upsample_weights(labels, 3, 2.0)
+    weights = UpsampleWeights.for_labels(labels, 3, {"tau": 2.0, "tau_end": None, "switch_epoch": None})
     batches = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, sample_weights=weights)
+    assert len(batches) == len(labels) // 25  # same steps per epoch as without upsampling
+    frequency = drawn_class_frequency(batches, range(40))
+    assert torch.allclose(frequency, torch.tensor([4 / 7, 2 / 7, 1 / 7], dtype=torch.float64), atol=0.01)
+
+
+def drawn_class_frequency(batches: TensorBatches, epochs) -> torch.Tensor:
     drawn = []
-    for epoch in range(40):
+    for epoch in epochs:
         batches.set_epoch(epoch)
         drawn += [y for _, y, _ in batches]
-    assert len(batches) == len(labels) // 25  # same steps per epoch as without upsampling
-    frequency = torch.bincount(torch.cat(drawn), minlength=3).double() / len(torch.cat(drawn))
-    assert torch.allclose(frequency, torch.tensor([4 / 7, 2 / 7, 1 / 7], dtype=torch.float64), atol=0.01)
+    return torch.bincount(torch.cat(drawn), minlength=3).double() / len(torch.cat(drawn))
+
+
+COOLDOWN = {"tau": float("inf"), "tau_end": 2.0, "switch_epoch": 3}
+
+
+def class_totals(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(3, dtype=torch.float64).index_add_(0, labels, weights.double())
+
+
+def test_cooldown_lowers_the_temperature_from_the_switch_epoch_on():
+    labels = torch.tensor([0] * 400 + [1] * 100 + [2] * 25)
+    weights = UpsampleWeights.for_labels(labels, 3, COOLDOWN)
+    uniform, cooled = torch.full((3,), 1 / 3, dtype=torch.float64), torch.tensor([4 / 7, 2 / 7, 1 / 7]).double()
+    for epoch in range(6):  # epochs 0-2 at tau = inf (uniform classes), 3 on at tau = 2 (p_c ~ sqrt(n_c))
+        assert torch.allclose(class_totals(weights.at(epoch), labels), uniform if epoch < 3 else cooled)
+    batches = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, sample_weights=weights)
+    assert torch.allclose(drawn_class_frequency(batches, range(3)), uniform, atol=0.02)
+    assert torch.allclose(drawn_class_frequency(batches, range(3, 43)), cooled, atol=0.01)
+
+
+def test_a_run_resumed_after_the_switch_draws_the_cooled_batches():
+    labels = torch.tensor([0] * 400 + [1] * 100 + [2] * 25)
+    weights = UpsampleWeights.for_labels(labels, 3, COOLDOWN)
+    uninterrupted = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, seed=5,
+                                  sample_weights=weights)
+    uninterrupted.set_epoch(3)
+    expected = [y for _, y, _ in uninterrupted]
+    interrupted = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, seed=5,
+                                sample_weights=weights)
+    interrupted.set_epoch(3)
+    first = iter(interrupted)
+    seen = [next(first)[1] for _ in range(4)]
+    resumed = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, seed=5, sample_weights=weights)
+    resumed.load_state_dict(interrupted.state_dict())  # what a mid-epoch checkpoint holds
+    rest = [y for _, y, _ in resumed]
+    assert all(torch.equal(a, b) for a, b in zip(seen + rest, expected)) and len(seen + rest) == len(expected)
+    before_switch = TensorBatches(torch.zeros(len(labels), 1), labels, 25, shuffle=True, seed=5,
+                                  sample_weights=UpsampleWeights.for_labels(labels, 3, {**COOLDOWN, "switch_epoch": 4}))
+    before_switch.set_epoch(3)
+    assert not all(torch.equal(a, b) for a, b in zip([y for _, y, _ in before_switch], expected))
 
 
 def test_upweight_weights_reach_the_target_distribution():

@@ -64,8 +64,13 @@ def test_both_paths_give_the_same_order_index_labels_and_evaluation_images(tree)
 
 
 def test_upsampling_draws_the_same_indices_on_both_paths(tree):
-    memory, stream = both_paths(tree, balance={"type": "upsample", "tau": 1.0})
-    assert [b[2].tolist() for b in memory.train_dataloader()] == [b[2].tolist() for b in stream.train_dataloader()]
+    cooldown = {"type": "upsample", "tau": 1.0, "tau_end": 0.5, "switch_epoch": 1}
+    memory, stream = both_paths(tree, balance=label_shift(balance=cooldown)["balance"])
+    for epoch in (0, 1):  # before and after the cooldown's switch
+        memory.train_dataloader().set_epoch(epoch)
+        stream.train_dataloader().set_epoch(epoch)
+        assert ([b[2].tolist() for b in memory.train_dataloader()]
+                == [b[2].tolist() for b in stream.train_dataloader()])
 
 
 def test_resized_crop_boxes_follow_torchvisions_random_resized_crop():

@@ -32,13 +32,18 @@ sys.argv = ["regbench", *sys.argv[1:]]
 main()
 '''
 ARGS = ["train", "logger=none", "trainer.max_epochs=3", "backbone.widths=[8,16]"]
+# Cooldown switches the sampler's temperature at epoch 1, the epoch the interrupted run repeats.
+COOLDOWN = ["data.imbalance.type=exponential", "data.imbalance.factor=10", "data.balance.type=upsample",
+            "data.balance.tau_end=1", "data.balance.switch_epoch=1"]
 
 
-def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result(tmp_path, cli_env):
+@pytest.mark.parametrize("overrides", [[], COOLDOWN], ids=["plain", "cooldown"])
+def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result(tmp_path, cli_env, overrides):
     (tmp_path / "driver.py").write_text(DRIVER)
 
     def run(run_dir: str, kill_epoch: int) -> dict:
-        result = subprocess.run([sys.executable, "driver.py", *ARGS, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+        result = subprocess.run([sys.executable, "driver.py", *ARGS, *overrides, f"hydra.run.dir={run_dir}"],
+                                cwd=tmp_path,
                                 env={**cli_env, "KILL_EPOCH": str(kill_epoch)}, capture_output=True, text=True,
                                 timeout=300)
         assert result.returncode in (0, 143), result.stderr
