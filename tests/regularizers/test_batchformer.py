@@ -157,3 +157,31 @@ def test_heads_that_do_not_divide_the_feature_width_are_refused():
     with pytest.raises(ParamError, match=r"num_heads=3 is invalid: must divide the backbone's feature width 8"):
         reg.check_memory(MemoryBudget(batch_size=4, num_features=8, num_classes=3, memory=None))
     create_regularizer("batchformer", **OFFICIAL).check_memory(MemoryBudget(4, 8, 3, None))
+
+
+def test_rankmixup_scores_its_mixed_copies_through_the_reduced_network():
+    trained = module(("rankmixup", {"variant": "mrl", "mixup_alpha": 2.0, "loss_weight": 0.1, "margin": 2.0,
+                                    "num_mixes": 2}), ("batchformer", OFFICIAL))
+    trained.train()
+    images = torch.randn(5, 1, 2, 2)
+    assert trained.training_network(images).shape == (5, CLASSES)
+    loss = trained.training_step((images, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5)), 0)
+    assert loss.shape == () and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "resnet18", "preact_resnet18", "wrn16_4", "vit_tiny"])
+def test_every_backbone_with_a_head_trains_two_halves_and_evaluates_plain(name):
+    from hydra import compose, initialize_config_module
+
+    norm = "layernorm" if name == "vit_tiny" else "batchnorm"  # a transformer normalizes tokens
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"backbone={name}", f"norm={norm}"])
+    torch.manual_seed(0)
+    net = build_backbone(dict(cfg.backbone), dict(cfg.norm), (1, 8, 8), CLASSES)
+    plain = copy.deepcopy(net)
+    wrapped = create_regularizer("batchformer", **OFFICIAL).wrap_model(net)
+    images = torch.randn(4, 1, 8, 8)
+    assert wrapped.train()(images).shape == (2, 4, CLASSES)
+    plain.train()(images)  # the same batch-norm statistics as the wrapped network's training pass left
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped.eval()(images), plain.eval()(images))
