@@ -54,8 +54,8 @@ class BatchFormer(Regularizer):
         for other in others:
             if type(other).task_loss is not Regularizer.task_loss:
                 raise UserError(f"regularizer=batchformer cannot be stacked with {other.name}: both widen the "
-                                f"training logits (BatchFormer's original and transformed halves) and compute the "
-                                f"loss from their own")
+                                f"training logits (BatchFormer into original and transformed halves), each computing "
+                                f"the loss from its own")
             if other.copies_network:
                 raise UserError(f"regularizer=batchformer cannot be stacked with {other.name}: its per-network "
                                 f"small-loss selection reads (B, C) logits, and BatchFormer gives two per sample")
