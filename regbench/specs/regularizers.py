@@ -33,6 +33,8 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
 
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
     "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}),
+    "batchformer": Entry("regbench.regularizers.batchformer", {
+        "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}),
     "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}),
