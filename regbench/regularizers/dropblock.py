@@ -99,7 +99,7 @@ def schedule_factor(schedule: str, step: int, total_steps: int) -> float:
     from 0 to 1 over training (the paper: keep_prob decreases linearly from 1 to its target); `constant` is 1."""
     if schedule == "constant":
         return 1.0
-    return min(1.0, step / total_steps) if total_steps > 0 else 1.0
+    return min(1.0, step / total_steps)
 
 
 def check_stages(stages) -> None:
