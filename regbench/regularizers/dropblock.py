@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
 from regbench.errors import UserError, check, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
@@ -113,8 +114,6 @@ def check_stages(stages) -> None:
 def backbone_stage_count(backbone: Mapping[str, Any]) -> int:
     """How many convolutional stages DropBlock can go into on this backbone config; one UserError line for a
     backbone without any (mlp, vit_tiny, timm)."""
-    from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
-
     name = backbone["name"]
     BACKBONES.get(name)  # registers its traits
     count_stages = BACKBONE_TRAITS[name].conv_stages
