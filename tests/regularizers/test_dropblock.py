@@ -2,15 +2,18 @@
 timm's drop_block_2d where the semantics agree, and the EuroSAT paper's depth-progressive rates."""
 import math
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 from timm.layers.drop import drop_block_2d
 
 from regbench.backbones import build_backbone
 from regbench.backbones.registry import BACKBONE_TRAITS
+from regbench.run.module import ClassifierModule
 from regbench.errors import UserError
-from regbench.regularizers import TrainProgress, build_regularizers, create_regularizer
+from regbench.regularizers import Regularizer, TrainProgress, build_regularizers, create_regularizer
 from regbench.regularizers.dropblock import (DropBlock2d, blocks_from_seeds, drop_block, schedule_factor,
                                              seed_probability, stage_rates)
 
@@ -241,7 +244,8 @@ def test_the_wrapped_network_evaluates_as_the_plain_one():
     ("depth_rule", "exp", r"regularizer\.dropblock\.depth_rule='exp' is invalid: must be one of uniform, linear"),
     ("schedule", "cosine", r"regularizer\.dropblock\.schedule='cosine' is invalid: must be one of ramp, constant"),
     ("seed_region", "edge", r"regularizer\.dropblock\.seed_region='edge' is invalid: must be one of valid, whole"),
-    ("share_mask_across_channels", "yes", r"regularizer\.dropblock\.share_mask_across_channels='yes' is invalid: must be true or false"),
+    ("share_mask_across_channels", "yes",
+     r"regularizer\.dropblock\.share_mask_across_channels='yes' is invalid: must be true or false"),
 ])
 def test_bad_values_are_one_line_errors(key, value, message):
     with pytest.raises(UserError, match=f"^{message}"):
@@ -266,3 +270,37 @@ def test_rate_zero_is_reported_inactive():
     shape = RunShape(image_shape=(1, 8, 8), train_images=100, batch_size=10, world_size=1, max_epochs=1)
     assert [i.key for i in dropblock(rate=0.0).check_run(shape)] == ["rate"]
     assert dropblock().check_run(shape) == []
+
+
+# --- the schedule inside a real training loop -------------------------------------------------------------------
+class Digitsish(L.LightningDataModule):
+    """12 random 16x16 images in batches of 4: 3 steps per epoch."""
+
+    batch_size, image_shape = 4, (1, 16, 16)
+
+    def train_dataloader(self):
+        images, labels = torch.randn(12, *self.image_shape), torch.arange(12) % 3
+        return DataLoader(TensorDataset(images, labels, torch.arange(12)), batch_size=self.batch_size)
+
+
+class RatesSeen(Regularizer):
+    """Records the rate of the last DropBlock layer at each training step."""
+
+    def __init__(self):
+        self.rates = []
+
+    def mix_batch(self, images, targets, index):
+        self.rates.append(self.layer.rate)
+        return images, targets
+
+
+def test_the_ramp_follows_the_optimizer_steps_of_a_real_training_run():
+    reg, seen = dropblock(rate=0.3), RatesSeen()
+    sgd = {"name": "sgd", "lr": 0.01, "weight_decay": 0.0, "momentum": 0.0, "nesterov": False}
+    module = ClassifierModule(backbone("convnet"), [reg, seen], 3, sgd, {"name": "constant", "warmup_epochs": 0})
+    seen.layer = module.model.stage_blocks()[-1][0].drop_block
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, datamodule=Digitsish())
+    # Step t of 6 trains with the rate set after step t - 1: 0.3 * (t - 1) / 6.
+    assert seen.rates == pytest.approx([0.3 * step / 6 for step in range(6)])
