@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
-from regbench.backbones.resnet import branch_scale
+from regbench.backbones.resnet import branch_scale, split_stages
 from regbench.errors import check, check_positive_int
 from regbench.norms import NormLayer
 
@@ -22,6 +22,8 @@ class PreActBlock(nn.Module):
         self.norm2 = norm_layer(c_out, act=True)
         self.conv2 = conv_layer(c_out, c_out, 3, padding=1, bias=False)
         self.scale = branch_scale(norm_layer)
+        # regularizer=dropblock replaces this with DropBlock on the branch after its second norm-activation.
+        self.drop_block: nn.Module = nn.Identity()
         self.projection = None
         if stride != 1 or c_in != c_out:
             self.projection = conv_layer(c_in, c_out, 1, stride=stride, bias=False)
@@ -29,7 +31,7 @@ class PreActBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.norm1(x)
         shortcut = x if self.projection is None else self.projection(out)
-        out = self.conv2(self.norm2(self.conv1(out)))
+        out = self.conv2(self.drop_block(self.norm2(self.conv1(out))))
         return self.scale(out) + shortcut
 
 
@@ -44,6 +46,7 @@ class PreActResNet(Classifier):
                 blocks.append(PreActBlock(c_in, c_out, 2 if (i > 0 and j == 0) else 1, norm_layer, conv_layer))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
+        self.blocks_per_stage = [blocks_per_stage] * len(stage_widths)
         self.final_norm = norm_layer(c_in, act=True)
         self.num_features = c_in
         self.head = nn.Linear(self.num_features, num_classes)
@@ -51,15 +54,18 @@ class PreActResNet(Classifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_norm(self.blocks(self.stem(x))).mean(dim=(2, 3))
 
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        return split_stages(list(self.blocks), self.blocks_per_stage)
 
-@register_backbone("preact_resnet18")
+
+@register_backbone("preact_resnet18", conv_stages=lambda params: 4)
 def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> PreActResNet:
     check_positive_int("width", width)
     return PreActResNet(image_shape[0], [width * 2 ** i for i in range(4)], 2, width, num_classes, norm_layer,
                         conv_layer)
 
 
-@register_backbone("wrn16_4")
+@register_backbone("wrn16_4", conv_stages=lambda params: 3)
 def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int = 16,
             widen_factor: int = 4) -> PreActResNet:
     check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,

@@ -3,7 +3,7 @@ shape, class count, norm and conv layer, and declares the traits that decide whi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from regbench.specs.backbones import BACKBONES
 
@@ -18,6 +18,10 @@ class BackboneTraits:
     spatial: bool = True
     # Lets a norm that includes its activation replace norm + ReLU.
     acting_norms: bool = True
+    # How many convolutional stages the model built from these parameters (defaults filled in) has, each a list
+    # of blocks with a `drop_block` slot (the model's `stage_blocks()`); None: no such stages (regularizer
+    # dropblock refuses the backbone).
+    conv_stages: Callable[[Mapping[str, Any]], int] | None = None
 
 
 BACKBONE_TRAITS: dict[str, BackboneTraits] = {}

@@ -25,12 +25,14 @@ class BasicBlock(nn.Module):
         self.scale = branch_scale(norm_layer)
         # Stochastic depth (regularizer=droppath) replaces this with a per-sample branch drop.
         self.drop_path: nn.Module = nn.Identity()
+        # regularizer=dropblock replaces this with DropBlock on the branch after its first norm-activation.
+        self.drop_block: nn.Module = nn.Identity()
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(conv_layer(c_in, c_out, 1, stride=stride, bias=False), norm_layer(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm1(self.conv1(x))
+        out = self.drop_block(self.norm1(self.conv1(x)))
         out = self.scale(self.norm2(self.conv2(out)))
         # The ReLU after the sum pairs with no norm, so it stays even when a norm is its own activation.
         return torch.relu(self.drop_path(out) + self.shortcut(x))
@@ -48,14 +50,24 @@ class ResNet(Classifier):
                 stages.append(BasicBlock(c_in, c_out, 2 if (i > 0 and j == 0) else 1, norm_layer, conv_layer))
                 c_in = c_out
         self.stages = nn.Sequential(*stages)
+        self.blocks_per_stage = list(blocks_per_stage)
         self.num_features = c_in
         self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x)).mean(dim=(2, 3))
 
+    def stage_blocks(self) -> list[list[nn.Module]]:
+        return split_stages(list(self.stages), self.blocks_per_stage)
 
-@register_backbone("resnet18")
+
+def split_stages(blocks: list[nn.Module], blocks_per_stage: list[int]) -> list[list[nn.Module]]:
+    """The blocks, in forward order, grouped into stages of `blocks_per_stage`."""
+    ends = [sum(blocks_per_stage[:i + 1]) for i in range(len(blocks_per_stage))]
+    return [blocks[end - count:end] for end, count in zip(ends, blocks_per_stage)]
+
+
+@register_backbone("resnet18", conv_stages=lambda params: 4)
 def resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> ResNet:
     check_positive_int("width", width)
     return ResNet(image_shape[0], [2, 2, 2, 2], width, num_classes, norm_layer, conv_layer)

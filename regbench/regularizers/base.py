@@ -25,6 +25,8 @@ class TrainProgress:
     epoch: int  # 0-based epoch of this step
     max_epochs: int
     epoch_finished: bool  # this was the epoch's last step: validation and checkpointing come next
+    step: int  # optimizer steps done, this one included
+    total_steps: int  # optimizer steps of the whole training
     train_batches: Iterable  # the training (images, labels, index) batches, e.g. to recompute BN statistics
 
 

@@ -186,8 +186,11 @@ class ClassifierModule(L.LightningModule):
         self.finite_check.push(loss, self.current_epoch, batch_idx, reduce)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        steps_per_epoch = self.trainer.num_training_batches
         progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
-                                 epoch_finished=batch_idx + 1 == self.trainer.num_training_batches,
+                                 epoch_finished=batch_idx + 1 == steps_per_epoch,
+                                 step=self.current_epoch * steps_per_epoch + batch_idx + 1,
+                                 total_steps=steps_per_epoch * self.trainer.max_epochs,
                                  train_batches=self.trainer.train_dataloader)
         for reg in self.regularizers:
             reg.on_train_batch_end(self.model, progress)

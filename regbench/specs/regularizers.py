@@ -39,6 +39,9 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}),
     "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}),
     "cutout": Entry("regbench.regularizers.erasing", {"length": REQUIRED, "n_holes": REQUIRED}),
+    "dropblock": Entry("regbench.regularizers.dropblock", {
+        "rate": REQUIRED, "block_size": REQUIRED, "stages": REQUIRED, "depth_rule": REQUIRED, "schedule": REQUIRED,
+        "seed_region": REQUIRED, "share_mask_across_channels": REQUIRED}),
     "dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}),
     "droppath": Entry("regbench.regularizers.dropout", {"drop_prob": REQUIRED}),
     "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED}),

@@ -167,7 +167,8 @@ def test_evaluation_uses_the_network_with_better_validation_accuracy():
     reg.on_validation_batch_end(pair, images[5:], labels[5:], last_batch=True)
     assert int(pair.best) == 1
     torch.testing.assert_close(pair(images), pair.nets[1](images))
-    reg.on_train_batch_end(pair, TrainProgress(epoch=3, max_epochs=10, epoch_finished=True, train_batches=[]))
+    reg.on_train_batch_end(pair, TrainProgress(epoch=3, max_epochs=10, epoch_finished=True, step=4, total_steps=10,
+                                               train_batches=[]))
     assert int(pair.epochs_done) == 4
 
 

@@ -27,7 +27,8 @@ def train_step(model: nn.Module, optimizer, seed: int) -> None:
 
 
 def progress(epoch=0, max_epochs=1, epoch_finished=False, batches=()):
-    return TrainProgress(epoch=epoch, max_epochs=max_epochs, epoch_finished=epoch_finished, train_batches=batches)
+    return TrainProgress(epoch=epoch, max_epochs=max_epochs, epoch_finished=epoch_finished, step=epoch + 1,
+                         total_steps=max_epochs, train_batches=batches)
 
 
 @pytest.mark.parametrize("warmup", [False, True])

@@ -16,7 +16,7 @@ from regbench.sweeps.index import varying_keys
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # preset -> (jobs, keys it varies besides the seed)
-SWEEPS = {"reg_vs_baseline": (48, ["regularizer"]), "norm_grid": (48, ["norm"]),
+SWEEPS = {"reg_vs_baseline": (51, ["regularizer"]), "norm_grid": (48, ["norm"]),
           "noise_grid": (48, ["data.noise.rate", "regularizer"]), "projection": (24, ["optim", "optim.project"])}
 
 
@@ -56,7 +56,7 @@ def test_sweep_preset_expands_to_valid_jobs(name):
 
 def test_sweep_lists_can_be_overridden_on_the_command_line():
     jobs = expand(["+sweep=reg_vs_baseline", "hydra.sweeper.params.seed='0,1,2,3,4'"])
-    assert len(jobs) == 16 * 5
+    assert len(jobs) == 17 * 5
     assert len(expand(["regularizer=[none],[cutmix],[cutmix,ema]", "seed=0,1"])) == 6
 
 
