@@ -38,15 +38,21 @@ def windowed_gaps(probs: torch.Tensor, outcomes: torch.Tensor, window: int) -> t
     return F.conv1d(F.pad(gaps[None, None], (half, half)), kernel).flatten(), probs[order]
 
 
+def nearest_centre(values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """The index of each value's nearest centre, for ascending centres: the midpoints split the line."""
+    return torch.bucketize(values, (centres[1:] + centres[:-1]) / 2)
+
+
 def cluster_ids(values: torch.Tensor, clusters: int = CLUSTERS) -> torch.Tensor:
-    """1-D k-means (Lloyd's, from the quantiles: deterministic) of sorted `values`; each value's cluster."""
+    """1-D k-means (Lloyd's, from the quantiles: deterministic) of `values`; each value's cluster. In 1-D the
+    centres stay in ascending order, so each assignment is a binary search."""
     centres = torch.quantile(values, torch.linspace(0, 1, clusters, dtype=values.dtype, device=values.device))
     for _ in range(KMEANS_ITERATIONS):
-        ids = (values[:, None] - centres[None]).abs().argmin(dim=1)
+        ids = nearest_centre(values, centres)
         sums = torch.zeros_like(centres).index_add_(0, ids, values)
         counts = torch.zeros_like(centres).index_add_(0, ids, torch.ones_like(values))
         centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
-    return (values[:, None] - centres[None]).abs().argmin(dim=1)
+    return nearest_centre(values, centres)
 
 
 def error_bounded_objective(probs: torch.Tensor, labels: torch.Tensor, window: int, epsilon: float) -> torch.Tensor:

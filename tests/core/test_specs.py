@@ -10,12 +10,13 @@ import pytest
 from regbench.loggers import LOGGERS
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry, config_parameters
 from regbench.specs.backbones import BACKBONES
+from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, OPTIMIZERS, SCHEDULES, LOGGERS)
+REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, OPTIMIZERS, SCHEDULES, LOGGERS)
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
@@ -29,7 +30,8 @@ def test_every_declared_entry_resolves_to_a_factory_that_reads_its_declared_para
 
 def test_each_familys_modules_register_nothing_undeclared():
     import regbench.backbones.timm_models  # noqa: F401  (imported lazily elsewhere)
-    import regbench.data, regbench.norms, regbench.optim, regbench.regularizers  # noqa: F401, E401
+    import regbench.calibration, regbench.data, regbench.norms, regbench.optim  # noqa: F401, E401
+    import regbench.regularizers  # noqa: F401
 
     for registry in REGISTRIES:
         assert sorted(registry._factories) == registry.names()
@@ -81,7 +83,8 @@ def test_stacked_regularizers_sharing_a_declared_tag_are_refused():
 
 def test_the_specs_and_the_config_checks_import_no_torch():
     code = ("import sys, regbench.specs.backbones, regbench.specs.data, regbench.specs.norms, regbench.specs.optim, "
-            "regbench.specs.regularizers, regbench.config.validate, regbench.config.keys, regbench.sweeps.preflight; "
+            "regbench.specs.regularizers, regbench.specs.calibration, regbench.config.validate, regbench.config.keys, "
+            "regbench.sweeps.preflight; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
