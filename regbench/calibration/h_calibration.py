@@ -43,10 +43,12 @@ def nearest_centre(values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(values, (centres[1:] + centres[:-1]) / 2)
 
 
-def cluster_ids(values: torch.Tensor, clusters: int = CLUSTERS) -> torch.Tensor:
-    """1-D k-means (Lloyd's, from the quantiles: deterministic) of `values`; each value's cluster. In 1-D the
-    centres stay in ascending order, so each assignment is a binary search."""
-    centres = torch.quantile(values, torch.linspace(0, 1, clusters, dtype=values.dtype, device=values.device))
+def cluster_ids(sorted_values: torch.Tensor, clusters: int = CLUSTERS) -> torch.Tensor:
+    """1-D k-means (Lloyd's, from the quantiles: deterministic) of ascending `sorted_values`; each value's cluster.
+    In 1-D the centres stay in ascending order, so each assignment is a binary search."""
+    values = sorted_values
+    quantiles = torch.linspace(0, len(values) - 1, clusters, device=values.device).round().long()
+    centres = values[quantiles]
     for _ in range(KMEANS_ITERATIONS):
         ids = nearest_centre(values, centres)
         sums = torch.zeros_like(centres).index_add_(0, ids, values)
@@ -106,7 +108,7 @@ class HCalibration:
         generator = torch.Generator().manual_seed(self.seed)
         bound = 1.0 / math.sqrt(self.num_temperatures)
         params = [((torch.rand(self.num_temperatures, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
-                  .requires_grad_() for _ in range(2)]
+                  .to(logits.device).requires_grad_() for _ in range(2)]
         optimizer = torch.optim.Adam(params, lr=self.lr)
         objective = lambda: h_calibration_objective(  # noqa: E731
             ensemble_probabilities(logits, *params), labels, self.window, self.epsilon)
@@ -124,4 +126,5 @@ class HCalibration:
                 "mean_inverse_temperature": float((weights * self.inverse_temperatures.abs()).sum())}
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return ensemble_probabilities(logits.double(), self.inverse_temperatures, self.weights)
+        return ensemble_probabilities(logits.double(), self.inverse_temperatures.to(logits.device),
+                                      self.weights.to(logits.device))

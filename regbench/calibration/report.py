@@ -19,7 +19,8 @@ def calibrated_metric(method: str, prefix: str, metric: str) -> str:
 
 
 def probability_metrics(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, dict[str, list[float]]]:
-    """NLL, ECE and reliability bins of (N, C) probabilities, binned as the raw test metrics are."""
+    """NLL, ECE and reliability bins of (N, C) probabilities, binned as the raw test metrics are (on the CPU)."""
+    probs, labels = probs.cpu(), labels.cpu()
     picked = probs.gather(1, labels[:, None]).squeeze(1)
     nll = float(-picked.clamp_min(torch.finfo(probs.dtype).tiny).log().mean())
     bins = ReliabilityBins(ECE_BINS)

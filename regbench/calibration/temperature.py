@@ -22,7 +22,7 @@ class TemperatureScaling:
     def fit(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """L-BFGS on log T (so T stays positive), from T = 1, in float64: deterministic. Returns {temperature}."""
         logits = logits.detach().double()
-        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        log_t = torch.zeros((), dtype=torch.float64, device=logits.device, requires_grad=True)
         optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=self.max_iter, line_search_fn="strong_wolfe",
                                       tolerance_grad=1e-10, tolerance_change=1e-12)
 

@@ -250,13 +250,13 @@ class ClassifierModule(L.LightningModule):
 
     @torch.no_grad()
     def split_logits(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """The evaluated network's float logits and the labels of a whole split, on the CPU (for post-hoc
-        calibration, which fits on the validation split and is applied to the test split)."""
+        """The evaluated network's float logits and the labels of a whole split, on the module's device (for
+        post-hoc calibration, which fits on the validation split and is applied to the test split)."""
         network = self.eval_network()
         was_training = network.training
         network.eval()
         try:
-            pairs = [(network(self.in_memory_format(images.to(self.device))).float().cpu(), labels.cpu())
+            pairs = [(network(self.in_memory_format(images.to(self.device))).float(), labels.to(self.device))
                      for images, labels, _ in batches]
         finally:
             network.train(was_training)
