@@ -28,7 +28,7 @@ CLUSTERS = 15
 KMEANS_ITERATIONS = 10
 
 
-def windowed_gaps(probs: torch.Tensor, outcomes: torch.Tensor, window: int) -> torch.Tensor:
+def windowed_gaps(probs: torch.Tensor, outcomes: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per event, sorted by probability: sum(p - y) over the `window + 1` events centred on it (zeros past the
     ends), divided by window + 1. Returns (gaps, sorted probabilities)."""
     order = probs.argsort(stable=True)
@@ -43,10 +43,9 @@ def nearest_centre(values: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(values, (centres[1:] + centres[:-1]) / 2)
 
 
-def cluster_ids(sorted_values: torch.Tensor, clusters: int = CLUSTERS) -> torch.Tensor:
-    """1-D k-means (Lloyd's, from the quantiles: deterministic) of ascending `sorted_values`; each value's cluster.
-    In 1-D the centres stay in ascending order, so each assignment is a binary search."""
-    values = sorted_values
+def cluster_ids(values: torch.Tensor, clusters: int = CLUSTERS) -> torch.Tensor:
+    """1-D k-means (Lloyd's, from the quantiles: deterministic) of ascending `values`; each value's cluster. In
+    1-D the centres stay in ascending order, so each assignment is a binary search."""
     quantiles = torch.linspace(0, len(values) - 1, clusters, device=values.device).round().long()
     centres = values[quantiles]
     for _ in range(KMEANS_ITERATIONS):
