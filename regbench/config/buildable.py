@@ -8,6 +8,7 @@ from typing import Any
 import torch.nn as nn
 
 from regbench.backbones import dry_build_backbone
+from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.data.batches import check_crop_padding
 from regbench.data.imbalance import check_cooldown_epoch
@@ -31,8 +32,10 @@ def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
-    num_classes = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"]), cfg["data"]["root"],
-                                cfg["data"]["split_seed"]).num_classes
+    facts = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"]), cfg["data"]["root"],
+                          cfg["data"]["split_seed"])
+    num_classes = facts.num_classes
+    check_calibration(cfg, has_validation=facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0)
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     if projects_weights(cfg["optim"]):
@@ -41,6 +44,15 @@ def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
     memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
     check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
     return inactive
+
+
+def check_calibration(cfg: dict[str, Any], has_validation: bool) -> None:
+    """Every selected calibrator's parameters; calibrators fit on the validation split, so there must be one."""
+    build_calibrators(cfg["calibrate"], cfg["seed"])
+    if cfg["calibrate"] and not has_validation:
+        raise UserError(f"calibrate=[{','.join(cfg['calibrate'])}] fits on the validation split, but "
+                        f"data.val_fraction={cfg['data']['val_fraction']!r} leaves none; set data.val_fraction in "
+                        f"(0, 1) or drop calibrate")
 
 
 def checked_run_shape(cfg: dict[str, Any]) -> RunShape:

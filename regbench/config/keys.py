@@ -1,6 +1,6 @@
 """Which config keys regbench reads: an override that adds a key nothing reads (a typo such as
-+trainer.max_epoch=5, a stray +calibrate=[x]) or removes one that is needed is refused in one line, where Hydra
-would accept it silently or fail with its own advice.
++trainer.max_epoch=5 or +regularizer.dropout.rat=0.1) or removes one that is needed is refused in one line, where
+Hydra would accept it silently or fail with its own advice.
 
 The known keys come from where they are defined: the YAML of the selected options (the "base" config, composed
 from the group selections alone) and the registries' declared parameters (a parameter that an option's YAML
@@ -16,6 +16,7 @@ from regbench.errors import UserError
 from regbench.loggers import LOGGERS
 from regbench.registry import Registry, near_names
 from regbench.specs.backbones import BACKBONES
+from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
@@ -24,6 +25,8 @@ from regbench.specs.regularizers import REGULARIZERS
 # The config mappings that a registry entry is built from (the entry named by their `name` key).
 COMPONENT_REGISTRIES: dict[str, Registry] = {
     registry.config_key: registry for registry in (DATASETS, BACKBONES, NORMS, OPTIMIZERS, SCHEDULES, LOGGERS)}
+# The config mappings filled by a list-valued group (name -> the entry's parameters, one per selected name).
+LISTED_REGISTRIES: dict[str, Registry] = {registry.config_key: registry for registry in (REGULARIZERS, CALIBRATORS)}
 # Hydra's own config, which Hydra checks itself.
 HYDRA_KEY = "hydra"
 _ABSENT = object()
@@ -45,8 +48,8 @@ def reading_registry(base: dict[str, Any], parent: tuple[str, ...]) -> tuple[Reg
     """The registry and entry whose factory reads the mapping at `parent`, if one does."""
     if len(parent) == 1 and parent[0] in COMPONENT_REGISTRIES:
         return COMPONENT_REGISTRIES[parent[0]], base[parent[0]]["name"]
-    if len(parent) == 2 and parent[0] == REGULARIZERS.config_key:
-        return REGULARIZERS, parent[1]
+    if len(parent) == 2 and parent[0] in LISTED_REGISTRIES:
+        return LISTED_REGISTRIES[parent[0]], parent[1]
     return None
 
 
@@ -63,12 +66,14 @@ def check_added_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> 
     """`path` is not in the base config: accept it only where a component reads it."""
     depth = next(i for i in range(len(path)) if lookup(base, path[:i + 1]) is _ABSENT)
     parent, key = path[:depth], path[depth]
-    if parent == (REGULARIZERS.config_key,):
-        REGULARIZERS.entry(key)
-        selected = ",".join(base[REGULARIZERS.config_key]) or "none"
-        raise UserError(f"{shown} sets a parameter of regularizer {key}, which is not selected "
-                        f"(regularizer=[{selected}]); select it first: regularizer=[{key}] (a list, applied in "
-                        f"order), then set its parameters as regularizer.{key}.NAME=VALUE")
+    if len(parent) == 1 and parent[0] in LISTED_REGISTRIES:
+        registry = LISTED_REGISTRIES[parent[0]]
+        registry.entry(key)
+        group, family = registry.config_key, registry.family
+        selected = ",".join(base[group]) or ("none" if group == REGULARIZERS.config_key else "")
+        raise UserError(f"{shown} sets a parameter of {family} {key}, which is not selected "
+                        f"({group}=[{selected}]); select it first: {group}=[{key}] (a list), then "
+                        f"set its parameters as {group}.{key}.NAME=VALUE")
     if lookup(base, parent) == {}:
         return
     reader = reading_registry(base, parent)

@@ -10,6 +10,7 @@ from regbench.config.trainer import check_trainer_config
 from regbench.errors import ParamError, UserError, check
 from regbench.loggers import check_logger_config
 from regbench.specs.backbones import BACKBONES
+from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
@@ -43,6 +44,8 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         registry.check_parameters(component["name"], [key for key in component if key != "name"])
     for name, params in cfg["regularizer"].items():
         REGULARIZERS.check_parameters(name, params or {}, f"regularizer.{name}")
+    for name, params in cfg["calibrate"].items():
+        CALIBRATORS.check_parameters(name, params or {}, f"calibrate.{name}")
     check_trainer_config(cfg["trainer"])
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+# Confidence bins of every ECE and reliability diagram regbench reports (raw and calibrated).
+ECE_BINS = 15
+
 
 class ReliabilityBins(Metric):
     """Per confidence bin: sample count, summed confidence and number correct (Guo et al., 2017).

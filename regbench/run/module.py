@@ -10,14 +10,12 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
-from regbench.run.calibration import ReliabilityBins
+from regbench.run.calibration import ECE_BINS, ReliabilityBins
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.weight_projection import attach_projection, weights_feeding_norms
-
-ECE_BINS = 15
 
 
 class EvalMetrics(nn.Module):
@@ -252,6 +250,20 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             reports.update(reg.test_report(self.eval_network(), test_batches, val_batches))
         return reports
+
+    @torch.no_grad()
+    def split_logits(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluated network's float logits and the labels of a whole split, on the module's device (for
+        post-hoc calibration, which fits on the validation split and is applied to the test split)."""
+        network = self.eval_network()
+        was_training = network.training
+        network.eval()
+        try:
+            pairs = [(network(self.in_memory_format(images.to(self.device))).float(), labels.to(self.device))
+                     for images, labels, _ in batches]
+        finally:
+            network.train(was_training)
+        return torch.cat([logits for logits, _ in pairs]), torch.cat([labels for _, labels in pairs])
 
     def on_test_epoch_end(self) -> None:
         self.last_test_bins = self.test_metrics.bins.compute()

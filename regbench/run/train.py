@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 import regbench
 from regbench.backbones import build_backbone
+from regbench.calibration import build_calibrators
+from regbench.calibration.report import CALIBRATED_KEY, calibrated_report
 from regbench.config.inactivity import inactive_components, warn_inactive
 from regbench.data import build_datamodule
 from regbench.data.report import label_sections, log_label_report
@@ -124,22 +126,48 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     return datamodule, module, logger, recorder, trainer, inactive
 
 
+def post_hoc_calibration(calibrators: list, module: ClassifierModule, datamodule, prefix: str,
+                         sections: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The calibrators fitted on the module's validation logits and applied to its test logits: their metrics
+    (under `prefix`, test or best_test), their fitted parameters and reliability bins added to `sections`."""
+    if not calibrators:
+        return {}
+    val, test = (module.split_logits(datamodule.unsharded_batches(split)) for split in ("val", "test"))
+    metrics, fitted = calibrated_report(calibrators, val, test, prefix)
+    for name, section in fitted.items():
+        sections.setdefault(name, {}).update(section)
+    return metrics
+
+
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
-             best_checkpoint: Path) -> dict[str, Any]:
-    """Test the final model, then the best-validation one; summarize the history."""
+             best_checkpoint: Path, calibrators: list) -> dict[str, Any]:
+    """Test the final model, then the best-validation one, each also post-hoc calibrated; summarize the history."""
     final = test_metrics(trainer, module, datamodule)
     calibration = module.last_test_bins
+    calibrated: dict[str, dict[str, Any]] = {}
+    final_calibrated = post_hoc_calibration(calibrators, module, datamodule, "test", calibrated)
     reports = module.regularizer_reports(datamodule.unsharded_batches("test"), datamodule.unsharded_batches("val"))
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
     best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
+    best_calibrated = post_hoc_calibration(calibrators, module, datamodule, "best_test", calibrated) if best else {}
+    log_calibrated(trainer, {**final_calibrated, **best_calibrated})
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
-               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best}
-    return {"metrics": metrics, "calibration": calibration, "epochs": len(rows), "classes": datamodule.classes,
+               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **final_calibrated,
+               **best_calibrated}
+    return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
+            "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
             **labels_report, **reports}
+
+
+def log_calibrated(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """The calibrated test metrics to every logger (W&B's summary keeps them beside the raw test metrics)."""
+    if metrics and trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
 
 
 def interrupted_by(err: BaseException) -> bool:
@@ -166,7 +194,8 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             sigterm.raise_if_received()
             payload = run_payload(resolved, "completed", started, plan, inactive=inactive,
                                   **evaluate(trainer, module, datamodule, recorder,
-                                             plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT))
+                                             plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT,
+                                             build_calibrators(resolved["calibrate"], resolved["seed"])))
             if rank == 0:
                 write_json_atomic(plan.run_dir / METRICS_FILE, payload)
             finish_logger(logger, exit_code=0)

@@ -27,7 +27,7 @@ from regbench.rundir_format import config_hash
 from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
-GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "trainer", "logger", "exp", "sweep",
+GROUPS = ("data", "backbone", "norm", "regularizer", "calibrate", "optim", "sched", "trainer", "logger", "exp", "sweep",
           "hparams_search")
 # Hydra's own groups a user selects on the command line, checked the same way.
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")

@@ -129,8 +129,18 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     (["+trainer.max_epoch=5"], "trainer.max_epoch=5 is not a key regbench reads (keys of trainer: accelerator, "
                                "channels_last, checkpoint_every_n_epochs, compile, deterministic, devices, max_epochs, "
                                "precision, strategy); did you mean max_epochs?"),
-    (["+calibrate=[x]"], "calibrate=[x] is not a key regbench reads (top-level keys: backbone, data, exp_name, "
-                         "logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, trainer)"),
+    (["+calibrat=[x]"], "calibrat=[x] is not a key regbench reads (top-level keys: backbone, calibrate, data, "
+                        "exp_name, logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, trainer); "
+                        "did you mean calibrate?"),
+    (["+calibrate.temperature.max_iter=5"], "calibrate.temperature.max_iter=5 sets a parameter of calibrator "
+                                            "temperature, which is not selected (calibrate=[]); select it first: "
+                                            "calibrate=[temperature]"),
+    (["calibrate=[temperature]", "+calibrate.temperature.lr=0.1"], "calibrate.temperature.lr=0.1 is not a key "
+                                                                   "regbench reads (keys of calibrate.temperature: "
+                                                                   "max_iter)"),
+    (["calibrate=[temperature]", "~calibrate.temperature.max_iter"], "~calibrate.temperature.max_iter removes "
+                                                                     "calibrate.temperature.max_iter, which regbench "
+                                                                     "reads"),
     (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "
                       "imbalance, name, noise, root, split_seed, test_fraction, val_fraction)"),
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
@@ -228,4 +238,18 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
                             "128]); write one in brackets"),
 ])
 def test_a_mapping_or_list_replaced_by_a_single_value_is_refused(args, message, tmp_path, monkeypatch, capsys):
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["calibrate=[temperature,tempratur]"], "calibrate='tempratur' is not a known calibrate; allowed: h_calibration, "
+                                            "temperature"),
+    (["calibrate=[h_calibration]", "calibrate.h_calibration.window=7"], "calibrate.h_calibration.window=7 is "
+                                                                        "invalid: must be an even integer > 0"),
+    (["calibrate=[temperature]", "calibrate.temperature.max_iter=-3"], "calibrate.temperature.max_iter=-3 is "
+                                                                       "invalid: must be an integer > 0"),
+    (["calibrate=[h_calibration]", "data.val_fraction=0"], "calibrate=[h_calibration] fits on the validation split, "
+                                                           "but data.val_fraction=0 leaves none"),
+])
+def test_bad_calibrators_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
     assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)

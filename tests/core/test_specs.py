@@ -11,12 +11,13 @@ import pytest
 from regbench.loggers import LOGGERS
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry, config_parameters
 from regbench.specs.backbones import BACKBONES
+from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, OPTIMIZERS, SCHEDULES, LOGGERS)
+REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, OPTIMIZERS, SCHEDULES, LOGGERS)
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
@@ -33,7 +34,7 @@ def test_each_familys_modules_register_nothing_undeclared():
     for registry in REGISTRIES:
         for name in registry.names():
             importlib.import_module(registry.entry(name).module)
-    import regbench.data, regbench.norms, regbench.optim, regbench.regularizers  # noqa: F401, E401
+    import regbench.calibration, regbench.data, regbench.norms, regbench.optim, regbench.regularizers  # noqa: F401, E401
 
     for registry in REGISTRIES:
         assert sorted(registry._factories) == registry.names()
@@ -85,7 +86,8 @@ def test_stacked_regularizers_sharing_a_declared_tag_are_refused():
 
 def test_the_specs_and_the_config_checks_import_no_torch():
     code = ("import sys, regbench.specs.backbones, regbench.specs.data, regbench.specs.norms, regbench.specs.optim, "
-            "regbench.specs.regularizers, regbench.config.validate, regbench.config.keys, regbench.sweeps.preflight; "
+            "regbench.specs.regularizers, regbench.specs.calibration, regbench.config.validate, regbench.config.keys, "
+            "regbench.sweeps.preflight; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
