@@ -39,6 +39,9 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
           augment["crop_padding"], "must be an integer >= 0")
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+    # A shifted crop would move modular's one-hot codes to other numbers.
+    check(cfg["name"] != "modular" or augment["crop_padding"] == 0, "augment.crop_padding", augment["crop_padding"],
+          "must be 0 for data=modular (its inputs are one-hot codes, not images)")
     resized_crop = augment.get("random_resized_crop", False)
     check(isinstance(resized_crop, bool), "augment.random_resized_crop", resized_crop, "must be true or false")
     check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
