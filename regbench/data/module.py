@@ -128,6 +128,14 @@ class ImageDataModule(L.LightningDataModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    def unaugmented_train_batches(self) -> TensorBatches:
+        """The whole training split in order, normalized but neither padded nor augmented, with the labels trained
+        on: a second copy of the training images, made only for the reports that evaluate on them."""
+        images, labels, _ = self.splits["train"]
+        device = self._batches["train"].labels.device
+        return TensorBatches(self.normalize(images.to(device)), labels.to(device), self.batch_size, shuffle=False,
+                             shard=False)
+
     def unsharded_batches(self, split: str) -> TensorBatches:
         """The whole val or test split on every DDP rank, for evaluations made outside the Trainer."""
         batches = self._batches[split]
