@@ -147,3 +147,12 @@ def test_it_needs_the_quadratic_mlp_and_modular_data():
         reg.check_backbone({"name": "mlp"})
     with pytest.raises(UserError, match="not data=digits; use data=modular"):
         reg.check_stack({"data": {"name": "digits"}}, [])
+
+
+def test_it_equals_the_ratio_of_numpy_rfft_powers():
+    import numpy as np
+
+    x = np.random.default_rng(3).normal(size=(50, 97))
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
+    reference = (power ** 2).sum(-1) / power.sum(-1) ** 2
+    assert np.allclose(fourier_ipr(torch.from_numpy(x)).numpy(), reference, rtol=1e-12, atol=0)
