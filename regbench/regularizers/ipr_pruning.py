@@ -97,6 +97,11 @@ class IPRPruning(Regularizer):
         if run["data"]["name"] != "modular":
             raise UserError(f"regularizer=ipr_pruning takes the Fourier transform over Z_p of modular's one-hot "
                             f"inputs, not data={run['data']['name']}; use data=modular")
+        # A reparameterized weight is computed from other tensors: zeroing it would prune nothing.
+        for other in others:
+            if other.wraps_after_others:
+                raise UserError(f"regularizer=ipr_pruning cannot be stacked with {other.name}: it reparameterizes "
+                                f"the weights that pruning zeroes")
 
     def train_report(self, model: nn.Module, test_batches: Iterable, train_batches: Callable[[], Iterable],
                      is_noisy: torch.Tensor | None) -> dict[str, Any]:

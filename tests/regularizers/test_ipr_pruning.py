@@ -147,6 +147,10 @@ def test_it_needs_the_quadratic_mlp_and_modular_data():
         reg.check_backbone({"name": "mlp"})
     with pytest.raises(UserError, match="not data=digits; use data=modular"):
         reg.check_stack({"data": {"name": "digits"}}, [])
+    compander = create_regularizer("weight_compander")
+    with pytest.raises(UserError, match="cannot be stacked with weight_compander: it reparameterizes"):
+        reg.check_stack({"data": {"name": "modular"}}, [compander])
+    reg.check_stack({"data": {"name": "modular"}}, [create_regularizer("dropout", rate=0.1)])
 
 
 def test_it_equals_the_ratio_of_numpy_rfft_powers():
@@ -156,3 +160,13 @@ def test_it_equals_the_ratio_of_numpy_rfft_powers():
     power = np.abs(np.fft.rfft(x, axis=-1)) ** 2
     reference = (power ** 2).sum(-1) / power.sum(-1) ** 2
     assert np.allclose(fourier_ipr(torch.from_numpy(x)).numpy(), reference, rtol=1e-12, atol=0)
+
+
+def test_a_head_wrapped_by_dropout_is_pruned_at_its_linear_layer():
+    net = create_regularizer("dropout", rate=0.5).wrap_model(quadratic_net()).eval()
+    linear = net.head[-1] if isinstance(net.head, torch.nn.Sequential) else None
+    assert isinstance(linear, torch.nn.Linear)
+    pruned = pruned_copy(net, torch.tensor([0, 3]))
+    assert torch.equal(pruned.head[-1].weight[:, [0, 3]], torch.zeros(P, 2))
+    assert torch.equal(pruned.head[-1].weight[:, [1, 2, 4, 5]], linear.weight[:, [1, 2, 4, 5]])
+    assert network_ipr(net).shape == (6,)
