@@ -130,7 +130,8 @@ class Regularizer:
     def train_report(self, model: nn.Module, test_batches: Iterable, train_batches: Callable[[], Iterable],
                      is_noisy: torch.Tensor | None) -> dict[str, Any]:
         """Like test_report, for reports that also need the training set: `train_batches()` builds its unaugmented
-        (images, labels trained on, index) batches (on demand: it copies the training images), and `is_noisy`
+        (images, labels trained on, index) batches (on demand: it copies the training images; in-memory datasets
+        only, not the streamed folder datasets), and `is_noisy`
         marks by index the labels that label noise corrupted (None for a clean run)."""
         return {}
 
