@@ -131,8 +131,8 @@ class Regularizer:
                      is_noisy: torch.Tensor | None) -> dict[str, Any]:
         """Like test_report, for reports that also need the training set: `train_batches()` builds its unaugmented
         (images, labels trained on, index) batches (on demand: it copies the training images; in-memory datasets
-        only, not the streamed folder datasets), and `is_noisy`
-        marks by index the labels that label noise corrupted (None for a clean run)."""
+        only, not the streamed folder datasets), and `is_noisy` marks by index the labels that label noise
+        corrupted (None for a clean run)."""
         return {}
 
 
