@@ -40,6 +40,9 @@ def check_common(cfg: Mapping[str, Any]) -> None:
     check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
           augment["crop_padding"], "must be an integer >= 0")
     check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+    # A shifted crop would move modular's one-hot codes to other numbers.
+    check(cfg["name"] != "modular" or augment["crop_padding"] == 0, "augment.crop_padding", augment["crop_padding"],
+          "must be 0 for data=modular (its inputs are one-hot codes, not images)")
     resized_crop = augment.get("random_resized_crop", False)
     check(isinstance(resized_crop, bool), "augment.random_resized_crop", resized_crop, "must be true or false")
     check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
@@ -152,6 +155,14 @@ class ImageDataModule(L.LightningDataModule):
         if all(tensor.device == device for tensor in batch):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def unaugmented_train_batches(self) -> TensorBatches:
+        """The whole training split in order, normalized but neither padded nor augmented, with the labels trained
+        on: a second copy of the training images, made only for the reports that evaluate on them."""
+        images, labels, _ = self.splits["train"]
+        device = self._batches["train"].labels.device
+        return TensorBatches(self.normalize(images.to(device)), labels.to(device), self.batch_size, shuffle=False,
+                             shard=False)
 
     def unsharded_batches(self, split: str) -> TensorBatches:
         """The whole val or test split on every DDP rank, for evaluations made outside the Trainer."""

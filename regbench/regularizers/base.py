@@ -129,6 +129,14 @@ class Regularizer:
         validation batches, for choices made on validation)."""
         return {}
 
+    def train_report(self, model: nn.Module, test_batches: Iterable, train_batches: Callable[[], Iterable],
+                     is_noisy: torch.Tensor | None) -> dict[str, Any]:
+        """Like test_report, for reports that also need the training set: `train_batches()` builds its unaugmented
+        (images, labels trained on, index) batches (on demand: it copies the training images; in-memory datasets
+        only, not the streamed folder datasets), and `is_noisy` marks by index the labels that label noise
+        corrupted (None for a clean run)."""
+        return {}
+
 
 def evaluated_network(model: nn.Module) -> nn.Module:
     """The network evaluation runs: a model holding several networks (co-teaching's pair) names it."""

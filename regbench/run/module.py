@@ -244,11 +244,13 @@ class ClassifierModule(L.LightningModule):
         self.test_per_class.update(logits, labels)
         self._log_metrics(self.test_prefix, self.test_metrics)
 
-    def regularizer_reports(self, test_batches, val_batches) -> dict[str, Any]:
-        """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""
+    def regularizer_reports(self, test_batches, val_batches, train_batches: Callable[[], Any]) -> dict[str, Any]:
+        """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width, the IPR pruning
+        curves); `train_batches()` builds the unaugmented training batches for the reports that need them."""
         reports: dict[str, Any] = {}
         for reg in self.regularizers:
             reports.update(reg.test_report(self.eval_network(), test_batches, val_batches))
+            reports.update(reg.train_report(self.eval_network(), test_batches, train_batches, self.is_noisy))
         return reports
 
     @torch.no_grad()

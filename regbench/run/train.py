@@ -146,7 +146,8 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     calibration = module.last_test_bins
     calibrated: dict[str, dict[str, Any]] = {}
     final_calibrated = post_hoc_calibration(calibrators, module, datamodule, "test", calibrated)
-    reports = module.regularizer_reports(datamodule.unsharded_batches("test"), datamodule.unsharded_batches("val"))
+    reports = module.regularizer_reports(datamodule.unsharded_batches("test"), datamodule.unsharded_batches("val"),
+                                         datamodule.unaugmented_train_batches)
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])

@@ -6,6 +6,7 @@ BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classe
     "convnet": Entry("regbench.backbones.convnet", {"widths": OPTIONAL}),
     "mlp": Entry("regbench.backbones.mlp", {"hidden": OPTIONAL}),
     "preact_resnet18": Entry("regbench.backbones.preact", {"width": OPTIONAL}),
+    "quadratic_mlp": Entry("regbench.backbones.quadratic_mlp", {"width": OPTIONAL}),
     "resnet18": Entry("regbench.backbones.resnet", {"width": OPTIONAL}),
     "timm": Entry("regbench.backbones.timm_models", {"model_name": OPTIONAL, "model_kwargs": OPTIONAL}),
     "vit_tiny": Entry("regbench.backbones.vit", {

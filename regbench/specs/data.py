@@ -13,6 +13,7 @@ DATASETS = Registry("dataset", "data", context=("root", "download", "split_seed"
     "image_folder": Entry("regbench.data.folder_datasets", {**_FOLDER, "test_fraction": OPTIONAL, "cache": OPTIONAL}),
     "imagenet": Entry("regbench.data.folder_datasets", {**_FOLDER, "cache": OPTIONAL}),
     "mnist": Entry("regbench.data.mnist", {"cache": OPTIONAL}),
+    "modular": Entry("regbench.data.modular", {"modulus": OPTIONAL, "operation": OPTIONAL, "train_fraction": OPTIONAL}),
     "svhn": Entry("regbench.data.svhn", {"cache": OPTIONAL}),
     "synthetic": Entry("regbench.data.synthetic", {
         "num_samples": OPTIONAL, "num_classes": OPTIONAL, "image_size": OPTIONAL, "channels": OPTIONAL,

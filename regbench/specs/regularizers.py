@@ -47,6 +47,8 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED}),
     "ema": Entry("regbench.regularizers.averaging", {
         "decay": REQUIRED, "warmup": OPTIONAL, "warmup_gamma": OPTIONAL, "warmup_power": OPTIONAL}),
+    "ipr_pruning": Entry("regbench.regularizers.ipr_pruning", {
+        "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED}),
     "label_smoothing": Entry("regbench.regularizers.label_smoothing", {"eps": REQUIRED}),
     "mixup": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED}),
     "mixup_cutmix": Entry("regbench.regularizers.mixing", {

@@ -14,6 +14,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 TINY_BACKBONES = {
     "convnet": {"widths": [4, 8]},
     "mlp": {"hidden": [8]},
+    "quadratic_mlp": {"width": 8},
     "resnet18": {"width": 4},
     "preact_resnet18": {"width": 4},
     "wrn16_4": {"depth": 10, "widen_factor": 1},
@@ -25,8 +26,9 @@ IMAGE_SHAPE = (1, 16, 16)
 TOKEN_NORMS = ("layernorm", "rmsnorm", "powernorm", "unified_norm", "crmsnorm")
 GROUPED = {"groupnorm", "ws_groupnorm", "bcn_ws", "evonorm_s0"}
 INCOMPATIBLE = {
-    ("mlp", n) for n in ("instancenorm", "frn", "evonorm_b0", "ws_batchnorm", "ws_groupnorm", "bcn_ws")
-} | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
+    (b, n) for b in ("mlp", "quadratic_mlp")
+    for n in ("instancenorm", "frn", "evonorm_b0", "ws_batchnorm", "ws_groupnorm", "bcn_ws")
+} | {("quadratic_mlp", "evonorm_s0")} | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
     (b, "crmsnorm") for b in TINY_BACKBONES if b != "vit_tiny"
 } | {("vit_tiny", n) for n in NORMS.names() if n not in TOKEN_NORMS} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
 # timm's test_resnet downsamples 32x: its last maps are 1x1 (checked at build time, before any training).

@@ -20,7 +20,8 @@ PARTNERS = {("backbone", "vit_tiny"): ["norm=layernorm"], ("norm", "selu"): ["ba
             ("norm", "crmsnorm"): ["backbone=vit_tiny"],
             ("regularizer", "transmix"): ["backbone=vit_tiny", "norm=layernorm", "backbone.pool=cls"],
             # Its forget rate is the noise rate: clean labels leave it nothing to forget.
-            ("regularizer", "coteaching"): ["data.noise.type=symmetric", "data.noise.rate=0.2"]}
+            ("regularizer", "coteaching"): ["data.noise.type=symmetric", "data.noise.rate=0.2"],
+            ("regularizer", "ipr_pruning"): ["data=modular", "backbone=quadratic_mlp", "norm=none"]}
 # The folder datasets read their files' listing before a run: each is validated on a generated tree.
 FOLDER_TREES = {"image_folder": write_class_folders, "tiny_imagenet": write_tiny_imagenet,
                 "imagenet": write_imagenet}
