@@ -5,7 +5,8 @@ from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, compander, dropout, erasing, label_smoothing, mixing, nested_dropout, noisy_labels, rankmixup, transmix)
+    averaging, compander, dropout, erasing, label_smoothing, mixing, nested_dropout, noisy_labels, rankmixup, sade,
+    transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive
 
