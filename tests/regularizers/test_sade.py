@@ -151,6 +151,8 @@ def test_the_report_resamples_the_test_split_and_fits_weights_per_distribution()
     assert model.training and not model.head.split  # the report leaves the network as it was
     assert report["sade_test_imbalance_factor"] == 3.0
     sections = report["sade_test_agnostic"]
+    for name in ("forward", "uniform", "backward"):  # top-level, for `regbench compare` and the claim card
+        assert report[f"sade_{name}_acc"] == sections[name]["acc_aggregated"]
     assert list(sections) == ["all", "forward", "uniform", "backward"]
     # 20 test images per class: forward 20, floor(20 / sqrt(3)) = 11, floor(20 / 3) = 6; backward reversed.
     assert [sections[name]["images"] for name in sections] == [60, 37, 60, 37]
