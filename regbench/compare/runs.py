@@ -19,8 +19,9 @@ from regbench.errors import UserError
 from regbench.rundir_format import COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE
 
 # Numbers that metrics.json keeps at the top level rather than under "metrics" but that are worth comparing:
-# the long-tail runs' balanced test accuracy and the training throughput.
-TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s")
+# the long-tail runs' balanced test accuracy, the training throughput and SADE's accuracy on its forward long-tailed,
+# uniform and backward long-tailed test resamplings.
+TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s", "sade_forward_acc", "sade_uniform_acc", "sade_backward_acc")
 
 
 class MalformedRun(Exception):

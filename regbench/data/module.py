@@ -117,6 +117,11 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def train_class_counts(self) -> torch.Tensor:
+        """Training images of each class, by their given (possibly noisy) labels."""
+        return torch.bincount(self.splits["train"][1], minlength=self.num_classes)
+
     def split_size(self, split: str) -> int:
         return len(self.splits[split][1])
 

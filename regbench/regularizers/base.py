@@ -79,6 +79,10 @@ class Regularizer:
         """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit the `budget`;
         runs with the config checks, before any data is loaded."""
 
+    def set_class_counts(self, counts: torch.Tensor) -> None:
+        """The training split's labels counted per class (C,), as the network is trained on them (after any
+        long-tail subsampling and label noise); given once, after the data is loaded and before training."""
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""
         return model

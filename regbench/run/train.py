@@ -103,6 +103,8 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     shape = loaded_run_shape(datamodule, resolved["trainer"]["max_epochs"], local_world_size(resolved["trainer"]))
     regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
                                       label_noise=resolved["data"]["noise"], run=resolved)
+    for reg in regularizers:
+        reg.set_class_counts(datamodule.train_class_counts)
     inactive = inactive_components(resolved, shape, regularizers)
     if writes:
         warn_inactive(inactive)

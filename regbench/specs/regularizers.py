@@ -59,6 +59,9 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL}),
+    "sade": Entry("regbench.regularizers.sade", {
+        "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
+        "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED}),
     "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
