@@ -49,6 +49,14 @@ def upgrade_epoch_sums(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
+def writes_logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning writes the current training step's logged values to the loggers: every
+    `log_every_n_steps`-th optimizer step, counted from 1 (asked during the step, before it counts), and the step
+    where the run stops."""
+    every = trainer.log_every_n_steps
+    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
+
+
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, regularizers: list[Regularizer], num_classes: int,
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
@@ -164,9 +172,7 @@ class ClassifierModule(L.LightningModule):
             return
         trainer = self.trainer
         on_terminal = trainer.progress_bar_callback is not None
-        # Lightning's own test of whether this step's values go to the loggers (every log_every_n_steps steps).
-        writes_logs = bool(trainer.loggers) and trainer._logger_connector.should_update_logs
-        if not (on_terminal or writes_logs):
+        if not (on_terminal or (trainer.loggers and writes_logs_this_step(trainer))):
             return
         batch_size = correct.shape[0]
         self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)

@@ -206,21 +206,25 @@ def test_rankmixup_scores_mixed_copies_through_the_reduced_network():
 
 # --- per-step work --------------------------------------------------------------------------------------------
 class FakeTrainer:
-    def __init__(self, loggers, progress_bar, logs_this_step):
+    def __init__(self, loggers, progress_bar, global_step, should_stop=False):
         self.loggers, self.progress_bar_callback = loggers, progress_bar
-        self._logger_connector = type("Connector", (), {"should_update_logs": logs_this_step})()
+        self.global_step, self.should_stop, self.log_every_n_steps = global_step, should_stop, 10
 
 
-@pytest.mark.parametrize("loggers,progress_bar,logs_this_step,logged", [
-    ([], None, True, []),                           # logger=none, not on a terminal: nothing to show
-    (["wandb"], None, False, []),                   # between Lightning's log_every_n_steps writes
-    (["wandb"], None, True, ["train_loss_step"]),
-    ([], "bar", False, ["train_loss_step", "train_acc_step"]),
+@pytest.mark.parametrize("loggers,progress_bar,global_step,should_stop,logged", [
+    ([], None, 9, False, []),                            # logger=none, not on a terminal: nothing to show
+    (["wandb"], None, 3, False, []),                     # between the log_every_n_steps writes
+    (["wandb"], None, 9, False, ["train_loss_step"]),    # the 10th step is written
+    (["wandb"], None, 19, False, ["train_loss_step"]),
+    (["wandb"], None, 10, False, []),
+    (["wandb"], None, 4, True, ["train_loss_step"]),     # the step where the run stops is written
+    ([], "bar", 3, False, ["train_loss_step", "train_acc_step"]),
 ])
-def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, logs_this_step, logged):
+def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, global_step, should_stop,
+                                                        logged):
     module = mlp_module()
     monkeypatch.setattr(ClassifierModule, "trainer", property(lambda self: self._trainer))
-    module._trainer = FakeTrainer(loggers, progress_bar, logs_this_step)
+    module._trainer = FakeTrainer(loggers, progress_bar, global_step, should_stop)
     names = []
     module.log = lambda name, *args, **kwargs: names.append(name)
     module.log_step(torch.tensor(1.0), torch.tensor([True, False]))
