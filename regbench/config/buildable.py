@@ -10,7 +10,7 @@ import torch.nn as nn
 from regbench.backbones import dry_build_backbone
 from regbench.config.inactivity import inactive_components
 from regbench.data.batches import check_crop_padding
-from regbench.data.module import check_common, loader_params
+from regbench.data.module import loader_params
 from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
 from regbench.devices import local_world_size, training_accelerator, training_memory
@@ -47,7 +47,6 @@ def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
     (per device) and crop padding that reflect padding cannot give the images are refused."""
     world = local_world_size(cfg["trainer"])
     try:
-        check_common(cfg["data"])
         shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
         per_device = shape.train_images // world
         check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,

@@ -15,29 +15,6 @@ from typing import Any, Mapping
 
 import torch
 
-from regbench.errors import check, check_probability
-
-IMBALANCE_TYPES = ("none", "exponential", "step")
-BALANCE_TYPES = ("none", "upsample", "upweight")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, Any]) -> None:
-    """ParamErrors with keys relative to `data`."""
-    check(imbalance["type"] in IMBALANCE_TYPES, "imbalance.type", imbalance["type"],
-          f"allowed: {', '.join(IMBALANCE_TYPES)}")
-    check(_is_number(imbalance["factor"]) and imbalance["factor"] >= 1, "imbalance.factor", imbalance["factor"],
-          "must be a number >= 1 (rho = n_max / n_min)")
-    check_probability("imbalance.minority_fraction", imbalance["minority_fraction"])
-    check(isinstance(imbalance["seed"], int) and not isinstance(imbalance["seed"], bool), "imbalance.seed",
-          imbalance["seed"], "must be an integer")
-    check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
-    check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
-          "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
-
 
 def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
     if num_classes == 1:
