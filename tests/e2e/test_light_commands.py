@@ -35,6 +35,9 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "seed=-1"], 2),
     (["train", "exp_name="], 2),
     (["train", "trainer.max_epochs=0"], 2),
+    (["train", "data.batch_size=0", "--cfg", "job"], 2),  # a data value is refused even when only printing
+    (["train", "data.noise.rate=1.5"], 2),
+    (["train", "data=cifar10", "data.augment.random_resized_crop=yes"], 2),
     (["train", "logger.wandb.mode=loud"], 2),
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
 ])
