@@ -192,6 +192,8 @@ class ClassifierModule(L.LightningModule):
         self.finite_check.push(loss, self.current_epoch, batch_idx, reduce)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if not self.regularizers:
+            return  # nothing to tell: a plain run builds no progress record per step
         progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
                                  epoch_finished=batch_idx + 1 == self.trainer.num_training_batches,
                                  train_batches=self.trainer.train_dataloader)
@@ -231,12 +233,13 @@ class ClassifierModule(L.LightningModule):
         metrics.update(self.eval_network()(self.in_memory_format(images)), labels)
 
     def _log_metrics(self, prefix: str, metrics: EvalMetrics) -> None:
+        """Once per evaluation, at its end: Lightning computes the metrics then and resets them (logging them at
+        every step would walk Lightning's result collection at every step for the same values)."""
         self.log_dict({f"{prefix}_acc": metrics.acc, f"{prefix}_nll": metrics.nll, f"{prefix}_ece": metrics.ece},
                       prog_bar=prefix == "val", on_step=False, on_epoch=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
-        self._log_metrics("val", self.val_metrics)
         images, labels, _ = batch
         last_batch = batch_idx + 1 == self.trainer.num_val_batches[0]
         for reg in self.regularizers:
@@ -247,7 +250,6 @@ class ClassifierModule(L.LightningModule):
         logits = self.eval_network()(self.in_memory_format(images))
         self.test_metrics.update(logits, labels)
         self.test_per_class.update(logits, labels)
-        self._log_metrics(self.test_prefix, self.test_metrics)
 
     def regularizer_reports(self, test_batches, val_batches) -> dict[str, Any]:
         """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width)."""
@@ -257,12 +259,14 @@ class ClassifierModule(L.LightningModule):
         return reports
 
     def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_prefix, self.test_metrics)
         self.last_test_bins = self.test_metrics.bins.compute()
         self.test_metrics.bins.reset()
         self.last_test_per_class_acc = self.test_per_class.compute().tolist()
         self.test_per_class.reset()
 
     def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
         self.val_metrics.bins.reset()
 
     # --- optimization ---------------------------------------------------------------------------------------
