@@ -8,7 +8,8 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.slow
-HEAVY = {"torch", "lightning", "wandb", "timm"}
+# scikit-learn too: even a digits run reads sklearn's digits file without importing it.
+HEAVY = {"torch", "lightning", "wandb", "timm", "sklearn"}
 
 
 def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
