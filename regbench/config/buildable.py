@@ -11,21 +11,35 @@ from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.data.batches import check_crop_padding
-from regbench.data.imbalance import check_cooldown_epoch
-from regbench.data.module import check_common, loader_params
+from regbench.config.data_values import check_cooldown_epoch
+from regbench.data.module import loader_params
 from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
+from regbench.rundir_format import config_hash
 from regbench.runshape import RunShape
 from regbench.weight_projection import check_projection_acts
+
+# The configs this process found buildable, by (config hash, on_this_machine), with their inactive components:
+# the preflight checks every job of a command, and a job run by the same process then finds its config checked
+# (a SLURM job runs in its own process on its node and checks again). A refused config is never kept.
+_BUILDABLE: dict[tuple[str, bool], list[dict[str, str]]] = {}
 
 
 def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
     """`on_this_machine`: the job trains here, so the accelerator and the device memory must be this machine's
-    (false for SLURM jobs, which check again on their node). Returns the components that would be inactive."""
+    (false for SLURM jobs, which check again on their node). Returns the components that would be inactive. Made
+    once per config and process."""
+    key = (config_hash(cfg), on_this_machine)
+    if key not in _BUILDABLE:
+        _BUILDABLE[key] = checked_components(cfg, on_this_machine)
+    return [dict(component) for component in _BUILDABLE[key]]
+
+
+def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[str, str]]:
     if on_this_machine:
         training_accelerator(cfg["trainer"])
     shape = checked_run_shape(cfg)
@@ -60,7 +74,6 @@ def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
     (per device) and crop padding that reflect padding cannot give the images are refused."""
     world = local_world_size(cfg["trainer"])
     try:
-        check_common(cfg["data"])
         shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
         per_device = shape.train_images // world
         check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,

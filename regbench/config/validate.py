@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+from regbench.config.data_values import check_data_values
 from regbench.config.trainer import check_trainer_config
 from regbench.errors import ParamError, UserError, check
 from regbench.loggers import check_logger_config
@@ -32,12 +33,16 @@ def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:
-    """The checks that need no torch: seeds, the run name, every component's name and its config keys, the
-    trainer, the optimized metric and the logger."""
+    """The checks that need no torch: seeds, the run name, every component's name and its config keys, the data
+    values, the trainer, the optimized metric and the logger."""
     check_seeds(cfg)
     check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
           "must be a non-empty string")
     DATASETS.entry(cfg["data"]["name"])
+    try:
+        check_data_values(cfg["data"])
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
     NORMS.entry(cfg["norm"]["name"])
     for registry in (BACKBONES, OPTIMIZERS, SCHEDULES):
         component = cfg[registry.config_key]

@@ -19,54 +19,6 @@ from typing import Any, Mapping
 
 import torch
 
-from regbench.errors import check, check_probability
-
-IMBALANCE_TYPES = ("none", "exponential", "step")
-BALANCE_TYPES = ("none", "upsample", "upweight", "smote")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, Any]) -> None:
-    """ParamErrors with keys relative to `data`."""
-    check(imbalance["type"] in IMBALANCE_TYPES, "imbalance.type", imbalance["type"],
-          f"allowed: {', '.join(IMBALANCE_TYPES)}")
-    check(_is_number(imbalance["factor"]) and imbalance["factor"] >= 1, "imbalance.factor", imbalance["factor"],
-          "must be a number >= 1 (rho = n_max / n_min)")
-    check_probability("imbalance.minority_fraction", imbalance["minority_fraction"])
-    check(isinstance(imbalance["seed"], int) and not isinstance(imbalance["seed"], bool), "imbalance.seed",
-          imbalance["seed"], "must be an integer")
-    check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
-    check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
-          "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
-    check_cooldown_config(balance)
-    check(isinstance(balance["smote_k"], int) and not isinstance(balance["smote_k"], bool) and balance["smote_k"] >= 1,
-          "balance.smote_k", balance["smote_k"], "must be an integer >= 1 (nearest same-class neighbours; paper: 5)")
-
-
-def check_cooldown_config(balance: Mapping[str, Any]) -> None:
-    tau_end, switch_epoch = balance["tau_end"], balance["switch_epoch"]
-    check(tau_end is None or (_is_number(tau_end) and tau_end > 0), "balance.tau_end", tau_end,
-          "must be null (no cooldown) or a number > 0, the temperature from balance.switch_epoch on")
-    check(switch_epoch is None or (isinstance(switch_epoch, int) and not isinstance(switch_epoch, bool)
-                                   and switch_epoch >= 1), "balance.switch_epoch", switch_epoch,
-          "must be null (no cooldown) or an integer >= 1, the first epoch (counted from 0) at balance.tau_end")
-    check((tau_end is None) == (switch_epoch is None), "balance.switch_epoch", switch_epoch,
-          f"cooldown needs both balance.tau_end and balance.switch_epoch (balance.tau_end={tau_end!r})")
-    check(tau_end is None or balance["type"] == "upsample", "balance.tau_end", tau_end,
-          f"cooldown lowers the sampling temperature, so it needs balance.type=upsample (not {balance['type']!r})")
-    check(tau_end is None or not _is_number(balance["tau"]) or tau_end < balance["tau"], "balance.tau_end", tau_end,
-          f"must be below balance.tau={balance['tau']!r}: cooldown lowers the sampling temperature")
-
-
-def check_cooldown_epoch(balance: Mapping[str, Any], max_epochs: int) -> None:
-    """A switch at or after the last epoch would never cool down."""
-    switch_epoch = balance["switch_epoch"]
-    check(switch_epoch is None or switch_epoch < max_epochs, "balance.switch_epoch", switch_epoch,
-          f"must be below trainer.max_epochs={max_epochs} (epochs count from 0), or the cooldown never starts")
-
 
 def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
     if num_classes == 1:

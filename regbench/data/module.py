@@ -6,16 +6,15 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
+from regbench.config.data_values import check_data_values
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
-from regbench.data.imbalance import UpsampleWeights, check_imbalance_config, upweight_class_weights
+from regbench.data.imbalance import UpsampleWeights, upweight_class_weights
 from regbench.data.labels import build_split_labels
-from regbench.data.noise import check_noise_config
 from regbench.data.registry import DATASETS
 from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
-from regbench.data.storage import check_storage_config
-from regbench.errors import ParamError, UserError, check, check_fraction, check_positive_int
+from regbench.errors import ParamError, UserError, check
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
@@ -27,40 +26,6 @@ STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset loader's own parameters: the data config minus the keys every dataset has."""
     return {k: v for k, v in cfg.items() if k not in COMMON_KEYS + STORAGE_KEYS}
-
-
-def check_common(cfg: Mapping[str, Any]) -> None:
-    check_positive_int("batch_size", cfg["batch_size"])
-    check_fraction("val_fraction", cfg["val_fraction"])
-    check(isinstance(cfg["download"], bool), "download", cfg["download"], "must be true or false")
-    check(isinstance(cfg["split_seed"], int), "split_seed", cfg["split_seed"], "must be an integer")
-    if "cache" in cfg:  # the file-based datasets' decoded-tensor cache
-        check(isinstance(cfg["cache"], bool), "cache", cfg["cache"], "must be true or false")
-    augment = cfg["augment"]
-    check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
-          augment["crop_padding"], "must be an integer >= 0")
-    check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
-    # A shifted crop would move modular's one-hot codes to other numbers.
-    check(cfg["name"] != "modular" or augment["crop_padding"] == 0, "augment.crop_padding", augment["crop_padding"],
-          "must be 0 for data=modular (its inputs are one-hot codes, not images)")
-    resized_crop = augment.get("random_resized_crop", False)
-    check(isinstance(resized_crop, bool), "augment.random_resized_crop", resized_crop, "must be true or false")
-    check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
-          "must be 0 with augment.random_resized_crop=true (the resized crop replaces the padded crop)")
-    check_storage_config(cfg)
-    check_noise_config(cfg["noise"], cfg["name"])
-    check_imbalance_config(cfg["imbalance"], cfg["balance"])
-    if cfg["balance"]["type"] == "smote":
-        check_smote_inputs(cfg)
-
-
-def check_smote_inputs(cfg: Mapping[str, Any]) -> None:
-    """SMOTE interpolates decoded images under their given labels."""
-    check(cfg["noise"]["type"] == "none", "balance.type", "smote",
-          f"needs clean training labels (data.noise.type=none, not {cfg['noise']['type']!r}): a synthetic sample "
-          f"made from a mislabelled image has no clean label")
-    check(cfg.get("storage", "memory") == "memory", "balance.type", "smote",
-          f"synthesizes images in memory, so a folder dataset needs data.storage=memory (not {cfg.get('storage')!r})")
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -185,7 +150,7 @@ def given_validation(n: int, val_idx: torch.Tensor) -> tuple[torch.Tensor, torch
 def load_images(cfg: Mapping[str, Any]) -> ImageData:
     """Load the dataset named by `cfg.name` with its own parameters; a missing file is a one-line UserError."""
     try:
-        check_common(cfg)
+        check_data_values(cfg)
     except ParamError as err:
         raise err.at("data") from None
     return DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
@@ -197,7 +162,7 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
     data = load_images(cfg)
     settings = dict(batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
                     seed=seed, crop_padding=cfg["augment"]["crop_padding"], hflip=cfg["augment"]["hflip"],
-                    resized_crop=cfg["augment"].get("random_resized_crop", False), dataset=cfg["name"],
+                    resized_crop=cfg["augment"]["random_resized_crop"], dataset=cfg["name"],
                     noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"])
     if not isinstance(data, ImageData):  # a folder dataset: decoded into memory when it fits, else streamed
         from regbench.data.stream import folder_datamodule

@@ -25,29 +25,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from regbench.errors import UserError, check, check_probability
+from regbench.errors import UserError
+from regbench.specs.label_shift import ELR_ASYMMETRIC, ELR_IN_PLACE, asymmetric_map
 
-NOISE_TYPES = ("none", "symmetric", "asymmetric", "pairflip", "file")
-CONVENTIONS = ("uniform_all", "uniform_other", "transition")
-ASYMMETRIC_CONSTRUCTIONS = ("exact", "elr")
-# CIFAR-10N (aggre/random/worse) and CIFAR-100N (noisy_label) label sets (Wei et al., 2022).
-CIFAR_N_KEYS = ("aggre_label", "random_label1", "random_label2", "random_label3", "worse_label", "noisy_label")
-
-# Class-dependent flips between visually similar classes.
-ASYMMETRIC_MAPS: dict[str, dict[int, int]] = {
-    # truck->automobile, bird->airplane, deer->horse, cat<->dog (Patrini et al., 2017; ELR).
-    "cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
-    # Circular shift within blocks of 5 consecutive class indices (ELR).
-    "cifar100": {c: c // 5 * 5 + (c % 5 + 1) % 5 for c in range(100)},
-    # 2->7, 3->8, 5<->6, 7->1 (Han et al., 2018; Patrini et al., 2017).
-    "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
-}
-# ELR's code builds asymmetric noise for CIFAR-10 (relabelling in place) and CIFAR-100 (per-sample draws) only.
-ELR_IN_PLACE, ELR_PER_SAMPLE = "in_place", "per_sample"
-ELR_ASYMMETRIC = {"cifar10": ELR_IN_PLACE, "cifar100": ELR_PER_SAMPLE}
-# Datasets whose classes are the digits 0-9 reuse the MNIST confusions.
-ASYMMETRIC_MAP_OF = {"cifar10": "cifar10", "cifar100": "cifar100", "mnist": "mnist", "digits": "mnist",
-                     "svhn": "mnist"}
 
 
 def symmetric_matrix(num_classes: int, rate: float) -> torch.Tensor:
@@ -129,12 +109,6 @@ def flip_asymmetric(labels: torch.Tensor, rate: float, construction: str, datase
     return draw_from_matrix(labels, class_map_matrix(num_classes, rate, mapping), gen)
 
 
-def asymmetric_map(dataset: str) -> dict[int, int]:
-    check(dataset in ASYMMETRIC_MAP_OF, "noise.type", "asymmetric",
-          f"has no class map for data.name={dataset!r}; defined for: {', '.join(sorted(ASYMMETRIC_MAP_OF))}")
-    return ASYMMETRIC_MAPS[ASYMMETRIC_MAP_OF[dataset]]
-
-
 def _numpy_safe_globals() -> list:
     try:
         from numpy._core.multiarray import _reconstruct  # numpy >= 2
@@ -178,29 +152,6 @@ def labels_from_file(labels: torch.Tensor, original_index: torch.Tensor, path: s
         raise UserError(f"data.noise.file={path!r}: its clean_label disagrees with the training labels; use the "
                         f"file made for this dataset")
     return given[original_index]
-
-
-def check_noise_config(cfg: Mapping[str, Any], dataset: str) -> None:
-    """ParamErrors with keys relative to `data`."""
-    kind = cfg["type"]
-    check(kind in NOISE_TYPES, "noise.type", kind, f"allowed: {', '.join(NOISE_TYPES)}")
-    check_probability("noise.rate", cfg["rate"])
-    check(cfg["convention"] in CONVENTIONS, "noise.convention", cfg["convention"], f"allowed: {', '.join(CONVENTIONS)}")
-    check(isinstance(cfg["apply_to_val"], bool), "noise.apply_to_val", cfg["apply_to_val"], "must be true or false")
-    check(isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool), "noise.seed", cfg["seed"],
-          "must be an integer")
-    check(cfg["construction"] in ASYMMETRIC_CONSTRUCTIONS, "noise.construction", cfg["construction"],
-          f"allowed: {', '.join(ASYMMETRIC_CONSTRUCTIONS)}")
-    if kind == "asymmetric":
-        asymmetric_map(dataset)
-        check(cfg["construction"] != "elr" or dataset in ELR_ASYMMETRIC, "noise.construction", "elr",
-              f"ELR's code builds asymmetric noise for {', '.join(ELR_ASYMMETRIC)} only, not data.name={dataset!r}; "
-              f"use construction=exact")
-    if kind == "file":
-        check(isinstance(cfg["file"], str) and bool(cfg["file"]), "noise.file", cfg["file"],
-              "must be the path of a CIFAR-10N/CIFAR-100N .pt file when noise.type=file")
-        check(cfg["key"] in CIFAR_N_KEYS, "noise.key", cfg["key"], f"allowed: {', '.join(CIFAR_N_KEYS)}")
-        check(Path(cfg["file"]).expanduser().is_file(), "noise.file", cfg["file"], "no such file")
 
 
 def corrupt_labels(labels: torch.Tensor, cfg: Mapping[str, Any], dataset: str, num_classes: int,

@@ -5,23 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.errors import UserError, check, check_positive
+from regbench.errors import UserError
 
-STORAGE_CHOICES = ("auto", "memory", "stream")
 IN_MEMORY_BYTES_PER_VALUE = 4
 GIB = 1024 ** 3
-
-
-def check_storage_config(cfg: Mapping[str, Any]) -> None:
-    """ParamErrors with keys relative to `data`, for the keys a folder dataset's config has."""
-    if "storage" in cfg:
-        check(cfg["storage"] in STORAGE_CHOICES, "storage", cfg["storage"], f"allowed: {', '.join(STORAGE_CHOICES)}")
-    if "max_memory_gb" in cfg:
-        check_positive("max_memory_gb", cfg["max_memory_gb"])
-    if "num_workers" in cfg:
-        workers = cfg["num_workers"]
-        check(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0, "num_workers", workers,
-              "must be an integer >= 0 (0 decodes in the training process)")
 
 
 def in_memory_gib(decoded_bytes: int) -> float:

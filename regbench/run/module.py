@@ -47,6 +47,14 @@ def upgrade_epoch_sums(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
+def writes_logs_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning writes the current training step's logged values to the loggers: every
+    `log_every_n_steps`-th optimizer step, counted from 1 (asked during the step, before it counts), and the step
+    where the run stops."""
+    every = trainer.log_every_n_steps
+    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
+
+
 class ClassifierModule(L.LightningModule):
     def __init__(self, model: nn.Module, regularizers: list[Regularizer], num_classes: int,
                  optim_cfg: Mapping[str, Any], sched_cfg: Mapping[str, Any], *,
@@ -162,9 +170,7 @@ class ClassifierModule(L.LightningModule):
             return
         trainer = self.trainer
         on_terminal = trainer.progress_bar_callback is not None
-        # Lightning's own test of whether this step's values go to the loggers (every log_every_n_steps steps).
-        writes_logs = bool(trainer.loggers) and trainer._logger_connector.should_update_logs
-        if not (on_terminal or writes_logs):
+        if not (on_terminal or (trainer.loggers and writes_logs_this_step(trainer))):
             return
         batch_size = correct.shape[0]
         self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -184,6 +190,8 @@ class ClassifierModule(L.LightningModule):
         self.finite_check.push(loss, self.current_epoch, batch_idx, reduce)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if not self.regularizers:
+            return  # nothing to tell: a plain run builds no progress record per step
         steps_per_epoch = self.trainer.num_training_batches
         progress = TrainProgress(epoch=self.current_epoch, max_epochs=self.trainer.max_epochs,
                                  epoch_finished=batch_idx + 1 == steps_per_epoch,
@@ -226,12 +234,13 @@ class ClassifierModule(L.LightningModule):
         metrics.update(self.eval_network()(self.in_memory_format(images)), labels)
 
     def _log_metrics(self, prefix: str, metrics: EvalMetrics) -> None:
+        """Once per evaluation, at its end: Lightning computes the metrics then and resets them (logging them at
+        every step would walk Lightning's result collection at every step for the same values)."""
         self.log_dict({f"{prefix}_acc": metrics.acc, f"{prefix}_nll": metrics.nll, f"{prefix}_ece": metrics.ece},
                       prog_bar=prefix == "val", on_step=False, on_epoch=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics)
-        self._log_metrics("val", self.val_metrics)
         images, labels, _ = batch
         last_batch = batch_idx + 1 == self.trainer.num_val_batches[0]
         for reg in self.regularizers:
@@ -242,7 +251,6 @@ class ClassifierModule(L.LightningModule):
         logits = self.eval_network()(self.in_memory_format(images))
         self.test_metrics.update(logits, labels)
         self.test_per_class.update(logits, labels)
-        self._log_metrics(self.test_prefix, self.test_metrics)
 
     def regularizer_reports(self, test_batches, val_batches, train_batches: Callable[[], Any]) -> dict[str, Any]:
         """Each regularizer's extra metrics.json entries (e.g. nested dropout's accuracy by width, the IPR pruning
@@ -268,12 +276,14 @@ class ClassifierModule(L.LightningModule):
         return torch.cat([logits for logits, _ in pairs]), torch.cat([labels for _, labels in pairs])
 
     def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_prefix, self.test_metrics)
         self.last_test_bins = self.test_metrics.bins.compute()
         self.test_metrics.bins.reset()
         self.last_test_per_class_acc = self.test_per_class.compute().tolist()
         self.test_per_class.reset()
 
     def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
         self.val_metrics.bins.reset()
 
     # --- optimization ---------------------------------------------------------------------------------------

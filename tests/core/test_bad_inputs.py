@@ -146,7 +146,7 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
                              "nesterov, project, weight_decay); did you mean momentum?"),
     (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
-                                   "crop_padding, hflip); did you mean hflip?"),
+                                   "crop_padding, hflip, random_resized_crop); did you mean hflip?"),
     (["data=mnist", "+data.cahce=false"], "data.cahce=false is not a key regbench reads (keys of data: augment, "
                                           "balance, batch_size, cache, download"),
     (["logger=csv", "+logger.run_dir=elsewhere"], "logger.run_dir=elsewhere is not a key regbench reads (keys of "
@@ -230,8 +230,8 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
 
 
 @pytest.mark.parametrize("args,message", [
-    (["data.augment=5"], "data.augment=5 is invalid: data.augment holds keys (crop_padding, hflip); set them one by "
-                         "one, e.g. data.augment.crop_padding=VALUE"),
+    (["data.augment=5"], "data.augment=5 is invalid: data.augment holds keys (crop_padding, hflip, "
+                         "random_resized_crop); set them one by one, e.g. data.augment.crop_padding=VALUE"),
     (["regularizer=[cutmix]", "regularizer.cutmix=0.5"], "regularizer.cutmix=0.5 is invalid: regularizer.cutmix "
                                                          "holds keys (alpha, box, prob)"),
     (["backbone.widths=3"], "backbone.widths=3 is invalid: backbone.widths is a list (e.g. backbone.widths=[32, 64, "

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader, TensorDataset
 
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
@@ -19,7 +22,7 @@ from regbench.regularizers import create_regularizer
 from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
-from regbench.run.module import ClassifierModule
+from regbench.run.module import ClassifierModule, writes_logs_this_step
 from data_configs import dataset_config
 
 
@@ -206,21 +209,25 @@ def test_rankmixup_scores_mixed_copies_through_the_reduced_network():
 
 # --- per-step work --------------------------------------------------------------------------------------------
 class FakeTrainer:
-    def __init__(self, loggers, progress_bar, logs_this_step):
+    def __init__(self, loggers, progress_bar, global_step, should_stop=False):
         self.loggers, self.progress_bar_callback = loggers, progress_bar
-        self._logger_connector = type("Connector", (), {"should_update_logs": logs_this_step})()
+        self.global_step, self.should_stop, self.log_every_n_steps = global_step, should_stop, 10
 
 
-@pytest.mark.parametrize("loggers,progress_bar,logs_this_step,logged", [
-    ([], None, True, []),                           # logger=none, not on a terminal: nothing to show
-    (["wandb"], None, False, []),                   # between Lightning's log_every_n_steps writes
-    (["wandb"], None, True, ["train_loss_step"]),
-    ([], "bar", False, ["train_loss_step", "train_acc_step"]),
+@pytest.mark.parametrize("loggers,progress_bar,global_step,should_stop,logged", [
+    ([], None, 9, False, []),                            # logger=none, not on a terminal: nothing to show
+    (["wandb"], None, 3, False, []),                     # between the log_every_n_steps writes
+    (["wandb"], None, 9, False, ["train_loss_step"]),    # the 10th step is written
+    (["wandb"], None, 19, False, ["train_loss_step"]),
+    (["wandb"], None, 10, False, []),
+    (["wandb"], None, 4, True, ["train_loss_step"]),     # the step where the run stops is written
+    ([], "bar", 3, False, ["train_loss_step", "train_acc_step"]),
 ])
-def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, logs_this_step, logged):
+def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, global_step, should_stop,
+                                                        logged):
     module = mlp_module()
     monkeypatch.setattr(ClassifierModule, "trainer", property(lambda self: self._trainer))
-    module._trainer = FakeTrainer(loggers, progress_bar, logs_this_step)
+    module._trainer = FakeTrainer(loggers, progress_bar, global_step, should_stop)
     names = []
     module.log = lambda name, *args, **kwargs: names.append(name)
     module.log_step(torch.tensor(1.0), torch.tensor([True, False]))
@@ -234,3 +241,47 @@ def test_batches_already_on_the_device_are_not_walked_again():
     assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     moved = datamodule.transfer_batch_to_device([batch[0].double(), batch[1]], torch.device("meta"), 0)
     assert [t.device.type for t in moved] == ["meta", "meta"]
+
+
+def loader(data) -> DataLoader:
+    """`batches` as one Lightning dataloader."""
+    return DataLoader(TensorDataset(*(torch.cat(column) for column in zip(*data))), batch_size=8)
+
+
+def quiet_trainer(**settings) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, **settings)
+
+
+def test_the_steps_that_log_are_the_steps_lightning_writes_to_its_loggers(tmp_path):
+    module, decisions = mlp_module(), []
+    step = module.training_step
+
+    def recording_step(batch, batch_idx):
+        trainer = module.trainer
+        decisions.append((writes_logs_this_step(trainer), trainer._logger_connector.should_update_logs))
+        return step(batch, batch_idx)
+
+    module.training_step = recording_step
+    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)
+    trainer = L.Trainer(accelerator="cpu", logger=CSVLogger(tmp_path), log_every_n_steps=3, max_steps=8,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=loader(batches(5)))
+    ours, lightnings = zip(*decisions)
+    assert ours == lightnings and ours == (False, False, True) * 2 + (False, False)  # 5 steps an epoch
+
+
+def test_validation_metrics_are_logged_once_per_validation_from_that_validations_batches():
+    module, logged = mlp_module(), []
+    log_dict = module.log_dict
+    module.log_dict = lambda metrics, **kwargs: logged.append(sorted(metrics)) or log_dict(metrics, **kwargs)
+    trainer = quiet_trainer()
+    for seed in (1, 2):  # the second validation must not count the first one's batches
+        data = batches(3, seed)
+        with torch.no_grad():
+            module.eval()
+            correct = sum(int((module(images).argmax(-1) == labels).sum()) for images, labels, _ in data)
+        result = trainer.validate(module, dataloaders=loader(data), verbose=False)[0]
+        assert result["val_acc"] == pytest.approx(correct / 24)
+        torch.nn.init.normal_(module.model.head.weight)
+    assert logged == [["val_acc", "val_ece", "val_nll"]] * 2

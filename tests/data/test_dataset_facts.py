@@ -9,6 +9,7 @@ import torch
 from data_configs import dataset_config
 
 from regbench.data import DATASETS, build_datamodule
+from regbench.data.digits import read_sklearn_digits
 from regbench.data.registry import DATASET_FACTS, dataset_facts
 from regbench.data.shape import loaded_run_shape, planned_run_shape
 from regbench.runshape import RunShape, batches_per_epoch
@@ -43,6 +44,14 @@ def test_every_dataset_states_its_facts():
 def test_digits_facts_match_the_loaded_data(params):
     facts = dataset_facts("digits", params)
     assert (facts.image_shape, list(facts.train_class_counts)) == facts_of_loaded("digits", params)
+
+
+def test_digits_are_read_as_sklearn_loads_them():
+    from sklearn.datasets import load_digits
+
+    pixels, labels = read_sklearn_digits()
+    bunch = load_digits()
+    assert pixels.shape == (1797, 8, 8) and (pixels == bunch.images).all() and (labels == bunch.target).all()
 
 
 @pytest.mark.parametrize("params", [{}, {"num_samples": 101, "num_classes": 7, "image_size": 5, "channels": 3},

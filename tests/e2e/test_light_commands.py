@@ -8,7 +8,8 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.slow
-HEAVY = {"torch", "lightning", "wandb", "timm"}
+# scikit-learn too: even a digits run reads sklearn's digits file without importing it.
+HEAVY = {"torch", "lightning", "wandb", "timm", "sklearn"}
 
 
 def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
@@ -35,6 +36,9 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "seed=-1"], 2),
     (["train", "exp_name="], 2),
     (["train", "trainer.max_epochs=0"], 2),
+    (["train", "data.batch_size=0", "--cfg", "job"], 2),  # a data value is refused even when only printing
+    (["train", "data.noise.rate=1.5"], 2),
+    (["train", "data=cifar10", "data.augment.random_resized_crop=yes"], 2),
     (["train", "logger.wandb.mode=loud"], 2),
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
 ])

@@ -1,0 +1,124 @@
+"""The data config's values, checked without torch: a command that only prints the config refuses them too, and
+a run checks them again when it loads the dataset. ParamErrors name the keys relative to `data`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
+from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
+                                        ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)
+
+STORAGE_CHOICES = ("auto", "memory", "stream")
+
+
+def check_data_values(cfg: Mapping[str, Any]) -> None:
+    check_positive_int("batch_size", cfg["batch_size"])
+    check_fraction("val_fraction", cfg["val_fraction"])
+    check(isinstance(cfg["download"], bool), "download", cfg["download"], "must be true or false")
+    check(isinstance(cfg["split_seed"], int), "split_seed", cfg["split_seed"], "must be an integer")
+    if "cache" in cfg:  # the file-based datasets' decoded-tensor cache
+        check(isinstance(cfg["cache"], bool), "cache", cfg["cache"], "must be true or false")
+    augment = cfg["augment"]
+    check(isinstance(augment["crop_padding"], int) and augment["crop_padding"] >= 0, "augment.crop_padding",
+          augment["crop_padding"], "must be an integer >= 0")
+    check(isinstance(augment["hflip"], bool), "augment.hflip", augment["hflip"], "must be true or false")
+    # A shifted crop would move modular's one-hot codes to other numbers.
+    check(cfg["name"] != "modular" or augment["crop_padding"] == 0, "augment.crop_padding", augment["crop_padding"],
+          "must be 0 for data=modular (its inputs are one-hot codes, not images)")
+    resized_crop = augment["random_resized_crop"]
+    check(isinstance(resized_crop, bool), "augment.random_resized_crop", resized_crop, "must be true or false")
+    check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
+          "must be 0 with augment.random_resized_crop=true (the resized crop replaces the padded crop)")
+    check_storage_config(cfg)
+    check_noise_config(cfg["noise"], cfg["name"])
+    check_imbalance_config(cfg["imbalance"], cfg["balance"])
+    if cfg["balance"]["type"] == "smote":
+        check_smote_inputs(cfg)
+
+
+def check_smote_inputs(cfg: Mapping[str, Any]) -> None:
+    """SMOTE interpolates decoded images under their given labels."""
+    check(cfg["noise"]["type"] == "none", "balance.type", "smote",
+          f"needs clean training labels (data.noise.type=none, not {cfg['noise']['type']!r}): a synthetic sample "
+          f"made from a mislabelled image has no clean label")
+    check(cfg.get("storage", "memory") == "memory", "balance.type", "smote",
+          f"synthesizes images in memory, so a folder dataset needs data.storage=memory (not {cfg.get('storage')!r})")
+
+
+def check_storage_config(cfg: Mapping[str, Any]) -> None:
+    """ParamErrors with keys relative to `data`, for the keys a folder dataset's config has."""
+    if "storage" in cfg:
+        check(cfg["storage"] in STORAGE_CHOICES, "storage", cfg["storage"], f"allowed: {', '.join(STORAGE_CHOICES)}")
+    if "max_memory_gb" in cfg:
+        check_positive("max_memory_gb", cfg["max_memory_gb"])
+    if "num_workers" in cfg:
+        workers = cfg["num_workers"]
+        check(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0, "num_workers", workers,
+              "must be an integer >= 0 (0 decodes in the training process)")
+
+
+def check_noise_config(cfg: Mapping[str, Any], dataset: str) -> None:
+    """ParamErrors with keys relative to `data`."""
+    kind = cfg["type"]
+    check(kind in NOISE_TYPES, "noise.type", kind, f"allowed: {', '.join(NOISE_TYPES)}")
+    check_probability("noise.rate", cfg["rate"])
+    check(cfg["convention"] in CONVENTIONS, "noise.convention", cfg["convention"], f"allowed: {', '.join(CONVENTIONS)}")
+    check(isinstance(cfg["apply_to_val"], bool), "noise.apply_to_val", cfg["apply_to_val"], "must be true or false")
+    check(isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool), "noise.seed", cfg["seed"],
+          "must be an integer")
+    check(cfg["construction"] in ASYMMETRIC_CONSTRUCTIONS, "noise.construction", cfg["construction"],
+          f"allowed: {', '.join(ASYMMETRIC_CONSTRUCTIONS)}")
+    if kind == "asymmetric":
+        asymmetric_map(dataset)
+        check(cfg["construction"] != "elr" or dataset in ELR_ASYMMETRIC, "noise.construction", "elr",
+              f"ELR's code builds asymmetric noise for {', '.join(ELR_ASYMMETRIC)} only, not data.name={dataset!r}; "
+              f"use construction=exact")
+    if kind == "file":
+        check(isinstance(cfg["file"], str) and bool(cfg["file"]), "noise.file", cfg["file"],
+              "must be the path of a CIFAR-10N/CIFAR-100N .pt file when noise.type=file")
+        check(cfg["key"] in CIFAR_N_KEYS, "noise.key", cfg["key"], f"allowed: {', '.join(CIFAR_N_KEYS)}")
+        check(Path(cfg["file"]).expanduser().is_file(), "noise.file", cfg["file"], "no such file")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, Any]) -> None:
+    """ParamErrors with keys relative to `data`."""
+    check(imbalance["type"] in IMBALANCE_TYPES, "imbalance.type", imbalance["type"],
+          f"allowed: {', '.join(IMBALANCE_TYPES)}")
+    check(_is_number(imbalance["factor"]) and imbalance["factor"] >= 1, "imbalance.factor", imbalance["factor"],
+          "must be a number >= 1 (rho = n_max / n_min)")
+    check_probability("imbalance.minority_fraction", imbalance["minority_fraction"])
+    check(isinstance(imbalance["seed"], int) and not isinstance(imbalance["seed"], bool), "imbalance.seed",
+          imbalance["seed"], "must be an integer")
+    check(balance["type"] in BALANCE_TYPES, "balance.type", balance["type"], f"allowed: {', '.join(BALANCE_TYPES)}")
+    check(_is_number(balance["tau"]) and balance["tau"] > 0, "balance.tau", balance["tau"],
+          "must be a number > 0 (1 = natural frequencies, inf = uniform classes)")
+    check_cooldown_config(balance)
+    check(isinstance(balance["smote_k"], int) and not isinstance(balance["smote_k"], bool) and balance["smote_k"] >= 1,
+          "balance.smote_k", balance["smote_k"], "must be an integer >= 1 (nearest same-class neighbours; paper: 5)")
+
+
+def check_cooldown_config(balance: Mapping[str, Any]) -> None:
+    tau_end, switch_epoch = balance["tau_end"], balance["switch_epoch"]
+    check(tau_end is None or (_is_number(tau_end) and tau_end > 0), "balance.tau_end", tau_end,
+          "must be null (no cooldown) or a number > 0, the temperature from balance.switch_epoch on")
+    check(switch_epoch is None or (isinstance(switch_epoch, int) and not isinstance(switch_epoch, bool)
+                                   and switch_epoch >= 1), "balance.switch_epoch", switch_epoch,
+          "must be null (no cooldown) or an integer >= 1, the first epoch (counted from 0) at balance.tau_end")
+    check((tau_end is None) == (switch_epoch is None), "balance.switch_epoch", switch_epoch,
+          f"cooldown needs both balance.tau_end and balance.switch_epoch (balance.tau_end={tau_end!r})")
+    check(tau_end is None or balance["type"] == "upsample", "balance.tau_end", tau_end,
+          f"cooldown lowers the sampling temperature, so it needs balance.type=upsample (not {balance['type']!r})")
+    check(tau_end is None or not _is_number(balance["tau"]) or tau_end < balance["tau"], "balance.tau_end", tau_end,
+          f"must be below balance.tau={balance['tau']!r}: cooldown lowers the sampling temperature")
+
+
+def check_cooldown_epoch(balance: Mapping[str, Any], max_epochs: int) -> None:
+    """A switch at or after the last epoch would never cool down."""
+    switch_epoch = balance["switch_epoch"]
+    check(switch_epoch is None or switch_epoch < max_epochs, "balance.switch_epoch", switch_epoch,
+          f"must be below trainer.max_epochs={max_epochs} (epochs count from 0), or the cooldown never starts")
