@@ -11,7 +11,7 @@ from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.data.batches import check_crop_padding
-from regbench.config.data_values import check_cooldown_epoch
+from regbench.specs.data_values import check_cooldown_epoch
 from regbench.data.module import loader_params
 from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from regbench.config.data_values import check_data_values
+from regbench.specs.data_values import check_data_values
 from regbench.config.trainer import check_trainer_config
 from regbench.errors import ParamError, UserError, check
 from regbench.loggers import check_logger_config

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
-from regbench.config.data_values import check_data_values
+from regbench.specs.data_values import check_data_values
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.imbalance import UpsampleWeights, upweight_class_weights

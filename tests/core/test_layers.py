@@ -24,6 +24,7 @@ TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regb
               "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
               "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
+              "regbench.specs.data_values", "regbench.specs.label_shift", "regbench.specs.calibration",
               "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight", "regbench.run.plan")
 HEAVY = ("torch", "lightning", "wandb", "timm")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from regbench.config.data_values import check_noise_config
+from regbench.specs.data_values import check_noise_config
 from regbench.data.noise import corrupt_labels, noise_summary, read_label_file, realised_transition
 from regbench.errors import ParamError, UserError
 

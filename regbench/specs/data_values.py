@@ -1,5 +1,6 @@
-"""The data config's values, checked without torch: a command that only prints the config refuses them too, and
-a run checks them again when it loads the dataset. ParamErrors name the keys relative to `data`."""
+"""The data config's values, checked without torch: the config checks refuse them before anything is built (so a
+command that only prints the config refuses them too), and a run checks them again when it loads the dataset.
+ParamErrors name the keys relative to `data`."""
 from __future__ import annotations
 
 from pathlib import Path
