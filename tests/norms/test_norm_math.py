@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from timm.layers import EvoNorm2dB0, EvoNorm2dS0, FilterResponseNormTlu2d
 
 from regbench.norms import WSConv2d, get_conv, get_norm, norm_layer_from_config
+from regbench.norms.conv import Conv2d
 
 torch.manual_seed(0)
 
@@ -115,7 +116,7 @@ def test_weight_standardized_conv_weights_have_zero_mean_unit_std_per_output_cha
     assert torch.allclose(w.std(dim=1, unbiased=False), torch.ones(5), atol=1e-4)
     x = feature_map(1, 3, 6, 6)
     assert torch.allclose(conv(x), F.conv2d(x, conv.standardized_weight(), conv.bias), atol=1e-5)
-    assert get_conv("plain") is nn.Conv2d and isinstance(conv, WSConv2d)
+    assert get_conv("plain") is Conv2d and issubclass(Conv2d, nn.Conv2d) and isinstance(conv, WSConv2d)
 
 
 @pytest.mark.parametrize("name", ["ws_batchnorm", "ws_groupnorm", "bcn_ws"])
