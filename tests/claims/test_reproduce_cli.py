@@ -107,6 +107,7 @@ def test_reproduce_runs_the_card_as_a_sweep_judges_it_and_resumes(run_regbench, 
     # --all over a cards folder holding only this card: the same sweep directory, so every job is skipped.
     monkeypatch.setattr(card_module, "cards_dir", lambda: TINY_CARD.parent)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the command line names it when set (test_scoreboard)
     assert main(["--all", *TINY, "--scoreboard", "BOARD.md"]) == 0
     out = capsys.readouterr().out
     index = json.loads((sweep_dir / "sweep.json").read_text())
