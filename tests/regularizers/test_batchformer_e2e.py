@@ -2,12 +2,11 @@
 loads as the plain network, it stacks with mixup and EMA, and nonsense is refused before a run directory."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from run_dirs import completed_metrics
 
 from regbench.backbones import build_backbone
 from regbench.regularizers import build_regularizers
@@ -17,16 +16,10 @@ pytestmark = pytest.mark.slow
 TINY = ["backbone.widths=[8]", "logger=none"]
 
 
-def completed(run_dir: Path) -> dict:
-    payload = json.loads((run_dir / "metrics.json").read_text())
-    assert payload["status"] == "completed", payload.get("error")
-    return payload
-
-
 def test_the_preset_trains_and_its_best_checkpoint_loads_as_the_plain_network(run_regbench, tmp_path):
     done = run_regbench("train", "+exp=batchformer", "trainer.max_epochs=2", *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
-    payload = completed(tmp_path / "run")
+    payload = completed_metrics(tmp_path / "run")
     assert payload["exp_name"] == "batchformer" and payload["components"]["regularizer"] == "batchformer"
     cfg = OmegaConf.to_container(OmegaConf.load(tmp_path / "run" / "config.yaml"), resolve=False)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
@@ -54,7 +47,7 @@ def test_it_stacks_with_mixup_and_ema(run_regbench, tmp_path):
     done = run_regbench("train", "regularizer=[mixup,batchformer,ema]", "trainer.max_epochs=1", *TINY,
                         "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert completed(tmp_path / "run")["components"]["regularizer"] == "mixup+batchformer+ema"
+    assert completed_metrics(tmp_path / "run")["components"]["regularizer"] == "mixup+batchformer+ema"
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -1,11 +1,10 @@
 """Every part-A preset trains one epoch on digits end to end; stacks run; nonsense stacks exit 2 in one line."""
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from run_dirs import completed_metrics
 
 CONVNET_PRESETS = ["mixup_cutmix", "cutout", "rankmixup", "rankmixup_mndcg", "alpha_dropout",
                    "multisample_dropout", "nested_dropout"]
@@ -18,12 +17,6 @@ def train(*args: str) -> subprocess.CompletedProcess:
                           env=env, timeout=600)
 
 
-def metrics(run_dir: Path) -> dict:
-    payload = json.loads((run_dir / "metrics.json").read_text())
-    assert payload["status"] == "completed", payload["error"]
-    return payload
-
-
 @pytest.mark.slow
 def test_convnet_presets_train_one_epoch(tmp_path):
     sweep = tmp_path / "sweep"
@@ -31,10 +24,10 @@ def test_convnet_presets_train_one_epoch(tmp_path):
                  f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr[-2000:]
     for job, preset in enumerate(CONVNET_PRESETS):
-        payload = metrics(sweep / str(job))
+        payload = completed_metrics(sweep / str(job))
         assert payload["exp_name"] == preset
         assert payload["components"]["regularizer"] == "rankmixup" if preset.startswith("rankmixup") else preset
-    by_k = metrics(sweep / str(CONVNET_PRESETS.index("nested_dropout")))["nested_dropout_acc_by_k"]
+    by_k = completed_metrics(sweep / str(CONVNET_PRESETS.index("nested_dropout")))["nested_dropout_acc_by_k"]
     assert list(by_k) == ["1", "2", "4", "8", "16"] and all(0.0 <= acc <= 1.0 for acc in by_k.values())
 
 
@@ -42,7 +35,7 @@ def test_convnet_presets_train_one_epoch(tmp_path):
 def test_droppath_preset_trains_resnet18(tmp_path):
     done = train("+exp=droppath", *FAST, "backbone.width=4", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert metrics(tmp_path / "run")["components"]["backbone"] == "resnet18"
+    assert completed_metrics(tmp_path / "run")["components"]["backbone"] == "resnet18"
 
 
 @pytest.mark.slow
@@ -50,7 +43,7 @@ def test_stack_of_mixing_erasing_smoothing_and_multisample_heads_trains(tmp_path
     done = train("regularizer=[rankmixup,cutout,label_smoothing,multisample_dropout]", "regularizer.cutout.length=4",
                  *FAST, "backbone.widths=[8,16]", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
-    metrics(tmp_path / "run")
+    completed_metrics(tmp_path / "run")
 
 
 @pytest.mark.slow

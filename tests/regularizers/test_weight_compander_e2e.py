@@ -2,16 +2,15 @@
 arsinh preset, a killed run that resumes to the uninterrupted result, and stacks refused before a run directory."""
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from run_dirs import completed_metrics
 
 from regbench.backbones import build_backbone
 from regbench.regularizers import build_regularizers
@@ -21,16 +20,10 @@ pytestmark = pytest.mark.slow
 TINY = ["backbone.widths=[8]", "logger=none"]
 
 
-def completed(run_dir: Path) -> dict:
-    payload = json.loads((run_dir / "metrics.json").read_text())
-    assert payload["status"] == "completed", payload.get("error")
-    return payload
-
-
 def test_a_run_trains_and_its_best_checkpoint_loads_as_the_plain_network(run_regbench, tmp_path):
     done = run_regbench("train", "regularizer=[weight_compander]", "trainer.max_epochs=2", *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
-    payload = completed(tmp_path / "run")
+    payload = completed_metrics(tmp_path / "run")
     assert payload["components"]["regularizer"] == "weight_compander" and "best_test_acc" in payload["metrics"]
     cfg = OmegaConf.to_container(OmegaConf.load(tmp_path / "run" / "config.yaml"), resolve=False)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=False)
@@ -59,7 +52,7 @@ def test_the_learnable_arsinh_preset_trains(run_regbench, tmp_path):
     done = run_regbench("train", "+exp=weight_compander", "regularizer.weight_compander.function=arsinh",
                         "regularizer.weight_compander.learnable=true", "trainer.max_epochs=1", *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert completed(tmp_path / "run")["exp_name"] == "weight_compander"
+    assert completed_metrics(tmp_path / "run")["exp_name"] == "weight_compander"
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     learned_a = [float(value) for key, value in state.items() if key.endswith("parametrizations.weight.0.a")]
     assert len(learned_a) >= 2 and all(a != 0.5 for a in learned_a)
@@ -81,9 +74,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(run_regbench, tmp_path
     killed.communicate()
     relaunch = run_regbench("train", *run, "hydra.run.dir=killed")
     assert relaunch.returncode == 0, relaunch.stderr[-2000:]
-    resumed = completed(tmp_path / "killed")
+    resumed = completed_metrics(tmp_path / "killed")
     assert [attempt["status"] for attempt in resumed["attempts"]] == ["killed"]
-    assert resumed["metrics"] == completed(tmp_path / "reference")["metrics"]
+    assert resumed["metrics"] == completed_metrics(tmp_path / "reference")["metrics"]
 
 
 @pytest.mark.parametrize("override,message", [
