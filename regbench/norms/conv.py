@@ -12,8 +12,9 @@ def _hits_onednn_1x1_bug(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """torch 2.14.1's oneDNN AVX2 `jit_1x1` backward_weights kernel corrupts the heap (the process aborts) for a 1x1
     stride-2 conv with 2 to 7 input channels per group in channels_last layout, when torch runs one thread
     (`OMP_NUM_THREADS=1`, as the claim cards advise on a shared CPU). Such convs are a narrow resnet's shortcuts."""
-    return (x.device.type == "cpu" and conv.kernel_size == (1, 1) and conv.stride != (1, 1)
-            and 2 <= conv.in_channels // conv.groups <= 7)
+    # The module's own attributes first: most convs are ruled out without touching the tensor.
+    return (conv.kernel_size == (1, 1) and conv.stride != (1, 1) and 2 <= conv.in_channels // conv.groups <= 7
+            and x.device.type == "cpu")
 
 
 class Conv2d(nn.Conv2d):
