@@ -7,9 +7,9 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_non_negative, check_positive
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
+from regbench.specs.values import boolean
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
@@ -32,50 +32,21 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _check_lr_wd(lr: float, weight_decay: float) -> None:
-    check_positive("lr", lr)
-    check_non_negative("weight_decay", weight_decay)
-
-
-def _check_momentum(momentum: float) -> None:
-    check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "must be in [0, 1)")
-
-
-def _check_betas(betas) -> tuple[float, float]:
-    ok = isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
-        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
-    check(ok, "betas", list(betas) if isinstance(betas, (list, tuple)) else betas, "must be two numbers in [0, 1)")
-    return tuple(betas)
-
-
-def _check_projection(delta: float, wd_ratio: float) -> None:
-    """AdamP/SGDP's scale-invariance test threshold and the weight-decay ratio on projected weights."""
-    check_positive("delta", delta)
-    check(isinstance(wd_ratio, (int, float)) and not isinstance(wd_ratio, bool) and 0 <= wd_ratio <= 1,
-          "wd_ratio", wd_ratio, "must be in [0, 1]")
-
-
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9,
         nesterov: bool = True) -> torch.optim.Optimizer:
-    _check_lr_wd(lr, weight_decay)
-    _check_momentum(momentum)
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(model: nn.Module, *, lr: float, weight_decay: float,
           betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    _check_lr_wd(lr, weight_decay)
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas))
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas))
 
 
 @OPTIMIZERS.register("sgdp")
 def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9, nesterov: bool = True,
          delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
-    _check_lr_wd(lr, weight_decay)
-    _check_momentum(momentum)
-    _check_projection(delta, wd_ratio)
     from timm.optim import SGDP  # timm takes seconds to import; only runs that use it pay
 
     return SGDP(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
@@ -85,11 +56,9 @@ def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 
 @OPTIMIZERS.register("adamp")
 def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
           delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
-    _check_lr_wd(lr, weight_decay)
-    _check_projection(delta, wd_ratio)
     from timm.optim import AdamP  # timm takes seconds to import; only runs that use it pay
 
-    return AdamP(param_groups(model, weight_decay), lr=lr, betas=_check_betas(betas), delta=delta, wd_ratio=wd_ratio)
+    return AdamP(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), delta=delta, wd_ratio=wd_ratio)
 
 
 # Any optimizer's option: Normalize-and-Project after every step (regbench.weight_projection).
@@ -99,7 +68,7 @@ PROJECT = "project"
 def projects_weights(cfg: Mapping[str, Any]) -> bool:
     """`optim.project`, checked; a config made in code without the key does not project."""
     value = cfg.get(PROJECT, False)
-    check(isinstance(value, bool), f"optim.{PROJECT}", value, "must be true or false")
+    boolean(f"optim.{PROJECT}", value)
     return value
 
 
@@ -127,7 +96,6 @@ def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
 
 def check_warmup_length(params: Mapping[str, Any], shape: RunShape) -> list[Inactive]:
     warmup_epochs = params["warmup_epochs"]
-    check_non_negative("warmup_epochs", warmup_epochs)
     steps = warmup_steps(warmup_epochs, shape.steps_per_epoch)
     if steps >= shape.total_steps:
         return [Inactive("warmup_epochs", warmup_epochs, f"({steps} steps) covers the run's {shape.describe_steps()}: "
@@ -142,7 +110,6 @@ SCHEDULE_CHECKS: dict[str, Callable[[Mapping[str, Any], RunShape], list[Inactive
 def register_schedule(name: str, rule: Callable[[int, int, int], float]) -> None:
     """A per-step rule(step, warmup_steps, total_steps) -> learning-rate factor, with linear warmup."""
     def factory(*, warmup_epochs: float = 0, steps_per_epoch: int, total_steps: int):
-        check_non_negative("warmup_epochs", warmup_epochs)
         warmup = warmup_steps(warmup_epochs, steps_per_epoch)
         return lambda step: rule(step, warmup, total_steps)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from regbench.errors import ParamError, UserError
@@ -24,10 +24,13 @@ def near_names(name: str, known: Iterable[str]) -> str:
 @dataclass(frozen=True)
 class Entry:
     """A declared entry: `module` registers its factory when imported; `params` are the factory's config
-    parameters in signature order, each REQUIRED or OPTIONAL."""
+    parameters in signature order, each REQUIRED or OPTIONAL; `values` the rules (regbench.specs.values) of those
+    whose allowed values need no knowledge of the run (a value that depends on the run is checked when it is
+    built)."""
 
     module: str
     params: Mapping[str, str]
+    values: Mapping[str, Callable[[str, Any], None]] = field(default_factory=dict)
 
 
 def config_parameters(factory: Callable, context: tuple[str, ...]) -> dict[str, str]:
@@ -51,6 +54,11 @@ class Registry:
         self.shared = shared
         self.entries = dict(entries)
         self._factories: dict[str, Callable] = {}
+        for name, entry in self.entries.items():
+            ruled = set(entry.values) - set(entry.params) - set(shared)
+            if ruled:
+                raise ValueError(f"{family} {name!r} declares value rules for {sorted(ruled)}, which are not among "
+                                 f"its parameters")
 
     def register(self, name: str) -> Callable:
         """Fulfil declared entry `name`: the factory must live in the declared module and read the declared
@@ -115,6 +123,16 @@ class Registry:
             raise UserError(f"{path or self.config_key}.{unknown[0]} is not a parameter of {self.family} {name!r}; "
                             f"allowed: {', '.join(allowed) or 'none'}{hint}")
 
+    def check_values(self, name: str, params: Mapping[str, Any], path: str | None = None) -> None:
+        """Refuse, naming `path.key`, a value that breaks its declared rule (keys without one pass)."""
+        rules = self.entry(name).values
+        try:
+            for key, value in params.items():
+                if key in rules:
+                    rules[key](key, value)
+        except ParamError as err:
+            raise UserError(str(err.at(path or self.config_key))) from None
+
     def create(self, name: str, params: Mapping[str, Any], path: str | None = None, **context) -> Any:
         """Build entry `name` from its config `params` plus the run `context` it takes (an entry names the
         context it needs, e.g. `label_noise`, among its parameters); errors name `path.param`."""
@@ -123,6 +141,7 @@ class Registry:
                              f"not declared as context")
         path = path or self.config_key
         self.check_parameters(name, params, path)
+        self.check_values(name, params, path)
         params = {key: value for key, value in params.items() if key not in self.shared}
         accepted = inspect.signature(self.get(name)).parameters
         context = {k: v for k, v in context.items() if k in accepted}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check
 
 
 class Classifier(nn.Module):
@@ -23,10 +22,3 @@ class Classifier(nn.Module):
 def apply_norm_1d(norm: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """Run a 2-d norm layer on (B, C) features viewed as (B, C, 1, 1)."""
     return norm(features[:, :, None, None]).flatten(1)
-
-
-def check_widths(key: str, widths) -> list[int]:
-    widths = list(widths)
-    check(len(widths) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths), key,
-          widths, "must be a non-empty list of positive integers")
-    return widths

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.backbones.base import Classifier, check_widths
+from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
 from regbench.norms import NormLayer
 
@@ -55,4 +55,4 @@ class ConvNet(Classifier):
 
 @register_backbone("convnet", conv_stages=lambda params: len(params["widths"]))
 def convnet(*, image_shape, num_classes, norm_layer, conv_layer, widths: list[int] = (32, 64, 128)) -> ConvNet:
-    return ConvNet(image_shape[0], check_widths("widths", widths), num_classes, image_shape[1], norm_layer, conv_layer)
+    return ConvNet(image_shape[0], list(widths), num_classes, image_shape[1], norm_layer, conv_layer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.backbones.base import Classifier, apply_norm_1d, check_widths
+from regbench.backbones.base import Classifier, apply_norm_1d
 from regbench.backbones.registry import register_backbone
 from regbench.norms import NormLayer
 
@@ -29,4 +29,4 @@ class MLP(Classifier):
 @register_backbone("mlp", convs=False, spatial=False)
 def mlp(*, image_shape, num_classes, norm_layer, conv_layer, hidden: list[int] = (256, 256)) -> MLP:
     channels, height, width = image_shape
-    return MLP(channels * height * width, check_widths("hidden", hidden), num_classes, norm_layer)
+    return MLP(channels * height * width, list(hidden), num_classes, norm_layer)

@@ -8,7 +8,7 @@ import torch.nn as nn
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
 from regbench.backbones.resnet import branch_scale, split_stages
-from regbench.errors import check, check_positive_int
+from regbench.errors import check
 from regbench.norms import NormLayer
 
 
@@ -60,7 +60,6 @@ class PreActResNet(Classifier):
 
 @register_backbone("preact_resnet18", conv_stages=lambda params: 4)
 def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> PreActResNet:
-    check_positive_int("width", width)
     return PreActResNet(image_shape[0], [width * 2 ** i for i in range(4)], 2, width, num_classes, norm_layer,
                         conv_layer)
 
@@ -70,6 +69,5 @@ def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int = 16
             widen_factor: int = 4) -> PreActResNet:
     check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,
           "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
-    check_positive_int("widen_factor", widen_factor)
     widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
     return PreActResNet(image_shape[0], widths, (depth - 4) // 6, 16, num_classes, norm_layer, conv_layer)

@@ -8,7 +8,6 @@ import torch.nn as nn
 
 from regbench.backbones.base import Classifier, apply_norm_1d
 from regbench.backbones.registry import register_backbone
-from regbench.errors import check_positive_int
 from regbench.norms import NormLayer
 
 
@@ -36,6 +35,5 @@ class QuadraticMLP(Classifier):
 # Its activation is the square: a norm that brings its own activation cannot stand in for it.
 @register_backbone("quadratic_mlp", convs=False, spatial=False, acting_norms=False)
 def quadratic_mlp(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 500) -> QuadraticMLP:
-    check_positive_int("width", width)
     channels, height, image_width = image_shape
     return QuadraticMLP(channels * height * image_width, width, num_classes, norm_layer)

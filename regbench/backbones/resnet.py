@@ -6,7 +6,6 @@ import torch.nn as nn
 
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
-from regbench.errors import check_positive_int
 from regbench.norms import NormLayer, SkipInit
 
 
@@ -69,5 +68,4 @@ def split_stages(blocks: list[nn.Module], blocks_per_stage: list[int]) -> list[l
 
 @register_backbone("resnet18", conv_stages=lambda params: 4)
 def resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> ResNet:
-    check_positive_int("width", width)
     return ResNet(image_shape[0], [2, 2, 2, 2], width, num_classes, norm_layer, conv_layer)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
-from regbench.errors import UserError, check, check_positive_int
+from regbench.errors import UserError, check
 from regbench.norms import NormLayer
 
 
@@ -189,11 +189,7 @@ class VisionTransformer(Classifier):
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
              num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
              pool: str = "mean") -> VisionTransformer:
-    check_positive_int("embed_dim", embed_dim)
-    check_positive_int("depth", depth)
-    check_positive_int("num_heads", num_heads)
     check(embed_dim % num_heads == 0, "num_heads", num_heads, f"must divide embed_dim ({embed_dim})")
-    check(isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0, "mlp_ratio", mlp_ratio, "must be a number > 0")
     check(pool in POOLS, "pool", pool, f"must be one of {', '.join(POOLS)}")
     patch_size = pick_patch_size(patch_size, image_shape[1], image_shape[2])
     return VisionTransformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes,

@@ -33,8 +33,8 @@ def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:
-    """The checks that need no torch: seeds, the run name, every component's name and its config keys, the data
-    values, the trainer, the optimized metric and the logger."""
+    """The checks that need no torch: seeds, the run name, every component's name, its config keys and the values
+    that need no knowledge of the run, the data values, the trainer, the optimized metric and the logger."""
     check_seeds(cfg)
     check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
           "must be a non-empty string")
@@ -43,12 +43,15 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         check_data_values(cfg["data"])
     except ParamError as err:
         raise UserError(str(err.at("data"))) from None
-    NORMS.entry(cfg["norm"]["name"])
-    for registry in (BACKBONES, OPTIMIZERS, SCHEDULES):
+    for registry in (NORMS, BACKBONES, OPTIMIZERS, SCHEDULES):
         component = cfg[registry.config_key]
-        registry.check_parameters(component["name"], [key for key in component if key != "name"])
+        params = {key: value for key, value in component.items() if key != "name"}
+        if registry is not NORMS:  # a norm's keys include its placement keys (checked with the model code)
+            registry.check_parameters(component["name"], params)
+        registry.check_values(component["name"], params)
     for name, params in cfg["regularizer"].items():
         REGULARIZERS.check_parameters(name, params or {}, f"regularizer.{name}")
+        REGULARIZERS.check_values(name, params or {}, f"regularizer.{name}")
     for name, params in cfg["calibrate"].items():
         CALIBRATORS.check_parameters(name, params or {}, f"calibrate.{name}")
     check_trainer_config(cfg["trainer"])

@@ -14,7 +14,7 @@ from regbench.data.labels import build_split_labels
 from regbench.data.registry import DATASETS
 from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
-from regbench.errors import ParamError, UserError, check
+from regbench.errors import ParamError, UserError
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.errors import check, check_positive
+from regbench.errors import check
 from regbench.norms.registry import register_norm
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
 
@@ -13,20 +13,8 @@ from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count
 MIN_STATISTICS_BATCH = 2
 
 
-def check_running_momentum(momentum: float) -> None:
-    check(isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0.0 < momentum <= 1.0,
-          "momentum", momentum, "must be in (0, 1] (0 never updates the running statistics that evaluation "
-                                "normalizes with)")
-
-
-def check_bn_params(momentum: float, eps: float) -> None:
-    check_running_momentum(momentum)
-    check_positive("eps", eps)
-
-
 @register_norm("batchnorm")
 def batchnorm(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
-    check_bn_params(momentum, eps)
     return nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum)
 
 
@@ -82,7 +70,6 @@ def ghost_batchnorm(num_channels: int, *, virtual_batch_size: int = 128, momentu
     check(isinstance(virtual_batch_size, int) and not isinstance(virtual_batch_size, bool)
           and virtual_batch_size >= MIN_STATISTICS_BATCH, "virtual_batch_size", virtual_batch_size,
           f"must be an integer >= {MIN_STATISTICS_BATCH}")
-    check_bn_params(momentum, eps)
     return GhostBatchNorm2d(num_channels, virtual_batch_size, eps=eps, momentum=momentum)
 
 
@@ -96,5 +83,4 @@ def train_only_batchnorm(model: nn.Module) -> None:
 
 @register_norm("bn_only", prepare=train_only_batchnorm)
 def bn_only(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
-    check_bn_params(momentum, eps)
     return nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum)

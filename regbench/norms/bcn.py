@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.errors import check_positive, check_probability
 from regbench.norms.group import check_groups
 from regbench.norms.registry import register_norm
 from regbench.runshape import Inactive, RunShape
@@ -63,7 +62,6 @@ class BatchChannelNorm(nn.Module):
 def check_estimates(params: dict, shape: RunShape) -> list[Inactive]:
     """The batch stage normalizes with its running estimates in training too, so they must move within the run."""
     momentum = params["momentum"]
-    check_probability("momentum", momentum)
     if momentum == 0:
         return [Inactive("momentum", momentum, "never moves the batch stage's estimates from mean 0, variance 1: "
                                                "the batch stage is a plain affine map (bcn_ws acts as ws_groupnorm)")]
@@ -77,6 +75,4 @@ def check_estimates(params: dict, shape: RunShape) -> list[Inactive]:
 @register_norm("bcn_ws", conv="ws", check_run=check_estimates)
 def bcn_ws(num_channels: int, *, groups: int = 32, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
     check_groups(groups, num_channels)
-    check_probability("momentum", momentum)
-    check_positive("eps", eps)
     return BatchChannelNorm(num_channels, groups, momentum, eps)

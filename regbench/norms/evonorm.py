@@ -8,8 +8,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check_positive
-from regbench.norms.batch import check_running_momentum
 from regbench.norms.group import check_groups
 from regbench.norms.registry import register_norm, require_spatial
 
@@ -73,13 +71,10 @@ class EvoNormS0(EvoNormBase):
 
 @register_norm("evonorm_b0", includes_activation=True, spatial=True)
 def evonorm_b0(num_channels: int, *, apply_act: bool = True, momentum: float = 0.1, eps: float = 1e-3) -> nn.Module:
-    check_running_momentum(momentum)
-    check_positive("eps", eps)
     return EvoNormB0(num_channels, apply_act, momentum, eps)
 
 
 @register_norm("evonorm_s0", includes_activation=True)
 def evonorm_s0(num_channels: int, *, apply_act: bool = True, groups: int = 32, eps: float = 1e-5) -> nn.Module:
     check_groups(groups, num_channels)
-    check_positive("eps", eps)
     return EvoNormS0(num_channels, apply_act, groups, eps)

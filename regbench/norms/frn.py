@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check_positive
 from regbench.norms.registry import register_norm, require_spatial
 
 CHANNEL = (1, -1, 1, 1)
@@ -29,5 +28,4 @@ class FilterResponseNorm(nn.Module):
 
 @register_norm("frn", includes_activation=True, spatial=True)
 def frn(num_channels: int, *, apply_act: bool = True, eps: float = 1e-6) -> nn.Module:
-    check_positive("eps", eps)
     return FilterResponseNorm(num_channels, apply_act, eps)

@@ -5,12 +5,11 @@ import math
 
 import torch.nn as nn
 
-from regbench.errors import check, check_positive, check_positive_int
+from regbench.errors import check
 from regbench.norms.registry import register_norm, require_spatial
 
 
 def check_groups(groups: int, num_channels: int) -> None:
-    check_positive_int("groups", groups)
     # Layers narrower than `groups` would silently get fewer groups in timm; say so loudly instead.
     check(num_channels % groups == 0, "groups", groups,
           f"must divide every layer's channel count ({num_channels} here); try {math.gcd(groups, num_channels)}")
@@ -19,18 +18,15 @@ def check_groups(groups: int, num_channels: int) -> None:
 @register_norm("groupnorm")
 def groupnorm(num_channels: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
     check_groups(groups, num_channels)
-    check_positive("eps", eps)
     return nn.GroupNorm(groups, num_channels, eps=eps)
 
 
 def layernorm_tokens(dim: int, *, eps: float = 1e-5) -> nn.Module:
-    check_positive("eps", eps)
     return nn.LayerNorm(dim, eps=eps)
 
 
 @register_norm("layernorm", tokens=layernorm_tokens)
 def layernorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
-    check_positive("eps", eps)
     # One group = statistics over (C, H, W) of each sample, with a per-channel affine.
     return nn.GroupNorm(1, num_channels, eps=eps)
 
@@ -43,5 +39,4 @@ class InstanceNorm(nn.InstanceNorm2d):
 
 @register_norm("instancenorm", spatial=True)
 def instancenorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
-    check_positive("eps", eps)
     return InstanceNorm(num_channels, eps=eps, affine=True, track_running_stats=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_positive, check_probability
+from regbench.errors import check
 from regbench.norms.registry import register_norm
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
 
@@ -80,9 +80,6 @@ class PowerNorm(nn.Module):
 
 def make_powernorm(num_features: int, dim: int, alpha_fwd: float, alpha_bkw: float, eps: float,
                    warmup_iters: int) -> PowerNorm:
-    check_probability("alpha_fwd", alpha_fwd)
-    check_probability("alpha_bkw", alpha_bkw)
-    check_positive("eps", eps)
     check(isinstance(warmup_iters, int) and not isinstance(warmup_iters, bool) and warmup_iters >= 0,
           "warmup_iters", warmup_iters, "must be an integer >= 0")
     return PowerNorm(num_features, dim, alpha_fwd, alpha_bkw, eps, warmup_iters)

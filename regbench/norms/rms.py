@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check_positive
 from regbench.norms.registry import register_norm
 
 
@@ -24,13 +23,11 @@ class RMSNormChannels(nn.Module):
 
 
 def rmsnorm_tokens(dim: int, *, eps: float = 1e-6) -> nn.Module:
-    check_positive("eps", eps)
     return RMSNormChannels(dim, eps, dim=-1)
 
 
 @register_norm("rmsnorm", tokens=rmsnorm_tokens)
 def rmsnorm(num_channels: int, *, eps: float = 1e-6) -> nn.Module:
-    check_positive("eps", eps)
     return RMSNormChannels(num_channels, eps, dim=1)
 
 
@@ -51,7 +48,6 @@ class CompressedRMSNorm(nn.Module):
 
 
 def crmsnorm_tokens(width: int, *, eps: float = 1e-5) -> nn.Module:
-    check_positive("eps", eps)
     return CompressedRMSNorm(width, eps)
 
 

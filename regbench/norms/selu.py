@@ -5,7 +5,6 @@ import math
 
 import torch.nn as nn
 
-from regbench.errors import check_fraction
 from regbench.norms.registry import register_norm
 
 
@@ -19,7 +18,6 @@ def lecun_normal_init(model: nn.Module) -> None:
 
 @register_norm("selu", includes_activation=True, backbones=("mlp",), prepare=lecun_normal_init)
 def selu(num_channels: int, *, apply_act: bool = True, alpha_dropout: float = 0.05) -> nn.Module:
-    check_fraction("alpha_dropout", alpha_dropout)
     if not apply_act:
         return nn.Identity()
     return nn.Sequential(nn.SELU(), nn.AlphaDropout(alpha_dropout))

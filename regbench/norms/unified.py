@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_positive
+from regbench.errors import check
 from regbench.norms.powernorm import fit_warmup
 from regbench.norms.registry import register_norm
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction
@@ -123,14 +123,8 @@ def check_warmup(params: dict, shape: RunShape) -> list[Inactive]:
 
 def make_unified_norm(num_features: int, dim: int, window: int, momentum: float, eps: float, warmup_iters: int,
                       outlier_filtration: bool) -> UnifiedNorm:
-    check(isinstance(window, int) and not isinstance(window, bool) and window >= 2, "window", window,
-          "must be an integer >= 2 (the number of recent iterations whose statistics are averaged)")
-    check(isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0 <= momentum < 1,
-          "momentum", momentum, "must be in [0, 1) (the weight of the previous running statistics)")
-    check_positive("eps", eps)
     check(isinstance(warmup_iters, int) and not isinstance(warmup_iters, bool) and warmup_iters >= 0,
           "warmup_iters", warmup_iters, "must be an integer >= 0")
-    check(isinstance(outlier_filtration, bool), "outlier_filtration", outlier_filtration, "must be true or false")
     return UnifiedNorm(num_features, dim, window, float(momentum), eps, warmup_iters, outlier_filtration)
 
 

@@ -12,7 +12,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from regbench.errors import ParamError, check, check_positive
+from regbench.errors import ParamError, check
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -58,11 +58,6 @@ class EMA(Regularizer, nn.Module):
     def __init__(self, *, decay: float, warmup: bool = False, warmup_gamma: float = 1.0,
                  warmup_power: float = 2 / 3, seed: int):
         super().__init__()
-        check(isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0.0 <= decay < 1.0, "decay",
-              decay, "must be in [0, 1)")
-        check(isinstance(warmup, bool), "warmup", warmup, "must be true or false")
-        check_positive("warmup_gamma", warmup_gamma)
-        check_positive("warmup_power", warmup_power)
         self.decay, self.warmup = float(decay), warmup
         self.warmup_gamma, self.warmup_power = float(warmup_gamma), float(warmup_power)
         self.average: nn.Module | None = None

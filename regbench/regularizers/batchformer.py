@@ -9,9 +9,9 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from regbench.errors import UserError, check, check_positive_int
+from regbench.errors import UserError, check
 from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
-from regbench.regularizers.dropout import check_rate, wrap_head
+from regbench.regularizers.dropout import wrap_head
 from regbench.specs.regularizers import REGULARIZERS
 
 # The wrapper's own entries in a checkpoint's state dict: the encoder, and the shared head under `head.head`.
@@ -44,10 +44,8 @@ class BatchFormer(Regularizer):
     name = "batchformer"
 
     def __init__(self, *, num_heads: int, ffn_dim: int | None, dropout: float, seed: int):
-        check_positive_int("num_heads", num_heads)
         check(ffn_dim is None or (isinstance(ffn_dim, int) and not isinstance(ffn_dim, bool) and ffn_dim > 0),
               "ffn_dim", ffn_dim, "must be a positive integer, or null for the feature width (the official code)")
-        check_rate("dropout", dropout)
         self.num_heads, self.ffn_dim, self.dropout = num_heads, ffn_dim, float(dropout)
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:

@@ -151,7 +151,6 @@ class WeightCompander(Regularizer):
                  b: float | None = None, seed: int, dataset: str | None = None,
                  backbone: Mapping[str, Any] | None = None):
         check(function in COMPANDERS, "function", function, f"allowed: {', '.join(COMPANDERS)}")
-        check(isinstance(learnable, bool), "learnable", learnable, "must be true or false")
         for key, value in (("a", a), ("b", b)):
             check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                                     and math.isfinite(value) and value > 0), key, value,

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
-from regbench.errors import UserError, check, check_positive_int
+from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
@@ -134,13 +134,10 @@ class DropBlockRegularizer(Regularizer):
                  schedule: str, seed_region: str, share_mask_across_channels: bool, seed: int):
         check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, "rate", rate,
               "must be in [0, 1): the share of units dropped, 1 - keep_prob")
-        check_positive_int("block_size", block_size)
         check_stages(stages)
         check(depth_rule in DEPTH_RULES, "depth_rule", depth_rule, f"must be one of {', '.join(DEPTH_RULES)}")
         check(schedule in SCHEDULES, "schedule", schedule, f"must be one of {', '.join(SCHEDULES)}")
         check(seed_region in SEED_REGIONS, "seed_region", seed_region, f"must be one of {', '.join(SEED_REGIONS)}")
-        check(isinstance(share_mask_across_channels, bool), "share_mask_across_channels", share_mask_across_channels,
-              "must be true or false")
         self.rate, self.block_size, self.stages = rate, block_size, stages
         self.depth_rule, self.schedule, self.seed_region = depth_rule, schedule, seed_region
         self.share_mask_across_channels = share_mask_across_channels

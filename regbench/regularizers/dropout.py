@@ -7,15 +7,10 @@ import torch
 import torch.nn as nn
 
 from regbench.devices import format_bytes
-from regbench.errors import UserError, check, check_positive_int
+from regbench.errors import UserError, check
 from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
-
-
-def check_rate(key: str, rate) -> None:
-    check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, key, rate,
-          "must be in [0, 1)")
 
 
 def wrap_head(model: nn.Module, name: str, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
@@ -43,7 +38,6 @@ class Dropout(Regularizer):
     exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, seed: int):
-        check_rate("rate", rate)
         self.rate = rate
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -61,7 +55,6 @@ class DropPathRegularizer(Regularizer):
     name = "droppath"
 
     def __init__(self, *, drop_prob: float, seed: int):
-        check_rate("drop_prob", drop_prob)
         self.drop_prob = drop_prob
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
@@ -88,7 +81,6 @@ class AlphaDropoutRegularizer(Regularizer):
     exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, seed: int):
-        check_rate("rate", rate)
         self.rate = rate
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
@@ -120,8 +112,6 @@ class MultiSampleDropout(Regularizer):
     exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, num_samples: int, seed: int):
-        check_rate("rate", rate)
-        check_positive_int("num_samples", num_samples)
         self.rate, self.num_samples = rate, num_samples
 
     def check_run(self, shape: RunShape) -> list[Inactive]:

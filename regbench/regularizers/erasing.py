@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from regbench.errors import check, check_positive_int
+from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -36,7 +36,6 @@ class Cutout(Regularizer):
 
     def __init__(self, *, length: int | float, n_holes: int, seed: int):
         check_count_or_fraction("length", length, MIN_HOLE_LENGTH, "pixels", "the image side")
-        check_positive_int("n_holes", n_holes)
         self.length, self.n_holes, self.seed = length, n_holes, seed
         self._generators: dict[torch.device, torch.Generator] = {}
 

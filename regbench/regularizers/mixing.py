@@ -11,9 +11,9 @@ import random
 
 import torch
 
-from regbench.errors import check, check_positive, check_probability
+from regbench.errors import check
 from regbench.regularizers.base import Regularizer
-from regbench.regularizers.label_smoothing import check_smoothing, smooth_targets
+from regbench.regularizers.label_smoothing import smooth_targets
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
@@ -64,8 +64,6 @@ class _Mixing(Regularizer):
     exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, alpha: float, prob: float, seed: int):
-        check_positive("alpha", alpha)
-        check_probability("prob", prob)
         self.alpha, self.prob = alpha, prob
         self.rng = random.Random(seed)
 
@@ -115,11 +113,6 @@ class MixupCutMix(Regularizer):
 
     def __init__(self, *, mixup_alpha: float, cutmix_alpha: float, prob: float, switch_prob: float,
                  label_smoothing: float, seed: int):
-        check_positive("mixup_alpha", mixup_alpha)
-        check_positive("cutmix_alpha", cutmix_alpha)
-        check_probability("prob", prob)
-        check_probability("switch_prob", switch_prob)
-        check_smoothing("label_smoothing", label_smoothing)
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
         # Smoothing here and in `label_smoothing` would smooth twice.

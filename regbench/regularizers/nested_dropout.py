@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from regbench.errors import UserError, check_non_negative, check_positive
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, evaluated_network
 from regbench.regularizers.dropout import wrap_head
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -62,8 +62,6 @@ class NestedDropout(Regularizer):
     exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, mu: float, sigma: float, seed: int):
-        check_non_negative("mu", mu)
-        check_positive("sigma", sigma)
         self.mu, self.sigma, self.seed = mu, sigma, seed
 
     def wrap_model(self, model: nn.Module) -> nn.Module:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_non_negative, check_positive_int
+from regbench.errors import check
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -43,9 +43,6 @@ class ELR(Regularizer, nn.Module):
 
     def __init__(self, *, lam: float, beta: float, seed: int):
         super().__init__()
-        check_non_negative("lam", lam)
-        check(isinstance(beta, (int, float)) and not isinstance(beta, bool) and 0.0 <= beta < 1.0, "beta", beta,
-              "must be in [0, 1)")
         self.lam, self.beta = float(lam), float(beta)
         # (training samples, classes), zeros as in the paper; grown on first sight of a larger sample index.
         self.register_buffer("targets", torch.zeros(0, 0))
@@ -188,7 +185,6 @@ class CoTeaching(Regularizer):
 
     def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,
                  label_noise: Mapping[str, Any] | None = None):
-        check_positive_int("num_gradual", num_gradual)
         check(schedule in COTEACHING_SCHEDULES, "schedule", schedule,
               f"allowed: {', '.join(COTEACHING_SCHEDULES)}")
         self.forget_rate = forget_rate_for(forget_rate, label_noise)

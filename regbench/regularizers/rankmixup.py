@@ -11,7 +11,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from regbench.errors import check, check_non_negative, check_positive, check_positive_int
+from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -58,10 +58,6 @@ class RankMixup(Regularizer):
                  seed: int, mrl_mask: str = "per_sample"):
         check(variant in VARIANTS, "variant", variant, f"must be one of {', '.join(VARIANTS)}")
         check(mrl_mask in MRL_MASKS, "mrl_mask", mrl_mask, f"must be one of {', '.join(MRL_MASKS)}")
-        check_positive("mixup_alpha", mixup_alpha)
-        check_non_negative("loss_weight", loss_weight)
-        check_non_negative("margin", margin)
-        check_positive_int("num_mixes", num_mixes)
         self.variant, self.mixup_alpha, self.loss_weight = variant, mixup_alpha, loss_weight
         self.margin, self.num_mixes, self.mrl_mask = margin, num_mixes, mrl_mask
         self.rng = random.Random(seed)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from regbench.data.batches import BatchAugment
 from regbench.data.imbalance import exponential_counts, select_per_class
-from regbench.errors import UserError, check, check_positive, check_positive_int
+from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer, evaluated_network, soft_cross_entropy
 from regbench.regularizers.dropout import wrap_head
 from regbench.runshape import Inactive, RunShape
@@ -170,8 +170,6 @@ class SADE(Regularizer, nn.Module):
         check(isinstance(aggregation_epochs, int) and not isinstance(aggregation_epochs, bool)
               and aggregation_epochs >= 0, "aggregation_epochs", aggregation_epochs,
               "must be an integer >= 0 (0 keeps equal expert weights)")
-        check_positive("aggregation_lr", aggregation_lr)
-        check_positive_int("aggregation_batch_size", aggregation_batch_size)
         check(isinstance(view_crop_padding, int) and not isinstance(view_crop_padding, bool)
               and view_crop_padding >= 1, "view_crop_padding", view_crop_padding,
               "must be an integer >= 1 (pixels of reflect padding for the random crops of the two views; "

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from typing import Any, Callable, Mapping
+from typing import Callable
 
-import torch
 import torch.multiprocessing as mp
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from enum import Enum
 
+from regbench.errors import check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
+from regbench.specs.values import below_one, boolean, smoothing
 
 
 class Exclusion(str, Enum):
@@ -31,41 +33,57 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
                         f"({', '.join(tag.name for tag in Exclusion)}), not {tags!r}")
 
 
+# Rules shared by the mixing regularizers: Beta(alpha, alpha) needs alpha > 0; each batch is mixed with `prob`.
+MIXING = {"alpha": check_positive, "prob": check_probability}
+
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
-    "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}),
+    "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
     "batchformer": Entry("regbench.regularizers.batchformer", {
-        "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED}),
+        "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED},
+        {"num_heads": check_positive_int, "dropout": below_one}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
-        "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}),
-    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}),
-    "cutout": Entry("regbench.regularizers.erasing", {"length": REQUIRED, "n_holes": REQUIRED}),
+        "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}, {"num_gradual": check_positive_int}),
+    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}, MIXING),
+    "cutout": Entry("regbench.regularizers.erasing", {"length": REQUIRED, "n_holes": REQUIRED},
+                    {"n_holes": check_positive_int}),
     "dropblock": Entry("regbench.regularizers.dropblock", {
         "rate": REQUIRED, "block_size": REQUIRED, "stages": REQUIRED, "depth_rule": REQUIRED, "schedule": REQUIRED,
-        "seed_region": REQUIRED, "share_mask_across_channels": REQUIRED}),
-    "dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}),
-    "droppath": Entry("regbench.regularizers.dropout", {"drop_prob": REQUIRED}),
-    "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED}),
+        "seed_region": REQUIRED, "share_mask_across_channels": REQUIRED},
+        {"block_size": check_positive_int, "share_mask_across_channels": boolean}),
+    "dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
+    "droppath": Entry("regbench.regularizers.dropout", {"drop_prob": REQUIRED}, {"drop_prob": below_one}),
+    "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED},
+                 {"lam": check_non_negative, "beta": below_one}),
     "ema": Entry("regbench.regularizers.averaging", {
-        "decay": REQUIRED, "warmup": OPTIONAL, "warmup_gamma": OPTIONAL, "warmup_power": OPTIONAL}),
+        "decay": REQUIRED, "warmup": OPTIONAL, "warmup_gamma": OPTIONAL, "warmup_power": OPTIONAL},
+        {"decay": below_one, "warmup": boolean, "warmup_gamma": check_positive, "warmup_power": check_positive}),
     "ipr_pruning": Entry("regbench.regularizers.ipr_pruning", {
         "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED}),
-    "label_smoothing": Entry("regbench.regularizers.label_smoothing", {"eps": REQUIRED}),
-    "mixup": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED}),
+    "label_smoothing": Entry("regbench.regularizers.label_smoothing", {"eps": REQUIRED}, {"eps": smoothing}),
+    "mixup": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED}, MIXING),
     "mixup_cutmix": Entry("regbench.regularizers.mixing", {
         "mixup_alpha": REQUIRED, "cutmix_alpha": REQUIRED, "prob": REQUIRED, "switch_prob": REQUIRED,
-        "label_smoothing": REQUIRED}),
-    "multisample_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED, "num_samples": REQUIRED}),
-    "nested_dropout": Entry("regbench.regularizers.nested_dropout", {"mu": REQUIRED, "sigma": REQUIRED}),
+        "label_smoothing": REQUIRED},
+        {"mixup_alpha": check_positive, "cutmix_alpha": check_positive, "prob": check_probability,
+         "switch_prob": check_probability, "label_smoothing": smoothing}),
+    "multisample_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED, "num_samples": REQUIRED},
+                                 {"rate": below_one, "num_samples": check_positive_int}),
+    "nested_dropout": Entry("regbench.regularizers.nested_dropout", {"mu": REQUIRED, "sigma": REQUIRED},
+                            {"mu": check_non_negative, "sigma": check_positive}),
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
-        "num_mixes": REQUIRED, "mrl_mask": OPTIONAL}),
+        "num_mixes": REQUIRED, "mrl_mask": OPTIONAL},
+        {"mixup_alpha": check_positive, "loss_weight": check_non_negative, "margin": check_non_negative,
+         "num_mixes": check_positive_int}),
     "sade": Entry("regbench.regularizers.sade", {
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
-        "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED}),
+        "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED},
+        {"aggregation_lr": check_positive, "aggregation_batch_size": check_positive_int}),
     "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
-        "box": OPTIONAL}),
+        "box": OPTIONAL},
+        {**MIXING, "label_smoothing": smoothing}),
     "weight_compander": Entry("regbench.regularizers.compander", {
-        "function": OPTIONAL, "learnable": OPTIONAL, "a": OPTIONAL, "b": OPTIONAL}),
+        "function": OPTIONAL, "learnable": OPTIONAL, "a": OPTIONAL, "b": OPTIONAL}, {"learnable": boolean}),
 })
