@@ -25,7 +25,8 @@ TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regb
               "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
               "regbench.specs.data_values", "regbench.specs.label_shift", "regbench.specs.calibration",
-              "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight", "regbench.run.plan")
+              "regbench.specs.values", "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight",
+              "regbench.run.plan")
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
