@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,10 +45,59 @@ def cli_env() -> dict[str, str]:
     return regbench_env()
 
 
+class Zygote:
+    """tests/zygote.py, started once per test process: it forks each regbench command from an interpreter that has
+    already imported torch and Lightning, which a cold `python -m regbench` spends most of its seconds on."""
+
+    def __init__(self):
+        self.outputs = Path(tempfile.mkdtemp(prefix="regbench_zygote_"))  # not in cwd: tests check what it holds
+        self.process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "zygote.py")], cwd=REPO_ROOT,
+                                        env=regbench_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert json.loads(self.process.stdout.readline()) == {"ready": True}, "tests/zygote.py did not start"
+
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        out, err = self.outputs / "stdout", self.outputs / "stderr"
+        request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
+                   "timeout": timeout}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = json.loads(self.process.stdout.readline())
+        stdout, stderr = out.read_text(), err.read_text()
+        out.unlink()
+        err.unlink()
+        command = [sys.executable, "-m", "regbench", *args]
+        if reply.get("timed_out"):
+            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(command, reply["returncode"], stdout, stderr)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        shutil.rmtree(self.outputs, ignore_errors=True)
+
+
+# REGBENCH_TESTS_COLD=1 runs every command from a fresh interpreter instead (and where fork does not exist).
+WARM = hasattr(os, "fork") and os.environ.get("REGBENCH_TESTS_COLD") != "1"
+
+
+@pytest.fixture(scope="session")
+def zygote():
+    if not WARM:
+        yield None
+        return
+    warm = Zygote()
+    yield warm
+    warm.close()
+
+
 @pytest.fixture
-def run_regbench(tmp_path: Path):
-    """Run `python -m regbench ARGS` in tmp_path; returns the CompletedProcess."""
+def run_regbench(tmp_path: Path, zygote):
+    """Run the real `regbench ARGS` command in its own process, in tmp_path; returns the CompletedProcess. The
+    process is forked from a warm interpreter (see tests/zygote.py); tests that need a cold start, a signal or a
+    changed environment start `python -m regbench` themselves."""
     def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+        if zygote is not None:
+            return zygote.run(list(args), Path(cwd or tmp_path), regbench_env(), timeout)
         return subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd or tmp_path, env=regbench_env(),
                               capture_output=True, text=True, timeout=timeout)
     return run
