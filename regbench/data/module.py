@@ -11,6 +11,7 @@ from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.imbalance import UpsampleWeights, upweight_class_weights
 from regbench.data.labels import build_split_labels
+from regbench.data.prune import prune_split
 from regbench.data.registry import DATASETS
 from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
@@ -18,7 +19,7 @@ from regbench.errors import ParamError, UserError
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
-               "imbalance", "balance")
+               "imbalance", "balance", "prune")
 # Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
 STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 
@@ -31,13 +32,15 @@ def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
 class ImageDataModule(L.LightningDataModule):
     """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),
     `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`/
-    `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE).
-    `noise`, `imbalance` and `balance` are the data config's sections as composed (their defaults live in
+    `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE) and
+    `prune_report` (Data Diet pruning; None without a scores file).
+    `noise`, `imbalance`, `balance` and `prune` are the data config's sections as composed (their defaults live in
     conf/data/common/label_shift.yaml only)."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
                  crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
-                 imbalance: Mapping[str, Any], balance: Mapping[str, Any], resized_crop: bool = False):
+                 imbalance: Mapping[str, Any], balance: Mapping[str, Any], prune: Mapping[str, Any],
+                 resized_crop: bool = False):
         super().__init__()
         self.classes = data.classes
         self.image_shape = data.image_shape
@@ -46,7 +49,8 @@ class ImageDataModule(L.LightningDataModule):
         self.std = torch.tensor(data.std).view(1, -1, 1, 1)
         train_idx, val_idx = (stratified_split(data.train_y, val_fraction, split_seed) if data.val_idx is None
                               else given_validation(len(data.train_y), data.val_idx))
-        labels = build_split_labels(data, train_idx, val_idx, dataset, noise, imbalance)
+        labels, self.prune_report = prune_split(build_split_labels(data, train_idx, val_idx, dataset, noise, imbalance),
+                                                prune)
         self.clean_train_labels = labels.clean_train
         self.is_noisy = labels.given_train != labels.clean_train if labels.noise is not None else None
         self.noise_report, self.imbalance_report = labels.noise, labels.imbalance
@@ -163,7 +167,7 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
     settings = dict(batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
                     seed=seed, crop_padding=cfg["augment"]["crop_padding"], hflip=cfg["augment"]["hflip"],
                     resized_crop=cfg["augment"]["random_resized_crop"], dataset=cfg["name"],
-                    noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"])
+                    noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"], prune=cfg["prune"])
     if not isinstance(data, ImageData):  # a folder dataset: decoded into memory when it fits, else streamed
         from regbench.data.stream import folder_datamodule
         return folder_datamodule(data, cfg, settings)

@@ -7,13 +7,15 @@ from regbench.data.module import ImageDataModule
 
 
 def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] | None) -> dict[str, Any]:
-    """metrics.json's `noise` section (noisy runs), `smote` (SMOTE runs: k and the synthetic samples added per class)
-    and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed runs; test set, final model)."""
+    """metrics.json's `noise` section (noisy runs), `smote` (SMOTE runs: k and the synthetic samples added per class),
+    `prune` (Data Diet runs: the scores file, score, fraction, keep and the images kept) and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed runs; test set, final model)."""
     sections: dict[str, Any] = {}
     if datamodule.noise_report is not None:
         sections["noise"] = datamodule.noise_report
     if datamodule.smote_report is not None:
         sections["smote"] = datamodule.smote_report
+    if datamodule.prune_report is not None:
+        sections["prune"] = datamodule.prune_report
     if datamodule.imbalance_report is not None and test_per_class_acc is not None:
         sections["imbalance"] = datamodule.imbalance_report
         sections["per_class_acc"] = test_per_class_acc
@@ -28,7 +30,8 @@ def log_label_report(logger, datamodule: ImageDataModule) -> None:
         return
     report = {key: value for key, value in (("noise", datamodule.noise_report),
                                             ("imbalance", datamodule.imbalance_report),
-                                            ("smote", datamodule.smote_report)) if value is not None}
+                                            ("smote", datamodule.smote_report),
+                                            ("prune", datamodule.prune_report)) if value is not None}
     if report:
         logger.log_hyperparams(report)
     if datamodule.noise_report is not None:

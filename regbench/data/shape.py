@@ -10,6 +10,7 @@ from regbench.data.smote import minority_shortfall
 from regbench.data.split import kept_counts
 from regbench.errors import ParamError
 from regbench.runshape import RunShape
+from regbench.scoring.scores_file import check_training_count, kept_count, read_scores
 
 
 def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int], list[int]]:
@@ -37,7 +38,16 @@ def check_smote_counts(counts: list[int], k: int) -> None:
 
 def planned_run_shape(cfg: Mapping[str, Any], max_epochs: int, world_size: int) -> RunShape:
     image_shape, counts = training_class_counts(cfg)
-    return RunShape(image_shape, sum(counts), cfg["batch_size"], world_size, max_epochs)
+    return RunShape(image_shape, pruned_count(cfg, sum(counts)), cfg["batch_size"], world_size, max_epochs)
+
+
+def pruned_count(cfg: Mapping[str, Any], train_images: int) -> int:
+    """The training images left after Data Diet pruning; the scores file must score all `train_images`."""
+    path = cfg["prune"]["scores"]
+    if path is None:
+        return train_images
+    check_training_count(read_scores(path), path, train_images)
+    return kept_count(train_images, cfg["prune"]["fraction"])
 
 
 def loaded_run_shape(datamodule: ImageDataModule, max_epochs: int, world_size: int) -> RunShape:

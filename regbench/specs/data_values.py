@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
+from regbench.scoring.scores_file import check_prune_config
 from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
                                         ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)
 
@@ -36,6 +37,7 @@ def check_data_values(cfg: Mapping[str, Any]) -> None:
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
     if cfg["balance"]["type"] == "smote":
         check_smote_inputs(cfg)
+    check_prune_config(cfg)
 
 
 def check_smote_inputs(cfg: Mapping[str, Any]) -> None:

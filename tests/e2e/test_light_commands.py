@@ -22,6 +22,7 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
 @pytest.mark.parametrize("args,code", [
     (["--help"], 0),
     (["compare", "--help"], 0),
+    (["score", "--help"], 0),
     (["train", "--help"], 0),
     (["train", "--info"], 0),
     (["train", "--cfg", "job"], 0),
