@@ -19,6 +19,7 @@ class RunShape:
     batch_size: int  # per device
     world_size: int  # DDP processes, each taking its own shard of every epoch
     max_epochs: int
+    epoch_images: int | None = None  # images each epoch trains on over all ranks (RS2); None: the whole split
 
     @property
     def image_side(self) -> int:
@@ -27,7 +28,8 @@ class RunShape:
 
     @property
     def steps_per_epoch(self) -> int:
-        return batches_per_epoch(self.train_images, self.batch_size, self.world_size, shuffle=True, drop_last=True)
+        images = self.train_images if self.epoch_images is None else self.epoch_images
+        return batches_per_epoch(images, self.batch_size, self.world_size, shuffle=True, drop_last=True)
 
     @property
     def total_steps(self) -> int:
@@ -61,6 +63,13 @@ def batches_per_epoch(images: int, batch_size: int, world_size: int, *, shuffle:
     return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
 
 
+def rs2_round_images(train_images: int, fraction: float, batch_size: int, world_size: int) -> int:
+    """Images an RS2 round (epoch) trains on: `fraction` of the split (rounded), cut down to whole batches on every
+    rank, so that the round draws only images it trains on (0 when that is not one batch per rank)."""
+    steps = batches_per_epoch(round(fraction * train_images), batch_size, world_size, shuffle=True, drop_last=True)
+    return steps * batch_size * world_size
+
+
 def is_fraction(value) -> bool:
     return isinstance(value, float) and 0.0 < value < 1.0
 
@@ -78,4 +87,5 @@ def check_count_or_fraction(key: str, value, minimum: int, unit: str, whole: str
           f"must be an integer >= {minimum} ({unit}) or a float in (0, 1) (a fraction of {whole})")
 
 
-__all__ = ["Inactive", "RunShape", "batches_per_epoch", "check_count_or_fraction", "count_or_fraction", "is_fraction"]
+__all__ = ["Inactive", "RunShape", "batches_per_epoch", "check_count_or_fraction", "count_or_fraction", "is_fraction",
+           "rs2_round_images"]

@@ -71,14 +71,18 @@ def check_calibration(cfg: dict[str, Any], has_validation: bool) -> None:
 
 def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
     """The run's shape from the data config and the dataset's facts; a batch larger than the training split
-    (per device) and crop padding that reflect padding cannot give the images are refused."""
+    (per device), an RS2 fraction too small for one batch per epoch and crop padding that reflect padding cannot give
+    the images are refused."""
     world = local_world_size(cfg["trainer"])
     try:
         shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
         per_device = shape.train_images // world
-        check(shape.steps_per_epoch >= 1, "batch_size", shape.batch_size,
+        check(per_device >= shape.batch_size, "batch_size", shape.batch_size,
               f"must be at most the {per_device} training images (after the validation split"
               f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
+        check(shape.epoch_images != 0, "rs2.fraction", cfg["data"]["rs2"]["fraction"],
+              f"leaves fewer than one batch of {shape.batch_size}{' per device' if world > 1 else ''} of the "
+              f"{shape.train_images} training images per epoch; raise it or lower data.batch_size")
         check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
         check_cooldown_epoch(cfg["data"]["balance"], cfg["trainer"]["max_epochs"])
     except ParamError as err:

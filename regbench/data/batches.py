@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from regbench.data.imbalance import UpsampleWeights
 from regbench.data.images import resized_crop_batch, resized_crop_boxes
+from regbench.data.rs2 import RepeatedRandomSubsets
 from regbench.errors import check
 from regbench.runshape import batches_per_epoch
 
@@ -71,7 +72,8 @@ class TensorBatches:
     """Yields (images, labels, sample_index) batches; under DDP each rank takes its own shard.
 
     With `sample_weights` each epoch draws n indices with replacement in proportion to that epoch's weights (class
-    upsampling, cooled down from a switch epoch on), so an epoch has the same number of steps as without.
+    upsampling, cooled down from a switch epoch on), so an epoch has the same number of steps as without. With
+    `subsets` (RS2, see rs2.py) each epoch takes only that epoch's random subset, in its order.
 
     The position inside the epoch is state (`state_dict`): Lightning saves it in checkpoints, so a run resumed
     from a mid-epoch checkpoint continues with the very batches it would have seen.
@@ -79,8 +81,10 @@ class TensorBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  seed: int = 0, augment: BatchAugment | None = None, image_size: tuple[int, int] | None = None,
-                 drop_last: bool = False, sample_weights: UpsampleWeights | None = None, shard: bool = True):
+                 drop_last: bool = False, sample_weights: UpsampleWeights | None = None, shard: bool = True,
+                 subsets: RepeatedRandomSubsets | None = None):
         self.images, self.labels, self.sample_weights, self.shard = images, labels, sample_weights, shard
+        self.subsets = subsets
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.image_size, self.drop_last = augment, image_size, drop_last
         self.epoch = 0
@@ -98,11 +102,16 @@ class TensorBatches:
     def _world(self) -> tuple[int, int]:
         return distributed_rank_and_size() if self.shard else (0, 1)
 
+    def _epoch_images(self) -> int:
+        return self.labels.shape[0] if self.subsets is None else self.subsets.round_images
+
     def _shard(self) -> torch.Tensor:
-        n = self.labels.shape[0]
+        n = self._epoch_images()
         rank, world = self._world()
         device = self.labels.device
-        if self.shuffle:
+        if self.subsets is not None:
+            order = self.subsets.indices(self.epoch, device)
+        elif self.shuffle:
             gen = torch.Generator(device=device).manual_seed(self.seed * 100_003 + self.epoch)
             if self.sample_weights is not None:
                 order = torch.multinomial(self.sample_weights.at(self.epoch), n, replacement=True, generator=gen)
@@ -118,7 +127,7 @@ class TensorBatches:
 
     def __len__(self) -> int:
         _, world = self._world()
-        return batches_per_epoch(self.labels.shape[0], self.batch_size, world, shuffle=self.shuffle,
+        return batches_per_epoch(self._epoch_images(), self.batch_size, world, shuffle=self.shuffle,
                                  drop_last=self.drop_last)
 
     def __iter__(self):

@@ -12,6 +12,7 @@ from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.imbalance import UpsampleWeights, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.prune import prune_split
+from regbench.data.rs2 import RepeatedRandomSubsets
 from regbench.data.registry import DATASETS
 from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
@@ -19,7 +20,7 @@ from regbench.errors import ParamError, UserError
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
-               "imbalance", "balance", "prune")
+               "imbalance", "balance", "prune", "sampler", "rs2")
 # Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
 STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 
@@ -35,13 +36,15 @@ class ImageDataModule(L.LightningDataModule):
     `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE) and
     `prune_report` (Data Diet pruning; None without a scores file).
     `noise`, `imbalance`, `balance` and `prune` are the data config's sections as composed (their defaults live in
-    conf/data/common/label_shift.yaml only)."""
+    conf/data/common/label_shift.yaml only); `rs2` is the data config's rs2 section when data.sampler=rs2 (each epoch
+    a random subset of the training split, see rs2.py), None when every epoch takes the whole split."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
                  crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
                  imbalance: Mapping[str, Any], balance: Mapping[str, Any], prune: Mapping[str, Any],
-                 resized_crop: bool = False):
+                 resized_crop: bool = False, rs2: Mapping[str, Any] | None = None):
         super().__init__()
+        self.rs2 = rs2
         self.classes = data.classes
         self.image_shape = data.image_shape
         self.batch_size, self.seed = batch_size, seed
@@ -94,6 +97,16 @@ class ImageDataModule(L.LightningDataModule):
     def split_size(self, split: str) -> int:
         return len(self.splits[split][1])
 
+    def train_subsets(self, world_size: int) -> RepeatedRandomSubsets | None:
+        """RS2's per-epoch subsets of the training split (None without data.sampler=rs2)."""
+        if self.rs2 is None:
+            return None
+        return RepeatedRandomSubsets.for_config(self.rs2, self.split_size("train"), self.batch_size, world_size,
+                                                self.seed)
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255 - self.mean.to(images.device)) / self.std.to(images.device)
 
@@ -111,7 +124,8 @@ class ImageDataModule(L.LightningDataModule):
                 weights = self.sample_weights.to(device) if self.sample_weights is not None else None
                 self._batches[split] = TensorBatches(
                     self.augment.prepare(images), labels, self.batch_size, shuffle=True, seed=self.seed,
-                    augment=self.augment, image_size=self.image_shape[1:], drop_last=True, sample_weights=weights)
+                    augment=self.augment, image_size=self.image_shape[1:], drop_last=True, sample_weights=weights,
+                    subsets=self.train_subsets(self._world_size()))
             else:
                 self._batches[split] = TensorBatches(images, labels, self.batch_size, shuffle=False)
 
@@ -167,7 +181,8 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
     settings = dict(batch_size=cfg["batch_size"], val_fraction=cfg["val_fraction"], split_seed=cfg["split_seed"],
                     seed=seed, crop_padding=cfg["augment"]["crop_padding"], hflip=cfg["augment"]["hflip"],
                     resized_crop=cfg["augment"]["random_resized_crop"], dataset=cfg["name"],
-                    noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"], prune=cfg["prune"])
+                    noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"], prune=cfg["prune"],
+                    rs2=cfg["rs2"] if cfg["sampler"] == "rs2" else None)
     if not isinstance(data, ImageData):  # a folder dataset: decoded into memory when it fits, else streamed
         from regbench.data.stream import folder_datamodule
         return folder_datamodule(data, cfg, settings)

@@ -1,4 +1,4 @@
-"""What a noisy or long-tailed run adds to metrics.json and to the experiment logger."""
+"""What a noisy, long-tailed or subset-sampled (RS2) run adds to metrics.json and to the experiment logger."""
 from __future__ import annotations
 
 from typing import Any
@@ -21,6 +21,13 @@ def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] 
         sections["per_class_acc"] = test_per_class_acc
         sections["balanced_acc"] = sum(test_per_class_acc) / len(test_per_class_acc)
     return sections
+
+
+def sampler_sections(datamodule: ImageDataModule, epochs: int) -> dict[str, Any]:
+    """metrics.json's `rs2` section (data.sampler=rs2 runs): fraction, variant, images per epoch, samples seen in the
+    `epochs` trained and how many distinct training images they covered."""
+    subsets = datamodule.train_dataloader().subsets
+    return {} if subsets is None else {"rs2": subsets.report(epochs)}
 
 
 def log_label_report(logger, datamodule: ImageDataModule) -> None:

@@ -9,7 +9,7 @@ from regbench.data.registry import dataset_facts
 from regbench.data.smote import minority_shortfall
 from regbench.data.split import kept_counts
 from regbench.errors import ParamError
-from regbench.runshape import RunShape
+from regbench.runshape import RunShape, rs2_round_images
 from regbench.scoring.scores_file import check_training_count, kept_count, read_scores
 
 
@@ -38,7 +38,10 @@ def check_smote_counts(counts: list[int], k: int) -> None:
 
 def planned_run_shape(cfg: Mapping[str, Any], max_epochs: int, world_size: int) -> RunShape:
     image_shape, counts = training_class_counts(cfg)
-    return RunShape(image_shape, pruned_count(cfg, sum(counts)), cfg["batch_size"], world_size, max_epochs)
+    train_images = pruned_count(cfg, sum(counts))
+    epoch_images = (rs2_round_images(train_images, cfg["rs2"]["fraction"], cfg["batch_size"], world_size)
+                    if cfg["sampler"] == "rs2" else None)
+    return RunShape(image_shape, train_images, cfg["batch_size"], world_size, max_epochs, epoch_images)
 
 
 def pruned_count(cfg: Mapping[str, Any], train_images: int) -> int:
@@ -51,5 +54,6 @@ def pruned_count(cfg: Mapping[str, Any], train_images: int) -> int:
 
 
 def loaded_run_shape(datamodule: ImageDataModule, max_epochs: int, world_size: int) -> RunShape:
+    subsets = datamodule.train_subsets(world_size)
     return RunShape(tuple(datamodule.image_shape), datamodule.split_size("train"), datamodule.batch_size, world_size,
-                    max_epochs)
+                    max_epochs, None if subsets is None else subsets.round_images)

@@ -25,6 +25,7 @@ from regbench.data.folder_datasets import Decoding, FolderData, channel_statisti
 from regbench.data.imbalance import UpsampleWeights
 from regbench.data.images import random_flip, read_image, resized_crop_boxes, stored_view
 from regbench.data.module import ImageDataModule
+from regbench.data.rs2 import RepeatedRandomSubsets
 from regbench.data.storage import choose_storage
 from regbench.errors import UserError
 
@@ -117,9 +118,10 @@ class StreamBatches(TensorBatches):
 
     def __init__(self, files: StreamedImages, labels: torch.Tensor, batch_size: int, *, normalize, shuffle: bool,
                  num_workers: int, seed: int = 0, drop_last: bool = False,
-                 sample_weights: UpsampleWeights | None = None, shard: bool = True):
+                 sample_weights: UpsampleWeights | None = None, shard: bool = True,
+                 subsets: RepeatedRandomSubsets | None = None):
         super().__init__(None, labels, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last,
-                         sample_weights=sample_weights, shard=shard)
+                         sample_weights=sample_weights, shard=shard, subsets=subsets)
         self.files, self.normalize = files, normalize
         self._planned = PlannedBatches()
         self.loader = DataLoader(files, batch_sampler=self._planned, num_workers=num_workers, collate_fn=collate,
@@ -159,7 +161,8 @@ class StreamingDataModule(ImageDataModule):
                              self.batch_size, normalize=self.normalize, shuffle=train, num_workers=self.num_workers,
                              seed=self.seed, drop_last=train, shard=shard,
                              sample_weights=(self.sample_weights.to(self.stream_device)
-                                             if train and self.sample_weights is not None else None))
+                                             if train and self.sample_weights is not None else None),
+                             subsets=self.train_subsets(self._world_size()) if train else None)
 
     def setup(self, stage: str | None = None) -> None:
         if self._batches:

@@ -22,7 +22,7 @@ from regbench.calibration import build_calibrators
 from regbench.calibration.report import CALIBRATED_KEY, calibrated_report
 from regbench.config.inactivity import inactive_components, warn_inactive
 from regbench.data import build_datamodule
-from regbench.data.report import label_sections, log_label_report
+from regbench.data.report import label_sections, log_label_report, sampler_sections
 from regbench.data.shape import loaded_run_shape
 from regbench.devices import local_world_size
 from regbench.errors import ReportedError, UserError
@@ -163,7 +163,7 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
             "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
-            **labels_report, **reports}
+            **labels_report, **sampler_sections(datamodule, len(rows)), **reports}
 
 
 def log_calibrated(trainer: L.Trainer, metrics: dict[str, float]) -> None:

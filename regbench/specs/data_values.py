@@ -12,6 +12,7 @@ from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES,
                                         ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)
 
 STORAGE_CHOICES = ("auto", "memory", "stream")
+SAMPLERS = ("full", "rs2")
 
 
 def check_data_values(cfg: Mapping[str, Any]) -> None:
@@ -38,6 +39,19 @@ def check_data_values(cfg: Mapping[str, Any]) -> None:
     if cfg["balance"]["type"] == "smote":
         check_smote_inputs(cfg)
     check_prune_config(cfg)
+    check_sampler_config(cfg)
+
+
+def check_sampler_config(cfg: Mapping[str, Any]) -> None:
+    """data.sampler and its rs2 section; RS2 draws each epoch itself, so it cannot share it with class upsampling."""
+    sampler, rs2 = cfg["sampler"], cfg["rs2"]
+    check(sampler in SAMPLERS, "sampler", sampler, f"allowed: {', '.join(SAMPLERS)}")
+    check(_is_number(rs2["fraction"]) and 0 < rs2["fraction"] <= 1, "rs2.fraction", rs2["fraction"],
+          "must be a number in (0, 1], the share of the training split each epoch trains on")
+    check(isinstance(rs2["replacement"], bool), "rs2.replacement", rs2["replacement"], "must be true or false")
+    check(sampler != "rs2" or cfg["balance"]["type"] != "upsample", "sampler", sampler,
+          "draws each epoch's images itself, so it cannot run with data.balance.type=upsample (a sampler too); "
+          "use balance.type=upweight or none")
 
 
 def check_smote_inputs(cfg: Mapping[str, Any]) -> None:

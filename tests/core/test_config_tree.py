@@ -68,6 +68,16 @@ def test_every_dataset_takes_the_label_shift_sections_from_their_one_definition(
     assert cfg["data"]["name"] == dataset
 
 
+@pytest.mark.parametrize("dataset", options("data"))
+def test_every_dataset_takes_the_sampler_from_its_one_definition(dataset):
+    own = OmegaConf.load(CONF / "data" / f"{dataset}.yaml")
+    assert not {"sampler", "rs2"} & set(own), "defined in conf/data/common/sampler.yaml only"
+    common = OmegaConf.to_container(OmegaConf.load(CONF / "data" / "common" / "sampler.yaml"))
+    cfg = composed([f"data={dataset}"])
+    assert {key: cfg["data"][key] for key in ("sampler", "rs2")} == common
+    assert common["sampler"] == "full"
+
+
 @pytest.mark.parametrize("preset", options("exp"))
 def test_every_experiment_preset_composes_and_overrides_only_what_it_changes(preset):
     text = (CONF / "exp" / f"{preset}.yaml").read_text()

@@ -1,4 +1,4 @@
-"""Bad noise / imbalance / balance settings end in one line naming the key, the value and what is allowed."""
+"""Bad noise / imbalance / balance / sampler settings end in one line naming the key, the value and what is allowed."""
 import pytest
 
 from regbench.sweeps.preflight import preflight
@@ -50,6 +50,15 @@ from regbench.errors import UserError
      "data.balance.switch_epoch=3 is invalid: must be below trainer.max_epochs=3"),
     (["data.balance.tau=0"], "data.balance.tau=0 is invalid: must be a number > 0"),
     (["data=mnist", "data.cache=maybe"], "data.cache='maybe' is invalid: must be true or false"),
+    (["data.sampler=random"], "data.sampler='random' is invalid: allowed: full, rs2"),
+    (["data.sampler=rs2", "data.rs2.fraction=0"], "data.rs2.fraction=0 is invalid: must be a number in (0, 1]"),
+    (["data.sampler=rs2", "data.rs2.fraction=1.5"], "data.rs2.fraction=1.5 is invalid: must be a number in (0, 1]"),
+    (["data.rs2.replacement=maybe"], "data.rs2.replacement='maybe' is invalid: must be true or false"),
+    (["data.sampler=rs2", "data.balance.type=upsample"],
+     "data.sampler='rs2' is invalid: draws each epoch's images itself, so it cannot run with "
+     "data.balance.type=upsample"),
+    (["data.sampler=rs2", "data.rs2.fraction=0.01"],
+     "data.rs2.fraction=0.01 is invalid: leaves fewer than one batch of 64 of the 1295 training images per epoch"),
 ])
 def test_bad_settings_are_one_line_errors(overrides, expected):
     with pytest.raises(UserError) as err:

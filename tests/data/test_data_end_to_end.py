@@ -66,3 +66,16 @@ def test_cooldown_digits_run(tmp_path):
                   "data.balance.type=upsample", "data.balance.tau=inf", "data.balance.tau_end=1",
                   "data.balance.switch_epoch=1")
     assert out["status"] == "completed" and len(out["history"]) == 2 and "smote" not in out
+
+
+@pytest.mark.slow
+def test_rs2_digits_run_takes_a_fresh_subset_each_epoch_and_schedules_over_the_steps_taken(tmp_path):
+    out = run_cli(tmp_path, "data.sampler=rs2", "data.rs2.fraction=0.2", "trainer.max_epochs=3", "sched=cosine",
+                  "optim.lr=0.05", "sched.warmup_epochs=0")
+    # 0.2 of the 1295 training images, cut to whole batches of 64: 4 steps an epoch, 12 in all.
+    assert out["rs2"] == {"fraction": 0.2, "variant": "without_replacement", "images_per_epoch": 256,
+                          "train_images": 1295, "epochs": 3, "samples_seen": 768, "distinct_images_seen": 768}
+    assert [int(row["train_images"]) for row in out["history"]] == [256] * 3
+    # Cosine over the 12 steps taken: the learning rate after each epoch's 4 steps, down to 0 at the end.
+    expected = [0.05 * (1 + math.cos(math.pi * step / 12)) / 2 for step in (4, 8, 12)]
+    assert [float(row["lr"]) for row in out["history"]] == pytest.approx(expected, abs=1e-9)

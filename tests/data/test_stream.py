@@ -193,3 +193,12 @@ def test_training_resumed_mid_epoch_on_the_stream_ends_as_the_uninterrupted_run(
     assert resumed.seen == reference.seen[len(reference.seen) - len(resumed.seen):]
     assert len(resumed.seen) == 1 + 4  # the rest of epoch 1, then epoch 2
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), reference.state_dict().values()))
+
+
+def test_rs2_subsets_are_the_same_on_both_paths(tree):
+    memory, stream = both_paths(tree, rs2={"fraction": 0.5, "replacement": False})
+    for epoch in range(3):  # 18 training images, rounds of 8: the third round is topped up from the pass's start
+        memory.train_dataloader().set_epoch(epoch)
+        stream.train_dataloader().set_epoch(epoch)
+        ours = [b[2].tolist() for b in memory.train_dataloader()]
+        assert ours == [b[2].tolist() for b in stream.train_dataloader()] and len(ours) == 2

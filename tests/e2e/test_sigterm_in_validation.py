@@ -36,8 +36,11 @@ ARGS = ["train", "logger=none", "trainer.max_epochs=3", "backbone.widths=[8,16]"
 COOLDOWN = ["data.imbalance.type=exponential", "data.imbalance.factor=10", "data.balance.type=upsample",
             "data.balance.tau_end=1", "data.balance.switch_epoch=1"]
 
+# RS2 rounds of 512 of the 1295 training images: epoch 1 is repeated, epoch 2 tops its round up from the pass's start.
+RS2 = ["data.sampler=rs2", "data.rs2.fraction=0.4"]
 
-@pytest.mark.parametrize("overrides", [[], COOLDOWN], ids=["plain", "cooldown"])
+
+@pytest.mark.parametrize("overrides", [[], COOLDOWN, RS2], ids=["plain", "cooldown", "rs2"])
 def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result(tmp_path, cli_env, overrides):
     (tmp_path / "driver.py").write_text(DRIVER)
 
@@ -53,6 +56,6 @@ def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result
     resumed = run("run", kill_epoch=-1)
     reference = run("reference", kill_epoch=-1)
     assert resumed["status"] == "completed" and [a["status"] for a in resumed["attempts"]] == ["interrupted"]
-    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["metrics"] == reference["metrics"] and resumed.get("rs2") == reference.get("rs2")
     rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
     assert [row["epoch"] for row in rows] == ["0", "1", "2"] and all(row["val_acc"] for row in rows)
