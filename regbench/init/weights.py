@@ -162,9 +162,31 @@ def check_init_fits(init: Mapping[str, Any], model: nn.Module) -> None:
     frozen_names(model, list(init["freeze"]))
 
 
-def initialize_backbone(init: Mapping[str, Any], model: nn.Module, resumed: bool) -> list[SourceFit]:
-    """Load the first source into `model` (unless the run `resumed` from its own checkpoint, which then holds the
-    trained weights) and freeze the named parameters. Returns every source's fit (the second for a pair's peer)."""
+@dataclass
+class Initialization:
+    """The sources' fits (the second one for a co-teaching pair's peer) and the bare backbone's tensors named by
+    their keys, taken before the regularizers wrap it (wrappers rename the keys, not the tensors)."""
+
+    fits: list[SourceFit]
+    backbone_keys: dict[int, str]
+
+    def initialize_pair(self, regularizers: list) -> None:
+        """Load the second source into the second network of co-teaching's pair. The peer is a copy of the first
+        network, which still holds the backbone's own tensors: each of the peer's names is found through the
+        tensor of that name in the first network."""
+        from regbench.regularizers.noisy_labels import CoTeaching
+
+        first, peer = next(reg.pair for reg in regularizers if isinstance(reg, CoTeaching)).nets
+        state = self.fits[1].state
+        matched = {name: state[self.backbone_keys[id(tensor)]]
+                   for name, tensor in first.state_dict(keep_vars=True).items()
+                   if self.backbone_keys.get(id(tensor)) in state}
+        peer.load_state_dict(matched, strict=False)
+
+
+def initialize_backbone(init: Mapping[str, Any], model: nn.Module, resumed: bool) -> Initialization:
+    """Load the first source into the bare backbone `model` (unless the run `resumed` from its own checkpoint,
+    which then holds the trained weights) and freeze the named parameters."""
     fits = [fit_source(source, model, init["strict"], init["reset_head"]) for source in init_sources(init)]
     if fits and not resumed:
         model.load_state_dict(fits[0].state, strict=False)
@@ -172,28 +194,7 @@ def initialize_backbone(init: Mapping[str, Any], model: nn.Module, resumed: bool
     for name, param in model.named_parameters():
         if name in frozen:
             param.requires_grad_(False)
-    return fits
-
-
-def initialize_pair(regularizers: list, backbone: nn.Module, fit: SourceFit) -> None:
-    """Load the second source into the second network of co-teaching's pair (the first holds `backbone`)."""
-    from regbench.regularizers.noisy_labels import CoTeaching
-
-    pair = next(reg.pair for reg in regularizers if isinstance(reg, CoTeaching))
-    initialize_peer(pair.nets[0], pair.nets[1], backbone, fit)
-
-
-def initialize_peer(first: nn.Module, peer: nn.Module, backbone: nn.Module, fit: SourceFit) -> None:
-    """Load `fit` (backbone keys) into `peer`, a copy of the wrapped network `first`: the regularizers' wrappers
-    rename the backbone's tensors, and `first` still holds the backbone's own tensor objects, so each name of the
-    copy is found through the tensor it has in `first`."""
-    backbone_names = {id(tensor): name for name, tensor in backbone.state_dict(keep_vars=True).items()}
-    state = {}
-    for name, tensor in first.state_dict(keep_vars=True).items():
-        key = backbone_names.get(id(tensor))
-        if key in fit.state:
-            state[name] = fit.state[key]
-    peer.load_state_dict(state, strict=False)
+    return Initialization(fits, {id(tensor): key for key, tensor in model.state_dict(keep_vars=True).items()})
 
 
 def init_report(init: Mapping[str, Any], fits: list[SourceFit], model: nn.Module, resumed: bool) -> dict[str, Any]:

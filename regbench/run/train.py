@@ -27,7 +27,7 @@ from regbench.data.shape import loaded_run_shape
 from regbench.devices import local_world_size
 from regbench.errors import ReportedError, UserError
 from regbench.init.frozen_norms import FrozenNormStatistics
-from regbench.init.weights import init_report, initialize_backbone, initialize_pair
+from regbench.init.weights import init_report, initialize_backbone
 from regbench.loggers import build_logger, finish_logger, wandb_config
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
@@ -120,14 +120,14 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
     # A resumed run's own checkpoint holds its trained weights: the source is not loaded over them.
     resumed = plan.resumption.checkpoint is not None
-    fits = initialize_backbone(resolved["init"], model, resumed)
-    init = init_report(resolved["init"], fits, model, resumed)
+    initialization = initialize_backbone(resolved["init"], model, resumed)
+    init = init_report(resolved["init"], initialization.fits, model, resumed)
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy,
                               channels_last=resolved["trainer"]["channels_last"],
                               compile_model=resolved["trainer"]["compile"])
-    if len(fits) == 2 and not resumed:
-        initialize_pair(regularizers, model, fits[1])
+    if len(initialization.fits) == 2 and not resumed:
+        initialization.initialize_pair(regularizers)
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
     logger = build_logger(resolved["logger"], plan, tags,
