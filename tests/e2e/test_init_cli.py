@@ -1,7 +1,7 @@
 """`regbench train init.from=...` through the real CLI on a tiny budget: a run fine-tuned from another run's
 directory records its source in metrics.json and W&B; a new head for another class count with frozen layers and
-frozen norm statistics keeps exactly the source's frozen tensors; a co-teaching pair takes two sources; a bad
-source is one line, exit 2, before any run directory exists."""
+frozen norm statistics keeps exactly the source's frozen tensors; Nested Co-teaching's stage 2 gives each network
+of the pair its own source; a bad source is one line, exit 2, before any run directory exists."""
 from __future__ import annotations
 
 import pytest
@@ -56,12 +56,17 @@ def test_a_new_head_with_frozen_layers_and_statistics_keeps_the_sources_frozen_t
     assert not torch.equal(tuned["features.3.weight"], source["features.3.weight"])  # trained on
 
 
-def test_a_coteaching_pair_takes_one_source_per_network(run_regbench, source_run, tmp_path):
-    result = run_regbench("train", *TINY, "regularizer=[coteaching]", "regularizer.coteaching.forget_rate=0.2",
-                          "logger=csv", "init.from=[source/best,source/last]", "hydra.run.dir=pair")
+def test_nested_coteachings_stage_two_gives_each_network_of_the_pair_its_source(run_regbench, source_run, tmp_path):
+    result = run_regbench("train", *TINY, "+exp=nested_coteaching", "logger=csv",
+                          "init.from=[source/best,source/last]", "init.freeze_bn_stats=true",
+                          "init.freeze=[features.0]", "hydra.run.dir=pair")
     assert result.returncode == 0, result.stderr
     sources = completed_metrics(tmp_path / "pair")["init"]["sources"]
     assert [source["checkpoint"] for source in sources] == ["best", "last"]
+    pair, source = network(tmp_path / "pair", "last"), network(source_run, "last")
+    for net in (0, 1):  # frozen, so still the source's: the peer was loaded, not freshly initialized
+        assert torch.equal(pair[f"nets.{net}.features.0.weight"], source["features.0.weight"])
+        assert torch.equal(pair[f"nets.{net}.features.1.0.running_var"], source["features.1.0.running_var"])
 
 
 @pytest.mark.parametrize("override, message", [
