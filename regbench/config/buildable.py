@@ -1,6 +1,6 @@
 """The checks of a run config that need the model code (torch), made only for a run that will train: the
 accelerator and device memory, every component against the run's shape (from the dataset's facts), the
-regularizer stack and the model built on the meta device."""
+regularizer stack, the model built on the meta device and the init source's keys and shapes against it."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +17,7 @@ from regbench.data.registry import dataset_facts
 from regbench.data.shape import planned_run_shape
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
+from regbench.init.weights import check_init_fits
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
 from regbench.rundir_format import config_hash
@@ -51,6 +52,7 @@ def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[
     num_classes = facts.num_classes
     check_calibration(cfg, has_validation=facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0)
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
+    check_init_fits(cfg["init"], model)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))
     if projects_weights(cfg["optim"]):
         check_projection_acts(model, shape.image_shape, cfg["backbone"]["name"], cfg["norm"]["name"])

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Mapping
 from regbench.specs.data_values import check_data_values
 from regbench.config.trainer import check_trainer_config
 from regbench.errors import ParamError, UserError, check
+from regbench.init.source import check_init_config
 from regbench.loggers import check_logger_config
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.calibration import CALIBRATORS
@@ -34,7 +35,8 @@ def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[d
 
 def check_config(cfg: Mapping[str, Any]) -> None:
     """The checks that need no torch: seeds, the run name, every component's name, its config keys and the values
-    that need no knowledge of the run, the data values, the trainer, the optimized metric and the logger."""
+    that need no knowledge of the run, the data values, the trainer, the init source's path and format, the
+    optimized metric and the logger."""
     check_seeds(cfg)
     check(isinstance(cfg["exp_name"], str) and cfg["exp_name"] != "", "exp_name", cfg["exp_name"],
           "must be a non-empty string")
@@ -55,6 +57,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     for name, params in cfg["calibrate"].items():
         CALIBRATORS.check_parameters(name, params or {}, f"calibrate.{name}")
     check_trainer_config(cfg["trainer"])
+    check_init_config(cfg)
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
           f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")

@@ -26,6 +26,8 @@ from regbench.data.report import label_sections, log_label_report, sampler_secti
 from regbench.data.shape import loaded_run_shape
 from regbench.devices import local_world_size
 from regbench.errors import ReportedError, UserError
+from regbench.init.frozen_norms import FrozenNormStatistics
+from regbench.init.weights import init_report, initialize_backbone
 from regbench.loggers import build_logger, finish_logger, wandb_config
 from regbench.norms import uses_batch_statistics
 from regbench.regularizers import build_regularizers
@@ -67,6 +69,11 @@ def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan,
         "attempts": list(plan.resumption.attempts), **git_state(),
         "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
     }
+
+
+def init_section(init: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's `init` entry: only for a run that started from saved weights."""
+    return {"init": init} if init else {}
 
 
 def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, prefix: str = "test") -> dict:
@@ -111,21 +118,30 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes,
                            shape)
     check_batch_norm_batch(model, resolved["data"]["batch_size"])
+    # A resumed run's own checkpoint holds its trained weights: the source is not loaded over them.
+    resumed = plan.resumption.checkpoint is not None
+    initialization = initialize_backbone(resolved["init"], model, resumed)
+    init = init_report(resolved["init"], initialization.fits, model, resumed)
     module = ClassifierModule(model, regularizers, datamodule.num_classes, resolved["optim"], resolved["sched"],
                               class_weights=datamodule.class_weights, is_noisy=datamodule.is_noisy,
                               channels_last=resolved["trainer"]["channels_last"],
                               compile_model=resolved["trainer"]["compile"])
+    if len(initialization.fits) == 2 and not resumed:
+        initialization.initialize_pair(regularizers)
     names = component_names(resolved)
     tags = [names["data"], names["backbone"], names["norm"], *names["regularizer"].split("+")]
-    logger = build_logger(resolved["logger"], plan, tags, wandb_config(resolved))
+    logger = build_logger(resolved["logger"], plan, tags,
+                          {**wandb_config(resolved), **{f"init.{key}": value for key, value in init.items()}})
     log_label_report(logger, datamodule)
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
     callbacks = [recorder, sigterm]
+    if resolved["init"]["freeze_bn_stats"]:
+        callbacks.append(FrozenNormStatistics())
     if isinstance(logger, WandbLogger):
         callbacks.append(WandbDashboard(logger, datamodule, recorder))
     trainer = build_trainer(resolved["trainer"], plan.run_dir, logger, callbacks, plugins)
-    return datamodule, module, logger, recorder, trainer, inactive
+    return datamodule, module, logger, recorder, trainer, inactive, init
 
 
 def post_hoc_calibration(calibrators: list, module: ClassifierModule, datamodule, prefix: str,
@@ -187,15 +203,16 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
     plugins = [LightningEnvironment()] if spawned else []
     logger = None
     inactive = None  # known once the run is built
+    init: dict[str, Any] = {}
     with SigtermFlag() as sigterm:
         try:
-            datamodule, module, logger, recorder, trainer, inactive = build_run(
+            datamodule, module, logger, recorder, trainer, inactive, init = build_run(
                 resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
             sigterm.raise_if_received()
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             sigterm.raise_if_received()
-            payload = run_payload(resolved, "completed", started, plan, inactive=inactive,
+            payload = run_payload(resolved, "completed", started, plan, inactive=inactive, **init_section(init),
                                   **evaluate(trainer, module, datamodule, recorder,
                                              plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT,
                                              build_calibrators(resolved["calibrate"], resolved["seed"])))
@@ -209,7 +226,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
                 error = None if interrupted else f"{type(err).__name__}: {err}"
                 write_json_atomic(plan.run_dir / METRICS_FILE, run_payload(
                     resolved, "interrupted" if interrupted else "failed", started, plan, error=error,
-                    inactive=inactive))
+                    inactive=inactive, **init_section(init)))
             finish_logger(logger, exit_code=130 if interrupted else 1)
             raise
 
