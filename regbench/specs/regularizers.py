@@ -56,6 +56,9 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "label_smoothing": REQUIRED}),
     "multisample_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED, "num_samples": REQUIRED}),
     "nested_dropout": Entry("regbench.regularizers.nested_dropout", {"mu": REQUIRED, "sigma": REQUIRED}),
+    "noise_mask": Entry("regbench.regularizers.noise_mask", {
+        "pretrain_epochs": REQUIRED, "grid": REQUIRED, "blur_sigma": REQUIRED, "policy_width": REQUIRED,
+        "policy_lr": REQUIRED, "baseline": REQUIRED, "prior_weight": REQUIRED, "prior_momentum": REQUIRED}),
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL}),
