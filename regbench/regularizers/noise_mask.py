@@ -16,7 +16,7 @@ from regbench.devices import local_world_size
 from regbench.errors import UserError, check, check_fraction, check_positive, check_positive_int
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.noise_mask_policy import BASELINES, MaskPolicy, mask_image, reinforce_loss
-from regbench.runshape import Inactive, RunShape
+from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
@@ -24,11 +24,10 @@ from regbench.specs.regularizers import REGULARIZERS, Exclusion
 class NoiseMask(Regularizer, nn.Module):
     name = "noise_mask"
 
-    def __init__(self, *, pretrain_epochs: int, grid: int, blur_sigma: float, policy_width: int,
+    def __init__(self, *, pretrain_epochs: int | float, grid: int, blur_sigma: float, policy_width: int,
                  policy_lr: float, baseline: str, prior_weight: float, prior_momentum: float, seed: int):
         nn.Module.__init__(self)
-        check(isinstance(pretrain_epochs, int) and not isinstance(pretrain_epochs, bool) and pretrain_epochs >= 0,
-              "pretrain_epochs", pretrain_epochs, "must be an integer >= 0 (epochs trained on masked images)")
+        check_count_or_fraction("pretrain_epochs", pretrain_epochs, 0, "epochs on masked images", "trainer.max_epochs")
         check_positive_int("grid", grid)
         # Below half the side, the blur kernel's half-width round(sigma) stays under the side (reflect padding).
         check(isinstance(blur_sigma, (int, float)) and not isinstance(blur_sigma, bool) and 0 <= blur_sigma < 0.5,
@@ -39,6 +38,9 @@ class NoiseMask(Regularizer, nn.Module):
         check_fraction("prior_weight", prior_weight)
         check_fraction("prior_momentum", prior_momentum)
         self.pretrain_epochs, self.blur_sigma, self.baseline = pretrain_epochs, float(blur_sigma), baseline
+        # Pre-training epochs: a fraction of the run's epochs is resolved by check_run, the first hook that sees the
+        # run's length (regbench.run.train.build_run calls it on these instances before the module is built).
+        self.pretrain_count: int | None = None if is_fraction(pretrain_epochs) else pretrain_epochs
         self.policy = MaskPolicy(grid, policy_width, float(prior_weight), float(prior_momentum), seed)
         # Built with the policy, so a checkpoint's optimizer state loads into it whenever the state dict is loaded.
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=float(policy_lr))
@@ -51,7 +53,10 @@ class NoiseMask(Regularizer, nn.Module):
 
     @property
     def pretraining(self) -> bool:
-        return self.epochs_done < self.pretrain_epochs
+        if self.pretrain_count is None:
+            raise RuntimeError("regularizer=noise_mask: check_run(shape) resolves a fractional pretrain_epochs "
+                               "before training")
+        return self.epochs_done < self.pretrain_count
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         for other in others:
@@ -73,11 +78,13 @@ class NoiseMask(Regularizer, nn.Module):
         if shape.batch_size < 2:
             raise UserError(f"regularizer=noise_mask needs data.batch_size >= 2: its policy's batch norms cannot "
                             f"train on batches of {shape.batch_size}")
-        check(self.pretrain_epochs < shape.max_epochs, "pretrain_epochs", self.pretrain_epochs,
-              f"must be below trainer.max_epochs={shape.max_epochs}, so that the classifier is fine-tuned on clean "
-              f"images after the masked pre-training")
-        if self.pretrain_epochs == 0:
-            return [Inactive("pretrain_epochs", 0, "never masks a batch")]
+        self.pretrain_count = count_or_fraction(self.pretrain_epochs, shape.max_epochs)
+        of_run = f" ({self.pretrain_count} of {shape.max_epochs} epochs)" if is_fraction(self.pretrain_epochs) else ""
+        check(self.pretrain_count < shape.max_epochs, "pretrain_epochs", self.pretrain_epochs,
+              f"must leave epochs of trainer.max_epochs={shape.max_epochs}{of_run} to fine-tune the classifier on "
+              f"clean images after the masked pre-training")
+        if self.pretrain_count == 0:
+            return [Inactive("pretrain_epochs", self.pretrain_epochs, f"never masks a batch{of_run}")]
         return []
 
     def sample_mask(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

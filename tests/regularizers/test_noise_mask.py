@@ -128,6 +128,18 @@ def test_the_loss_hook_steps_only_the_policy_and_leaves_the_classifiers_loss():
     assert reg.policy_optimizer.state  # Adam moments of the policy only
 
 
+def test_a_fraction_of_the_epochs_is_resolved_by_the_run_check():
+    reg = noise_mask(pretrain_epochs=0.5)
+    with pytest.raises(RuntimeError, match="check_run"):
+        reg.pretraining
+    assert reg.check_run(shape(max_epochs=10)) == [] and reg.pretrain_count == 5
+    for epoch in range(4):
+        finish_epoch(reg, epoch)
+    assert reg.pretraining
+    finish_epoch(reg, 4)
+    assert not reg.pretraining
+
+
 def test_after_pretraining_no_mask_is_applied_and_a_reloaded_state_stays_in_fine_tuning():
     reg = noise_mask(pretrain_epochs=1)
     images, targets = torch.randn(4, 1, 8, 8), torch.eye(10)[:4]
@@ -170,7 +182,8 @@ def test_the_policy_optimizer_state_survives_a_state_dict_round_trip_loaded_at_t
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("pretrain_epochs", -1, "must be an integer >= 0"),
+    ("pretrain_epochs", -1, "must be an integer >= 0 (epochs on masked images) or a float in (0, 1)"),
+    ("pretrain_epochs", 1.0, "must be an integer >= 0 (epochs on masked images) or a float in (0, 1)"),
     ("grid", 0, "must be an integer > 0"),
     ("blur_sigma", 0.5, "must be a fraction of the image side in [0, 0.5)"),
     ("policy_width", 2.5, "must be an integer > 0"),
@@ -192,12 +205,17 @@ def shape(side=8, batch_size=32, max_epochs=3):
 def test_the_run_checks_refuse_settings_the_images_or_the_epochs_cannot_take():
     with pytest.raises(ParamError, match="grid=9 is invalid: must be at most the image side 8"):
         noise_mask(grid=9).check_run(shape())
-    with pytest.raises(ParamError, match="pretrain_epochs=3 is invalid: must be below trainer.max_epochs=3"):
+    with pytest.raises(ParamError, match="pretrain_epochs=3 is invalid: must leave epochs of trainer.max_epochs=3 "):
         noise_mask(pretrain_epochs=3).check_run(shape())
+    with pytest.raises(ParamError, match=re.escape("pretrain_epochs=0.9 is invalid: must leave epochs of "
+                                                   "trainer.max_epochs=3 (3 of 3 epochs)")):
+        noise_mask(pretrain_epochs=0.9).check_run(shape())
     with pytest.raises(UserError, match="needs data.batch_size >= 2"):
         noise_mask().check_run(shape(batch_size=1))
     inactive, = noise_mask(pretrain_epochs=0).check_run(shape())
     assert inactive.at("regularizer.noise_mask") == "regularizer.noise_mask.pretrain_epochs=0 never masks a batch"
+    inactive, = noise_mask(pretrain_epochs=0.1).check_run(shape())
+    assert inactive.why == "never masks a batch (0 of 3 epochs)"
     assert noise_mask(grid=8, blur_sigma=0.49).check_run(shape()) == []
     noise_mask(grid=2, blur_sigma=0.49).sample_mask(torch.randn(2, 1, 3, 3))  # the widest blur fits tiny images
 

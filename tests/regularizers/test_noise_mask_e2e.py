@@ -37,18 +37,19 @@ def test_it_pretrains_then_fine_tunes_and_its_checkpoint_loads_as_the_plain_netw
     plain.load_state_dict(plain_state_dict(state))  # strict: exactly the plain network's keys
 
 
-def test_the_preset_selects_it(run_regbench, tmp_path):
-    done = run_regbench("train", "+exp=noise_mask", "trainer.max_epochs=2", "regularizer.noise_mask.pretrain_epochs=1",
-                        "regularizer.noise_mask.baseline=batch_mean", *TINY, "hydra.run.dir=run")
+def test_the_preset_pretrains_half_of_the_epochs(run_regbench, tmp_path):
+    done = run_regbench("train", "+exp=noise_mask", "trainer.max_epochs=2", "regularizer.noise_mask.baseline=batch_mean",
+                        *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
     payload = completed_metrics(tmp_path / "run")
     assert payload["exp_name"] == "noise_mask" and payload["components"]["regularizer"] == "noise_mask"
+    assert payload["inactive"] == []  # 0.5 of 2 epochs: one epoch masked, one fine-tuned
 
 
 @pytest.mark.parametrize("overrides,message", [
     (["regularizer.noise_mask.grid=9"], "regularizer.noise_mask.grid=9 is invalid: must be at most the image side 8"),
     (["regularizer.noise_mask.pretrain_epochs=2"],
-     "regularizer.noise_mask.pretrain_epochs=2 is invalid: must be below trainer.max_epochs=2"),
+     "regularizer.noise_mask.pretrain_epochs=2 is invalid: must leave epochs of trainer.max_epochs=2"),
     (["regularizer.noise_mask.baseline=critic"],
      "regularizer.noise_mask.baseline='critic' is invalid: allowed: none, batch_mean"),
     (["regularizer=[mixup,noise_mask]"], "regularizer=noise_mask cannot be stacked with mixup"),
