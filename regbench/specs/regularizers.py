@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from regbench.errors import check_non_negative, check_positive, check_positive_int, check_probability
+from regbench.errors import check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
 from regbench.specs.values import below_one, boolean, smoothing
 
@@ -70,6 +70,11 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
                                  {"rate": below_one, "num_samples": check_positive_int}),
     "nested_dropout": Entry("regbench.regularizers.nested_dropout", {"mu": REQUIRED, "sigma": REQUIRED},
                             {"mu": check_non_negative, "sigma": check_positive}),
+    "noise_mask": Entry("regbench.regularizers.noise_mask", {
+        "pretrain_epochs": REQUIRED, "grid": REQUIRED, "blur_sigma": REQUIRED, "policy_width": REQUIRED,
+        "policy_lr": REQUIRED, "baseline": REQUIRED, "prior_weight": REQUIRED, "prior_momentum": REQUIRED},
+        {"grid": check_positive_int, "policy_width": check_positive_int, "policy_lr": check_positive,
+         "prior_weight": check_fraction, "prior_momentum": check_fraction}),
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL},
