@@ -2,7 +2,8 @@
 best-validation checkpoint, and returns flat metrics for metrics.json (`<evaluation>....<prefix>_<metric>`, prefix
 test or best_test). An evaluation is built from its parameters plus the run's data config and seed, and has
 `prepare(datamodule)`, called before training (to load what it needs, so a missing file stops the run at its
-start), and `evaluate(module, datamodule, prefix) -> dict[str, float]`. Importing this package registers every evaluation."""
+start), and `evaluate(module, datamodule, prefix) -> dict[str, float]`. Importing this package registers every
+evaluation."""
 from __future__ import annotations
 
 from typing import Any, Mapping
