@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_non_negative, check_positive, check_positive_int
+from regbench.errors import UserError, check, check_non_negative, check_positive, check_positive_int
 from regbench.evaluation.detection_metrics import detection_metrics
 from regbench.evaluation.mahalanobis import TiedGaussians, preprocessed_score
 from regbench.evaluation.ood_data import ood_images
@@ -49,6 +49,9 @@ class OODDetection:
 
     def __init__(self, *, datasets: list[str], scores: list[str], energy_temperature: float,
                  mahalanobis_epsilon: float, max_images: int, data: Mapping[str, Any], seed: int):
+        if data["name"] == "modular":
+            raise UserError("eval=[ood] compares images, but data=modular's inputs are one-hot codes of numbers; "
+                            "drop ood from eval or train on an image dataset")
         self.datasets = check_names("datasets", datasets, OOD_DATASETS)
         check(data["name"] not in self.datasets, "datasets", self.datasets,
               f"must not hold the in-distribution dataset data={data['name']}")

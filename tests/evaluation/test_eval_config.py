@@ -46,6 +46,8 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
     (["eval=[ood]", "eval.ood.max_images=0"], "eval.ood.max_images=0 is invalid: must be an integer > 0"),
     (["eval=[ood]", "+eval.ood.temperature=2"], "eval.ood.temperature=2 is not a key regbench reads"),
     (["eval=[farms]", "eval.farms.aspect_ratio=0.5"], "eval.farms.aspect_ratio=0.5 is invalid: must be a number >= 1"),
+    (["eval=[ood]", "data=modular"], "eval=[ood] compares images, but data=modular's inputs are one-hot codes of "
+                                     "numbers; drop ood from eval or train on an image dataset"),
     (["+eval.farms.min_tail=3"], "eval.farms.min_tail=3 sets a parameter of evaluation farms, which is not selected"),
 ])
 def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
