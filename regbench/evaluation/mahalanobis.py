@@ -41,7 +41,8 @@ def preprocessed_score(gaussians: TiedGaussians, features_of: Callable[[torch.Te
             return gaussians.score(features_of(images))
     with torch.enable_grad():
         inputs = images.detach().clone().requires_grad_(True)
-        distances = gaussians.squared_distances(features_of(inputs))
-        distances.min(dim=1).values.sum().backward()
+        closest = gaussians.squared_distances(features_of(inputs)).min(dim=1).values
+        # the gradient of the inputs only: the model's parameter gradients stay as they are
+        (gradient,) = torch.autograd.grad(closest.sum(), inputs)
     with torch.no_grad():
-        return gaussians.score(features_of(images - epsilon * inputs.grad.sign()))
+        return gaussians.score(features_of(images - epsilon * gradient.sign()))

@@ -104,12 +104,12 @@ class OODDetection:
         """Every selected score of every image, batch by batch."""
         parts: dict[str, list[torch.Tensor]] = {score: [] for score in self.scores}
         features_of = feature_function(module, network)
+        logit_scores = {"msp": msp, "max_logit": max_logit,
+                        "energy": lambda logits: negative_energy(logits, self.energy_temperature)}
         for batch in images.split(batch_size):
             batch = batch.to(module.device)
             with torch.no_grad():
                 logits = network(module.in_memory_format(batch)).float()
-            logit_scores = {"msp": msp, "max_logit": max_logit,
-                            "energy": lambda f: negative_energy(f, self.energy_temperature)}
             for score in self.scores:
                 if score == "mahalanobis":
                     parts[score].append(preprocessed_score(gaussians, features_of, batch, self.epsilon))
