@@ -3,12 +3,13 @@ heavy-tail exponent of a layer's empirical spectral density (ESD) measured on su
 so that layers of different shapes are compared alike. Each conv weight is read as a (out, in * kh * kw) matrix,
 transposed to be at least as tall as wide; overlapping submatrices of `aspect_ratio` rows per column cover it;
 the eigenvalues of every submatrix's X^T X are pooled into one ESD, and the power-law exponent alpha of its tail is
-the continuous maximum-likelihood estimate with xmin chosen by the smallest Kolmogorov-Smirnov distance (Clauset,
-Shalizi and Newman 2009, as WeightWatcher fits PL_Alpha)."""
+the continuous maximum-likelihood (Hill) estimate from xmin on, xmin the median eigenvalue (as the official code's
+image-classification runs fit it) or the one of smallest Kolmogorov-Smirnov distance (Clauset, Shalizi and Newman
+2009)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from regbench.errors import check, check_positive_int
 from regbench.specs.evaluation import EVALUATIONS
 
 FARMS_KEY = "farms"
+# How xmin, where the power-law tail starts, is chosen (see power_law_alpha).
+XMIN_RULES = ("median", "ks")
 # Eigenvalues below this share of the largest are numerical zeros (rank-deficient submatrices), left out.
 ZERO_EIGENVALUE = 1e-12
 
@@ -54,16 +57,20 @@ def pooled_esd(matrix: torch.Tensor, aspect_ratio: float) -> np.ndarray:
     return eigenvalues[eigenvalues > ZERO_EIGENVALUE * eigenvalues[-1]] if eigenvalues[-1] > 0 else eigenvalues[:0]
 
 
-def power_law_alpha(values: np.ndarray, min_tail: int) -> tuple[float, float]:
-    """(alpha, xmin) of the power law p(x) ~ x^-alpha for x >= xmin fitted to the tail of positive `values`:
-    for each candidate xmin (each value leaving at least `min_tail` values at or above it) the MLE
-    alpha = 1 + n / sum(ln(x_i / xmin)); the xmin kept is the one whose fitted CDF is closest to the tail's empirical
-    CDF in KS distance. (nan, nan) when fewer than `min_tail` values are given."""
+def power_law_alpha(values: np.ndarray, xmin_rule: str) -> tuple[float, float]:
+    """(alpha, xmin) of the power law p(x) ~ x^-alpha for x >= xmin fitted to the tail of positive `values` by the
+    continuous MLE alpha = 1 + n / sum(ln(x_i / xmin)) over the n values at or above xmin. xmin_rule `median`: xmin
+    is the median value (the official code's `pl_fitting=median`, its image-classification runs); `ks`: every value
+    but the largest is a candidate xmin, and the one kept gives the fitted CDF closest to the tail's empirical CDF in
+    Kolmogorov-Smirnov distance (its `goodness-of-fit`, WeightWatcher's fit). (nan, nan) for fewer than 2 values."""
     values = np.sort(np.asarray(values, dtype=np.float64))
+    if len(values) < 2:
+        return math.nan, math.nan
+    starts = [len(values) // 2] if xmin_rule == "median" else range(len(values) - 1)
     best = (math.inf, math.nan, math.nan)
-    for start in range(len(values) - min_tail + 1):
+    for start in starts:
         xmin = values[start]
-        if start > 0 and xmin == values[start - 1]:
+        if start > 0 and xmin == values[start - 1] and xmin_rule == "ks":
             continue  # the same tail as the previous candidate
         tail = values[start:]
         log_sum = np.log(tail / xmin).sum()
@@ -71,8 +78,7 @@ def power_law_alpha(values: np.ndarray, min_tail: int) -> tuple[float, float]:
             continue
         alpha = 1 + len(tail) / log_sum
         fitted_cdf = 1 - (tail / xmin) ** (1 - alpha)
-        empirical_cdf = np.arange(len(tail)) / len(tail)
-        distance = np.max(np.abs(fitted_cdf - empirical_cdf))
+        distance = np.max(np.abs(fitted_cdf - np.arange(len(tail)) / len(tail)))
         if distance < best[0]:
             best = (distance, alpha, xmin)
     return best[1], best[2]
@@ -88,21 +94,26 @@ def weight_matrices(model: nn.Module) -> dict[str, torch.Tensor]:
 class FARMS:
     name = FARMS_KEY
 
-    def __init__(self, *, aspect_ratio: float, min_tail: int):
+    def __init__(self, *, aspect_ratio: float, xmin: str, min_eigenvalues: int):
         check(isinstance(aspect_ratio, (int, float)) and not isinstance(aspect_ratio, bool) and aspect_ratio >= 1,
               "aspect_ratio", aspect_ratio, "must be a number >= 1 (rows per column of the submatrices)")
-        check_positive_int("min_tail", min_tail)
-        check(min_tail >= 2, "min_tail", min_tail, "must be an integer >= 2 (a tail of one value fits no alpha)")
-        self.aspect_ratio, self.min_tail = float(aspect_ratio), min_tail
+        check(xmin in XMIN_RULES, "xmin", xmin, f"allowed: {', '.join(XMIN_RULES)}")
+        check_positive_int("min_eigenvalues", min_eigenvalues)
+        check(min_eigenvalues >= 2, "min_eigenvalues", min_eigenvalues,
+              "must be an integer >= 2 (one eigenvalue fits no alpha)")
+        self.aspect_ratio, self.xmin_rule, self.min_eigenvalues = float(aspect_ratio), xmin, min_eigenvalues
 
     def prepare(self, datamodule) -> None:
         """FARMS reads only the weights."""
 
     def layer_alphas(self, model: nn.Module) -> dict[str, float]:
-        """alpha per layer, for the layers whose pooled ESD has at least `min_tail` nonzero eigenvalues."""
+        """alpha per layer, for the layers whose pooled ESD has at least `min_eigenvalues` nonzero eigenvalues."""
         alphas = {}
         for name, matrix in weight_matrices(model).items():
-            alpha, _ = power_law_alpha(pooled_esd(matrix, self.aspect_ratio), self.min_tail)
+            esd = pooled_esd(matrix, self.aspect_ratio)
+            if len(esd) < self.min_eigenvalues:
+                continue
+            alpha, _ = power_law_alpha(esd, self.xmin_rule)
             if math.isfinite(alpha):
                 alphas[name] = alpha
         return alphas

@@ -9,7 +9,8 @@ OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 
 EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed"), entries={
-    "farms": Entry("regbench.evaluation.farms", {"aspect_ratio": REQUIRED, "min_tail": REQUIRED}),
+    "farms": Entry("regbench.evaluation.farms", {
+        "aspect_ratio": REQUIRED, "xmin": REQUIRED, "min_eigenvalues": REQUIRED}),
     "ood": Entry("regbench.evaluation.ood", {
         "datasets": REQUIRED, "scores": REQUIRED, "energy_temperature": REQUIRED, "mahalanobis_epsilon": REQUIRED,
         "max_images": REQUIRED}),

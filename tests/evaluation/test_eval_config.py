@@ -27,7 +27,7 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
     assert list(cfg.eval) == ["ood", "farms"]
     assert cfg.eval.ood == {"datasets": ["mnist", "synthetic"], "scores": ["msp", "max_logit", "energy", "mahalanobis"],
                             "energy_temperature": 1.0, "mahalanobis_epsilon": 0.0, "max_images": 10000}
-    assert cfg.eval.farms == {"aspect_ratio": 1.0, "min_tail": 5}
+    assert cfg.eval.farms == {"aspect_ratio": 1.0, "xmin": "median", "min_eigenvalues": 5}
 
 
 @pytest.mark.parametrize("args,message", [
@@ -48,7 +48,8 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
     (["eval=[farms]", "eval.farms.aspect_ratio=0.5"], "eval.farms.aspect_ratio=0.5 is invalid: must be a number >= 1"),
     (["eval=[ood]", "data=modular"], "eval=[ood] compares images, but data=modular's inputs are one-hot codes of "
                                      "numbers; drop ood from eval or train on an image dataset"),
-    (["+eval.farms.min_tail=3"], "eval.farms.min_tail=3 sets a parameter of evaluation farms, which is not selected"),
+    (["+eval.farms.min_eigenvalues=3"], "eval.farms.min_eigenvalues=3 sets a parameter of evaluation farms, "
+                                        "which is not selected"),
 ])
 def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
     assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
