@@ -34,9 +34,10 @@ COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED)
 # Keys that say where a run writes, not what it computes: left out of the config hash.
 OUTPUT_KEYS = ("run_dir",)
-# Which way a metric is better, from its name: losses and calibration errors down, accuracies up.
-LOWER_IS_BETTER_MARKERS = ("nll", "ece", "loss")
-HIGHER_IS_BETTER_MARKERS = ("acc",)
+# Which way a metric is better, from its name: losses, calibration errors and OOD false positive rates down,
+# accuracies and OOD detection areas (AUROC, AUPR) up.
+LOWER_IS_BETTER_MARKERS = ("nll", "ece", "loss", "fpr95")
+HIGHER_IS_BETTER_MARKERS = ("acc", "auroc", "aupr")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ import torch.nn as nn
 from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
+from regbench.evaluation import build_evaluations
 from regbench.data.batches import check_crop_padding
 from regbench.specs.data_values import check_cooldown_epoch
 from regbench.data.module import loader_params
@@ -51,6 +52,7 @@ def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[
                           cfg["data"]["split_seed"])
     num_classes = facts.num_classes
     check_calibration(cfg, has_validation=facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0)
+    build_evaluations(cfg["eval"], cfg["data"], cfg["seed"])
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     check_init_fits(cfg["init"], model)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))

@@ -18,6 +18,7 @@ from regbench.registry import Registry, near_names
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
+from regbench.specs.evaluation import EVALUATIONS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS
@@ -26,7 +27,8 @@ from regbench.specs.regularizers import REGULARIZERS
 COMPONENT_REGISTRIES: dict[str, Registry] = {
     registry.config_key: registry for registry in (DATASETS, BACKBONES, NORMS, OPTIMIZERS, SCHEDULES, LOGGERS)}
 # The config mappings filled by a list-valued group (name -> the entry's parameters, one per selected name).
-LISTED_REGISTRIES: dict[str, Registry] = {registry.config_key: registry for registry in (REGULARIZERS, CALIBRATORS)}
+LISTED_REGISTRIES: dict[str, Registry] = {
+    registry.config_key: registry for registry in (REGULARIZERS, CALIBRATORS, EVALUATIONS)}
 # Hydra's own config, which Hydra checks itself.
 HYDRA_KEY = "hydra"
 _ABSENT = object()

@@ -26,6 +26,7 @@ from regbench.data.report import label_sections, log_label_report, sampler_secti
 from regbench.data.shape import loaded_run_shape
 from regbench.devices import local_world_size
 from regbench.errors import ReportedError, UserError
+from regbench.evaluation import build_evaluations, run_evaluations
 from regbench.init.frozen_norms import FrozenNormStatistics
 from regbench.init.weights import init_report, initialize_backbone
 from regbench.loggers import build_logger, finish_logger, wandb_config
@@ -158,12 +159,14 @@ def post_hoc_calibration(calibrators: list, module: ClassifierModule, datamodule
 
 
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
-             best_checkpoint: Path, calibrators: list) -> dict[str, Any]:
-    """Test the final model, then the best-validation one, each also post-hoc calibrated; summarize the history."""
+             best_checkpoint: Path, calibrators: list, evaluations: list) -> dict[str, Any]:
+    """Test the final model, then the best-validation one, each also post-hoc calibrated and run through the
+    `eval` group's evaluations; summarize the history."""
     final = test_metrics(trainer, module, datamodule)
     calibration = module.last_test_bins
     calibrated: dict[str, dict[str, Any]] = {}
     final_calibrated = post_hoc_calibration(calibrators, module, datamodule, "test", calibrated)
+    final_evaluated = run_evaluations(evaluations, module, datamodule, "test")
     reports = module.regularizer_reports(datamodule.unsharded_batches("test"), datamodule.unsharded_batches("val"),
                                          datamodule.unaugmented_train_batches)
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
@@ -171,19 +174,21 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
     best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
     best_calibrated = post_hoc_calibration(calibrators, module, datamodule, "best_test", calibrated) if best else {}
-    log_calibrated(trainer, {**final_calibrated, **best_calibrated})
+    best_evaluated = run_evaluations(evaluations, module, datamodule, "best_test") if best else {}
+    post_hoc = {**final_calibrated, **best_calibrated, **final_evaluated, **best_evaluated}
+    log_post_hoc(trainer, post_hoc)
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
-               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **final_calibrated,
-               **best_calibrated}
+               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **post_hoc}
     return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
             "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
             **labels_report, **sampler_sections(datamodule, len(rows)), **reports}
 
 
-def log_calibrated(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """The calibrated test metrics to every logger (W&B's summary keeps them beside the raw test metrics)."""
+def log_post_hoc(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """The calibrated test metrics and the evaluations' metrics to every logger (W&B's summary keeps them beside
+    the raw test metrics)."""
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
@@ -208,6 +213,9 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
         try:
             datamodule, module, logger, recorder, trainer, inactive, init = build_run(
                 resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
+            evaluations = build_evaluations(resolved["eval"], resolved["data"], resolved["seed"])
+            for evaluation in evaluations:
+                evaluation.prepare(datamodule)
             sigterm.raise_if_received()
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -215,7 +223,8 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             payload = run_payload(resolved, "completed", started, plan, inactive=inactive, **init_section(init),
                                   **evaluate(trainer, module, datamodule, recorder,
                                              plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT,
-                                             build_calibrators(resolved["calibrate"], resolved["seed"])))
+                                             build_calibrators(resolved["calibrate"], resolved["seed"]),
+                                             evaluations))
             if rank == 0:
                 write_json_atomic(plan.run_dir / METRICS_FILE, payload)
             finish_logger(logger, exit_code=0)

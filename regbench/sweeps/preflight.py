@@ -27,8 +27,8 @@ from regbench.rundir_format import config_hash
 from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
-GROUPS = ("data", "backbone", "norm", "regularizer", "calibrate", "optim", "sched", "trainer", "logger", "exp", "sweep",
-          "hparams_search")
+GROUPS = ("data", "backbone", "norm", "regularizer", "calibrate", "eval", "optim", "sched", "trainer", "logger", "exp",
+          "sweep", "hparams_search")
 # Hydra's own groups a user selects on the command line, checked the same way.
 HYDRA_GROUPS = ("hydra/launcher", "hydra/sweeper")
 def group_options(group: str) -> list[str]:

@@ -13,11 +13,13 @@ from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry, config_parame
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
+from regbench.specs.evaluation import EVALUATIONS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, OPTIMIZERS, SCHEDULES, LOGGERS)
+REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, EVALUATIONS, OPTIMIZERS, SCHEDULES,
+              LOGGERS)
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
@@ -34,7 +36,8 @@ def test_each_familys_modules_register_nothing_undeclared():
     for registry in REGISTRIES:
         for name in registry.names():
             importlib.import_module(registry.entry(name).module)
-    import regbench.calibration, regbench.data, regbench.norms, regbench.optim, regbench.regularizers  # noqa: F401, E401
+    import regbench.calibration, regbench.data, regbench.evaluation, regbench.norms, regbench.optim  # noqa: F401, E401
+    import regbench.regularizers  # noqa: F401
 
     for registry in REGISTRIES:
         assert sorted(registry._factories) == registry.names()
@@ -86,8 +89,8 @@ def test_stacked_regularizers_sharing_a_declared_tag_are_refused():
 
 def test_the_specs_and_the_config_checks_import_no_torch():
     code = ("import sys, regbench.specs.backbones, regbench.specs.data, regbench.specs.norms, regbench.specs.optim, "
-            "regbench.specs.regularizers, regbench.specs.calibration, regbench.config.validate, regbench.config.keys, "
-            "regbench.sweeps.preflight; "
+            "regbench.specs.regularizers, regbench.specs.calibration, regbench.specs.evaluation, "
+            "regbench.config.validate, regbench.config.keys, regbench.sweeps.preflight; "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -1,0 +1,55 @@
+"""The `eval` group composes like the other list groups, and every bad value is one line naming it, exit code 2,
+before any run directory exists. In process, through the CLI entry (the real command is in tests/e2e)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from regbench.cli import train_main
+
+
+def refused(args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
+    """Run `regbench train ARGS logger=none` in tmp_path; it must exit 2 with one line and write nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert train_main([*args, "logger=none"]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("\n") == 1 and stderr.startswith("regbench train: error: "), stderr
+    assert list(tmp_path.iterdir()) == []
+    return stderr.strip().removeprefix("regbench train: error: ")
+
+
+def test_the_eval_group_composes_every_member_with_its_defaults():
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        assert compose("config").eval == {}
+        cfg = compose("config", overrides=["eval=[ood,farms]", "eval.ood.datasets=[mnist,synthetic]"])
+    assert list(cfg.eval) == ["ood", "farms"]
+    assert cfg.eval.ood == {"datasets": ["mnist", "synthetic"], "scores": ["msp", "max_logit", "energy", "mahalanobis"],
+                            "energy_temperature": 1.0, "mahalanobis_epsilon": 0.0, "max_images": 10000}
+    assert cfg.eval.farms == {"aspect_ratio": 1.0, "xmin": "median", "min_eigenvalues": 5}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["eval=[ood,fars]"], "eval='fars' is not a known eval; allowed: farms, ood"),
+    (["eval=[ood]", "eval.ood.datasets=[imagenet]"], "eval.ood.datasets=['imagenet'] is invalid: must be a non-empty "
+                                                     "list of distinct names from cifar10, cifar100, digits, "
+                                                     "fashion_mnist, mnist, svhn, synthetic"),
+    (["eval=[ood]", "eval.ood.datasets=[]"], "eval.ood.datasets=[] is invalid: must be a non-empty list"),
+    (["eval=[ood]", "eval.ood.datasets=[digits]"], "eval.ood.datasets=['digits'] is invalid: must not hold the "
+                                                   "in-distribution dataset data=digits"),
+    (["eval=[ood]", "eval.ood.scores=[msp,odin]"], "eval.ood.scores=['msp', 'odin'] is invalid: must be a non-empty "
+                                                   "list of distinct names from msp, max_logit, energy, mahalanobis"),
+    (["eval=[ood]", "eval.ood.energy_temperature=0"], "eval.ood.energy_temperature=0 is invalid: must be a number > 0"),
+    (["eval=[ood]", "eval.ood.mahalanobis_epsilon=-0.1"], "eval.ood.mahalanobis_epsilon=-0.1 is invalid: must be a "
+                                                          "number >= 0"),
+    (["eval=[ood]", "eval.ood.max_images=0"], "eval.ood.max_images=0 is invalid: must be an integer > 0"),
+    (["eval=[ood]", "+eval.ood.temperature=2"], "eval.ood.temperature=2 is not a key regbench reads"),
+    (["eval=[farms]", "eval.farms.aspect_ratio=0.5"], "eval.farms.aspect_ratio=0.5 is invalid: must be a number >= 1"),
+    (["eval=[ood]", "data=modular"], "eval=[ood] compares images, but data=modular's inputs are one-hot codes of "
+                                     "numbers; drop ood from eval or train on an image dataset"),
+    (["+eval.farms.min_eigenvalues=3"], "eval.farms.min_eigenvalues=3 sets a parameter of evaluation farms, "
+                                        "which is not selected"),
+])
+def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
+    assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
