@@ -36,6 +36,7 @@ from regbench.run.plan import RunPlan, checkpoint_problem
 from regbench.run.provenance import git_state, package_versions
 from regbench.run.recorder import RunRecorder
 from regbench.run.signals import SigtermFlag
+from regbench.run.subpopulations import group_metrics, groups_section
 from regbench.run.trainer import build_trainer
 from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUNNING,
                                     component_names, config_hash, read_json, write_json_atomic, write_text_atomic)
@@ -143,8 +144,10 @@ def post_hoc_calibration(calibrators: list, module: ClassifierModule, datamodule
 
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
              best_checkpoint: Path, calibrators: list) -> dict[str, Any]:
-    """Test the final model, then the best-validation one, each also post-hoc calibrated; summarize the history."""
+    """Test the final model, then the best-validation one, each also post-hoc calibrated and (coloured datasets)
+    per group; summarize the history."""
     final = test_metrics(trainer, module, datamodule)
+    final_groups, final_group_report = group_metrics(module, datamodule, "test")
     calibration = module.last_test_bins
     calibrated: dict[str, dict[str, Any]] = {}
     final_calibrated = post_hoc_calibration(calibrators, module, datamodule, "test", calibrated)
@@ -155,19 +158,22 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
     best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
     best_calibrated = post_hoc_calibration(calibrators, module, datamodule, "best_test", calibrated) if best else {}
-    log_calibrated(trainer, {**final_calibrated, **best_calibrated})
+    best_groups, best_group_report = group_metrics(module, datamodule, "best_test") if best else ({}, None)
+    log_end_metrics(trainer, {**final_calibrated, **best_calibrated, **final_groups, **best_groups})
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
                **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **final_calibrated,
-               **best_calibrated}
+               **best_calibrated, **final_groups, **best_groups}
     return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
             "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
-            **labels_report, **reports}
+            **labels_report, **groups_section(datamodule.num_classes, final_group_report, best_group_report),
+            **reports}
 
 
-def log_calibrated(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """The calibrated test metrics to every logger (W&B's summary keeps them beside the raw test metrics)."""
+def log_end_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """The test metrics computed after trainer.test (calibrated, per group) to every logger (W&B's summary keeps
+    them beside the raw test metrics)."""
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
