@@ -173,10 +173,12 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
 
 def log_end_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
     """The test metrics computed after trainer.test (calibrated, per group) to every logger (W&B's summary keeps
-    them beside the raw test metrics)."""
+    them beside the raw test metrics). Saved at once: the file loggers (CSV) write only on save, and Lightning's
+    last save was at the end of trainer.test."""
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+            logger.save()
 
 
 def interrupted_by(err: BaseException) -> bool:
