@@ -17,6 +17,7 @@ from regbench.data.digits import load_digits
 from regbench.data.registry import dataset_facts
 from regbench.data.subpopulations import PALETTE, assign_colors, colorize, group_accuracy
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SPURIOUS = {"labels": "binary", "correlation": 0.9, "test_correlation": 0.5, "seed": 0}
 
 
@@ -91,6 +92,19 @@ def test_colored_mnist_paints_the_mnist_files(tmp_path):
         assert int(((data.train_colors == y) & (data.train_y == y)).sum()) == round(0.5 * n)
     channel = data.train_colors  # binary: red (channel 0) or green (channel 1) holds the grey image
     assert torch.equal(data.train_x[torch.arange(6), channel], grey.train_x[:, 0])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy on this machine")
+@pytest.mark.parametrize("labels", ["binary", "digit"])
+def test_colored_mnist_facts_match_the_real_files(labels):
+    params = {"spurious": {**SPURIOUS, "labels": labels}, "cache": False}
+    data = DATASETS.create("colored_mnist", params, root=str(SHARED_DATA), download=False, split_seed=0)
+    facts = dataset_facts("colored_mnist", params)
+    assert facts.image_shape == data.image_shape == (3, 28, 28)
+    assert facts.train_class_counts == tuple(torch.bincount(data.train_y).tolist())
+    for y in range(data.num_classes):
+        n = int((data.train_y == y).sum())
+        assert int(((data.train_colors == y) & (data.train_y == y)).sum()) == round(0.9 * n)
 
 
 def test_the_datamodule_exposes_clean_labels_and_colours_of_val_and_test():
