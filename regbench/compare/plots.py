@@ -1,4 +1,5 @@
-"""PNG figures of a Report: metric bars, learning curves, reliability diagrams, noisy-label memorization.
+"""PNG figures of a Report: metric bars, learning curves, reliability diagrams, noisy-label memorization, majority vs
+minority subpopulation accuracy.
 
 Figures are drawn on the Agg canvas directly (no pyplot), so no display or global backend state is involved.
 """
@@ -18,6 +19,8 @@ from regbench.compare.runs import RunRecord
 
 CURVE_COLUMNS = ("train_loss", "train_acc", "val_acc", "val_nll")
 NOISY_COLUMNS = ("train_acc_clean", "train_acc_noisy")
+# The final model's accuracy on the majority and minority subpopulations (coloured datasets' runs).
+SUBPOPULATION_METRICS = ("test_majority_acc", "test_minority_acc")
 COLORS = [f"C{index}" for index in range(10)]
 
 
@@ -29,6 +32,7 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
         _learning_curves(report, out_dir / "learning_curves.png"),
         _reliability_diagrams(report, out_dir / "reliability.png"),
         _memorization(report, out_dir / "memorization.png"),
+        _subpopulations(report, out_dir / "subpopulations.png"),
     ]
     return [path for path in written if path is not None]
 
@@ -108,6 +112,30 @@ def _memorization(report: Report, path: Path) -> Path | None:
         ax.set_ylim(0, 1)
     axes[0].legend(fontsize=7)
     fig.suptitle("memorization of noisy labels\n(mean and ±1 std over seeds)", fontsize=10)
+    return _save(fig, path)
+
+
+def _subpopulations(report: Report, path: Path) -> Path | None:
+    """One point per run: its minority against its majority accuracy ("Accuracy on the Curve", Liang et al., 2023:
+    across models the points follow a curve, not the diagonal, when training has a spurious correlation)."""
+    def has_both(run: RunRecord) -> bool:
+        return all(np.isfinite(run.metrics.get(name, np.nan)) for name in SUBPOPULATION_METRICS)
+
+    rows = [(index, row) for index, row in enumerate(report.rows) if any(has_both(run) for run in row.runs)]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for index, row in rows:
+        points = np.array([[run.metrics[name] for name in SUBPOPULATION_METRICS] for run in row.runs if has_both(run)])
+        ax.scatter(points[:, 0], points[:, 1], color=_color(index), label=row.label, s=24, alpha=0.8)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="equal accuracy")
+    ax.set_xlabel("majority subpopulation accuracy (test)")
+    ax.set_ylabel("minority subpopulation accuracy (test)")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    ax.set_title("majority vs minority accuracy, one point per run (final model)", fontsize=9)
     return _save(fig, path)
 
 

@@ -20,6 +20,9 @@ class ImageData:
     std: tuple[float, ...]
     hflip_ok: bool  # whether a horizontal flip preserves the label (not for digits)
     val_idx: torch.Tensor | None = None  # positions in train_x of a given validation split (folder datasets)
+    # Each image's spurious colour (coloured datasets, see subpopulations.py): with the label it names the group.
+    train_colors: torch.Tensor | None = None
+    test_colors: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:

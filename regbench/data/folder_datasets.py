@@ -61,6 +61,7 @@ class FolderData:
     cache_name: str | None  # None: no decoded-tensor cache
 
     hflip_ok = True
+    train_colors = test_colors = None  # no spurious attribute
 
     @property
     def num_classes(self) -> int:

@@ -33,8 +33,9 @@ def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
 class ImageDataModule(L.LightningDataModule):
     """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),
     `class_weights` (upweighting; None otherwise), and the metrics.json sections `noise_report`/`imbalance_report`/
-    `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE) and
-    `prune_report` (Data Diet pruning; None without a scores file).
+    `smote_report` (SMOTE's synthetic samples, appended to the training split; None without SMOTE),
+    `prune_report` (Data Diet pruning; None without a scores file) and `spurious_groups` (coloured datasets: per
+    evaluation split, each image's clean label and colour; None otherwise).
     `noise`, `imbalance`, `balance` and `prune` are the data config's sections as composed (their defaults live in
     conf/data/common/label_shift.yaml only); `rs2` is the data config's rs2 section when data.sampler=rs2 (each epoch
     a random subset of the training split, see rs2.py), None when every epoch takes the whole split."""
@@ -70,6 +71,8 @@ class ImageDataModule(L.LightningDataModule):
             "val": (data.train_x[val_idx], labels.given_val, val_idx),
             "test": (data.test_x, data.test_y, torch.arange(len(data.test_y))),
         }
+        self.spurious_groups = None if data.train_colors is None else {
+            "val": (data.train_y[val_idx], data.train_colors[val_idx]), "test": (data.test_y, data.test_colors)}
         # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
         self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok, resized_crop)
         self._batches: dict[str, TensorBatches] = {}

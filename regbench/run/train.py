@@ -39,6 +39,7 @@ from regbench.run.plan import RunPlan, checkpoint_problem
 from regbench.run.provenance import git_state, package_versions
 from regbench.run.recorder import RunRecorder
 from regbench.run.signals import SigtermFlag
+from regbench.run.subpopulations import group_metrics, groups_section
 from regbench.run.trainer import build_trainer
 from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUNNING,
                                     component_names, config_hash, read_json, write_json_atomic, write_text_atomic)
@@ -160,9 +161,10 @@ def post_hoc_calibration(calibrators: list, module: ClassifierModule, datamodule
 
 def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder: RunRecorder,
              best_checkpoint: Path, calibrators: list, evaluations: list) -> dict[str, Any]:
-    """Test the final model, then the best-validation one, each also post-hoc calibrated and run through the
-    `eval` group's evaluations; summarize the history."""
+    """Test the final model, then the best-validation one, each also post-hoc calibrated, run through the `eval`
+    group's evaluations and (coloured datasets) scored per group; summarize the history."""
     final = test_metrics(trainer, module, datamodule)
+    final_groups, final_group_report = group_metrics(module, datamodule, "test")
     calibration = module.last_test_bins
     calibrated: dict[str, dict[str, Any]] = {}
     final_calibrated = post_hoc_calibration(calibrators, module, datamodule, "test", calibrated)
@@ -175,23 +177,28 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
     best_calibrated = post_hoc_calibration(calibrators, module, datamodule, "best_test", calibrated) if best else {}
     best_evaluated = run_evaluations(evaluations, module, datamodule, "best_test") if best else {}
-    post_hoc = {**final_calibrated, **best_calibrated, **final_evaluated, **best_evaluated}
-    log_post_hoc(trainer, post_hoc)
+    best_groups, best_group_report = group_metrics(module, datamodule, "best_test") if best else ({}, None)
+    post_hoc = {**final_calibrated, **best_calibrated, **final_evaluated, **best_evaluated, **final_groups,
+                **best_groups}
+    log_end_metrics(trainer, post_hoc)
     validation = ("val_acc", "val_nll", "val_ece")
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
                **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **post_hoc}
     return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
             "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
-            **labels_report, **sampler_sections(datamodule, len(rows)), **reports}
+            **labels_report, **sampler_sections(datamodule, len(rows)),
+            **groups_section(datamodule.num_classes, final_group_report, best_group_report), **reports}
 
 
-def log_post_hoc(trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """The calibrated test metrics and the evaluations' metrics to every logger (W&B's summary keeps them beside
-    the raw test metrics)."""
+def log_end_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """The test metrics computed after trainer.test (calibrated, evaluations, per group) to every logger (W&B's
+    summary keeps them beside the raw test metrics). Saved at once: the file loggers (CSV) write only on save, and
+    Lightning's last save was at the end of trainer.test."""
     if metrics and trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+            logger.save()
 
 
 def interrupted_by(err: BaseException) -> bool:

@@ -13,6 +13,8 @@ from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES,
 
 STORAGE_CHOICES = ("auto", "memory", "stream")
 SAMPLERS = ("full", "rs2")
+# The coloured datasets' tasks: binary (digits 0-4 vs 5-9) or the ten digits.
+SPURIOUS_LABELS = ("binary", "digit")
 
 
 def check_data_values(cfg: Mapping[str, Any]) -> None:
@@ -34,6 +36,8 @@ def check_data_values(cfg: Mapping[str, Any]) -> None:
     check(not (resized_crop and augment["crop_padding"]), "augment.crop_padding", augment["crop_padding"],
           "must be 0 with augment.random_resized_crop=true (the resized crop replaces the padded crop)")
     check_storage_config(cfg)
+    if "spurious" in cfg:  # the coloured datasets
+        check_spurious_config(cfg["spurious"])
     check_noise_config(cfg["noise"], cfg["name"])
     check_imbalance_config(cfg["imbalance"], cfg["balance"])
     if cfg["balance"]["type"] == "smote":
@@ -61,6 +65,16 @@ def check_smote_inputs(cfg: Mapping[str, Any]) -> None:
           f"made from a mislabelled image has no clean label")
     check(cfg.get("storage", "memory") == "memory", "balance.type", "smote",
           f"synthesizes images in memory, so a folder dataset needs data.storage=memory (not {cfg.get('storage')!r})")
+
+
+def check_spurious_config(cfg: Mapping[str, Any]) -> None:
+    """ParamErrors with keys relative to `data`."""
+    check(cfg["labels"] in SPURIOUS_LABELS, "spurious.labels", cfg["labels"], f"allowed: {', '.join(SPURIOUS_LABELS)}")
+    for key in ("correlation", "test_correlation"):
+        check(_is_number(cfg[key]) and 0.0 <= cfg[key] <= 1.0, f"spurious.{key}", cfg[key],
+              "must be in [0, 1] (the share of each class in its own colour)")
+    check(isinstance(cfg["seed"], int) and not isinstance(cfg["seed"], bool), "spurious.seed", cfg["seed"],
+          "must be an integer")
 
 
 def check_storage_config(cfg: Mapping[str, Any]) -> None:

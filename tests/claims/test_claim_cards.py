@@ -15,14 +15,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from regbench.errors import UserError
 
 # The metrics a card may judge: what every run's metrics.json has, plus the long-tail runs' balanced accuracy and
-# SADE's accuracy on a backward long-tailed test set.
+# SADE's accuracy on a backward long-tailed test set, and the coloured datasets' minority-subpopulation accuracy.
 METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", "val_acc", "train_loss",
-           "balanced_acc", "sade_backward_acc"}
+           "balanced_acc", "sade_backward_acc", "test_minority_acc"}
 # Seed papers whose techniques regbench implements, each with a card.
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
-                   "weight_compander", "unified_norm", "batchformer", "sade", "rs2"}
+                   "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations"}
 
 
 def test_every_seed_technique_has_a_card():
@@ -51,7 +51,7 @@ def test_every_job_of_every_card_validates(tmp_path, name, scale):
     # The arms differ, and only where the card says they do.
     assert arms[0] != arms[1] and {arm.exp_name for arm in arms} == {f"claim_{name}"}
     if scale == "quick":
-        assert arms[0].data.name in ("digits", "mnist")
+        assert arms[0].data.name in ("digits", "mnist", "colored_digits")
 
 
 def card_text(**changes) -> dict:

@@ -77,6 +77,8 @@ def test_file_dataset_facts_match_the_real_files(name):
     ("digits", {"imbalance.type": "step", "imbalance.factor": 4.0, "imbalance.minority_fraction": 0.3}),
     ("synthetic", {"num_samples": 257, "num_classes": 3, "val_fraction": 0.2, "batch_size": 7}),
     ("modular", {"modulus": 13, "train_fraction": 0.4, "batch_size": 16}),
+    ("colored_digits", {"spurious.labels": "digit", "val_fraction": 0.2, "test_fraction": 0.3}),
+    ("colored_digits", {"imbalance.type": "exponential", "imbalance.factor": 5.0, "batch_size": 16}),
 ])
 @pytest.mark.parametrize("world_size", [1, 3])
 def test_planned_run_shape_is_the_loaded_one(name, changes, world_size):
