@@ -1,16 +1,20 @@
-"""STORM (Heck et al., "Learning from Noisy Labels via Self-Taught On-the-Fly Meta Loss Rescaling", AAAI 2025):
-each training sample's loss is scaled by a weight that a small rescaling network Omega computes from features of
-the model's own prediction; Omega is meta-learned on the fly, in the same training loop, without clean data: its
-meta set is drawn from the noisy training batch itself, by Omega's own weights.
+"""STORM (Heck et al., "Learning from Noisy Labels via Self-Taught On-the-Fly Meta Loss Rescaling", AAAI 2025;
+official code: STORM's `storm.py`, `modeling.py`, `utils_storm.py`): each training sample's loss is scaled by a
+weight in (0, 1) from a small rescaling network Omega, which is meta-learned in the same training loop without
+clean data.
 
-One training step (after `warmup_epochs` of plain cross-entropy):
-  1. w = Omega(features), normalized to mean 1 over the batch;
-  2. a virtual SGD step theta' = theta - lr * grad_theta mean_i(w_i l_i(theta)), lr the optimizer's current rate;
-  3. the meta loss: mean cross-entropy of theta' on the meta set (the `meta_fraction` of the batch with the
-     largest weights), differentiated through theta' to Omega, whose own Adam optimizer takes one step;
-  4. the training loss is mean_i(w_i l_i) with the updated Omega's weights, detached.
-The look-ahead runs the network functionally (torch.func.functional_call) on copies of its buffers, so the
-virtual step never moves batch-norm statistics.
+One training step, on batch B (the previous step's batch M serves as the meta batch: a uniform draw of the noisy
+training set, as the official meta loader's):
+  1. features of each sample of B from the network's own predictions (its loss and top probability over the
+     training pass and `dropout_rounds` extra passes, the label-prediction agreement, and statistics of the
+     sample's group: same label, same agreement), and weights w = Omega_y(features), y the sample's label;
+  2. a virtual step theta' = theta - lr * grad_theta mean_i(w_i l_i(theta)) with the optimizer's current rate;
+  3. the meta loss mean_j(v_j l_j(theta')) on M, v = Omega's weights of M's samples at theta' (the "meta loss
+     rescaling" that makes noisy meta data usable), differentiated through v and theta' to Omega, whose own
+     Adam takes one step;
+  4. the network trains on mean_i(w_i l_i), with the weights of step 1 (Omega before its update), detached.
+The look-ahead and extra passes call the network functionally (torch.func.functional_call) on copies of its
+buffers, so they never move batch-norm statistics.
 """
 from __future__ import annotations
 
@@ -21,59 +25,128 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from regbench.errors import UserError, check, check_non_negative, check_positive, check_positive_int
-from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
-from regbench.runshape import Inactive, RunShape
+from regbench.errors import UserError, check, check_positive
+from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-# Per-sample features Omega sees: the loss, the prediction's entropy over log C, the probability of the label.
-NUM_FEATURES = 3
+# The official feature set: 6 sample statistics, each with its group's mean and std, and the agreement flag.
+NUM_FEATURES = 19
+# The official floor for a standard deviation that would be zero (a group of one sample, a zero-width Gaussian).
+STD_FLOOR = 1e-8
+# torch.nn.BatchNorm1d's default epsilon, which the official rescaler's normalization layers use.
+NORM_EPS = 1e-5
+# The official rescaler's initialization (the Transformers default): weights N(0, 0.02^2), biases 0.
+INIT_STD = 0.02
 
 
-def sample_features(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, 3) detached features of each sample: its cross-entropy, its normalized prediction entropy in [0, 1],
-    and the probability the prediction gives its (soft) label."""
-    log_probs = torch.log_softmax(logits.detach().float(), dim=-1)
-    probs = log_probs.exp()
-    loss = -(targets * log_probs).sum(dim=-1)
-    entropy = -(probs * log_probs).sum(dim=-1) / math.log(logits.shape[-1])
-    label_probability = (targets * probs).sum(dim=-1)
-    return torch.stack([loss, entropy, label_probability], dim=-1)
+def pass_statistics(losses: torch.Tensor, logits: torch.Tensor,
+                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """From R passes' (R, B) losses and (R, B, C) logits: each sample's loss mean and std, top-probability mean and
+    std over the passes (unbiased stds, 0 for one pass), and whether the majority of the passes predicts its label
+    (a tie goes to the first pass, the training one)."""
+    top_probs = logits.float().softmax(dim=-1).amax(dim=-1)
+    votes = (logits.argmax(dim=-1) == labels).sum(dim=0)
+    rounds = logits.shape[0]
+    agreement = torch.where(2 * votes == rounds, logits[0].argmax(dim=-1) == labels, 2 * votes > rounds)
+    return (losses.float().mean(dim=0), losses.float().std(dim=0).nan_to_num(), top_probs.mean(dim=0),
+            top_probs.std(dim=0).nan_to_num(), agreement)
 
 
-def normalized_weights(scores: torch.Tensor) -> torch.Tensor:
-    """Non-negative scores scaled to mean 1 over the batch, so the weighted loss keeps the plain loss's scale."""
-    return scores / scores.mean().clamp_min(torch.finfo(scores.dtype).tiny)
+def group_mean_std(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's group mean and unbiased std of `values` (STD_FLOOR for a group of one)."""
+    counts = torch.zeros(num_groups, dtype=values.dtype, device=values.device).index_add_(
+        0, groups, torch.ones_like(values))
+    means = torch.zeros_like(counts).index_add_(0, groups, values) / counts.clamp_min(1)
+    squares = torch.zeros_like(counts).index_add_(0, groups, (values - means[groups]) ** 2)
+    stds = torch.where(counts > 1, (squares / (counts - 1).clamp_min(1)).sqrt(), torch.full_like(counts, STD_FLOOR))
+    return means[groups], stds[groups]
 
 
-def meta_set(weights: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The indices of the ceil(fraction * B) samples Omega weighs most: the self-taught meta set."""
-    count = max(1, math.ceil(fraction * weights.shape[0]))
-    return torch.topk(weights.detach(), count).indices
+def gaussian_kl(p_mean: torch.Tensor, p_std: torch.Tensor, q_mean: torch.Tensor, q_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(p_mean, p_std^2) || N(q_mean, q_std^2)); 0 where either std is 0, as the official code."""
+    defined = (p_std > 0) & (q_std > 0)
+    p_std, q_std = torch.where(defined, p_std, 1.0), torch.where(defined, q_std, 1.0)
+    kl = torch.log(q_std / p_std) + (p_std ** 2 + (p_mean - q_mean) ** 2) / (2 * q_std ** 2) - 0.5
+    return torch.where(defined, kl, torch.zeros_like(kl))
 
 
-def lookahead_meta_loss(network: nn.Module, weighted_loss: torch.Tensor, meta_images: torch.Tensor,
-                        meta_targets: torch.Tensor, lr: float) -> torch.Tensor:
-    """Mean cross-entropy on the meta set of the network after one virtual SGD step of size `lr` on
-    `weighted_loss` (a graph through the network's parameters and the sample weights); differentiable in the
-    weights. Buffers are copied, so the network's batch-norm statistics stay as they were."""
-    names, params = zip(*[(name, p) for name, p in network.named_parameters() if p.requires_grad])
-    grads = torch.autograd.grad(weighted_loss, params, create_graph=True, allow_unused=True)
-    stepped = {name: p if g is None else p - lr * g for name, p, g in zip(names, params, grads)}
-    buffers = {name: b.clone() for name, b in network.named_buffers()}
-    meta_logits = functional_call(network, (stepped, buffers), (meta_images,))
-    return soft_cross_entropy(meta_logits, meta_targets).mean()
+def normal_overlap(mean_1: torch.Tensor, std_1: torch.Tensor, mean_2: torch.Tensor, std_2: torch.Tensor) -> torch.Tensor:
+    """The overlapping coefficient of two normal densities (Inman & Bradley, 1989): the area under both, from the
+    points where the densities cross."""
+    mean_1, std_1, mean_2, std_2 = (t.double() for t in (mean_1, std_1, mean_2, std_2))
+    var_1, var_2 = std_1 ** 2, std_2 ** 2
+    dv = var_2 - var_1
+    dm = (mean_2 - mean_1).abs()
+    equal_widths = torch.erfc(dm / (2.0 * std_1 * math.sqrt(2.0)))
+    safe_dv = torch.where(dv == 0, 1.0, dv)
+    a = mean_1 * var_2 - mean_2 * var_1
+    b = std_1 * std_2 * (dm ** 2 + dv * torch.log(var_2 / var_1)).sqrt()
+    cdf = lambda x, mean, std: 0.5 * torch.erfc((mean - x) / (std * math.sqrt(2.0)))  # noqa: E731
+    outside = sum((cdf(x, mean_2, std_2) - cdf(x, mean_1, std_1)).abs() for x in ((a + b) / safe_dv, (a - b) / safe_dv))
+    return torch.where(dv == 0, equal_widths, 1.0 - outside).float()
 
 
-class RescalingNet(nn.Module):
-    """Omega: features -> hidden ReLU layer -> sigmoid score in (0, 1)."""
+def sample_features(losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The official default features (B, 19) of a batch from R passes' (R, B) losses and (R, B, C) logits, in its
+    order: loss mean, loss std, probability mean, probability std, KL and overlap of the sample's loss Gaussian
+    with its group's (mean of the loss means, mean of the loss stds), each followed by its group's mean and std,
+    then the agreement. A group is the samples of one label that agree (or disagree) with it."""
+    with torch.no_grad():
+        loss_mean, loss_std, prob_mean, prob_std, agreement = pass_statistics(losses, logits, labels)
+        groups = 2 * labels + (~agreement).long()
+        num_groups = 2 * num_classes
+        group_loss_mean, _ = group_mean_std(loss_mean, groups, num_groups)
+        group_loss_std, _ = group_mean_std(loss_std, groups, num_groups)
+        kl = gaussian_kl(loss_mean, loss_std, group_loss_mean, group_loss_std)
+        overlap = normal_overlap(loss_mean, loss_std.clamp_min(STD_FLOOR), group_loss_mean,
+                                 group_loss_std.clamp_min(STD_FLOOR))
+        columns = []
+        for value in (loss_mean, loss_std, prob_mean, prob_std, kl, overlap):
+            columns += [value, *group_mean_std(value, groups, num_groups)]
+        return torch.stack([*columns, agreement.float()], dim=-1)
 
-    def __init__(self, hidden: int):
+
+def batch_standardized(x: torch.Tensor) -> torch.Tensor:
+    """x normalized over its batch dimension (-2) with the biased variance: BatchNorm1d(affine=False) in training."""
+    mean = x.mean(dim=-2, keepdim=True)
+    var = x.var(dim=-2, unbiased=False, keepdim=True)
+    return (x - mean) / (var + NORM_EPS).sqrt()
+
+
+class ClassRescalers(nn.Module):
+    """Omega: one small network per class, Linear(F, F) -> batch norm -> ReLU -> Linear(F, 2) -> batch norm ->
+    softmax, of which the second probability is the weight; a sample is weighed by its label's network. All C
+    networks run as one batched computation. The batch norms (no affine, batch statistics: Omega only runs in
+    training) tie the weights of a batch together, so they cannot all collapse to 0."""
+
+    def __init__(self, num_classes: int, seed: int):
         super().__init__()
-        self.layers = nn.Sequential(nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        gen = torch.Generator().manual_seed(seed)
+        self.hidden_weight = nn.Parameter(torch.randn(num_classes, NUM_FEATURES, NUM_FEATURES, generator=gen) * INIT_STD)
+        self.hidden_bias = nn.Parameter(torch.zeros(num_classes, NUM_FEATURES))
+        self.out_weight = nn.Parameter(torch.randn(num_classes, 2, NUM_FEATURES, generator=gen) * INIT_STD)
+        self.out_bias = nn.Parameter(torch.zeros(num_classes, 2))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.layers(features)).squeeze(-1)
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        hidden = torch.einsum("bf,cgf->cbg", features, self.hidden_weight) + self.hidden_bias[:, None]
+        hidden = batch_standardized(hidden).relu()
+        scores = torch.einsum("cbf,cgf->cbg", hidden, self.out_weight) + self.out_bias[:, None]
+        weights = batch_standardized(scores).softmax(dim=-1)[..., 1]
+        return weights[labels, torch.arange(labels.shape[0], device=labels.device)]
+
+
+def lookahead_parameters(network: nn.Module, train_loss: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+    """The network's parameters after one virtual SGD step of size `lr` on `train_loss`, differentiable in
+    whatever `train_loss` depends on besides them (the sample weights)."""
+    names, params = zip(*[(name, p) for name, p in network.named_parameters() if p.requires_grad])
+    grads = torch.autograd.grad(train_loss, params, create_graph=True, allow_unused=True)
+    return {name: p if g is None else p - lr * g for name, p, g in zip(names, params, grads)}
+
+
+def functional_logits(network: nn.Module, params: Mapping[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The network's logits with `params`, on copies of its buffers (batch-norm statistics stay as they were)."""
+    buffers = {name: b.clone() for name, b in network.named_buffers()}
+    return functional_call(network, ({**params}, buffers), (images,))
 
 
 @REGULARIZERS.register("storm")
@@ -81,26 +154,20 @@ class STORM(Regularizer, nn.Module):
     name = "storm"
     exclusive = (Exclusion.NOISY_LABEL_LOSS,)
 
-    def __init__(self, *, hidden: int, meta_lr: float, meta_fraction: float, warmup_epochs: int, seed: int):
+    def __init__(self, *, meta_lr: float, dropout_rounds: int, seed: int):
         super().__init__()
-        check_positive_int("hidden", hidden)
         check_positive("meta_lr", meta_lr)
-        check(isinstance(meta_fraction, (int, float)) and not isinstance(meta_fraction, bool)
-              and 0.0 < meta_fraction <= 1.0, "meta_fraction", meta_fraction, "must be a fraction in (0, 1]")
-        check(isinstance(warmup_epochs, int) and not isinstance(warmup_epochs, bool), "warmup_epochs",
-              warmup_epochs, "must be an integer >= 0")
-        check_non_negative("warmup_epochs", warmup_epochs)
-        self.meta_lr, self.meta_fraction, self.warmup_epochs = float(meta_lr), float(meta_fraction), warmup_epochs
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.rescaler = RescalingNet(hidden)
-        self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
+        check(isinstance(dropout_rounds, int) and not isinstance(dropout_rounds, bool) and dropout_rounds >= 0,
+              "dropout_rounds", dropout_rounds, "must be an integer >= 0")
+        self.meta_lr, self.dropout_rounds, self.seed = float(meta_lr), dropout_rounds, seed
+        self.rescalers: ClassRescalers | None = None  # built once the number of classes is known
         self.meta_optimizer: torch.optim.Adam | None = None
         self.pending_meta_state: dict[str, Any] | None = None
-        # Set once the network and the main optimizer exist; neither is a submodule of this regularizer.
+        # The network and the main optimizer, set before training; neither is a submodule of this regularizer.
         self.network_ref: list[nn.Module] = []
         self.optimizer_ref: list[torch.optim.Optimizer] = []
         self.images: torch.Tensor | None = None
+        self.meta_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         if run["trainer"].get("compile"):
@@ -114,15 +181,21 @@ class STORM(Regularizer, nn.Module):
                     type(other).reduce_logits is not Regularizer.reduce_logits:
                 why = "it widens the training logits, which the look-ahead's cross-entropy does not read"
             elif type(other).mix_batch is not Regularizer.mix_batch:
-                why = "it changes the batch, and the look-ahead must see the images and labels the network saw"
+                why = "it changes the batch, and STORM's features and meta batch need the samples' own labels"
             if why:
                 raise UserError(f"regularizer=storm cannot be stacked with {other.name}: {why}")
 
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.warmup_epochs >= shape.max_epochs:
-            return [Inactive("warmup_epochs", self.warmup_epochs,
-                             f"covers all {shape.max_epochs} epochs: every loss keeps weight 1")]
-        return []
+    def set_class_counts(self, counts: torch.Tensor) -> None:
+        if self.rescalers is None or self.rescalers.hidden_weight.shape[0] != counts.shape[0]:
+            self.rescalers = ClassRescalers(counts.shape[0], self.seed)
+            self.meta_optimizer = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Omega's size is only known once the data is: take the checkpoint's before loading.
+        saved = state_dict.get(prefix + "rescalers.hidden_weight")
+        if saved is not None and (self.rescalers is None or self.rescalers.hidden_weight.shape != saved.shape):
+            self.rescalers = ClassRescalers(saved.shape[0], self.seed).to(saved.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         self.network_ref[:] = [model]
@@ -135,48 +208,66 @@ class STORM(Regularizer, nn.Module):
         self.images = images
         return images, targets
 
-    def weights(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Omega's normalized per-sample weights (with Omega's graph)."""
-        return normalized_weights(self.rescaler(sample_features(logits, targets)))
+    def features(self, params: Mapping[str, torch.Tensor], images: torch.Tensor, losses: torch.Tensor,
+                 logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The batch's features from its training-pass `losses` and `logits` and `dropout_rounds` extra passes of the
+        network with `params`."""
+        network = self.network_ref[0]
+        all_losses, all_logits = [losses.detach()], [logits.detach()]
+        with torch.no_grad():
+            detached = {name: p.detach() for name, p in params.items()}
+            for _ in range(self.dropout_rounds):
+                extra = functional_logits(network, detached, images)
+                all_losses.append(soft_cross_entropy(extra, targets))
+                all_logits.append(extra)
+        return sample_features(torch.stack(all_losses), torch.stack(all_logits), targets.argmax(dim=-1),
+                               targets.shape[-1])
 
-    def meta_step(self, per_sample: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """One Adam step of Omega on the look-ahead meta loss of the current batch."""
-        weights = self.weights(logits, targets)
-        chosen = meta_set(weights, self.meta_fraction)
+    def weights(self, params: Mapping[str, torch.Tensor], images: torch.Tensor, losses: torch.Tensor,
+                logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Omega's per-sample weights in (0, 1), with Omega's graph."""
+        if self.rescalers is None:
+            raise RuntimeError("STORM's rescalers are unset: call set_class_counts before training")
+        features = self.features(params, images, losses, logits, targets)
+        return self.rescalers(features.to(self.rescalers.hidden_weight.dtype), targets.argmax(dim=-1))
+
+    def meta_step(self, per_sample: torch.Tensor, weights: torch.Tensor) -> None:
+        """One Adam step of Omega on the rescaled meta loss of the meta batch after the virtual step."""
+        network = self.network_ref[0]
         lr = self.optimizer_ref[0].param_groups[0]["lr"]
-        meta_loss = lookahead_meta_loss(self.network_ref[0], (weights * per_sample).mean(), self.images[chosen],
-                                        targets[chosen], lr)
-        optimizer = self.ensure_meta_optimizer()
-        optimizer.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(meta_loss, list(self.rescaler.parameters()))
-        for param, grad in zip(self.rescaler.parameters(), grads):
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(grad)  # every rank keeps the same Omega
+        stepped = lookahead_parameters(network, (weights * per_sample).mean(), lr)
+        meta_images, meta_targets = self.meta_batch
+        meta_logits = functional_logits(network, stepped, meta_images)
+        meta_losses = soft_cross_entropy(meta_logits, meta_targets)
+        meta_weights = self.weights(stepped, meta_images, meta_losses, meta_logits, meta_targets)
+        meta_loss = (meta_weights * meta_losses).mean()
+        params = list(self.rescalers.parameters())
+        grads = torch.autograd.grad(meta_loss, params)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        for param, grad in zip(params, grads):
+            if distributed:  # every rank keeps the same Omega
+                torch.distributed.all_reduce(grad)
                 grad /= torch.distributed.get_world_size()
             param.grad = grad
-        optimizer.step()
+        self.ensure_meta_optimizer().step()
 
     def ensure_meta_optimizer(self) -> torch.optim.Adam:
-        # Built on first use, once the regularizer sits on the training device.
+        # Built on first use, once Omega sits on the training device.
         if self.meta_optimizer is None:
-            self.meta_optimizer = torch.optim.Adam(self.rescaler.parameters(), lr=self.meta_lr)
+            self.meta_optimizer = torch.optim.Adam(self.rescalers.parameters(), lr=self.meta_lr)
             if self.pending_meta_state is not None:
                 self.meta_optimizer.load_state_dict(self.pending_meta_state)
                 self.pending_meta_state = None
         return self.meta_optimizer
 
     def loss(self, per_sample, logits, targets, index, model):
-        if int(self.epochs_done) < self.warmup_epochs:
-            return per_sample
-        self.meta_step(per_sample, logits, targets)
-        with torch.no_grad():
-            weights = self.weights(logits, targets)
+        params = dict(self.network_ref[0].named_parameters())
+        weights = self.weights(params, self.images, per_sample, logits, targets)
+        if self.meta_batch is not None:
+            self.meta_step(per_sample, weights)
+        self.meta_batch = (self.images.detach(), targets.detach())
         self.images = None
-        return per_sample * weights
-
-    def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
-        if progress.epoch_finished:
-            self.epochs_done.fill_(progress.epoch + 1)
+        return per_sample * weights.detach()
 
     # Omega's Adam moments travel in checkpoints, so a resumed run continues the same meta-optimization.
     def get_extra_state(self) -> dict[str, Any]:
@@ -186,4 +277,5 @@ class STORM(Regularizer, nn.Module):
         self.meta_optimizer, self.pending_meta_state = None, state["meta_optimizer"]
 
 
-__all__ = ["STORM", "RescalingNet", "lookahead_meta_loss", "meta_set", "normalized_weights", "sample_features"]
+__all__ = ["STORM", "ClassRescalers", "functional_logits", "gaussian_kl", "group_mean_std", "lookahead_parameters",
+           "normal_overlap", "pass_statistics", "sample_features"]

@@ -62,8 +62,7 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "sade": Entry("regbench.regularizers.sade", {
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
         "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED}),
-    "storm": Entry("regbench.regularizers.meta_rescaling", {
-        "hidden": REQUIRED, "meta_lr": REQUIRED, "meta_fraction": REQUIRED, "warmup_epochs": REQUIRED}),
+    "storm": Entry("regbench.regularizers.meta_rescaling", {"meta_lr": REQUIRED, "dropout_rounds": REQUIRED}),
     "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
