@@ -48,8 +48,9 @@ def pass_statistics(losses: torch.Tensor, logits: torch.Tensor,
     votes = (logits.argmax(dim=-1) == labels).sum(dim=0)
     rounds = logits.shape[0]
     agreement = torch.where(2 * votes == rounds, logits[0].argmax(dim=-1) == labels, 2 * votes > rounds)
-    return (losses.float().mean(dim=0), losses.float().std(dim=0).nan_to_num(), top_probs.mean(dim=0),
-            top_probs.std(dim=0).nan_to_num(), agreement)
+    spread = (lambda x: x.std(dim=0)) if rounds > 1 else (lambda x: torch.zeros_like(x[0]))
+    losses = losses.float()
+    return losses.mean(dim=0), spread(losses), top_probs.mean(dim=0), spread(top_probs), agreement
 
 
 def group_mean_std(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
