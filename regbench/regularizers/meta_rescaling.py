@@ -19,7 +19,7 @@ buffers, so they never move batch-norm statistics.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -169,6 +169,8 @@ class STORM(Regularizer, nn.Module):
         self.optimizer_ref: list[torch.optim.Optimizer] = []
         self.images: torch.Tensor | None = None
         self.meta_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Each training sample's latest weight (NaN until seen), by sample index, for the report after training.
+        self.register_buffer("last_weights", torch.zeros(0))
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         if run["trainer"].get("compile"):
@@ -192,10 +194,13 @@ class STORM(Regularizer, nn.Module):
             self.meta_optimizer = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Omega's size is only known once the data is: take the checkpoint's before loading.
+        # Omega's size is only known once the data is, the weight memory's once training ran: take the checkpoint's.
         saved = state_dict.get(prefix + "rescalers.hidden_weight")
         if saved is not None and (self.rescalers is None or self.rescalers.hidden_weight.shape != saved.shape):
             self.rescalers = ClassRescalers(saved.shape[0], self.seed).to(saved.device)
+        saved_weights = state_dict.get(prefix + "last_weights")
+        if saved_weights is not None:
+            self.last_weights = torch.zeros_like(saved_weights, device=self.last_weights.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
@@ -268,7 +273,34 @@ class STORM(Regularizer, nn.Module):
             self.meta_step(per_sample, weights)
         self.meta_batch = (self.images.detach(), targets.detach())
         self.images = None
+        self.remember(index, weights.detach())
         return per_sample * weights.detach()
+
+    def remember(self, index: torch.Tensor, weights: torch.Tensor) -> None:
+        rows = int(index.max()) + 1
+        if self.last_weights.shape[0] < rows:
+            grown = torch.full((rows,), float("nan"), device=weights.device)
+            grown[: self.last_weights.shape[0]] = self.last_weights
+            self.last_weights = grown
+        self.last_weights[index] = weights.float()
+
+    def train_report(self, model: nn.Module, test_batches: Iterable, train_batches: Callable[[], Iterable],
+                     is_noisy: torch.Tensor | None) -> dict[str, Any]:
+        """The training samples' latest weights: their mean and the share below 0.5 (the official code's
+        "filtered" samples), apart for clean and corrupted labels under label noise."""
+        weights = self.last_weights.cpu()
+        seen = ~weights.isnan()
+        if is_noisy is None:
+            groups = {"all": seen}
+        else:
+            noisy = is_noisy.cpu()[: weights.shape[0]]
+            groups = {"clean": seen & ~noisy, "noisy": seen & noisy}
+        report: dict[str, Any] = {}
+        for group, mask in groups.items():
+            chosen = weights[mask]
+            report[f"mean_{group}"] = float(chosen.mean()) if chosen.numel() else None
+            report[f"below_half_{group}"] = float((chosen < 0.5).float().mean()) if chosen.numel() else None
+        return {"storm_weights": report}
 
     # Omega's Adam moments travel in checkpoints, so a resumed run continues the same meta-optimization.
     def get_extra_state(self) -> dict[str, Any]:

@@ -280,6 +280,19 @@ def test_omega_and_its_adam_moments_survive_a_state_dict_round_trip():
         torch.testing.assert_close(a, b)
     moments = fresh.ensure_meta_optimizer().state_dict()["state"]
     torch.testing.assert_close(moments[0]["exp_avg"], reg.meta_optimizer.state_dict()["state"][0]["exp_avg"])
+    torch.testing.assert_close(fresh.last_weights, reg.last_weights)
+
+
+def test_the_report_splits_the_latest_weights_by_label_corruption():
+    reg = storm()
+    reg.remember(torch.tensor([0, 2, 3]), torch.tensor([0.2, 0.8, 0.6]))
+    reg.remember(torch.tensor([2]), torch.tensor([0.4]))  # the latest weight counts; sample 1 was never seen
+    noisy = torch.tensor([True, False, False, True, False])
+    report = reg.train_report(None, [], lambda: [], noisy)["storm_weights"]
+    assert report == pytest.approx({"mean_clean": 0.4, "below_half_clean": 1.0,
+                                    "mean_noisy": 0.4, "below_half_noisy": 0.5})
+    report = reg.train_report(None, [], lambda: [], None)["storm_weights"]
+    assert report == pytest.approx({"mean_all": 0.4, "below_half_all": 2 / 3})
 
 
 @pytest.mark.parametrize("params, message", [
