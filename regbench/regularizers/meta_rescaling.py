@@ -39,8 +39,7 @@ NORM_EPS = 1e-5
 INIT_STD = 0.02
 
 
-def pass_statistics(losses: torch.Tensor, logits: torch.Tensor,
-                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def pass_statistics(losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """From R passes' (R, B) losses and (R, B, C) logits: each sample's loss mean and std, top-probability mean and
     std over the passes (unbiased stds, 0 for one pass), and whether the majority of the passes predicts its label
     (a tie goes to the first pass, the training one)."""
@@ -71,7 +70,8 @@ def gaussian_kl(p_mean: torch.Tensor, p_std: torch.Tensor, q_mean: torch.Tensor,
     return torch.where(defined, kl, torch.zeros_like(kl))
 
 
-def normal_overlap(mean_1: torch.Tensor, std_1: torch.Tensor, mean_2: torch.Tensor, std_2: torch.Tensor) -> torch.Tensor:
+def normal_overlap(mean_1: torch.Tensor, std_1: torch.Tensor, mean_2: torch.Tensor,
+                   std_2: torch.Tensor) -> torch.Tensor:
     """The overlapping coefficient of two normal densities (Inman & Bradley, 1989): the area under both, from the
     points where the densities cross."""
     mean_1, std_1, mean_2, std_2 = (t.double() for t in (mean_1, std_1, mean_2, std_2))
@@ -123,7 +123,8 @@ class ClassRescalers(nn.Module):
     def __init__(self, num_classes: int, seed: int):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
-        self.hidden_weight = nn.Parameter(torch.randn(num_classes, NUM_FEATURES, NUM_FEATURES, generator=gen) * INIT_STD)
+        self.hidden_weight = nn.Parameter(
+            torch.randn(num_classes, NUM_FEATURES, NUM_FEATURES, generator=gen) * INIT_STD)
         self.hidden_bias = nn.Parameter(torch.zeros(num_classes, NUM_FEATURES))
         self.out_weight = nn.Parameter(torch.randn(num_classes, 2, NUM_FEATURES, generator=gen) * INIT_STD)
         self.out_bias = nn.Parameter(torch.zeros(num_classes, 2))
