@@ -84,6 +84,8 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
         "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED},
         {"aggregation_lr": check_positive, "aggregation_batch_size": check_positive_int}),
+    "storm": Entry("regbench.regularizers.meta_rescaling", {"meta_lr": REQUIRED, "dropout_rounds": REQUIRED},
+                   {"meta_lr": check_positive}),
     "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
