@@ -59,6 +59,11 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL}),
+    "rcal": Entry("regbench.regularizers.rcal", {
+        "representation_epochs": REQUIRED, "temperature": REQUIRED, "projection_dim": REQUIRED,
+        "view_crop_padding": REQUIRED, "view_hflip": REQUIRED, "lof_neighbors": REQUIRED,
+        "tail_count_fraction": REQUIRED, "calibration_neighbors": REQUIRED, "covariance_ridge": REQUIRED,
+        "samples_per_class": REQUIRED, "sampled_loss_weight": REQUIRED, "individual_weight": REQUIRED}),
     "sade": Entry("regbench.regularizers.sade", {
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
         "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED}),
