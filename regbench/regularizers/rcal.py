@@ -137,6 +137,9 @@ class RCAL(Regularizer, nn.Module):
             if {Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT} & set(other.exclusive):
                 raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: its contrastive views and "
                                 f"representations are of the images as loaded, which {other.name} rewrites")
+            if Exclusion.WEIGHT_AVERAGING in other.exclusive:
+                raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: the averaged network would mix "
+                                f"in the contrastive phase's weights, whose head was never trained")
             if other.copies_network or other.wraps_after_others:
                 raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: RCAL keeps a frozen copy of "
                                 f"the network it wrapped, which {other.name} wraps or copies again")
