@@ -80,6 +80,15 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL},
         {"mixup_alpha": check_positive, "loss_weight": check_non_negative, "margin": check_non_negative,
          "num_mixes": check_positive_int}),
+    "rcal": Entry("regbench.regularizers.rcal", {
+        "representation_epochs": REQUIRED, "temperature": REQUIRED, "projection_dim": REQUIRED,
+        "view_crop_padding": REQUIRED, "view_hflip": REQUIRED, "lof_neighbors": REQUIRED,
+        "tail_count_fraction": REQUIRED, "calibration_neighbors": REQUIRED, "covariance_ridge": REQUIRED,
+        "samples_per_class": REQUIRED, "sampled_loss_weight": REQUIRED, "individual_weight": REQUIRED},
+        {"temperature": check_positive, "projection_dim": check_positive_int, "view_hflip": boolean,
+         "calibration_neighbors": check_positive_int, "covariance_ridge": check_non_negative,
+         "samples_per_class": check_positive_int, "sampled_loss_weight": check_non_negative,
+         "individual_weight": check_non_negative}),
     "sade": Entry("regbench.regularizers.sade", {
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
         "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED},
