@@ -142,7 +142,7 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
                                                                      "calibrate.temperature.max_iter, which regbench "
                                                                      "reads"),
     (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "
-                      "imbalance, name, noise, root, split_seed, test_fraction, val_fraction)"),
+                      "imbalance, name, noise, prune, root, rs2, sampler, split_seed, test_fraction, val_fraction)"),
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
                              "nesterov, project, weight_decay); did you mean momentum?"),
     (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
@@ -223,7 +223,7 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
         train_main(["data=mnist", "data.root=data", "data.cache=false", "logger=none"])
     assert exit_.value.code == 2
     stderr = capsys.readouterr().err
-    assert stderr == (f"regbench train: error: data/MNIST/raw/t10k-labels-idx1-ubyte holds label 25 (at position 2); "
+    assert stderr == ("regbench train: error: data/MNIST/raw/t10k-labels-idx1-ubyte holds label 25 (at position 2); "
                       f"allowed labels: 0..9; the file is corrupt or from another dataset: re-fetch it\n")
     metrics = json.loads(next((tmp_path / "outputs").rglob("metrics.json")).read_text())
     assert metrics["status"] == "failed" and "holds label 25" in metrics["error"]
