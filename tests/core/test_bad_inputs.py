@@ -224,7 +224,7 @@ def test_a_data_file_with_a_label_outside_the_classes_fails_the_run_in_one_line(
     assert exit_.value.code == 2
     stderr = capsys.readouterr().err
     assert stderr == ("regbench train: error: data/MNIST/raw/t10k-labels-idx1-ubyte holds label 25 (at position 2); "
-                      f"allowed labels: 0..9; the file is corrupt or from another dataset: re-fetch it\n")
+                      "allowed labels: 0..9; the file is corrupt or from another dataset: re-fetch it\n")
     metrics = json.loads(next((tmp_path / "outputs").rglob("metrics.json")).read_text())
     assert metrics["status"] == "failed" and "holds label 25" in metrics["error"]
 
