@@ -22,7 +22,8 @@ METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", 
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
-                   "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm"}
+                   "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
+                   "dropblock", "noise_mask", "rcal", "smote"}
 
 
 def test_every_seed_technique_has_a_card():
