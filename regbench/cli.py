@@ -1,4 +1,5 @@
-"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...` and `regbench reproduce NAME`."""
+"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...`, `regbench reproduce NAME` and
+`regbench soup PATH...`."""
 from __future__ import annotations
 
 import sys
@@ -18,6 +19,7 @@ commands:
   train [overrides]   train one run, or a sweep with -m (Hydra overrides, e.g. norm=groupnorm seed=1)
   compare PATH...     compare run and sweep directories side by side (regbench compare --help)
   reproduce NAME      run a paper's claim card and judge it; --list shows the cards (regbench reproduce --help)
+  soup PATH...        average fine-tuned runs' weights into a model soup (regbench soup --help)
 """
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
@@ -112,5 +114,9 @@ def main() -> None:
         from regbench.claims.cli import main as reproduce_main
 
         sys.exit(reproduce_main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce", file=sys.stderr)
+    if command == "soup":
+        from regbench.soups.cli import main as soup_main
+
+        sys.exit(soup_main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce, soup", file=sys.stderr)
     sys.exit(2)
