@@ -22,6 +22,8 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
 @pytest.mark.parametrize("args,code", [
     (["--help"], 0),
     (["compare", "--help"], 0),
+    (["soup", "--help"], 0),
+    (["soup", "nowhere", "--recipe", "greedy"], 2),
     (["train", "--help"], 0),
     (["train", "--info"], 0),
     (["train", "--cfg", "job"], 0),
