@@ -17,6 +17,9 @@ from regbench.init.source import CHECKPOINT_SELECTORS
 SOUP_KEY = "soup"  # config.yaml's record and metrics.json's section of a soup run directory
 # Config keys that must be equal across ingredients: the averaged tensors must mean the same thing (architecture)
 # and the soup is judged on one validation and test split (data).
+# Regularizers whose run is evaluated with a weight average kept outside the network (its checkpoint's `model.`
+# tensors are the raw weights): souping those would not soup what the run reported.
+AVERAGING_REGULARIZERS = ("ema", "swa")
 SHARED_KEYS = ("backbone", "norm", "data.name", "data.val_fraction", "data.test_fraction",
                "data.split_seed")
 
@@ -71,6 +74,11 @@ def load_ingredient(run_dir: Path, checkpoint: str) -> Ingredient:
         config = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
     except (OSError, yaml.YAMLError) as err:
         raise UserError(f"run {str(run_dir)!r} has no readable {CONFIG_FILE}: {err}") from None
+    averaging = [name for name in config.get("regularizer") or {} if name in AVERAGING_REGULARIZERS]
+    if averaging:
+        raise UserError(f"run {str(run_dir)!r} used regularizer {averaging[0]}, whose evaluated weights are an "
+                        f"average kept beside the network; soups take runs without "
+                        f"{' or '.join(AVERAGING_REGULARIZERS)}")
     sources = (metrics.get("init") or {}).get("sources") or []
     if len(sources) != 1:
         raise UserError(f"run {str(run_dir)!r} was not fine-tuned from one checkpoint (no init.from in its "

@@ -16,12 +16,13 @@ SOURCE = {"path": "/runs/source/checkpoints/last.ckpt", "source_config_hash": "a
 
 
 def make_run(root, name, status="completed", source=SOURCE, lr=0.01, backbone="convnet", classes=10,
-             checkpoint="last.ckpt"):
+             checkpoint="last.ckpt", regularizer=None):
     run = root / name
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / checkpoint).write_bytes(b"weights")
     config = {"seed": 0, "backbone": {"name": backbone}, "norm": {"name": "batchnorm"},
-              "data": {"name": "digits", "val_fraction": 0.1, "split_seed": 0}, "optim": {"lr": lr}}
+              "data": {"name": "digits", "val_fraction": 0.1, "split_seed": 0}, "optim": {"lr": lr},
+              "regularizer": regularizer or {}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     metrics = {"status": status, "classes": [str(c) for c in range(classes)],
                "init": {"sources": [source]} if source else {}}
@@ -45,6 +46,8 @@ def test_completed_fine_tuned_runs_below_a_sweep_are_the_ingredients_and_soups_a
     ({"source": None}, "was not fine-tuned from one checkpoint (no init.from in its metrics.json); soups average "
                        "runs fine-tuned from the same initialisation"),
     ({"checkpoint": "best.ckpt"}, "has no last checkpoint (checkpoints/last.ckpt is missing)"),
+    ({"regularizer": {"ema": {"decay": 0.999}}}, "used regularizer ema, whose evaluated weights are an average kept "
+                                                 "beside the network; soups take runs without ema or swa"),
 ])
 def test_a_run_that_cannot_be_an_ingredient_is_refused_in_one_line(tmp_path, change, message):
     make_run(tmp_path, "0")
