@@ -43,9 +43,12 @@ def test_a_greedy_soup_is_written_beside_its_ingredients_and_compared_with_them(
     assert metrics["init"]["sources"][0]["path"] == str(tmp_path / "source" / "checkpoints" / "last.ckpt")
     assert "greedy soup of" in result.stdout
 
-    uniform = run_regbench("soup", "sweep", "--recipe", "uniform", "--checkpoint", "best", "--out", "uniform")
+    uniform = run_regbench("soup", "sweep", "--recipe", "uniform", "--checkpoint", "best", "--by", "optim.lr",
+                           "--out", "uniform")
     assert uniform.returncode == 0, uniform.stderr
-    assert completed_metrics(tmp_path / "uniform")["soup"]["chosen"] == ingredients
+    grouped = completed_metrics(tmp_path / "uniform" / "optim.lr=0.01")["soup"]
+    assert grouped["chosen"] == ingredients and grouped["group"] == "optim.lr=0.01"
+    assert grouped["ingredients"][0]["checkpoint"].endswith("best.ckpt")
     compared = run_regbench("compare", "sweep", "uniform", "--by", "soup.recipe,data.augment.crop_padding",
                             "--format", "csv")
     assert compared.returncode == 0, compared.stderr
@@ -61,6 +64,8 @@ def test_bad_ingredients_are_one_line_and_exit_2_with_nothing_written(run_regben
          f"run {str(tmp_path / 'source')!r} was not fine-tuned from one checkpoint"),
         (("sweep/0", "--recipe", "uniform"), "a soup needs at least 2 completed fine-tuned runs, found 1"),
         (("sweep", "--recipe", "stew"), "argument --recipe: invalid choice: 'stew'"),
+        (("sweep", "--recipe", "greedy", "--by", "data.augment.crop_padding"),
+         "data.augment.crop_padding=0: a soup needs at least 2 completed fine-tuned runs, found 1"),
     ]
     for args, message in cases:
         result = run_regbench("soup", *args)
