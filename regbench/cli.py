@@ -1,5 +1,5 @@
 """`regbench train [overrides]` (a Hydra app), `regbench compare PATH...`, `regbench reproduce NAME` and
-`regbench score DIR`."""
+`regbench score DIR` and `regbench soup PATH...`."""
 from __future__ import annotations
 
 import sys
@@ -20,6 +20,7 @@ commands:
   compare PATH...     compare run and sweep directories side by side (regbench compare --help)
   reproduce NAME      run a paper's claim card and judge it; --list shows the cards (regbench reproduce --help)
   score DIR           per-sample EL2N/GraNd scores over seeds, for data.prune.scores (regbench score --help)
+  soup PATH...        average fine-tuned runs' weights into a model soup (regbench soup --help)
 """
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
@@ -118,5 +119,10 @@ def main() -> None:
         from regbench.scoring.cli import main as score_main
 
         sys.exit(score_main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce, score", file=sys.stderr)
+    if command == "soup":
+        from regbench.soups.cli import main as soup_main
+
+        sys.exit(soup_main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce, score, soup",
+          file=sys.stderr)
     sys.exit(2)

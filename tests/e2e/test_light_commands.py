@@ -23,6 +23,8 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["--help"], 0),
     (["compare", "--help"], 0),
     (["score", "--help"], 0),
+    (["soup", "--help"], 0),
+    (["soup", "nowhere", "--recipe", "greedy"], 2),
     (["train", "--help"], 0),
     (["train", "--info"], 0),
     (["train", "--cfg", "job"], 0),

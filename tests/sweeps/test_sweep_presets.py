@@ -18,7 +18,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 # preset -> (jobs, keys it varies besides the seed)
 SWEEPS = {"reg_vs_baseline": (51, ["regularizer"]), "norm_grid": (48, ["norm"]),
           "noise_grid": (48, ["data.noise.rate", "regularizer"]), "projection": (24, ["optim", "optim.project"]),
-          "subpopulations": (24, ["data.spurious.correlation", "backbone"])}
+          "subpopulations": (24, ["data.spurious.correlation", "backbone"]),
+          "soup_ingredients": (8, ["optim.lr", "data.augment.crop_padding"])}
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
