@@ -2,6 +2,11 @@
 that failed for a reason that can be said in one line (exit code 1)."""
 
 
+# A command's exit code when SIGTERM or Ctrl-C stopped it (the shell's 128 + signal number).
+EXIT_ON_SIGTERM = 128 + 15
+EXIT_ON_INTERRUPT = 128 + 2
+
+
 class ReportedError(Exception):
     """Printed as one line by the CLI, which then exits with `exit_code`."""
 

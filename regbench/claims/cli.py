@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
 
 
 def _reproduce_all(args: argparse.Namespace, argv: list[str]) -> int:
-    from regbench.claims.launch import SweepInterrupted
+    from regbench.sweeps.child import SweepInterrupted
     from regbench.claims.reproduce import plan_card, reproduce
     from regbench.claims.scoreboard import Entry, scoreboard_markdown, write_scoreboard
 

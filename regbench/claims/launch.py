@@ -5,24 +5,10 @@ The child is exactly the command a user could type (printed first), so sweep.jso
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-
 from regbench.claims.card import ARMS
 from regbench.claims.arms import ARM_KEY
 from regbench.claims.plan import SweepPlan, python_train_command
-from regbench.errors import ReportedError
-
-EXIT_ON_SIGTERM = 128 + 15
-EXIT_ON_INTERRUPT = 128 + 2
-
-
-class SweepInterrupted(ReportedError):
-    """Ctrl-C or SIGTERM stopped the sweep; its jobs recorded themselves interrupted and resume on relaunch."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+from regbench.sweeps.child import run_child_sweep
 
 
 def preflight_sweep(plan: SweepPlan) -> None:
@@ -45,20 +31,5 @@ def preflight_sweep(plan: SweepPlan) -> None:
 def run_sweep(plan: SweepPlan) -> int:
     """Run the sweep and return its exit code; Ctrl-C and SIGTERM stop it the way they stop any sweep."""
     print(f"regbench reproduce: {plan.card.name} ({plan.scale}): {plan.command_line()}", flush=True)
-    child = subprocess.Popen(python_train_command(plan))
-    # SIGTERM (a scheduler stopping this process) is passed on; Ctrl-C reaches the child from the terminal.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
-    try:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except KeyboardInterrupt:
-                continue  # the child got the same Ctrl-C: let it record its jobs as interrupted
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    terminated = code in (EXIT_ON_SIGTERM, -signal.SIGTERM)
-    if terminated or code in (EXIT_ON_INTERRUPT, -signal.SIGINT):
-        raise SweepInterrupted(f"the sweep in {plan.sweep_dir} was interrupted; relaunch the same command to resume "
-                               f"it", EXIT_ON_SIGTERM if terminated else EXIT_ON_INTERRUPT)
-    return code
+    return run_child_sweep(python_train_command(plan),
+                           f"the sweep in {plan.sweep_dir} was interrupted; relaunch the same command to resume it")

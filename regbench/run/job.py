@@ -16,13 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from regbench.config.validate import validate_config
 from regbench.run.distributed import global_rank
-from regbench.errors import ReportedError
+from regbench.errors import EXIT_ON_INTERRUPT, EXIT_ON_SIGTERM, ReportedError
 from regbench.run.plan import HydraJob, plan_run
 from regbench.sweeps.index import SweepIndex, objective
 from regbench.run.train import train
 
-EXIT_ON_SIGTERM = 128 + 15
-EXIT_ON_INTERRUPT = 128 + 2  # Ctrl-C, also when Lightning has turned it into SystemExit(1)
 
 
 def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +19,13 @@ from hydra.errors import HydraException
 from regbench.errors import ReportedError, UserError, one_line
 from regbench.rundir_format import COMPLETED, METRICS_FILE, read_json, write_json_atomic, write_text_atomic
 from regbench.scoring.scores_file import FORMAT, data_key
+from regbench.sweeps.child import run_child_sweep
 
 PLAN_FILE = "score.json"
 SCORES_FILE = "scores.json"
 RUNS_FOLDER = "runs"
 # What `regbench score` sets itself: the seeds (a list of its own), the epochs (--epochs) and the runs' places.
 OWNED_KEYS = ("trainer.max_epochs", "hydra.sweep.dir", "hydra.sweep.subdir")
-EXIT_ON_SIGTERM = 128 + 15
-EXIT_ON_INTERRUPT = 128 + 2
 
 
 @dataclass(frozen=True)
@@ -127,25 +124,10 @@ def check_runs(plan: ScorePlan) -> dict[str, Any]:
 
 
 def run_sweep(plan: ScorePlan) -> int:
-    command = [sys.executable, "-m", "regbench", "train", *plan.train_args()]
     print(f"regbench score: {shlex.join(['regbench', 'train', *plan.train_args()])}", flush=True)
-    child = subprocess.Popen(command)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
-    try:
-        while True:
-            try:
-                code = child.wait()
-                break
-            except KeyboardInterrupt:
-                continue  # the child got the same Ctrl-C: let it record its jobs as interrupted
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if code in (EXIT_ON_SIGTERM, -signal.SIGTERM, EXIT_ON_INTERRUPT, -signal.SIGINT):
-        error = ReportedError(f"the scoring runs in {plan.directory} were interrupted; relaunch the same command "
-                              f"to resume them")
-        error.exit_code = EXIT_ON_SIGTERM if code in (EXIT_ON_SIGTERM, -signal.SIGTERM) else EXIT_ON_INTERRUPT
-        raise error
-    return code
+    return run_child_sweep([sys.executable, "-m", "regbench", "train", *plan.train_args()],
+                           f"the scoring runs in {plan.directory} were interrupted; relaunch the same command to "
+                           f"resume them")
 
 
 def averaged_scores(plan: ScorePlan, data: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regb
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
               "regbench.specs.data_values", "regbench.specs.label_shift", "regbench.specs.calibration",
               "regbench.specs.values", "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight",
-              "regbench.run.plan")
+              "regbench.run.plan", "regbench.sweeps.child")
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
