@@ -1,4 +1,5 @@
-"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...` and `regbench reproduce NAME`."""
+"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...`, `regbench reproduce NAME` and
+`regbench probe PATH...`."""
 from __future__ import annotations
 
 import sys
@@ -18,6 +19,7 @@ commands:
   train [overrides]   train one run, or a sweep with -m (Hydra overrides, e.g. norm=groupnorm seed=1)
   compare PATH...     compare run and sweep directories side by side (regbench compare --help)
   reproduce NAME      run a paper's claim card and judge it; --list shows the cards (regbench reproduce --help)
+  probe PATH...       linear probes on the concatenated features of completed runs (regbench probe --help)
 """
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
@@ -112,5 +114,9 @@ def main() -> None:
         from regbench.claims.cli import main as reproduce_main
 
         sys.exit(reproduce_main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce", file=sys.stderr)
+    if command == "probe":
+        from regbench.probing.cli import main as probe_main
+
+        sys.exit(probe_main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce, probe", file=sys.stderr)
     sys.exit(2)
