@@ -51,13 +51,16 @@ def target_datamodule(target: Mapping[str, Any]) -> ImageDataModule:
 
 
 def fitted_images(datamodule: ImageDataModule, split: str, source: tuple[int, int, int]) -> torch.Tensor:
-    """The split's images normalized by the target's statistics, channels repeated and resized (area-averaged
-    when shrinking, bilinear when growing) to the runs' (C, H, W)."""
+    """The split's images normalized by the target's statistics, channels repeated and resized to the runs' (C, H, W):
+    averaged over the source pixels each output pixel covers when shrinking, bilinear otherwise."""
     images = datamodule.normalize(datamodule.splits[split][0])
     if images.shape[1] != source[0]:
         images = images.expand(-1, source[0], -1, -1)
-    if tuple(images.shape[2:]) != tuple(source[1:]):
-        images = F.interpolate(images, size=source[1:], mode="bilinear", antialias=True, align_corners=False)
+    size = tuple(images.shape[2:])
+    if size != tuple(source[1:]):
+        shrinks = all(have >= want for have, want in zip(size, source[1:]))
+        images = (F.interpolate(images, size=source[1:], mode="area") if shrinks
+                  else F.interpolate(images, size=source[1:], mode="bilinear", align_corners=False))
     return images.contiguous()
 
 
