@@ -22,6 +22,9 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
 @pytest.mark.parametrize("args,code", [
     (["--help"], 0),
     (["compare", "--help"], 0),
+    (["probe", "--help"], 0),
+    (["probe", "no_such_dir"], 2),
+    (["probe", ".", "--checkpoint", "first"], 2),
     (["train", "--help"], 0),
     (["train", "--info"], 0),
     (["train", "--cfg", "job"], 0),
