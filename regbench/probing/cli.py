@@ -23,11 +23,12 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Concatenate the penultimate features of completed runs (e.g. the seeds of a sweep) and train a "
                     "linear probe (L2 multinomial logistic regression) on a target dataset's training split, for "
-                    "k = 1..K concatenated runs in seed order; report each probe's test accuracy (Zhang, Bottou et al. "
-                    "2022). Writes DIR/probe.json. Runs from SLURM sweeps are probed here, on this machine.")
+                    "k = 1..K concatenated runs in seed order; report each probe's test accuracy (Zhang & Bottou, "
+                    "ICML 2023). Writes DIR/probe.json. Runs from SLURM sweeps are probed here, on this machine.")
     parser.add_argument("paths", nargs="*", metavar="RUN_OR_SWEEP_DIR", help="completed runs (searched recursively)")
     parser.add_argument("--data", nargs="+", default=[], metavar="OVERRIDE",
-                        help="the target as data config overrides, e.g. data=mnist (default: the root config's data)")
+                        help="the target as data config overrides, e.g. data=mnist, after the run directories "
+                             "(default: the root config's data)")
     parser.add_argument("--checkpoint", default="best", help="best or last (default: best)")
     parser.add_argument("--out", default="probe", type=Path, help="output directory (default: ./probe)")
     parser.add_argument("--l2", default=DEFAULT_L2, type=float, help=f"L2 strength on the probe weights (default: "
