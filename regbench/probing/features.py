@@ -43,7 +43,7 @@ def check_target_shape(target: Mapping[str, Any], source: tuple[int, int, int]) 
 
 
 def target_datamodule(target: Mapping[str, Any]) -> ImageDataModule:
-    datamodule = build_datamodule(target, seed=0)
+    datamodule = build_datamodule(target, seed=0)  # the seed shuffles training batches, which a probe never draws
     if not isinstance(datamodule, ImageDataModule):
         raise UserError(f"--data data={target['name']} would be streamed from disk; a probe needs its images in "
                         f"memory: set data.storage=memory")
