@@ -1,7 +1,8 @@
-"""`regbench train [overrides]` (a Hydra app), `regbench compare PATH...`, `regbench reproduce NAME` and
-`regbench score DIR` and `regbench soup PATH...`."""
+"""The `regbench` command: `train [overrides]` (a Hydra app) here, the other commands (`compare`, `reproduce`,
+`score`, `soup`, `probe`) dispatched to their own packages."""
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
@@ -21,7 +22,12 @@ commands:
   reproduce NAME      run a paper's claim card and judge it; --list shows the cards (regbench reproduce --help)
   score DIR           per-sample EL2N/GraNd scores over seeds, for data.prune.scores (regbench score --help)
   soup PATH...        average fine-tuned runs' weights into a model soup (regbench soup --help)
+  probe PATH...       linear probes on the concatenated features of completed runs (regbench probe --help)
 """
+# The commands besides train, each the `main(args) -> exit code` of its own package's cli module, imported only
+# when it runs (none of them imports torch before it needs to).
+COMMANDS = {"compare": "regbench.compare.cli", "reproduce": "regbench.claims.cli", "score": "regbench.scoring.cli",
+            "soup": "regbench.soups.cli", "probe": "regbench.probing.cli"}
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
 # Hydra flags that compose another config than regbench's (the preflight checks regbench's own).
@@ -107,22 +113,7 @@ def main() -> None:
     command, rest = args[0], args[1:]
     if command == "train":
         sys.exit(train_main(rest))
-    if command == "compare":
-        from regbench.compare.cli import main as compare_main
-
-        sys.exit(compare_main(rest))
-    if command == "reproduce":
-        from regbench.claims.cli import main as reproduce_main
-
-        sys.exit(reproduce_main(rest))
-    if command == "score":
-        from regbench.scoring.cli import main as score_main
-
-        sys.exit(score_main(rest))
-    if command == "soup":
-        from regbench.soups.cli import main as soup_main
-
-        sys.exit(soup_main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, compare, reproduce, score, soup",
-          file=sys.stderr)
+    if command in COMMANDS:
+        sys.exit(importlib.import_module(COMMANDS[command]).main(rest))
+    print(f"regbench: error: unknown command {command!r}; allowed: train, {', '.join(COMMANDS)}", file=sys.stderr)
     sys.exit(2)
