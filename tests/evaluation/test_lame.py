@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from regbench.evaluation.lame import stream_order
+from regbench.evaluation.lame import LAMEStreams, stream_order
 from regbench.evaluation.lame_math import knn_affinity, lame, laplacian_assignments
 
 
@@ -57,3 +57,56 @@ def test_the_stream_orders():
     ordered = stream_order(labels, "class_ordered", seed=3)
     assert labels[ordered].tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
     assert sorted(ordered.tolist()) == list(range(8))
+
+
+class NearestCentre(torch.nn.Module):
+    """A soft nearest-centre classifier of 2-D points (1x1 images with 2 channels), its features the points."""
+
+    def __init__(self, centres: torch.Tensor):
+        super().__init__()
+        self.centres = centres
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return -0.5 * torch.cdist(self.forward_features(images), self.centres) ** 2
+
+
+class FakeModule:
+    def __init__(self, network: torch.nn.Module):
+        self.network, self.model, self.device = network, network, torch.device("cpu")
+
+    def eval_network(self) -> torch.nn.Module:
+        return self.network
+
+    @staticmethod
+    def in_memory_format(images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+class FakeDataModule:
+    """Pixels in [0, 1] around three centres, normalized as (pixels - 0.5) / 0.25, so the points lie around the
+    unit circle."""
+    batch_size = 32
+    mean, std = torch.full((1, 2, 1, 1), 0.5), torch.full((1, 2, 1, 1), 0.25)
+
+    def __init__(self, n_per_class: int, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        angles = torch.tensor([0.0, 2.0944, 4.1888])
+        self.centres = torch.stack([angles.cos(), angles.sin()], dim=1)
+        labels = torch.arange(3).repeat_interleave(n_per_class)
+        points = self.centres[labels] + 0.55 * torch.randn(len(labels), 2, generator=gen)
+        pixels = (points * 0.25 + 0.5).clamp(0, 1)
+        self.splits = {"test": ((pixels * 255).round().to(torch.uint8).view(-1, 2, 1, 1), labels, None)}
+
+
+def test_lame_beats_the_unadapted_model_on_the_class_ordered_stream_only():
+    datamodule = FakeDataModule(n_per_class=200, seed=0)
+    streams = LAMEStreams(knn=5, max_steps=100, batch_size=32, corruption=None, severity=5,
+                          data={"name": "synthetic"}, seed=0)
+    metrics = streams.evaluate(FakeModule(NearestCentre(datamodule.centres)), datamodule, "test")
+    unadapted = metrics["lame.iid.test_acc_unadapted"]
+    assert 0.6 < unadapted < 0.95 and metrics["lame.class_ordered.test_acc_unadapted"] == unadapted
+    assert metrics["lame.class_ordered.test_acc"] > unadapted + 0.05
+    assert metrics["lame.class_ordered.test_acc"] > metrics["lame.iid.test_acc"]
