@@ -2,7 +2,7 @@
 and Perturbations", ICLR 2019), batched in torch on (N, C, H, W) float images in [0, 1]. The five severities'
 parameters are the paper's code's (github.com/hendrycks/robustness, ImageNet-C/create_c/make_cifar_c.py); each op
 reimplements that code's math for a whole batch: skimage's gaussian filter (scipy's, truncated at 4 sigma, edges
-repeated), skimage's salt-and-pepper, HSV value shifts and PIL's BOX resize."""
+repeated), skimage's salt-and-pepper, HSV value and saturation changes and PIL's BOX resize."""
 from __future__ import annotations
 
 from typing import Callable
@@ -64,6 +64,18 @@ def brightness(images: torch.Tensor, shift: float, generator: torch.Generator) -
     return torch.where(value > 0, scaled, new_value.expand_as(images)).clamp(0, 1)
 
 
+def saturate(images: torch.Tensor, scale_shift: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """HSV saturation S -> clip(S * scale + shift, 0, 1), hue and value kept, on RGB images: with value V, every
+    channel x moves to V - (V - x) * S' / S; a grey pixel (S = 0, hue 0, i.e. red) becomes (V, V(1 - S'), V(1 - S'))."""
+    scale, shift = scale_shift
+    value = images.max(dim=1, keepdim=True).values
+    saturation = (value - images.min(dim=1, keepdim=True).values) / value.clamp_min(torch.finfo(images.dtype).tiny)
+    new_saturation = (saturation * scale + shift).clamp(0, 1)
+    resaturated = value - (value - images) * new_saturation / saturation.clamp_min(torch.finfo(images.dtype).tiny)
+    red_hue = torch.cat([value, value * (1 - new_saturation), value * (1 - new_saturation)], dim=1)
+    return torch.where(saturation > 0, resaturated, red_hue).clamp(0, 1)
+
+
 def box_resize_matrix(size_in: int, size_out: int) -> torch.Tensor:
     """PIL's BOX resampling as a (size_out, size_in) matrix: output pixel i averages the input pixels whose
     centres fall in [centre - support, centre + support), centre = (i + 0.5) * scale, support = max(scale, 1) / 2."""
@@ -86,13 +98,14 @@ def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) ->
 
 
 # name -> (op, its parameter at severities 1..5)
-CORRUPTION_OPS: dict[str, tuple[Callable, tuple[float, ...]]] = {
+CORRUPTION_OPS: dict[str, tuple[Callable, tuple]] = {
     "gaussian_noise": (gaussian_noise, (0.04, 0.06, 0.08, 0.09, 0.10)),
     "shot_noise": (shot_noise, (500, 250, 100, 75, 50)),
     "impulse_noise": (impulse_noise, (0.01, 0.02, 0.03, 0.05, 0.07)),
     "gaussian_blur": (gaussian_blur, (0.4, 0.6, 0.7, 0.8, 1.0)),
     "contrast": (contrast, (0.75, 0.5, 0.4, 0.3, 0.15)),
     "brightness": (brightness, (0.05, 0.1, 0.15, 0.2, 0.3)),
+    "saturate": (saturate, ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))),
     "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65)),
 }
 if tuple(CORRUPTION_OPS) != CORRUPTIONS:

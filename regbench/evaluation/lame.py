@@ -14,7 +14,8 @@ from regbench.evaluation.corruption_ops import corrupt
 from regbench.evaluation.corruptions import SEVERITIES
 from regbench.evaluation.lame_math import lame
 from regbench.evaluation.ood import feature_function
-from regbench.evaluation.shift_data import check_shift_dataset, evaluated_network, normalized, test_pixels
+from regbench.evaluation.shift_data import (check_colour_corruptions, check_shift_dataset, evaluated_network,
+                                            normalized, test_pixels)
 from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
 
 ORDERS = ("iid", "class_ordered")
@@ -40,6 +41,7 @@ class LAMEStreams:
         check_positive_int("batch_size", batch_size)
         check(corruption is None or corruption in CORRUPTIONS, "corruption", corruption,
               f"must be null or one of {', '.join(CORRUPTIONS)}")
+        check_colour_corruptions("corruption", corruption, data)
         check(severity in SEVERITIES and isinstance(severity, int) and not isinstance(severity, bool), "severity",
               severity, "must be a severity from 1, 2, 3, 4, 5")
         self.knn, self.max_steps, self.batch_size = knn, max_steps, batch_size

@@ -8,7 +8,9 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.errors import UserError
+from regbench.data.module import loader_params
+from regbench.data.registry import dataset_facts
+from regbench.errors import UserError, check
 from regbench.specs.evaluation import SHIFT_DATASETS
 
 
@@ -16,6 +18,16 @@ def check_shift_dataset(evaluation: str, data: Mapping[str, Any]) -> None:
     if data["name"] not in SHIFT_DATASETS:
         raise UserError(f"eval=[{evaluation}] corrupts or reorders test images held in memory, but "
                         f"data={data['name']} is not one of them; use one of {', '.join(SHIFT_DATASETS)}")
+
+
+def check_colour_corruptions(key: str, value: list[str] | str | None, data: Mapping[str, Any]) -> None:
+    """saturate (a list of corruptions holding it, or the name itself) needs RGB images: refuse it for a dataset
+    of another channel count."""
+    if value != "saturate" and not (isinstance(value, list) and "saturate" in value):
+        return
+    channels = dataset_facts(data["name"], loader_params(data), data["root"], data["split_seed"]).image_shape[0]
+    check(channels == 3, key, value, f"saturate needs colour (3-channel) images, but data={data['name']} has "
+                                     f"{channels} channel(s); leave it out")
 
 
 def test_pixels(datamodule) -> tuple[torch.Tensor, torch.Tensor]:

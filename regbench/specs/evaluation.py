@@ -8,7 +8,9 @@ OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn
 # In-distribution scores, each higher for images more like the training data.
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "pixelate")
+# saturate changes HSV saturation, so it takes colour images only.
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
+               "pixelate")
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
 SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
 

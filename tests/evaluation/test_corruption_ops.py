@@ -1,7 +1,9 @@
 """Each CIFAR-10-C corruption against a hand computation or a reference implementation (scipy's Gaussian filter,
-PIL's BOX resize) on tiny images, its noise statistics with a fixed seed, and every corruption's distance from the
-clean images growing with its severity."""
+PIL's BOX resize, colorsys's HSV) on tiny images, its noise statistics with a fixed seed, and every corruption's
+distance from the clean images growing with its severity."""
 from __future__ import annotations
+
+import colorsys
 
 import numpy as np
 import pytest
@@ -28,6 +30,33 @@ def test_brightness_raises_hsv_value_keeping_hue_and_saturation():
     colour = torch.tensor([0.4, 0.2, 0.0, 0.0, 0.0, 0.0]).view(2, 3, 1, 1)
     out = corrupt(colour, "brightness", 2, seed=0)
     assert torch.allclose(out.flatten(), torch.tensor([0.5, 0.25, 0.0, 0.1, 0.1, 0.1]))
+
+
+def test_saturate_scales_hsv_saturation_keeping_hue_and_value():
+    # rgb (0.8, 0.4, 0.2): value 0.8, saturation 0.75; severity 1 makes it 0.225, so each channel's distance
+    # below the value shrinks to 0.3 of itself; grey (saturation 0, hue 0: red) at severity 4 gets saturation 0.1
+    colour = torch.tensor([0.8, 0.4, 0.2, 0.5, 0.5, 0.5]).view(2, 3, 1, 1)
+    assert torch.allclose(corrupt(colour, "saturate", 1, seed=0).flatten(),
+                          torch.tensor([0.8, 0.68, 0.62, 0.5, 0.5, 0.5]))
+    assert torch.allclose(corrupt(colour, "saturate", 4, seed=0).flatten(),
+                          torch.tensor([0.8, 0.8 - 0.4 / 0.75, 0.0, 0.5, 0.45, 0.45]))  # saturation 1.6 clipped to 1
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_hsv_corruptions_match_a_round_trip_through_colorsys(name):
+    pixels = torch.rand(40, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pixels[:4] = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.3, 0.3], [1.0, 0.5, 0.5], [0.2, 0.9, 0.9]])
+    for severity, parameter in enumerate(CORRUPTION_OPS[name][1], start=1):
+        expected = []
+        for r, g, b in pixels.tolist():
+            h, s, v = colorsys.rgb_to_hsv(r, g, b)
+            if name == "brightness":
+                v = min(max(v + parameter, 0.0), 1.0)
+            else:
+                s = min(max(s * parameter[0] + parameter[1], 0.0), 1.0)
+            expected.append(colorsys.hsv_to_rgb(h, s, v))
+        out = corrupt(pixels.view(40, 3, 1, 1), name, severity, seed=0).view(40, 3)
+        assert torch.allclose(out.double(), torch.tensor(expected, dtype=torch.float64), atol=1e-6), severity
 
 
 def test_gaussian_blur_is_scipys_filter_with_repeated_edges():
@@ -84,7 +113,8 @@ def test_uint8_images_are_taken_as_pixels_over_255():
     assert torch.allclose(corrupt(image, "contrast", 1, seed=0), corrupt(image.float() / 255, "contrast", 1, seed=0))
 
 
-@pytest.mark.parametrize("name", CORRUPTIONS)
+# saturate's severities are not ordered by strength (1 and 2 desaturate, 3 to 5 saturate), as in CIFAR-10-C.
+@pytest.mark.parametrize("name", [name for name in CORRUPTIONS if name != "saturate"])
 def test_distance_from_the_clean_images_grows_with_severity(name):
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand(16, 3, 1, 1, generator=gen) * 0.6 + 0.2
