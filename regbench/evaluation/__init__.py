@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.evaluation import farms, ood  # noqa: F401  (registration side effects)
+from regbench.evaluation import corruptions, farms, lame, ood  # noqa: F401  (registration side effects)
 from regbench.specs.evaluation import EVALUATIONS
 
 

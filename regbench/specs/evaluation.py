@@ -7,10 +7,19 @@ from regbench.registry import REQUIRED, Entry, Registry
 OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn", "synthetic")
 # In-distribution scores, each higher for images more like the training data.
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
+# CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
+# saturate changes HSV saturation, so it takes colour images only.
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
+               "pixelate")
+# Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
+SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
 
 EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed"), entries={
+    "corruptions": Entry("regbench.evaluation.corruptions", {"names": REQUIRED, "severities": REQUIRED}),
     "farms": Entry("regbench.evaluation.farms", {
         "aspect_ratio": REQUIRED, "xmin": REQUIRED, "min_eigenvalues": REQUIRED}),
+    "lame": Entry("regbench.evaluation.lame", {
+        "knn": REQUIRED, "max_steps": REQUIRED, "batch_size": REQUIRED, "corruption": REQUIRED, "severity": REQUIRED}),
     "ood": Entry("regbench.evaluation.ood", {
         "datasets": REQUIRED, "scores": REQUIRED, "energy_temperature": REQUIRED, "mahalanobis_epsilon": REQUIRED,
         "max_images": REQUIRED}),

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from regbench.cli import train_main
+from regbench.evaluation import build_evaluations
 
 
 def refused(args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
@@ -30,8 +32,24 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
     assert cfg.eval.farms == {"aspect_ratio": 1.0, "xmin": "median", "min_eigenvalues": 5}
 
 
+def test_the_shift_evaluations_compose_with_their_defaults():
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["eval=[corruptions,lame]", "eval.lame.corruption=contrast"])
+    assert cfg.eval.corruptions == {"names": ["gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur",
+                                              "contrast", "brightness", "pixelate"], "severities": [1, 2, 3, 4, 5]}
+    assert cfg.eval.lame == {"knn": 5, "max_steps": 100, "batch_size": 64, "corruption": "contrast", "severity": 5}
+
+
+def test_saturate_is_taken_for_colour_images():
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["data=colored_digits", "eval=[corruptions,lame]",
+                                           "eval.corruptions.names=[saturate]", "eval.lame.corruption=saturate"])
+    evaluations = build_evaluations(OmegaConf.to_container(cfg.eval), OmegaConf.to_container(cfg.data), 0)
+    assert evaluations[0].names == ["saturate"] and evaluations[1].corruption == "saturate"
+
+
 @pytest.mark.parametrize("args,message", [
-    (["eval=[ood,fars]"], "eval='fars' is not a known eval; allowed: farms, ood"),
+    (["eval=[ood,fars]"], "eval='fars' is not a known eval; allowed: corruptions, farms, lame, ood"),
     (["eval=[ood]", "eval.ood.datasets=[imagenet]"], "eval.ood.datasets=['imagenet'] is invalid: must be a non-empty "
                                                      "list of distinct names from cifar10, cifar100, digits, "
                                                      "fashion_mnist, mnist, svhn, synthetic"),
@@ -48,6 +66,32 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
     (["eval=[farms]", "eval.farms.aspect_ratio=0.5"], "eval.farms.aspect_ratio=0.5 is invalid: must be a number >= 1"),
     (["eval=[ood]", "data=modular"], "eval=[ood] compares images, but data=modular's inputs are one-hot codes of "
                                      "numbers; drop ood from eval or train on an image dataset"),
+    (["eval=[corruptions]", "eval.corruptions.names=[fog]"], "eval.corruptions.names=['fog'] is invalid: must be a "
+                                                             "non-empty list of distinct names from gaussian_noise, "
+                                                             "shot_noise, impulse_noise, gaussian_blur, contrast, "
+                                                             "brightness, saturate, pixelate"),
+    (["eval=[corruptions]", "eval.corruptions.names=[contrast,saturate]"], "eval.corruptions.names=['contrast', "
+                                                                           "'saturate'] is invalid: saturate needs "
+                                                                           "colour (3-channel) images, but "
+                                                                           "data=digits has 1 channel(s)"),
+    (["eval=[lame]", "eval.lame.corruption=saturate", "data=mnist"], "eval.lame.corruption='saturate' is invalid: "
+                                                                     "saturate needs colour (3-channel) images, but "
+                                                                     "data=mnist has 1 channel(s)"),
+    (["eval=[corruptions]", "eval.corruptions.severities=[0,1]"], "eval.corruptions.severities=[0, 1] is invalid: "
+                                                                  "must be a non-empty list of distinct severities "
+                                                                  "from 1, 2, 3, 4, 5"),
+    (["eval=[corruptions]", "eval.corruptions.severities=[]"], "eval.corruptions.severities=[] is invalid"),
+    (["eval=[corruptions]", "data=modular"], "eval=[corruptions] corrupts or reorders test images held in memory, "
+                                             "but data=modular is not one of them; use one of cifar10, "),
+    (["eval=[lame]", "data=modular"], "eval=[lame] corrupts or reorders test images held in memory, but "
+                                      "data=modular is not one of them"),
+    (["eval=[lame]", "eval.lame.knn=0"], "eval.lame.knn=0 is invalid: must be an integer > 0"),
+    (["eval=[lame]", "eval.lame.max_steps=2.5"], "eval.lame.max_steps=2.5 is invalid: must be an integer > 0"),
+    (["eval=[lame]", "eval.lame.batch_size=0"], "eval.lame.batch_size=0 is invalid: must be an integer > 0"),
+    (["eval=[lame]", "eval.lame.corruption=fog"], "eval.lame.corruption='fog' is invalid: must be null or one of "
+                                                  "gaussian_noise, shot_noise, impulse_noise, gaussian_blur, "
+                                                  "contrast, brightness, saturate, pixelate"),
+    (["eval=[lame]", "eval.lame.severity=6"], "eval.lame.severity=6 is invalid: must be a severity from 1, 2, 3, 4, 5"),
     (["+eval.farms.min_eigenvalues=3"], "eval.farms.min_eigenvalues=3 sets a parameter of evaluation farms, "
                                         "which is not selected"),
 ])
