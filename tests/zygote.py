@@ -18,11 +18,10 @@ import traceback
 
 
 def warm_up() -> None:
-    """What every training command imports (the optional loggers and timm too, so their runs start warm)."""
+    """What every training command imports. Not W&B (nor timm, which imports it): importing it makes a media
+    folder that its exit handler deletes, so the first child to exit would delete it under every later one."""
     import lightning.pytorch  # noqa: F401
-    import timm  # noqa: F401
     import torch  # noqa: F401
-    import wandb  # noqa: F401
 
     import regbench.cli  # noqa: F401
     import regbench.run.job  # noqa: F401

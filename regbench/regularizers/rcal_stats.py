@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from sklearn.neighbors import LocalOutlierFactor
 
 
 def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -30,6 +29,8 @@ def inliers(features: torch.Tensor, neighbors: int) -> torch.Tensor:
     count = features.shape[0]
     if count < 3:
         return torch.ones(count, dtype=torch.bool)
+    from sklearn.neighbors import LocalOutlierFactor  # seconds to import: only runs that trim outliers pay
+
     lof = LocalOutlierFactor(n_neighbors=min(neighbors, count - 1))
     return torch.from_numpy(lof.fit_predict(features.double().cpu().numpy()) == 1)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.run_dirs import completed_metrics
+from run_dirs import completed_metrics
 
 pytestmark = pytest.mark.slow
 TINY = ("trainer.max_epochs=1", "backbone.widths=[8,16]")

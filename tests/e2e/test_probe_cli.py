@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.run_dirs import completed_metrics
+from run_dirs import completed_metrics
 
 pytestmark = pytest.mark.slow
 
