@@ -10,7 +10,7 @@ import pytest
 
 from regbench.errors import UserError
 from regbench.probing.plan import check_out_dir, probe_runs, target_data_config
-from tests.compare.compare_rundirs import acc_metrics, write_run
+from compare_rundirs import acc_metrics, write_run
 
 
 def probe_source(run_dir: Path, seed: int, status: str = "completed", checkpoints=("best", "last")) -> Path:
