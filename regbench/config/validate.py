@@ -14,7 +14,7 @@ from regbench.loggers import check_logger_config
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
-from regbench.specs.evaluation import EVALUATIONS
+from regbench.specs.evaluation import EVALUATIONS, check_method_score
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS
@@ -59,6 +59,7 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         CALIBRATORS.check_parameters(name, params or {}, f"calibrate.{name}")
     for name, params in cfg["eval"].items():
         EVALUATIONS.check_parameters(name, params or {}, f"eval.{name}")
+    check_method_score(cfg)
     check_trainer_config(cfg["trainer"])
     check_init_config(cfg)
     metric = cfg.get("optimized_metric")

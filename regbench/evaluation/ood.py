@@ -113,6 +113,9 @@ class OODDetection:
             for score in self.scores:
                 if score == "mahalanobis":
                     parts[score].append(preprocessed_score(gaussians, features_of, batch, self.epsilon))
+                elif score == "method":
+                    with torch.no_grad():
+                        parts[score].append(module.ood_method_score(network, batch).double())
                 else:
                     parts[score].append(logit_scores[score](logits))
         return {score: torch.cat(values).cpu().numpy() for score, values in parts.items()}

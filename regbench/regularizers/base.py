@@ -128,6 +128,11 @@ class Regularizer:
         """The network to evaluate (averaged weights for EMA/SWA); the trained one by default."""
         return model
 
+    def ood_score(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """A trained OOD method's (exclusive tag OOD_METHOD, listed in specs.evaluation.OOD_METHODS) own score of
+        the evaluated `network`'s normalized `images`, higher for more in-distribution: eval=[ood]'s `method`."""
+        raise NotImplementedError(f"regularizer {self.name!r} trains no OOD score")
+
     def test_report(self, model: nn.Module, test_batches: Iterable, val_batches: Iterable) -> dict[str, Any]:
         """Extra top-level entries for metrics.json, computed once after training on the test batches (and the
         validation batches, for choices made on validation)."""

@@ -15,6 +15,7 @@ from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
+from regbench.specs.regularizers import Exclusion
 from regbench.weight_projection import attach_projection, weights_feeding_norms
 
 
@@ -107,6 +108,11 @@ class ClassifierModule(L.LightningModule):
         for reg in self.regularizers:
             model = reg.eval_model(model)
         return model
+
+    def ood_method_score(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The score of the run's trained OOD method (eval=[ood]'s `method`; the config checks ensure there is one)."""
+        method, = (reg for reg in self.regularizers if Exclusion.OOD_METHOD in reg.exclusive)
+        return method.ood_score(network, images)
 
     # --- training -------------------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:

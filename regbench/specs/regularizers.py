@@ -24,6 +24,8 @@ class Exclusion(str, Enum):
     WEIGHT_AVERAGING = "weight averaging"
     # Which network is evaluated: an average of the weights, or one of co-teaching's two networks.
     EVALUATED_NETWORK = "evaluated-network selection"
+    # A trained out-of-distribution detector whose own score eval=[ood] reads as `method` (one per run).
+    OOD_METHOD = "trained OOD score"
 
 
 def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:

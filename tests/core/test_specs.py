@@ -13,7 +13,7 @@ from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry, config_parame
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.calibration import CALIBRATORS
 from regbench.specs.data import DATASETS
-from regbench.specs.evaluation import EVALUATIONS
+from regbench.specs.evaluation import EVALUATIONS, OOD_METHODS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
@@ -75,6 +75,12 @@ def test_an_exclusive_tag_outside_the_declared_set_is_refused():
     built.exclusive = ("label smoothing",)  # set when built (as mixup_cutmix does): checked where stacks are
     with pytest.raises(TypeError, match=r"built.exclusive must be a tuple of Exclusion members"):
         exclusive_tags(built)
+
+
+def test_the_trained_ood_methods_are_exactly_the_regularizers_tagged_as_one():
+    # eval=[ood]'s `method` score is allowed for OOD_METHODS and read from the regularizer tagged OOD_METHOD
+    tagged = [name for name in REGULARIZERS.names() if Exclusion.OOD_METHOD in REGULARIZERS.get(name).exclusive]
+    assert sorted(tagged) == sorted(OOD_METHODS)
 
 
 def test_stacked_regularizers_sharing_a_declared_tag_are_refused():

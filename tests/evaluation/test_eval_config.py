@@ -57,7 +57,10 @@ def test_saturate_is_taken_for_colour_images():
     (["eval=[ood]", "eval.ood.datasets=[digits]"], "eval.ood.datasets=['digits'] is invalid: must not hold the "
                                                    "in-distribution dataset data=digits"),
     (["eval=[ood]", "eval.ood.scores=[msp,odin]"], "eval.ood.scores=['msp', 'odin'] is invalid: must be a non-empty "
-                                                   "list of distinct names from msp, max_logit, energy, mahalanobis"),
+                                                   "list of distinct names from msp, max_logit, energy, mahalanobis, "
+                                                   "method"),
+    (["eval=[ood]", "eval.ood.scores=[msp,method]", "regularizer=[dropout]"],
+     "eval.ood.scores holds 'method', but regularizer=['dropout'] trains no OOD method: add one of "),
     (["eval=[ood]", "eval.ood.energy_temperature=0"], "eval.ood.energy_temperature=0 is invalid: must be a number > 0"),
     (["eval=[ood]", "eval.ood.mahalanobis_epsilon=-0.1"], "eval.ood.mahalanobis_epsilon=-0.1 is invalid: must be a "
                                                           "number >= 0"),
