@@ -12,6 +12,7 @@ _PROCESS_START = [time.perf_counter()]
 import hydra  # noqa: E402  (after the start-up clock on purpose)
 from omegaconf import DictConfig  # noqa: E402
 
+from regbench.command import report  # noqa: E402
 from regbench.errors import ReportedError  # noqa: E402
 
 USAGE = """usage: regbench <command> [args]
@@ -34,11 +35,6 @@ HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--sh
 OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 
 
-def report(err: ReportedError, command: str) -> int:
-    print(f"regbench {command}: error: {err}", file=sys.stderr)
-    return err.exit_code
-
-
 @hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")
 def hydra_train(cfg: DictConfig) -> float | None:
     from regbench.run.job import run_job
@@ -46,7 +42,7 @@ def hydra_train(cfg: DictConfig) -> float | None:
     try:
         return run_job(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
     except ReportedError as err:  # a single run; a sweep records failed jobs and goes on
-        sys.exit(report(err, "train"))
+        sys.exit(report(err, "regbench train"))
 
 
 def register_launchers() -> None:
@@ -96,7 +92,7 @@ def train_main(args: list[str]) -> int:
     try:
         check_train_args(args)
     except ReportedError as err:
-        return report(err, "train")
+        return report(err, "regbench train")
     sys.argv = ["regbench train", *args]
     register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
     hydra_train()

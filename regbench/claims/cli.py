@@ -11,21 +11,17 @@ import time
 from pathlib import Path
 
 from regbench.claims.card import SCALES, card_names, check_scale, load_card
+from regbench.command import CommandParser, run_command
 from regbench.errors import ReportedError, UserError
 
 PROG = "regbench reproduce"
 DEFAULT_SCOREBOARD = "REPRODUCTIONS.md"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(message)  # one line and exit code 2, like every other mistake
-
-
 def _parser() -> argparse.ArgumentParser:
     from regbench.claims.plan import DEFAULT_ROOT
 
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         usage=f"{PROG} NAME [--scale quick|paper] [--root DIR] [OVERRIDE ...]\n"
               f"       {PROG} --all [--scale quick|paper] [--root DIR] [--scoreboard FILE] [OVERRIDE ...]\n"
@@ -46,29 +42,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_intermixed_args(argv)
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except UserError as err:
-        return _fail(err)
-    try:
-        if args.list:
-            _check(not args.all and not args.args, "--list", "takes no card, overrides or --all")
-            _list_cards()
-            return 0
-        check_scale(args.scale)
-        _check(args.scoreboard is None or args.all, "--scoreboard", "only together with --all")
-        if args.all:
-            return _reproduce_all(args, argv)
-        if not args.args:
-            raise UserError(f"no card given: give NAME (one of {', '.join(card_names())}), --all or --list")
-        from regbench.claims.reproduce import plan_card, reproduce
+    return run_command(PROG, _parser(), lambda args: _reproduce(args, argv), argv, intermixed=True)
 
-        plan = plan_card(args.args[0], args.scale, args.root, args.args[1:])
-        reproduce(plan)
-    except ReportedError as err:
-        return _fail(err)
+
+def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.list:
+        _check(not args.all and not args.args, "--list", "takes no card, overrides or --all")
+        _list_cards()
+        return 0
+    check_scale(args.scale)
+    _check(args.scoreboard is None or args.all, "--scoreboard", "only together with --all")
+    if args.all:
+        return _reproduce_all(args, argv)
+    if not args.args:
+        raise UserError(f"no card given: give NAME (one of {', '.join(card_names())}), --all or --list")
+    from regbench.claims.reproduce import plan_card, reproduce
+
+    reproduce(plan_card(args.args[0], args.scale, args.root, args.args[1:]))
     return 0
 
 
@@ -104,8 +94,3 @@ def _list_cards() -> None:
 def _check(ok: bool, flag: str, allowed: str) -> None:
     if not ok:
         raise UserError(f"{flag} {allowed}")
-
-
-def _fail(err: ReportedError) -> int:
-    print(f"{PROG}: error: {err}", file=sys.stderr)
-    return err.exit_code

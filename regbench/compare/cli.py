@@ -12,19 +12,14 @@ from regbench.compare.render import FORMATS, write_report
 from regbench.compare.report import DEFAULT_METRIC, build_report
 from regbench.compare.runs import RunCollection, load_run_dirs
 from regbench.compare.wandb_source import load_wandb_runs
+from regbench.command import CommandParser, run_command
 from regbench.errors import UserError, check
 
 PROG = "regbench compare"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        # argparse would print usage and exit; a UserError keeps every mistake to one line and exit code 2
-        raise UserError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Aggregate completed runs over seeds, group them by the settings that vary, and compare "
                     "each group with a baseline (paired t-test by seed, else Welch).",
@@ -44,17 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str], wandb_api=None) -> int:
     """Run `regbench compare` with `argv`; `wandb_api` replaces `wandb.Api()` (tests pass a fake)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except UserError as err:
-        return _fail(err)
-    try:
-        _compare(args, wandb_api)
-    except UserError as err:
-        return _fail(err)
-    return 0
+    return run_command(PROG, _parser(), lambda args: _compare(args, wandb_api), argv)
 
 
 def _compare(args: argparse.Namespace, wandb_api) -> None:
@@ -113,11 +98,6 @@ def _report_skipped(runs: RunCollection) -> None:
 
 def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-
-def _fail(err: UserError) -> int:
-    print(f"{PROG}: error: {err}", file=sys.stderr)
-    return err.exit_code
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from regbench.errors import UserError, check
+from regbench.command import CommandParser, run_command
+from regbench.errors import check
 
 PROG = "regbench probe"
 # The probe's L2 strength and L-BFGS budget (see regbench.probing.linear).
@@ -13,13 +14,8 @@ DEFAULT_L2 = 1e-3
 DEFAULT_MAX_ITER = 500
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Concatenate the penultimate features of completed runs (e.g. the seeds of a sweep) and train a "
                     "linear probe (L2 multinomial logistic regression) on a target dataset's training split, for "
@@ -39,19 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from regbench.cli import report
-
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except UserError as err:
-        return report(err, "probe")
-    try:
-        _probe(args)
-    except UserError as err:
-        return report(err, "probe")
-    return 0
+    return run_command(PROG, _parser(), _probe, argv)
 
 
 def _probe(args: argparse.Namespace) -> None:

@@ -3,10 +3,9 @@ Parsing and its mistakes import no torch."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from regbench.errors import ReportedError, UserError
+from regbench.command import CommandParser, run_command
 
 PROG = "regbench score"
 # The paper averages over 10 initializations and scores at epoch 20 (of 200, CIFAR-10).
@@ -14,13 +13,8 @@ DEFAULT_SEEDS = tuple(range(10))
 DEFAULT_EPOCHS = 20
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG, usage=f"{PROG} DIR [--epochs E] [seed=0,1,...] [OVERRIDE ...]",
         description="Train short runs over seeds (a `regbench train -m` sweep in DIR/runs/; relaunching resumes it), "
                     "then write the per-sample EL2N and GraNd scores of the training split, averaged over the seeds, "
@@ -35,22 +29,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_intermixed_args(argv)
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except UserError as err:
-        return _fail(err)
-    try:
-        from regbench.scoring.sweep import make_plan, score
+    return run_command(PROG, _parser(), _score, argv, intermixed=True)
 
-        path = score(make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS))
-    except ReportedError as err:
-        return _fail(err)
+
+def _score(args: argparse.Namespace) -> None:
+    from regbench.scoring.sweep import make_plan, score
+
+    path = score(make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS))
     print(f"{PROG}: wrote {path}", flush=True)
-    return 0
-
-
-def _fail(err: ReportedError) -> int:
-    print(f"{PROG}: error: {err}", file=sys.stderr)
-    return err.exit_code

@@ -5,11 +5,10 @@ sweeps from any launcher (local or SLURM)."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-from regbench.errors import ReportedError, UserError
+from regbench.command import CommandParser, run_command
 from regbench.init.source import CHECKPOINT_SELECTORS
 from regbench.soups.ingredients import check_out_dir, check_shared, find_ingredients, group_by
 
@@ -17,13 +16,8 @@ PROG = "regbench soup"
 RECIPES = ("uniform", "greedy")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UserError(message)  # one line and exit code 2, not argparse's usage block
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=(
+    parser = CommandParser(prog=PROG, description=(
         "Average the weights of completed runs fine-tuned from one checkpoint (Wortsman et al., Model soups, "
         "ICML 2022), recompute BatchNorm statistics on the training data, evaluate on the validation and test "
         "splits and write a run directory that `regbench compare` reads beside the ingredients."))
@@ -64,16 +58,4 @@ def soup(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as done:  # --help
-        return int(done.code or 0)
-    except UserError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return err.exit_code
-    try:
-        soup(args)
-    except ReportedError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return run_command(PROG, _parser(), soup, argv)
