@@ -1,5 +1,5 @@
 """The scores file `regbench score` writes and `data.prune.scores` reads (JSON, torch-free so the config checks can
-read it): per training position, the EL2N and GraNd scores averaged over seeds, with the data config they belong to.
+read it): per training position, the EL2N and GraNd scores (and GraNd at initialization) averaged over seeds, with the data config they belong to.
 
 A scores file fits a run when the run's training split is the one scored: the same `data key` (the data settings
 that choose the training images and their labels) and the same number of training images.
@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from regbench.errors import check
 
 FORMAT = "regbench-scores/1"
-SCORES = ("el2n", "grand")
+# grand_init: GraNd of a fresh, seeded initialization (the paper's GraNd at initialization).
+SCORES = ("el2n", "grand", "grand_init")
 KEEP_CHOICES = ("hard", "easy", "random")
 # Data settings that change neither which images form the training split nor their labels.
 SPLIT_NEUTRAL_KEYS = ("root", "download", "batch_size", "augment", "balance", "prune", "storage", "max_memory_gb",
@@ -88,4 +89,7 @@ def check_prune_config(data: Mapping[str, Any]) -> None:
           "must be null (no pruning) or the path of a scores.json written by `regbench score`")
     check(data["balance"]["type"] != "smote", "prune.scores", path,
           "cannot be combined with data.balance.type=smote (the synthetic samples have no scores)")
-    check_scores_fit(read_scores(path), path, data)
+    payload = read_scores(path)
+    check_scores_fit(payload, path, data)
+    check(prune["score"] in payload, "prune.score", prune["score"],
+          f"is not in {path} (written before regbench scored it; run the same `regbench score` again)")

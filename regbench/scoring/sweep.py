@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 
 from regbench.errors import ReportedError, UserError, one_line
 from regbench.rundir_format import COMPLETED, METRICS_FILE, read_json, write_json_atomic, write_text_atomic
-from regbench.scoring.scores_file import FORMAT, data_key
+from regbench.scoring.scores_file import FORMAT, SCORES, data_key
 from regbench.sweeps.child import run_child_sweep
 
 PLAN_FILE = "score.json"
@@ -148,7 +148,7 @@ def averaged_scores(plan: ScorePlan, data: dict[str, Any]) -> dict[str, Any]:
         if run["positions"] != first["positions"] or run["data_hash"] != first["data_hash"]:
             raise ReportedError(f"the run of seed={seed} scored another training split than seed={plan.seeds[0]}")
     mean = {name: torch.tensor([run[name] for run in runs.values()], dtype=torch.float64).mean(dim=0).tolist()
-            for name in ("el2n", "grand")}
+            for name in SCORES}
     return {"format": FORMAT, "data": data, "data_hash": first["data_hash"], "seeds": list(plan.seeds),
             "epochs": plan.epochs, "runs": {str(seed): run["config_hash"] for seed, run in runs.items()},
             "positions": first["positions"], **mean}

@@ -94,7 +94,10 @@ def test_bad_prune_settings_are_one_line_errors(tmp_path, digits, scores_file):
         ([f"data.prune.scores={tmp_path / 'other.json'}"], "is invalid: is not a scores file written by `regbench"),
         ([f"data.prune.scores={path}", "data.balance.type=smote"], "is invalid: cannot be combined with data.balance"),
         (["data.prune.keep=medium"], "data.prune.keep='medium' is invalid: allowed: hard, easy, random"),
-        (["data.prune.score=forgetting"], "data.prune.score='forgetting' is invalid: allowed: el2n, grand"),
+        (["data.prune.score=forgetting"], "data.prune.score='forgetting' is invalid: allowed: el2n, grand, "
+                                          "grand_init"),
+        ([f"data.prune.scores={path}", "data.prune.score=grand_init"],
+         f"data.prune.score='grand_init' is invalid: is not in {path} (written before regbench scored it"),
         (["data.prune.fraction=1.0"], "data.prune.fraction=1.0 is invalid: must be a fraction in [0, 1)"),
         (["data.prune.fraction=-0.1"], "data.prune.fraction=-0.1 is invalid"),
     ]

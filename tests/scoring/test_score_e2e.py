@@ -18,12 +18,13 @@ def test_score_then_train_on_the_hard_examples(run_regbench, tmp_path):
     scores = json.loads((tmp_path / "scores" / "scores.json").read_text())
     assert scores["seeds"] == [0, 1] and scores["epochs"] == 1 and scores["data"]["name"] == "digits"
     runs = [json.loads((tmp_path / "scores" / "runs" / f"seed_{s}" / "sample_scores.json").read_text()) for s in (0, 1)]
-    for name in ("el2n", "grand"):
+    for name in ("el2n", "grand", "grand_init"):
         assert len(scores[name]) == len(scores["positions"]) == 1295
         means = [(a + b) / 2 for a, b in zip(runs[0][name], runs[1][name])]
         assert scores[name] == pytest.approx(means)
         assert runs[0][name] != runs[1][name]  # two initializations, two sets of scores
     assert all(0 <= s <= 2 ** 0.5 for s in scores["el2n"])  # ||p - y|| for a probability vector p
+    assert runs[0]["grand_init"] != runs[0]["grand"]  # before and after training
 
     scored_at = [(tmp_path / "scores" / "runs" / f"seed_{s}" / "sample_scores.json").stat().st_mtime_ns for s in (0, 1)]
     again = run_regbench("score", "scores", "--epochs", "1", "seed=0,1", *TINY)
