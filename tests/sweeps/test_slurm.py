@@ -158,3 +158,24 @@ def test_a_request_sbatch_refuses_is_one_line(run_regbench, sweep):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr, result.stderr
     assert "regbench train: error: sbatch refused the jobs: sbatch: error: invalid partition" in result.stderr
+
+
+def test_scoring_runs_and_a_run_fine_tuned_from_one_of_them_are_slurm_jobs(run_regbench, sweep, tmp_path):
+    # Issue 14: the procedures over several runs go through the same launcher as any sweep.
+    light = ["logger=none", "backbone.widths=[8,16]"]
+    scored = run_regbench("score", "scores", "--epochs", "1", "seed=0,1", *light, *ON_TEST_CLUSTER, timeout=300)
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    runs = tmp_path / "scores" / "runs"
+    assert [job_id.split("_")[1] for job_id in slurm_ids(runs) if "_" in job_id] == ["0", "1"]  # SLURM array tasks
+    scores = read_json(tmp_path / "scores" / "scores.json")
+    assert scores["seeds"] == [0, 1] and all(len(scores[name]) == 1295 for name in ("el2n", "grand", "grand_init"))
+
+    tuned = run_regbench("train", "-m", "seed=0", "trainer.max_epochs=1", "init.from=scores/runs/seed_0/last",
+                         *TINY, *ON_TEST_CLUSTER, timeout=180)
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    assert slurm_ids(sweep)
+    metrics = read_json(sweep / "0" / "metrics.json")
+    source, = metrics["init"]["sources"]
+    assert metrics["status"] == "completed" and source["checkpoint"] == "last"
+    assert source["path"] == str(runs / "seed_0" / "checkpoints" / "last.ckpt")
+    assert source["source_config_hash"] == read_json(runs / "seed_0" / "metrics.json")["config_hash"]
