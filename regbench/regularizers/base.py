@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from regbench.errors import UserError
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import Exclusion, check_exclusive
 
@@ -155,3 +156,16 @@ def evaluated_network(model: nn.Module) -> nn.Module:
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy against soft targets: -sum_c t_c log softmax(z)_c."""
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+
+
+def refuse_rebalancing_stack(name: str, run: Mapping[str, Any], others: Sequence[Regularizer], rebalances: str,
+                             incompatible: Mapping[str, str]) -> None:
+    """The stack checks of a long-tail technique that rebalances the classes itself (`rebalances` says how): no
+    data.balance sampler on top, and none of the `incompatible` regularizers (name -> why)."""
+    balance = run["data"]["balance"]["type"]
+    if balance != "none":
+        raise UserError(f"regularizer={name} cannot be stacked with data.balance.type={balance}: {rebalances}; use "
+                        f"data.balance.type=none")
+    for other in others:
+        if other.name in incompatible:
+            raise UserError(f"regularizer={name} cannot be stacked with {other.name}: {incompatible[other.name]}")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from regbench.data.batches import BatchAugment
 from regbench.errors import UserError, check
-from regbench.regularizers.base import Regularizer
+from regbench.regularizers.base import Regularizer, refuse_rebalancing_stack
 from regbench.regularizers.dropout import wrap_head
 from regbench.regularizers.rcal_stats import (calibrate, class_gaussians, covariance_roots, nt_xent,
                                               sample_representations, tail_classes)
@@ -118,14 +118,9 @@ class RCAL(Regularizer, nn.Module):
         return self.means.numel() > 0
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
-        balance = run["data"]["balance"]["type"]
-        if balance != "none":
-            raise UserError(f"regularizer=rcal cannot be stacked with data.balance.type={balance}: its representations "
-                            f"sampled equally for every class already rebalance the classifier; use "
-                            f"data.balance.type=none")
+        refuse_rebalancing_stack("rcal", run, others, "its representations sampled equally for every class already "
+                                 "rebalance the classifier", INCOMPATIBLE)
         for other in others:
-            if other.name in INCOMPATIBLE:
-                raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: {INCOMPATIBLE[other.name]}")
             if {Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT} & set(other.exclusive):
                 raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: its contrastive views and "
                                 f"representations are of the images as loaded, which {other.name} rewrites")

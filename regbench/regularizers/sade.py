@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from regbench.data.batches import BatchAugment
 from regbench.data.imbalance import exponential_counts, select_per_class
-from regbench.errors import UserError, check
-from regbench.regularizers.base import Regularizer, evaluated_network, soft_cross_entropy
+from regbench.errors import check
+from regbench.regularizers.base import Regularizer, evaluated_network, refuse_rebalancing_stack, soft_cross_entropy
 from regbench.regularizers.dropout import wrap_head
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
@@ -183,14 +183,8 @@ class SADE(Regularizer, nn.Module):
         self.register_buffer("log_inverse_prior", torch.zeros(0), persistent=False)
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
-        balance = run["data"]["balance"]["type"]
-        if balance != "none":
-            raise UserError(f"regularizer=sade cannot be stacked with data.balance.type={balance}: its uniform and "
-                            f"backward experts already rebalance from the training label counts; use "
-                            f"data.balance.type=none")
-        for other in others:
-            if other.name in INCOMPATIBLE:
-                raise UserError(f"regularizer=sade cannot be stacked with {other.name}: {INCOMPATIBLE[other.name]}")
+        refuse_rebalancing_stack("sade", run, others, "its uniform and backward experts already rebalance from the "
+                                 "training label counts", INCOMPATIBLE)
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
         check(self.view_crop_padding < shape.image_side, "view_crop_padding", self.view_crop_padding,
