@@ -88,18 +88,15 @@ def test_cutmix_mode_targets_use_the_pasted_area():
 
 
 def test_outliers_come_from_the_training_split_in_a_seeded_order():
-    reg = built_mixoe()  # outliers: synthetic
     synthetic = DATASETS.create("synthetic", {}, root="data", download=False, split_seed=0)
+    reg, twin, other = built_mixoe(), built_mixoe(), built_mixoe(seed=1)  # outliers: synthetic
     assert torch.equal(reg.outliers, synthetic.train_x)
-    drawn = reg.outliers[torch.cat([reg._batches.next_indices(64) for _ in range(3)])]
+    draws = [reg._batches.next_indices(64) for _ in range(3)]
+    assert all(torch.equal(twin._batches.next_indices(64), indices) for indices in draws)
+    assert not torch.equal(other._batches.next_indices(64), draws[0])
     train_rows = {row.numpy().tobytes() for row in synthetic.train_x}
     test_rows = {row.numpy().tobytes() for row in synthetic.test_x}
-    assert all(row.numpy().tobytes() in train_rows - test_rows for row in drawn)
-    again = built_mixoe()
-    assert torch.equal(again._batches.next_indices(64), OutlierBatches(len(synthetic.train_x), reg.seed).next_indices(64))
-    other = built_mixoe(seed=1)
-    assert not torch.equal(other._batches.next_indices(64), OutlierBatches(len(synthetic.train_x), reg.seed)
-                           .next_indices(64))
+    assert all(row.numpy().tobytes() in train_rows - test_rows for row in reg.outliers[torch.cat(draws)])
 
 
 def test_each_pass_over_the_outliers_draws_each_once_then_reshuffles():

@@ -17,7 +17,8 @@ def write_tiny_idx_dataset(root: Path, folder: str, train: int, test: int) -> No
     """Random 28x28 images and labels in torchvision's MNIST idx layout (magic 2051 images, 2049 labels)."""
     rng = np.random.default_rng(0)
     for prefix, n in (("train", train), ("t10k", test)):
-        for kind, array in (("images-idx3", rng.integers(0, 256, (n, 28, 28))), ("labels-idx1", rng.integers(0, 10, n))):
+        images, labels = rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, n)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
             header = (2051 if array.ndim == 3 else 2049).to_bytes(4, "big") + b"".join(
                 d.to_bytes(4, "big") for d in array.shape)
             path = root / folder / "raw" / f"{prefix}-{kind}-ubyte"
