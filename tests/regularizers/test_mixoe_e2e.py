@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from run_dirs import completed_metrics
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,10 @@ def test_mixoe_trains_with_file_outliers_and_reports_ood_metrics(run_regbench, t
         payload = completed_metrics(tmp_path / f"run_{mode}")
         assert payload["components"]["regularizer"] == "mixoe"
         assert_ood_metrics(payload["metrics"], "synthetic")
+    # The outliers stay out of the checkpoints (a resumed run loads them again).
+    state = torch.load(tmp_path / "run_mixup" / "checkpoints" / "best.ckpt", weights_only=False)["state_dict"]
+    assert any(key.startswith("model.") for key in state)
+    assert not [key for key in state if key.startswith("regularizer_state.")]
 
 
 def test_the_preset_scores_an_ood_set_other_than_its_outliers(run_regbench, tmp_path):
