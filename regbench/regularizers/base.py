@@ -84,6 +84,11 @@ class Regularizer:
         """The training split's labels counted per class (C,), as the network is trained on them (after any
         long-tail subsampling and label noise); given once, after the data is loaded and before training."""
 
+    def set_image_format(self, image_shape: tuple[int, int, int], mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The training images' (C, H, W) and per-channel normalization (C,) on the [0, 1] pixel scale, for
+        techniques that bring images of their own into the same form (MixOE's outliers); given once, after the
+        data is loaded and before training."""
+
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Architecture changes (dropout heads, reparameterized weights); called once before training."""
         return model

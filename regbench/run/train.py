@@ -114,6 +114,7 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
                                       label_noise=resolved["data"]["noise"], run=resolved)
     for reg in regularizers:
         reg.set_class_counts(datamodule.train_class_counts)
+        reg.set_image_format(datamodule.image_shape, datamodule.mean[0, :, 0, 0], datamodule.std[0, :, 0, 0])
     inactive = inactive_components(resolved, shape, regularizers)
     if writes:
         warn_inactive(inactive)

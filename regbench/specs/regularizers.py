@@ -7,7 +7,8 @@ from enum import Enum
 
 from regbench.errors import check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
-from regbench.specs.values import below_one, boolean, smoothing
+from regbench.specs.evaluation import OOD_DATASETS
+from regbench.specs.values import below_one, boolean, one_of, smoothing
 
 
 class Exclusion(str, Enum):
@@ -38,6 +39,10 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
 # Rules shared by the mixing regularizers: Beta(alpha, alpha) needs alpha > 0; each batch is mixed with `prob`.
 MIXING = {"alpha": check_positive, "prob": check_probability}
 
+# MixOE's outlier sets: the datasets held in memory as uint8 images, as for eval=[ood]; its two ways to mix.
+MIXOE_OUTLIERS = OOD_DATASETS
+MIXOE_MODES = ("mixup", "cutmix")
+
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
     "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
     "batchformer": Entry("regbench.regularizers.batchformer", {
@@ -62,6 +67,10 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "ipr_pruning": Entry("regbench.regularizers.ipr_pruning", {
         "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED}),
     "label_smoothing": Entry("regbench.regularizers.label_smoothing", {"eps": REQUIRED}, {"eps": smoothing}),
+    "mixoe": Entry("regbench.regularizers.mixoe", {
+        "outliers": REQUIRED, "mode": REQUIRED, "alpha": REQUIRED, "beta": REQUIRED},
+        {"outliers": one_of(MIXOE_OUTLIERS), "mode": one_of(MIXOE_MODES), "alpha": check_positive,
+         "beta": check_non_negative}),
     "mixup": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED}, MIXING),
     "mixup_cutmix": Entry("regbench.regularizers.mixing", {
         "mixup_alpha": REQUIRED, "cutmix_alpha": REQUIRED, "prob": REQUIRED, "switch_prob": REQUIRED,

@@ -64,3 +64,10 @@ def widths(key: str, value: Any) -> None:
     ok = is_list(value) and len(value) > 0 and all(is_int(w) and w > 0 for w in value)
     check(ok, key, list(value) if is_list(value) else value,
           "must be a non-empty list of positive integers")
+
+
+def one_of(allowed: Sequence[str]) -> Rule:
+    """A name from `allowed`."""
+    def rule(key: str, value: Any) -> None:
+        check(value in allowed, key, value, f"must be one of {', '.join(allowed)}")
+    return rule
