@@ -31,6 +31,14 @@ from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
+# Regularizers PALM cannot be stacked with (besides the shared exclusive tags), and why.
+INCOMPATIBLE = {
+    "batchformer": "its transformer mixes the batch's features, which PALM embeds as each image's own",
+    "sade": "it copies the head into three experts, and PALM's projection with it",
+    "storm": "its meta step runs the network again on other images, overwriting the features PALM embeds",
+}
+
+
 class EmbeddingHead(nn.Module):
     """The classifier on the pooled features, which it records at each forward, and PALM's projection MLP
     (Linear-ReLU-Linear, as the official code's) to the embedding space."""
@@ -87,6 +95,8 @@ class PALM(Regularizer, nn.Module):
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         for other in others:
+            if other.name in INCOMPATIBLE:
+                raise UserError(f"regularizer=palm cannot be stacked with {other.name}: {INCOMPATIBLE[other.name]}")
             if Exclusion.INPUT_MIXING in other.exclusive:
                 raise UserError(f"regularizer=palm cannot be stacked with {other.name}: PALM assigns each image to "
                                 f"the prototypes of its one class, which mixed images do not have")

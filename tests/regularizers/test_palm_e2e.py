@@ -44,6 +44,9 @@ def test_the_preset_trains_with_every_ood_score(run_regbench, tmp_path):
     ("regularizer=[palm,ema]", "regularizer=palm cannot be stacked with ema"),
     ("regularizer=[palm,coteaching]", "regularizer=palm cannot be stacked with coteaching"),
     ("regularizer=[palm,dropout]", "palm and dropout both do penultimate-feature dropout"),
+    ("regularizer=[palm,batchformer]", "regularizer=palm cannot be stacked with batchformer"),
+    ("regularizer=[palm,sade]", "regularizer=palm cannot be stacked with sade"),
+    ("regularizer=[palm,storm]", "regularizer=palm cannot be stacked with storm"),
 ])
 def test_bad_settings_exit_2_in_one_line_before_a_run_directory(run_regbench, tmp_path, override, message):
     extra = [] if override.startswith("regularizer=") else ["regularizer=[palm]"]
