@@ -130,7 +130,9 @@ class PALM(Regularizer, nn.Module):
              model: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         head = embedding_head(self.network[0])
         embeddings = head.embed(head.features)  # this batch's, from the forward that gave `logits`
-        mle, contrastive = self.step_losses(embeddings, targets.argmax(dim=1))
+        # In float32 under mixed precision too: exp(similarity / 0.05) underflows in half precision.
+        with torch.autocast(embeddings.device.type, enabled=False):
+            mle, contrastive = self.step_losses(embeddings.float(), targets.argmax(dim=1))
         return per_sample + self.weight * (mle + self.contrastive_weight * contrastive).to(per_sample.dtype)
 
     def step_losses(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,12 +23,14 @@ def sinkhorn(similarity: torch.Tensor, epsilon: float, iterations: int) -> torch
     and every sample sends 1/B, `iterations` times (the sample step last), returned scaled so that each sample's
     row sums to 1."""
     samples, prototypes = similarity.shape
-    # Subtracting the maximum changes nothing after the normalizations and keeps exp finite for small epsilon.
+    # Subtracting the maximum changes nothing after the normalizations and keeps exp finite for small epsilon; a
+    # prototype or sample whose mass underflows to 0 still stays 0, not NaN.
     plan = torch.exp((similarity - similarity.max()) / epsilon)
+    tiny = torch.finfo(plan.dtype).tiny
     plan = plan / plan.sum()
     for _ in range(iterations):
-        plan = plan / plan.sum(dim=0, keepdim=True) / prototypes
-        plan = plan / plan.sum(dim=1, keepdim=True) / samples
+        plan = plan / plan.sum(dim=0, keepdim=True).clamp_min(tiny) / prototypes
+        plan = plan / plan.sum(dim=1, keepdim=True).clamp_min(tiny) / samples
     return plan * samples
 
 

@@ -56,6 +56,12 @@ def test_sinkhorn_marginals_each_sample_sends_one_and_prototypes_share_equally()
     assert torch.allclose(plan.sum(dim=0), torch.full((4,), 6 / 4, dtype=torch.float64), atol=1e-8)
 
 
+def test_sinkhorn_stays_finite_where_a_prototype_s_mass_underflows():
+    similarity = torch.tensor([[1.0, -1.0], [1.0, -1.0]])
+    plan = sinkhorn(similarity, 0.01, 3)  # exp(-200) is 0 in float32: the second prototype receives nothing
+    assert torch.isfinite(plan).all() and torch.allclose(plan, torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+
+
 def test_sinkhorn_hand_case_of_an_already_balanced_plan():
     # exp([[1, 0], [0, 1]]) is doubly balanced: each sample keeps e / (1 + e) on its own prototype.
     plan = sinkhorn(torch.eye(2, dtype=torch.float64), 1.0, 3)
