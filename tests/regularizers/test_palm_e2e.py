@@ -1,5 +1,6 @@
 """PALM through the real CLI on digits: it trains, eval=[ood] reports its own score as `method` for the final and the
-best model, the preset trains, and bad values and stacks are refused in one line before a run directory exists."""
+best model, the preset trains beside every OOD score, and bad values and stacks are refused in one line before a run
+directory exists."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,8 @@ def test_a_run_reports_palms_own_ood_score(run_regbench, tmp_path):
 
 
 def test_the_preset_trains_with_every_ood_score(run_regbench, tmp_path):
-    done = run_regbench("train", "+exp=palm", *TINY, "hydra.run.dir=run")
+    done = run_regbench("train", "+exp=palm", "eval=[ood]", "eval.ood.scores=[msp,max_logit,energy,mahalanobis,method]",
+                        *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr
     payload = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert payload["status"] == "completed" and payload["exp_name"] == "palm"
