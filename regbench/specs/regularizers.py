@@ -86,6 +86,14 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "policy_lr": REQUIRED, "baseline": REQUIRED, "prior_weight": REQUIRED, "prior_momentum": REQUIRED},
         {"grid": check_positive_int, "policy_width": check_positive_int, "policy_lr": check_positive,
          "prior_weight": check_fraction, "prior_momentum": check_fraction}),
+    "palm": Entry("regbench.regularizers.palm", {
+        "prototypes": REQUIRED, "top_k": REQUIRED, "embedding_dim": REQUIRED, "temperature": REQUIRED,
+        "prototype_temperature": REQUIRED, "momentum": REQUIRED, "sinkhorn_epsilon": REQUIRED,
+        "sinkhorn_iterations": REQUIRED, "weight": REQUIRED, "contrastive_weight": REQUIRED},
+        {"prototypes": check_positive_int, "top_k": check_positive_int, "embedding_dim": check_positive_int,
+         "temperature": check_positive, "prototype_temperature": check_positive, "momentum": below_one,
+         "sinkhorn_epsilon": check_positive, "sinkhorn_iterations": check_positive_int, "weight": check_positive,
+         "contrastive_weight": check_non_negative}),
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": OPTIONAL},

@@ -18,13 +18,16 @@ from regbench.errors import UserError
 # SADE's accuracy on a backward long-tailed test set, the coloured datasets' minority-subpopulation accuracy, and
 # MixOE's OOD AUROC.
 METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", "val_acc", "train_loss",
-           "balanced_acc", "sade_backward_acc", "test_minority_acc", "ood.mnist.msp.test_auroc"}
+           "balanced_acc", "sade_backward_acc", "test_minority_acc", "ood.mnist.msp.test_auroc",
+           # eval=[ood]'s metrics, with a trained OOD method's own score (`method`)
+           "ood.synthetic.method.test_auroc"}
 # Seed papers whose techniques regbench implements, each with a card.
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
                    "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
-                   "dropblock", "noise_mask", "rcal", "smote", "mixoe"}
+                   "dropblock", "noise_mask", "rcal", "smote", "mixoe",
+                   "palm"}
 
 
 def test_every_seed_technique_has_a_card():
