@@ -37,7 +37,8 @@ class CraftedShifts:
             return None
         groups = fold_groups(list(cfg["shifts"]), cfg["folds"])
         trained = [name for g, group in enumerate(groups) if g != cfg["fold"] for name in group]
-        return cls(tuple(groups[cfg["fold"]]), tuple(trained), cfg["folds"], cfg["fold"], cfg["severity"], cfg["seed"])
+        return cls(tuple(groups[cfg["fold"]]), tuple(trained), cfg["folds"], cfg["fold"], cfg["severity"],
+                   cfg["seed"])
 
     def validation_pixels(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The validation split's uint8 `images` shifted by each validated type, as pixels in [0, 1]: made once, from
