@@ -8,7 +8,7 @@ import torch.nn as nn
 from data_configs import dataset_config
 
 from regbench.data import build_datamodule
-from regbench.data.batches import TensorBatches
+from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.crafted_val import CraftedShifts, TrainingShift, fold_groups
 from regbench.evaluation.corruption_ops import CORRUPTION_OPS, apply_corruption, corrupt
 from regbench.run.module import ClassifierModule
@@ -121,3 +121,20 @@ def test_each_selection_picks_the_first_epoch_of_its_best_accuracy():
             {"val_acc": 0.70, "val_crafted_acc": 0.45}, {"val_acc": 0.80, "val_crafted_acc": 0.45}]
     assert selected_epoch(rows, "val_acc") == 1
     assert selected_epoch(rows, "val_crafted_acc") == 2
+
+
+def test_a_resumed_epoch_shifts_its_remaining_batches_as_the_uninterrupted_one():
+    mean, std = torch.tensor([0.5]).view(1, 1, 1, 1), torch.tensor([0.25]).view(1, 1, 1, 1)
+    augment = BatchAugment(0, False, shift=TrainingShift(("gaussian_noise", "impulse_noise"), 3, mean, std))
+    images, labels = torch.randn(40, 1, 8, 8), torch.arange(40) % 3
+
+    def batches() -> TensorBatches:
+        return TensorBatches(images, labels, 8, shuffle=True, seed=3, augment=augment, image_size=(8, 8),
+                             drop_last=True)
+
+    whole = batches()
+    whole.set_epoch(2)
+    uninterrupted = [batch for batch, _, _ in whole]
+    resumed = batches()
+    resumed.load_state_dict({"epoch": 2, "position": 3})
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted[3:], [batch for batch, _, _ in resumed], strict=True))
