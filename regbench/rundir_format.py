@@ -5,7 +5,7 @@ Torch-free, so readers that train nothing stay light.
     RUN_DIR/config.yaml            the resolved config
     RUN_DIR/history.csv            one row per epoch (HISTORY_COLUMNS, then any extra columns)
     RUN_DIR/metrics.json           status (STATUSES) and results, written atomically
-    RUN_DIR/checkpoints/{last,previous,best}.ckpt
+    RUN_DIR/checkpoints/{last,previous,best,crafted_best}.ckpt
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"  # where a relaunch resumes: the end of the last (n-th) epoch, or a SIGTERM point
 PREVIOUS_CHECKPOINT = "previous.ckpt"  # the last.ckpt it replaced: the fallback when last.ckpt is unreadable
 BEST_CHECKPOINT = "best.ckpt"  # the best-validation epoch, tested at the end for best_test_*
+# With data.crafted_val: the epoch of the best crafted-shift validation accuracy, tested for crafted_best_test_*
+CRAFTED_BEST_CHECKPOINT = "crafted_best.ckpt"
 
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 # Every status metrics.json can hold; RUNNING is the only one that is not final.

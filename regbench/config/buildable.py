@@ -11,6 +11,7 @@ from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.evaluation import build_evaluations
+from regbench.evaluation.shift_data import check_colour_corruptions
 from regbench.data.batches import check_crop_padding
 from regbench.specs.data_values import check_cooldown_epoch
 from regbench.data.module import loader_params
@@ -51,7 +52,9 @@ def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[
     facts = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"]), cfg["data"]["root"],
                           cfg["data"]["split_seed"])
     num_classes = facts.num_classes
-    check_calibration(cfg, has_validation=facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0)
+    has_validation = facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0
+    check_calibration(cfg, has_validation)
+    check_crafted_val(cfg["data"], has_validation)
     build_evaluations(cfg["eval"], cfg["data"], cfg["seed"])
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     check_init_fits(cfg["init"], model)
@@ -71,6 +74,19 @@ def check_calibration(cfg: dict[str, Any], has_validation: bool) -> None:
         raise UserError(f"calibrate=[{','.join(cfg['calibrate'])}] fits on the validation split, but "
                         f"data.val_fraction={cfg['data']['val_fraction']!r} leaves none; set data.val_fraction in "
                         f"(0, 1) or drop calibrate")
+
+
+def check_crafted_val(data: dict[str, Any], has_validation: bool) -> None:
+    """Crafted-shift validation shifts the validation split, so there must be one; saturate needs colour images."""
+    shifts = list(data["crafted_val"]["shifts"])
+    if shifts and not has_validation:
+        raise UserError(f"data.crafted_val.shifts={shifts!r} shifts the validation split, but "
+                        f"data.val_fraction={data['val_fraction']!r} leaves none; set data.val_fraction in (0, 1) or "
+                        f"set data.crafted_val.shifts=[]")
+    try:
+        check_colour_corruptions("crafted_val.shifts", shifts, data)
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
 
 
 def checked_run_shape(cfg: dict[str, Any]) -> RunShape:

@@ -20,7 +20,7 @@ from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.regularizers import REGULARIZERS
 
 # What a hyperparameter search may optimize: validation metrics of metrics.json.
-OPTIMIZABLE_METRICS = ("best_val_acc", "val_acc", "val_nll", "val_ece")
+OPTIMIZABLE_METRICS = ("best_val_acc", "val_acc", "val_nll", "val_ece", "crafted_best_val_crafted_acc")
 # Seeds reach numpy's legacy seeding (Lightning's seed_everything), which takes 32-bit unsigned integers.
 SEED_LIMIT = 2 ** 32
 
@@ -65,6 +65,8 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     metric = cfg.get("optimized_metric")
     check(metric is None or metric in OPTIMIZABLE_METRICS, "optimized_metric", metric,
           f"allowed: {', '.join(OPTIMIZABLE_METRICS)} (tune on validation metrics, never on the test set)")
+    check(metric != "crafted_best_val_crafted_acc" or bool(cfg["data"]["crafted_val"]["shifts"]), "optimized_metric",
+          metric, "is reported only with crafted-shift validation: set data.crafted_val.shifts (see the README)")
     try:
         check_logger_config(cfg["logger"])
     except ParamError as err:

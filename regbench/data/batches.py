@@ -2,6 +2,8 @@
 index from a seeded permutation, and augmentation runs on whole batches (no per-sample Python)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -46,12 +48,15 @@ def check_crop_padding(padding: int, image_shape: tuple[int, int, int]) -> None:
 
 class BatchAugment:
     """Random crop with reflect padding (pre-padded once) or a random-resized crop of the stored image
-    (images.resized_crop_boxes), and an optional horizontal flip."""
+    (images.resized_crop_boxes), an optional horizontal flip, then an optional `shift` of the normalized batch
+    (crafted-shift validation's training shifts, see crafted_val.py)."""
 
-    def __init__(self, crop_padding: int, hflip: bool, resized_crop: bool = False):
+    def __init__(self, crop_padding: int, hflip: bool, resized_crop: bool = False,
+                 shift: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.resized_crop = resized_crop
+        self.shift = shift
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         if self.crop_padding == 0:
@@ -65,7 +70,8 @@ class BatchAugment:
             images = resized_crop_batch(stored, resized_crop_boxes(sides[:, 0], sides[:, 1], gen), size)
         else:
             images = random_crop(stored, size, gen) if self.crop_padding else stored
-        return random_hflip(images, gen) if self.hflip else images
+        images = random_hflip(images, gen) if self.hflip else images
+        return self.shift(images, gen) if self.shift is not None else images
 
 
 class TensorBatches:

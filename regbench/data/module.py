@@ -1,7 +1,7 @@
 """The LightningDataModule: loads a dataset once, splits it, and serves in-memory batches on the device."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import lightning as L
 import torch
@@ -18,9 +18,12 @@ from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
 from regbench.errors import ParamError, UserError
 
+if TYPE_CHECKING:
+    from regbench.data.crafted_val import CraftedShifts
+
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
-               "imbalance", "balance", "prune", "sampler", "rs2")
+               "imbalance", "balance", "prune", "sampler", "rs2", "crafted_val")
 # Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
 STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 
@@ -38,14 +41,19 @@ class ImageDataModule(L.LightningDataModule):
     evaluation split, each image's clean label and colour; None otherwise).
     `noise`, `imbalance`, `balance` and `prune` are the data config's sections as composed (their defaults live in
     conf/data/common/label_shift.yaml only); `rs2` is the data config's rs2 section when data.sampler=rs2 (each epoch
-    a random subset of the training split, see rs2.py), None when every epoch takes the whole split."""
+    a random subset of the training split, see rs2.py), None when every epoch takes the whole split.
+    `crafted_shifts` (crafted-shift validation, see crafted_val.py; None without) shift the training batches, and
+    after setup `crafted_val_batches` holds the validation split once shifted by each validated type."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
                  crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
                  imbalance: Mapping[str, Any], balance: Mapping[str, Any], prune: Mapping[str, Any],
-                 resized_crop: bool = False, rs2: Mapping[str, Any] | None = None):
+                 resized_crop: bool = False, rs2: Mapping[str, Any] | None = None,
+                 crafted_shifts: CraftedShifts | None = None):
         super().__init__()
         self.rs2 = rs2
+        self.crafted_shifts = crafted_shifts
+        self.crafted_val_batches: dict[str, TensorBatches] = {}
         self.classes = data.classes
         self.image_shape = data.image_shape
         self.batch_size, self.seed = batch_size, seed
@@ -74,7 +82,8 @@ class ImageDataModule(L.LightningDataModule):
         self.spurious_groups = None if data.train_colors is None else {
             "val": (data.train_y[val_idx], data.train_colors[val_idx]), "test": (data.test_y, data.test_colors)}
         # A flip that changes the label (digits, SVHN) is never applied, whatever the config says.
-        self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok, resized_crop)
+        training_shift = crafted_shifts.training_shift(self.mean, self.std) if crafted_shifts is not None else None
+        self.augment = BatchAugment(crop_padding, hflip and data.hflip_ok, resized_crop, training_shift)
         self._batches: dict[str, TensorBatches] = {}
 
     def _with_smote(self, images: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor,
@@ -131,6 +140,12 @@ class ImageDataModule(L.LightningDataModule):
                     subsets=self.train_subsets(self._world_size()))
             else:
                 self._batches[split] = TensorBatches(images, labels, self.batch_size, shuffle=False)
+        if self.crafted_shifts is not None:
+            images, labels, _ = self.splits["val"]
+            self.crafted_val_batches = {
+                name: TensorBatches(((pixels.to(device) - self.mean.to(device)) / self.std.to(device)),
+                                    labels.to(device), self.batch_size, shuffle=False, shard=False)
+                for name, pixels in self.crafted_shifts.validation_pixels(images).items()}
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches["train"]
@@ -186,6 +201,9 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:
                     resized_crop=cfg["augment"]["random_resized_crop"], dataset=cfg["name"],
                     noise=cfg["noise"], imbalance=cfg["imbalance"], balance=cfg["balance"], prune=cfg["prune"],
                     rs2=cfg["rs2"] if cfg["sampler"] == "rs2" else None)
+    # Imported here: the shift ops' package (regbench.evaluation) imports this module.
+    from regbench.data.crafted_val import CraftedShifts
+    settings["crafted_shifts"] = CraftedShifts.for_config(cfg["crafted_val"])
     if not isinstance(data, ImageData):  # a folder dataset: decoded into memory when it fits, else streamed
         from regbench.data.stream import folder_datamodule
         return folder_datamodule(data, cfg, settings)

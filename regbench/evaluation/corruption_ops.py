@@ -14,7 +14,7 @@ from regbench.specs.evaluation import CORRUPTIONS
 
 
 def gaussian_noise(images: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
-    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype)
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
     return (images + std * noise).clamp(0, 1)
 
 
@@ -25,8 +25,8 @@ def shot_noise(images: torch.Tensor, photons: float, generator: torch.Generator)
 
 def impulse_noise(images: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
     """Each value (every channel apart) replaced with probability `amount`, by 1 or 0 with equal odds."""
-    flipped = torch.rand(images.shape, generator=generator) <= amount
-    salted = torch.rand(images.shape, generator=generator) <= 0.5
+    flipped = torch.rand(images.shape, generator=generator, device=images.device) <= amount
+    salted = torch.rand(images.shape, generator=generator, device=images.device) <= 0.5
     return torch.where(flipped, salted.to(images.dtype), images)
 
 
@@ -40,7 +40,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 def gaussian_blur(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """Separable Gaussian filter over height and width, each channel apart, the border pixels repeated."""
-    kernel = gaussian_kernel(sigma).to(images.dtype)
+    kernel = gaussian_kernel(sigma).to(images)
     radius = len(kernel) // 2
     n, c, h, w = images.shape
     flat = images.reshape(n * c, 1, h, w)
@@ -92,8 +92,8 @@ def pixelate(images: torch.Tensor, factor: float, generator: torch.Generator) ->
     """BOX-resized to int(side * factor) and back (the code's PIL resizes, for any height and width)."""
     h, w = images.shape[2:]
     small_h, small_w = int(h * factor), int(w * factor)
-    rows = box_resize_matrix(small_h, h).to(images.dtype) @ box_resize_matrix(h, small_h).to(images.dtype)
-    cols = box_resize_matrix(small_w, w).to(images.dtype) @ box_resize_matrix(w, small_w).to(images.dtype)
+    rows = box_resize_matrix(small_h, h).to(images) @ box_resize_matrix(h, small_h).to(images)
+    cols = box_resize_matrix(small_w, w).to(images) @ box_resize_matrix(w, small_w).to(images)
     return torch.einsum("ij,ncjk,lk->ncil", rows, images, cols)
 
 
@@ -116,7 +116,12 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int) -> torch.
     """`images` (uint8 or float in [0, 1]) corrupted by `name` at `severity` (1..5), its randomness seeded by
     `seed` alone, so that the final and the best model see the same corrupted images."""
     pixels = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    return apply_corruption(pixels, name, severity, torch.Generator().manual_seed(seed))
+
+
+def apply_corruption(pixels: torch.Tensor, name: str, severity: int, generator: torch.Generator) -> torch.Tensor:
+    """Float `pixels` in [0, 1] corrupted by `name` at `severity`, drawing from `generator` (on their device)."""
     op, parameters = CORRUPTION_OPS[name]
-    return op(pixels, parameters[severity - 1], torch.Generator().manual_seed(seed))
+    return op(pixels, parameters[severity - 1], generator)
 
 

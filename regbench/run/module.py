@@ -291,6 +291,29 @@ class ClassifierModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", self.val_metrics)
         self.val_metrics.bins.reset()
+        # Only regbench's datamodules craft shifted validation sets (a Trainer may validate plain loaders).
+        crafted = getattr(self.trainer.datamodule, "crafted_val_batches", None)
+        if crafted:
+            self.log("val_crafted_acc", self.crafted_accuracy(crafted), prog_bar=True, on_step=False, on_epoch=True)
+
+    @torch.no_grad()
+    def crafted_accuracy(self, crafted: Mapping[str, Any]) -> torch.Tensor:
+        """Crafted-shift validation accuracy: the mean over the validated shift types of the accuracy on the
+        validation split shifted by each. Every DDP rank evaluates the whole (unsharded) sets, so all log one value.
+        Outside the validation steps, so the trainer's precision (bf16-true, 64-true) is applied here."""
+        network = self.eval_network()
+        precision = self.trainer.precision_plugin if self._trainer is not None else None
+        accuracies = []
+        for batches in crafted.values():
+            correct = sum((self.predicted(network, images, precision) == labels).sum() for images, labels, _ in batches)
+            accuracies.append(correct / len(batches.labels))
+        return torch.stack(accuracies).float().mean()
+
+    def predicted(self, network: nn.Module, images: torch.Tensor, precision) -> torch.Tensor:
+        if precision is None:
+            return network(self.in_memory_format(images)).argmax(dim=-1)
+        with precision.forward_context():
+            return network(self.in_memory_format(precision.convert_input(images))).argmax(dim=-1)
 
     # --- optimization ---------------------------------------------------------------------------------------
     def configure_optimizers(self):

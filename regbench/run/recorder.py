@@ -80,7 +80,7 @@ class RunRecorder(L.Callback):
         logged = trainer.callback_metrics
         stats = pl_module.train_epoch_stats()  # summed over DDP ranks
         row = {"epoch": trainer.current_epoch, **stats,
-               **{k: float(logged[k]) for k in ("val_acc", "val_nll", "val_ece") if k in logged},
+               **{k: float(logged[k]) for k in ("val_acc", "val_nll", "val_ece", "val_crafted_acc") if k in logged},
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
                "images_per_s": stats["train_images"] / max(train_time, 1e-9), "train_time_s": train_time,
                "epoch_time_s": epoch_time}

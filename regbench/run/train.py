@@ -39,10 +39,12 @@ from regbench.run.plan import RunPlan, checkpoint_problem
 from regbench.run.provenance import git_state, package_versions
 from regbench.run.recorder import RunRecorder
 from regbench.run.signals import SigtermFlag
+from regbench.run.selection import selected_epoch
 from regbench.run.subpopulations import group_metrics, groups_section
-from regbench.run.trainer import build_trainer
-from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, RUNNING,
-                                    component_names, config_hash, read_json, write_json_atomic, write_text_atomic)
+from regbench.run.trainer import build_trainer, crafted_best_checkpoint
+from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
+                                    METRICS_FILE, RUNNING, component_names, config_hash, read_json, write_json_atomic,
+                                    write_text_atomic)
 
 
 def quiet_lightning() -> None:
@@ -89,19 +91,21 @@ def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, prefi
     return {key: float(value) for key, value in results.items()}
 
 
-def best_test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, best_checkpoint: Path) -> dict:
-    """Test metrics of the best-validation weights, under `best_test_`. Only the weights are loaded: testing with
-    `trainer.test(ckpt_path=...)` would also restore the callbacks (the recorder would rewrite history.csv with
-    the rows up to the best epoch), the random streams and the data position from that checkpoint. An unreadable
-    best.ckpt leaves these metrics out, with one line, rather than failing the run (and every relaunch)."""
+def best_test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, best_checkpoint: Path,
+                      prefix: str = "best_test") -> dict:
+    """Test metrics of the best-validation weights (best.ckpt, or crafted_best.ckpt), under `prefix`. Only the
+    weights are loaded: testing with `trainer.test(ckpt_path=...)` would also restore the callbacks (the recorder
+    would rewrite history.csv with the rows up to the best epoch), the random streams and the data position from
+    that checkpoint. An unreadable checkpoint leaves these metrics out, with one line, rather than failing the run
+    (and every relaunch)."""
     problem = checkpoint_problem(best_checkpoint)
     if problem is not None:
         if trainer.is_global_zero:
-            print(f"regbench train: {best_checkpoint} is unreadable ({problem}); metrics.json leaves out best_test_*",
-                  file=sys.stderr, flush=True)
+            print(f"regbench train: {best_checkpoint} is unreadable ({problem}); metrics.json leaves out "
+                  f"{prefix}_*", file=sys.stderr, flush=True)
         return {}
     trainer.strategy.load_model_state_dict(upgrade_epoch_sums(trainer.strategy.load_checkpoint(best_checkpoint)))
-    return test_metrics(trainer, module, datamodule, prefix="best_test")
+    return test_metrics(trainer, module, datamodule, prefix=prefix)
 
 
 def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, writes: bool, plugins: list,
@@ -139,6 +143,8 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     recorder = RunRecorder(plan.run_dir, print_lines=not sys.stdout.isatty(), process_start=process_start,
                            writes=writes)
     callbacks = [recorder, sigterm]
+    if datamodule.crafted_shifts is not None:
+        callbacks.append(crafted_best_checkpoint(plan.run_dir))
     if resolved["init"]["freeze_bn_stats"]:
         callbacks.append(FrozenNormStatistics())
     if isinstance(logger, WandbLogger):
@@ -174,22 +180,43 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
                                          datamodule.unaugmented_train_batches)
     labels_report = label_sections(datamodule, module.last_test_per_class_acc)
     rows = recorder.rows
-    best_epoch = max(range(len(rows)), key=lambda i: rows[i]["val_acc"])
+    best_epoch = selected_epoch(rows, "val_acc")
     best = best_test_metrics(trainer, module, datamodule, best_checkpoint)
     best_calibrated = post_hoc_calibration(calibrators, module, datamodule, "best_test", calibrated) if best else {}
     best_evaluated = run_evaluations(evaluations, module, datamodule, "best_test") if best else {}
     best_groups, best_group_report = group_metrics(module, datamodule, "best_test") if best else ({}, None)
+    crafted, crafted_evaluated, crafted_report = crafted_selection(trainer, module, datamodule, rows, best_epoch,
+                                                                   best_checkpoint.parent, evaluations)
     post_hoc = {**final_calibrated, **best_calibrated, **final_evaluated, **best_evaluated, **final_groups,
-                **best_groups}
+                **best_groups, **crafted_evaluated}
     log_end_metrics(trainer, post_hoc)
-    validation = ("val_acc", "val_nll", "val_ece")
+    validation = ("val_acc", "val_nll", "val_ece", *(("val_crafted_acc",) if crafted_report else ()))
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
-               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **post_hoc}
+               **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **crafted, **post_hoc}
     return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
             "epochs": len(rows), "classes": datamodule.classes,
             "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
             **labels_report, **sampler_sections(datamodule, len(rows)),
-            **groups_section(datamodule.num_classes, final_group_report, best_group_report), **reports}
+            **groups_section(datamodule.num_classes, final_group_report, best_group_report), **reports,
+            **crafted_report}
+
+
+def crafted_selection(trainer: L.Trainer, module: ClassifierModule, datamodule, rows: list[dict[str, Any]],
+                      best_epoch: int, checkpoints: Path, evaluations: list) -> tuple[dict, dict, dict]:
+    """With data.crafted_val: the epoch of the best crafted-shift validation accuracy, its validation metrics and
+    its weights' test metrics and evaluations (`crafted_best_*`, beside the plain selection's `best_*`), and
+    metrics.json's `crafted_val` section: the fold's shift types and the epoch each selection picked."""
+    if datamodule.crafted_shifts is None:
+        return {}, {}, {}
+    epoch = selected_epoch(rows, "val_crafted_acc")
+    tested = best_test_metrics(trainer, module, datamodule, checkpoints / CRAFTED_BEST_CHECKPOINT,
+                               prefix="crafted_best_test")
+    evaluated = run_evaluations(evaluations, module, datamodule, "crafted_best_test") if tested else {}
+    metrics = {"crafted_best_epoch": epoch, **{f"crafted_best_{k}": rows[epoch][k]
+                                               for k in ("val_acc", "val_nll", "val_ece", "val_crafted_acc")},
+               **tested}
+    report = {**datamodule.crafted_shifts.report(), "selected_epoch": {"plain": best_epoch, "crafted": epoch}}
+    return metrics, evaluated, {"crafted_val": report}
 
 
 def log_end_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:

@@ -14,7 +14,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from regbench.config.trainer import check_trainer_config
 from regbench.run.randomness import ResumableRandomness
-from regbench.rundir_format import BEST_CHECKPOINT, CHECKPOINT_DIR, LAST_CHECKPOINT, PREVIOUS_CHECKPOINT
+from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CRAFTED_BEST_CHECKPOINT, LAST_CHECKPOINT,
+                                    PREVIOUS_CHECKPOINT)
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file and renames it: a kill mid-write keeps the previous one whole.
@@ -56,6 +57,15 @@ class LastCheckpoint(Checkpoint):
         if (isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING
                 and not trainer.validating):
             trainer.save_checkpoint(self.path)
+
+
+def crafted_best_checkpoint(run_dir: Path) -> ModelCheckpoint:
+    """crafted_best.ckpt, the epoch of the best crafted-shift validation accuracy (data.crafted_val), checked every
+    epoch like best.ckpt. Passed among the callbacks: Lightning runs checkpoint callbacks last, in their order, so it
+    comes before last.ckpt as best.ckpt does."""
+    return ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=Path(CRAFTED_BEST_CHECKPOINT).stem,
+                           monitor="val_crafted_acc", mode="max", save_top_k=1, save_last=False,
+                           enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)
 
 
 def build_trainer(cfg: Mapping[str, Any], run_dir: Path, logger, callbacks: list[L.Callback],

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
 from regbench.scoring.scores_file import check_prune_config
+from regbench.specs.evaluation import CORRUPTIONS, SHIFT_DATASETS
 from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
                                         ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)
 
@@ -44,6 +45,32 @@ def check_data_values(cfg: Mapping[str, Any]) -> None:
         check_smote_inputs(cfg)
     check_prune_config(cfg)
     check_sampler_config(cfg)
+    check_crafted_val_config(cfg["crafted_val"], cfg["name"])
+
+
+def check_crafted_val_config(cfg: Mapping[str, Any], dataset: str) -> None:
+    """data.crafted_val: known shift types, each listed once (a type listed twice could craft one fold's validation
+    set and augment the training of another, which the k-fold split over types exists to prevent), and a fold of
+    the k groups they make."""
+    shifts = list(cfg["shifts"]) if isinstance(cfg["shifts"], (list, tuple)) else cfg["shifts"]
+    check(isinstance(shifts, list) and all(name in CORRUPTIONS for name in shifts), "crafted_val.shifts", shifts,
+          f"must be a list of shift types from {', '.join(CORRUPTIONS)}")
+    repeated = sorted({name for name in shifts if shifts.count(name) > 1})
+    check(not repeated, "crafted_val.shifts", shifts,
+          f"lists {', '.join(repeated)} more than once: a type that crafts one fold's validation set must never "
+          f"augment training; list each type once")
+    check(not shifts or dataset in SHIFT_DATASETS, "crafted_val.shifts", shifts,
+          f"shifts images held in memory, but data={dataset} is not one of them; use one of "
+          f"{', '.join(SHIFT_DATASETS)}")
+    folds, fold = cfg["folds"], cfg["fold"]
+    check(_is_int(folds) and folds >= 1 and (not shifts or folds <= len(shifts)), "crafted_val.folds", folds,
+          f"must be an integer from 1 to the {len(shifts)} listed shift types (each fold validates on at least one)"
+          if shifts else "must be an integer >= 1")
+    check(_is_int(fold) and 0 <= fold < folds, "crafted_val.fold", fold,
+          f"must be an integer in [0, crafted_val.folds={folds})")
+    check(_is_int(cfg["severity"]) and 1 <= cfg["severity"] <= 5, "crafted_val.severity", cfg["severity"],
+          "must be an integer from 1 to 5")
+    check(_is_int(cfg["seed"]), "crafted_val.seed", cfg["seed"], "must be an integer")
 
 
 def check_sampler_config(cfg: Mapping[str, Any]) -> None:
@@ -114,6 +141,10 @@ def check_noise_config(cfg: Mapping[str, Any], dataset: str) -> None:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_imbalance_config(imbalance: Mapping[str, Any], balance: Mapping[str, Any]) -> None:

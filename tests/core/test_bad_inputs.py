@@ -141,14 +141,15 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     (["calibrate=[temperature]", "~calibrate.temperature.max_iter"], "~calibrate.temperature.max_iter removes "
                                                                      "calibrate.temperature.max_iter, which regbench "
                                                                      "reads"),
-    (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, download, "
-                      "imbalance, name, noise, prune, root, rs2, sampler, split_seed, test_fraction, val_fraction)"),
+    (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, "
+                      "crafted_val, download, imbalance, name, noise, prune, root, rs2, sampler, split_seed, "
+                      "test_fraction, val_fraction)"),
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
                              "nesterov, project, weight_decay); did you mean momentum?"),
     (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
                                    "crop_padding, hflip, random_resized_crop); did you mean hflip?"),
     (["data=mnist", "+data.cahce=false"], "data.cahce=false is not a key regbench reads (keys of data: augment, "
-                                          "balance, batch_size, cache, download"),
+                                          "balance, batch_size, cache, crafted_val, download"),
     (["logger=csv", "+logger.run_dir=elsewhere"], "logger.run_dir=elsewhere is not a key regbench reads (keys of "
                                                   "logger: name)"),
     (["+regularizer.cutmix.alpha=0.5"], "regularizer.cutmix.alpha=0.5 sets a parameter of regularizer cutmix, which "

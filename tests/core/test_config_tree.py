@@ -117,3 +117,14 @@ def test_every_preset_passes_preflight_beside_a_key_override_that_adds(group, pr
     # RCAL's two phases need an epoch each: with its default 0.2 of the epochs, 5 epochs.
     epochs = 5 if (group, preset) == ("exp", "rcal") else 1
     preflight([f"+{group}={preset}", f"++trainer.max_epochs={epochs}"], multirun=False, writes=False)
+
+
+@pytest.mark.parametrize("dataset", options("data"))
+def test_every_dataset_takes_crafted_validation_from_its_one_definition(dataset):
+    own = OmegaConf.load(CONF / "data" / f"{dataset}.yaml")
+    assert "crafted_val" not in own, "defined in conf/data/common/crafted_val.yaml only"
+    common = OmegaConf.to_container(OmegaConf.merge({"seed": 7}, {"data": OmegaConf.load(
+        CONF / "data" / "common" / "crafted_val.yaml")}), resolve=True)["data"]
+    cfg = composed([f"data={dataset}", "seed=7"])
+    assert cfg["data"]["crafted_val"] == common["crafted_val"]
+    assert common["crafted_val"]["shifts"] == []  # off unless asked for

@@ -19,7 +19,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 SWEEPS = {"reg_vs_baseline": (51, ["regularizer"]), "norm_grid": (48, ["norm"]),
           "noise_grid": (48, ["data.noise.rate", "regularizer"]), "projection": (24, ["optim", "optim.project"]),
           "subpopulations": (24, ["data.spurious.correlation", "backbone"]),
-          "soup_ingredients": (8, ["optim.lr", "data.augment.crop_padding"])}
+          "soup_ingredients": (8, ["optim.lr", "data.augment.crop_padding"]),
+          "crafted_folds": (6, ["data.crafted_val.fold"])}
 
 
 def expand(overrides: list[str]) -> list[list[str]]:
