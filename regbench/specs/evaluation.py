@@ -10,7 +10,8 @@ OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
 # saturate changes HSV saturation, so it takes colour images only.
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
-               "pixelate")
+               "pixelate", "speckle_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "fog",
+               "elastic_transform", "jpeg_compression")
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
 SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
 
