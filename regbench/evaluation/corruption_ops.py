@@ -2,7 +2,8 @@
 and Perturbations", ICLR 2019), batched in torch on (N, C, H, W) float images in [0, 1]. The five severities'
 parameters are the paper's code's (github.com/hendrycks/robustness, ImageNet-C/create_c/make_cifar_c.py); each op
 reimplements that code's math for a whole batch: skimage's gaussian filter (scipy's, truncated at 4 sigma, edges
-repeated), skimage's salt-and-pepper, HSV value and saturation changes and PIL's BOX resize."""
+repeated), skimage's salt-and-pepper, HSV value and saturation changes and PIL's BOX resize here; the blurs, the
+weather and the digital corruptions in the modules beside it."""
 from __future__ import annotations
 
 from typing import Callable

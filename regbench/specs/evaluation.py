@@ -8,10 +8,16 @@ OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn
 # In-distribution scores, each higher for images more like the training data.
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
-# saturate changes HSV saturation, so it takes colour images only.
+# saturate changes HSV saturation, so it takes colour images only; frost and spatter are refused (UNBUILT_CORRUPTIONS).
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
                "pixelate", "speckle_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "fog",
                "elastic_transform", "jpeg_compression")
+# CIFAR-10-C's corruptions regbench refuses, and why.
+UNBUILT_CORRUPTIONS = {
+    "frost": "CIFAR-10-C's frost blends in crops of the paper's six frost photographs, which regbench does not ship",
+    "spatter": "CIFAR-10-C's spatter draws its drops with OpenCV's Canny edges, distance transform and histogram "
+               "equalization, which regbench does not reimplement",
+}
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
 SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
 
