@@ -28,44 +28,33 @@ def defocus_blur(images: torch.Tensor, radius_alias: tuple[float, float], genera
     return filter2d(images, defocus_kernel(*radius_alias), "reflect101").clamp(0, 1)
 
 
-def shuffle_offsets(images: torch.Tensor, max_delta: int, iterations: int,
-                    generator: torch.Generator) -> torch.Tensor:
-    """The code's draws: for each iteration and visited pixel (rows then columns, descending from side - max_delta
-    to max_delta + 1) and image, a (dx, dy) each uniform in -max_delta..max_delta - 1 (numpy's randint excludes
-    its upper bound)."""
-    h, w = images.shape[2:]
-    visited = (iterations, max(h - 2 * max_delta, 0), max(w - 2 * max_delta, 0), images.shape[0], 2)
-    return torch.randint(-max_delta, max_delta, visited, generator=generator)
+def shuffle_offsets(images: torch.Tensor, iterations: int, generator: torch.Generator) -> torch.Tensor:
+    """The code's draws: per pass, image and visited pixel (rows and columns 2 to side - 1), a (dx, dy) each -1 or 0
+    (numpy's randint(-max_delta, max_delta) with max_delta 1, as at every CIFAR severity)."""
+    n, _, h, w = images.shape
+    return torch.randint(-1, 1, (iterations, n, 2, max(h - 2, 0), max(w - 2, 0)), generator=generator)
 
 
-def local_shuffle(images: torch.Tensor, offsets: torch.Tensor, max_delta: int) -> torch.Tensor:
-    """The code's per-pixel loop, every image of the batch at once: each visited pixel (h, w), in the code's order,
-    swaps contents with (h + dy, w + dx). The swaps chain (a pixel moved up-left can be moved again), so the visits
-    stay sequential; they permute pixel indices, gathered once at the end."""
+def local_shuffle(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """The code's per-pixel loop: each visited pixel (h, w), rows then columns descending, gets the value of pixel
+    (h + dy, w + dx). The code means a swap, but its tuple assignment of numpy views of (H, W, 3) pixels copies
+    (the second assignment reads the pixel just overwritten), and that copy made CIFAR-10-C. A pass only reads
+    pixels above or left of the one it writes, which it has not written yet, so a whole pass is one gather."""
     n, c, h, w = images.shape
-    batch = torch.arange(n)
-    source = torch.arange(h * w).repeat(n, 1)  # source[i, p]: the original pixel now at p in image i
-    rows, cols = range(h - max_delta, max_delta, -1), range(w - max_delta, max_delta, -1)
-    for iteration in offsets:
-        for row, row_offsets in zip(rows, iteration):
-            for col, col_offsets in zip(cols, row_offsets):
-                dx, dy = col_offsets.unbind(1)
-                here = row * w + col
-                there = (row + dy) * w + col + dx
-                moved = source[batch, there]
-                source[batch, there] = source[:, here]
-                source[:, here] = moved
-    flat = images.reshape(n, c, h * w)
-    return flat.gather(2, source.unsqueeze(1).expand(n, c, h * w)).reshape(n, c, h, w)
+    batch = torch.arange(n).view(n, 1, 1)
+    rows, cols = torch.arange(2, h).view(1, -1, 1), torch.arange(2, w).view(1, 1, -1)
+    for dx_dy in offsets:
+        read = images[batch, :, rows + dx_dy[:, 1], cols + dx_dy[:, 0]].permute(0, 3, 1, 2)
+        images = images.clone()
+        images[:, :, 2:, 2:] = read
+    return images
 
 
-def glass_blur(images: torch.Tensor, sigma_delta_iterations: tuple[float, int, int],
-               generator: torch.Generator) -> torch.Tensor:
+def glass_blur(images: torch.Tensor, sigma_iterations: tuple[float, int], generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur, truncated to 8 bits as the code's np.uint8 does, pixels locally shuffled, blurred again."""
-    sigma, max_delta, iterations = sigma_delta_iterations
+    sigma, iterations = sigma_iterations
     blurred = torch.floor(gaussian_filter(images, sigma) * 255) / 255
-    shuffled = local_shuffle(blurred, shuffle_offsets(images, max_delta, iterations, generator), max_delta)
-    return gaussian_filter(shuffled, sigma).clamp(0, 1)
+    return gaussian_filter(local_shuffle(blurred, shuffle_offsets(images, iterations, generator)), sigma).clamp(0, 1)
 
 
 def zoom_blur(images: torch.Tensor, zooms: int, generator: torch.Generator) -> torch.Tensor:

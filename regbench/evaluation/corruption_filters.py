@@ -79,7 +79,7 @@ def clipped_zoom(images: torch.Tensor, factor: float) -> torch.Tensor:
     h, w = images.shape[-2:]
     rows = clipped_zoom_matrix(h, factor).to(images.dtype)
     cols = clipped_zoom_matrix(w, factor).to(images.dtype)
-    return torch.einsum("ij,ncjk,lk->ncil", rows, images, cols)
+    return rows @ images @ cols.T
 
 
 def sample_bilinear(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, mode: str) -> torch.Tensor:

@@ -106,7 +106,8 @@ CORRUPTION_OPS: dict[str, tuple[Callable, tuple]] = {
     "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65)),
     "speckle_noise": (speckle_noise, (0.06, 0.1, 0.12, 0.16, 0.2)),
     "defocus_blur": (defocus_blur, ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))),  # radius, alias
-    "glass_blur": (glass_blur, ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))),
+    # sigma, passes (the code's max_delta is 1 at every severity)
+    "glass_blur": (glass_blur, ((0.05, 1), (0.25, 1), (0.4, 1), (0.25, 2), (0.4, 2))),
     "motion_blur": (motion_blur, ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))),  # radius, sigma
     "zoom_blur": (zoom_blur, (7, 12, 16, 21, 26)),  # zooms 1, 1.01, ...: np.arange(1, 1.06 .. 1.26, 0.01)'s lengths
     "snow": (snow, ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
