@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from regbench.evaluation.corruption_blurs import defocus_blur, glass_blur, motion_blur, zoom_blur
 from regbench.evaluation.corruption_digital import elastic_transform, jpeg_compression
