@@ -2,14 +2,18 @@
 and Perturbations", ICLR 2019), batched in torch on (N, C, H, W) float images in [0, 1]. The five severities'
 parameters are the paper's code's (github.com/hendrycks/robustness, ImageNet-C/create_c/make_cifar_c.py); each op
 reimplements that code's math for a whole batch: skimage's gaussian filter (scipy's, truncated at 4 sigma, edges
-repeated), skimage's salt-and-pepper, HSV value and saturation changes and PIL's BOX resize."""
+repeated), skimage's salt-and-pepper, HSV value and saturation changes and PIL's BOX resize here; the blurs, the
+weather and the digital corruptions in the modules beside it."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from regbench.evaluation.corruption_blurs import defocus_blur, glass_blur, motion_blur, zoom_blur
+from regbench.evaluation.corruption_digital import elastic_transform, jpeg_compression
+from regbench.evaluation.corruption_filters import gaussian_filter
+from regbench.evaluation.corruption_weather import fog, snow
 from regbench.specs.evaluation import CORRUPTIONS
 
 
@@ -23,6 +27,12 @@ def shot_noise(images: torch.Tensor, photons: float, generator: torch.Generator)
     return (torch.poisson(images * photons, generator=generator) / photons).clamp(0, 1)
 
 
+def speckle_noise(images: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise proportional to the pixel: x + x * N(0, std)."""
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype, device=images.device)
+    return (images + images * std * noise).clamp(0, 1)
+
+
 def impulse_noise(images: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
     """Each value (every channel apart) replaced with probability `amount`, by 1 or 0 with equal odds."""
     flipped = torch.rand(images.shape, generator=generator, device=images.device) <= amount
@@ -30,23 +40,9 @@ def impulse_noise(images: torch.Tensor, amount: float, generator: torch.Generato
     return torch.where(flipped, salted.to(images.dtype), images)
 
 
-def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """scipy.ndimage's 1-D Gaussian: radius int(4 sigma + 0.5), normalized to sum 1."""
-    radius = int(4.0 * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    return weights / weights.sum()
-
-
 def gaussian_blur(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Separable Gaussian filter over height and width, each channel apart, the border pixels repeated."""
-    kernel = gaussian_kernel(sigma).to(images)
-    radius = len(kernel) // 2
-    n, c, h, w = images.shape
-    flat = images.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return flat.reshape(n, c, h, w).clamp(0, 1)
+    """scipy's Gaussian filter over height and width (truncated at 4 sigma), the border pixels repeated."""
+    return gaussian_filter(images, sigma).clamp(0, 1)
 
 
 def contrast(images: torch.Tensor, factor: float, generator: torch.Generator) -> torch.Tensor:
@@ -107,6 +103,19 @@ CORRUPTION_OPS: dict[str, tuple[Callable, tuple]] = {
     "brightness": (brightness, (0.05, 0.1, 0.15, 0.2, 0.3)),
     "saturate": (saturate, ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))),
     "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65)),
+    "speckle_noise": (speckle_noise, (0.06, 0.1, 0.12, 0.16, 0.2)),
+    "defocus_blur": (defocus_blur, ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))),  # radius, alias
+    # sigma, passes (the code's max_delta is 1 at every severity)
+    "glass_blur": (glass_blur, ((0.05, 1), (0.25, 1), (0.4, 1), (0.25, 2), (0.4, 2))),
+    "motion_blur": (motion_blur, ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))),  # radius, sigma
+    "zoom_blur": (zoom_blur, (7, 12, 16, 21, 26)),  # zooms 1, 1.01, ...: np.arange(1, 1.06 .. 1.26, 0.01)'s lengths
+    "snow": (snow, ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+                    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))),
+    "fog": (fog, ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))),  # strength, wibble decay
+    # alpha, sigma, affine bound as fractions of the side: the code's multiples of IMSIZE = 32
+    "elastic_transform": (elastic_transform, ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
+                                              (0.1, 0.03, 0.03))),
+    "jpeg_compression": (jpeg_compression, (80, 65, 58, 50, 40)),  # PIL quality
 }
 if tuple(CORRUPTION_OPS) != CORRUPTIONS:
     raise RuntimeError(f"corruption ops {tuple(CORRUPTION_OPS)} do not match the declared {CORRUPTIONS}")

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 from regbench.errors import check
 from regbench.evaluation.corruption_ops import corrupt
 from regbench.evaluation.ood import check_names
-from regbench.evaluation.shift_data import (check_colour_corruptions, check_shift_dataset, evaluated_network,
-                                            predictions, test_pixels)
+from regbench.evaluation.shift_data import (check_built_corruptions, check_colour_corruptions, check_shift_dataset,
+                                            evaluated_network, predictions, test_pixels)
 from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -30,6 +30,7 @@ class CorruptionAccuracy:
 
     def __init__(self, *, names: list[str], severities: list[int], data: Mapping[str, Any], seed: int):
         check_shift_dataset("corruptions", data)
+        check_built_corruptions("names", names)
         self.names = check_names("names", names, CORRUPTIONS)
         check_colour_corruptions("names", self.names, data)
         self.severities = check_severities("severities", severities)

@@ -14,8 +14,8 @@ from regbench.evaluation.corruption_ops import corrupt
 from regbench.evaluation.corruptions import SEVERITIES
 from regbench.evaluation.lame_math import lame
 from regbench.evaluation.ood import feature_function
-from regbench.evaluation.shift_data import (check_colour_corruptions, check_shift_dataset, evaluated_network,
-                                            normalized, test_pixels)
+from regbench.evaluation.shift_data import (check_built_corruptions, check_colour_corruptions, check_shift_dataset,
+                                            evaluated_network, normalized, test_pixels)
 from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
 
 ORDERS = ("iid", "class_ordered")
@@ -39,6 +39,7 @@ class LAMEStreams:
         check_positive_int("knn", knn)
         check_positive_int("max_steps", max_steps)
         check_positive_int("batch_size", batch_size)
+        check_built_corruptions("corruption", corruption)
         check(corruption is None or corruption in CORRUPTIONS, "corruption", corruption,
               f"must be null or one of {', '.join(CORRUPTIONS)}")
         check_colour_corruptions("corruption", corruption, data)

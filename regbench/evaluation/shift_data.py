@@ -11,13 +11,20 @@ import torch.nn as nn
 from regbench.data.module import loader_params
 from regbench.data.registry import dataset_facts
 from regbench.errors import UserError, check
-from regbench.specs.evaluation import SHIFT_DATASETS
+from regbench.specs.evaluation import SHIFT_DATASETS, UNBUILT_CORRUPTIONS
 
 
 def check_shift_dataset(evaluation: str, data: Mapping[str, Any]) -> None:
     if data["name"] not in SHIFT_DATASETS:
         raise UserError(f"eval=[{evaluation}] corrupts or reorders test images held in memory, but "
                         f"data={data['name']} is not one of them; use one of {', '.join(SHIFT_DATASETS)}")
+
+
+def check_built_corruptions(key: str, value: Any) -> None:
+    """frost and spatter (a list of corruptions holding one, or the name itself) are refused with the reason."""
+    for name in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(name, str) and name in UNBUILT_CORRUPTIONS:
+            check(False, key, value, f"{name} is not built: {UNBUILT_CORRUPTIONS[name]}; leave it out")
 
 
 def check_colour_corruptions(key: str, value: list[str] | str | None, data: Mapping[str, Any]) -> None:

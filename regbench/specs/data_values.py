@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
 from regbench.scoring.scores_file import check_prune_config
-from regbench.specs.evaluation import CORRUPTIONS, SHIFT_DATASETS
+from regbench.specs.evaluation import DEVICE_CORRUPTIONS, SHIFT_DATASETS
 from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
                                         ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)
 
@@ -53,8 +53,10 @@ def check_crafted_val_config(cfg: Mapping[str, Any], dataset: str) -> None:
     set and augment the training of another, which the k-fold split over types exists to prevent), and a fold of
     the k groups they make."""
     shifts = list(cfg["shifts"]) if isinstance(cfg["shifts"], (list, tuple)) else cfg["shifts"]
-    check(isinstance(shifts, list) and all(name in CORRUPTIONS for name in shifts), "crafted_val.shifts", shifts,
-          f"must be a list of shift types from {', '.join(CORRUPTIONS)}")
+    check(isinstance(shifts, list) and all(name in DEVICE_CORRUPTIONS for name in shifts), "crafted_val.shifts",
+          shifts,
+          f"must be a list of shift types from {', '.join(DEVICE_CORRUPTIONS)} (the corruptions that run on the "
+          f"training device)")
     repeated = sorted({name for name in shifts if shifts.count(name) > 1})
     check(not repeated, "crafted_val.shifts", shifts,
           f"lists {', '.join(repeated)} more than once: a type that crafts one fold's validation set must never "

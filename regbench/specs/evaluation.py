@@ -16,9 +16,19 @@ OOD_METHODS: tuple[str, ...] = (
     "palm",
 )
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
-# saturate changes HSV saturation, so it takes colour images only.
+# saturate changes HSV saturation, so it takes colour images only; frost and spatter are refused (UNBUILT_CORRUPTIONS).
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
-               "pixelate")
+               "pixelate", "speckle_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "fog",
+               "elastic_transform", "jpeg_compression")
+# The corruptions whose draws and filters follow the images' device, which crafted-shift validation may apply to
+# training batches on the training device (the others draw on the CPU and run in the evaluations only).
+DEVICE_CORRUPTIONS = CORRUPTIONS[:9]
+# CIFAR-10-C's corruptions regbench refuses, and why.
+UNBUILT_CORRUPTIONS = {
+    "frost": "CIFAR-10-C's frost blends in crops of the paper's six frost photographs, which regbench does not ship",
+    "spatter": "CIFAR-10-C's spatter draws its drops with OpenCV's Canny edges, distance transform and histogram "
+               "equalization, which regbench does not reimplement",
+}
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
 SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
 

@@ -1,6 +1,7 @@
 """`regbench train eval=[corruptions,lame]` through the real CLI on a tiny budget on digits: metrics.json holds every
-corruption's accuracy per severity, per corruption and their mean, and LAME's accuracy with and without adaptation
-on the clean and corrupted streams in both orders, for the final and the best model; saturate on colour images."""
+default corruption's accuracy per severity, per corruption and their mean, and LAME's accuracy with and without
+adaptation on the clean and corrupted streams in both orders, for the final and the best model; the other
+corruptions on grey digits; saturate on colour images."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,10 @@ from run_dirs import completed_metrics
 from regbench.specs.evaluation import CORRUPTIONS
 
 pytestmark = pytest.mark.slow
-GREY_CORRUPTIONS = [name for name in CORRUPTIONS if name != "saturate"]  # the default eval.corruptions.names
+# the default eval.corruptions.names (conf/eval/corruptions.yaml): the cheap ones that take grey images
+GREY_CORRUPTIONS = ["gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness",
+                    "pixelate"]
+OTHER_CORRUPTIONS = [name for name in CORRUPTIONS if name not in GREY_CORRUPTIONS and name != "saturate"]
 
 
 def test_corruption_and_lame_metrics_reach_metrics_json(run_regbench, tmp_path):
@@ -33,6 +37,20 @@ def test_corruption_and_lame_metrics_reach_metrics_json(run_regbench, tmp_path):
     assert metrics["lame.iid.test_acc_unadapted"] == pytest.approx(metrics["test_acc"])
     # Severity 5 contrast (factor 0.15) is far from what one epoch trained on.
     assert metrics["corruptions.contrast.5.test_acc"] < metrics["test_acc"]
+
+
+def test_the_other_corruptions_reach_metrics_json(run_regbench, tmp_path):
+    result = run_regbench("train", "eval=[corruptions]", f"eval.corruptions.names=[{','.join(OTHER_CORRUPTIONS)}]",
+                          "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=none", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    metrics = completed_metrics(tmp_path / "run")["metrics"]
+    for prefix in ("test", "best_test"):
+        for name in OTHER_CORRUPTIONS:
+            per_severity = [metrics[f"corruptions.{name}.{severity}.{prefix}_acc"] for severity in range(1, 6)]
+            assert all(0 <= accuracy <= 1 for accuracy in per_severity)
+            assert metrics[f"corruptions.{name}.{prefix}_acc"] == pytest.approx(sum(per_severity) / 5)
+        assert metrics[f"corruptions.{prefix}_acc_mean"] == pytest.approx(
+            sum(metrics[f"corruptions.{name}.{prefix}_acc"] for name in OTHER_CORRUPTIONS) / len(OTHER_CORRUPTIONS))
 
 
 def test_saturate_runs_on_colour_images(run_regbench, tmp_path):
