@@ -14,9 +14,7 @@ from regbench.evaluation import build_evaluations
 from regbench.evaluation.shift_data import check_colour_corruptions
 from regbench.data.batches import check_crop_padding
 from regbench.specs.data_values import check_cooldown_epoch
-from regbench.data.module import loader_params
-from regbench.data.registry import dataset_facts
-from regbench.data.shape import planned_run_shape
+from regbench.data.shape import planned_run_shape, run_dataset_facts
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
 from regbench.init.weights import check_init_fits
@@ -49,13 +47,12 @@ def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
-    facts = dataset_facts(cfg["data"]["name"], loader_params(cfg["data"]), cfg["data"]["root"],
-                          cfg["data"]["split_seed"])
+    facts = run_dataset_facts(cfg["data"])
     num_classes = facts.num_classes
     has_validation = facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0
     check_calibration(cfg, has_validation)
     check_crafted_val(cfg["data"], has_validation)
-    build_evaluations(cfg["eval"], cfg["data"], cfg["seed"])
+    build_evaluations(cfg["eval"], cfg["data"], cfg["seed"], cfg["backbone"]["name"])
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     check_init_fits(cfg["init"], model)
     optimizer = build_optimizer(cfg["optim"], nn.Linear(1, 1))

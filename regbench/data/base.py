@@ -23,6 +23,8 @@ class ImageData:
     # Each image's spurious colour (coloured datasets, see subpopulations.py): with the label it names the group.
     train_colors: torch.Tensor | None = None
     test_colors: torch.Tensor | None = None
+    # The test images of the classes data.holdout_classes dropped (see holdout.py); None when none are held out.
+    held_out_test_x: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:

@@ -62,6 +62,7 @@ class FolderData:
 
     hflip_ok = True
     train_colors = test_colors = None  # no spurious attribute
+    held_out_test_x = None  # data.holdout_classes takes in-memory datasets only
 
     @property
     def num_classes(self) -> int:

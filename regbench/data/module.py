@@ -9,6 +9,7 @@ import torch
 from regbench.specs.data_values import check_data_values
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
+from regbench.data.holdout import hold_out_classes
 from regbench.data.imbalance import UpsampleWeights, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.prune import prune_split
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 # Keys every data config has; the rest are the dataset loader's own parameters.
 COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
-               "imbalance", "balance", "prune", "sampler", "rs2", "crafted_val")
+               "imbalance", "balance", "prune", "sampler", "rs2", "crafted_val", "holdout_classes")
 # Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
 STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
 
@@ -43,7 +44,8 @@ class ImageDataModule(L.LightningDataModule):
     conf/data/common/label_shift.yaml only); `rs2` is the data config's rs2 section when data.sampler=rs2 (each epoch
     a random subset of the training split, see rs2.py), None when every epoch takes the whole split.
     `crafted_shifts` (crafted-shift validation, see crafted_val.py; None without) shift the training batches, and
-    after setup `crafted_val_batches` holds the validation split once shifted by each validated type."""
+    after setup `crafted_val_batches` holds the validation split once shifted by each validated type.
+    `held_out_test_images`: the uint8 test images of the classes data.holdout_classes dropped (None without)."""
 
     def __init__(self, data: ImageData, *, batch_size: int, val_fraction: float, split_seed: int, seed: int,
                  crop_padding: int, hflip: bool, dataset: str, noise: Mapping[str, Any],
@@ -55,6 +57,7 @@ class ImageDataModule(L.LightningDataModule):
         self.crafted_shifts = crafted_shifts
         self.crafted_val_batches: dict[str, TensorBatches] = {}
         self.classes = data.classes
+        self.held_out_test_images = data.held_out_test_x
         self.image_shape = data.image_shape
         self.batch_size, self.seed = batch_size, seed
         self.mean = torch.tensor(data.mean).view(1, -1, 1, 1)
@@ -184,13 +187,18 @@ def given_validation(n: int, val_idx: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def load_images(cfg: Mapping[str, Any]) -> ImageData:
-    """Load the dataset named by `cfg.name` with its own parameters; a missing file is a one-line UserError."""
+    """Load the dataset named by `cfg.name` with its own parameters, without its held-out classes; a missing file
+    is a one-line UserError."""
     try:
         check_data_values(cfg)
     except ParamError as err:
         raise err.at("data") from None
-    return DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
+    data = DATASETS.create(cfg["name"], loader_params(cfg), root=cfg["root"], download=cfg["download"],
                            split_seed=cfg["split_seed"])
+    try:
+        return hold_out_classes(data, cfg["holdout_classes"])
+    except ParamError as err:
+        raise err.at("data") from None
 
 
 def build_datamodule(cfg: Mapping[str, Any], seed: int) -> ImageDataModule:

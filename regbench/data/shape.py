@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from regbench.data.base import DatasetFacts
+from regbench.data.holdout import held_in_facts
 from regbench.data.imbalance import profile_counts
 from regbench.data.module import ImageDataModule, loader_params
 from regbench.data.registry import dataset_facts
@@ -13,11 +15,18 @@ from regbench.runshape import RunShape, rs2_round_images
 from regbench.scoring.scores_file import check_training_count, kept_count, read_scores
 
 
+def run_dataset_facts(cfg: Mapping[str, Any]) -> DatasetFacts:
+    """The facts of the dataset the run trains on: without the classes data.holdout_classes holds out."""
+    return held_in_facts(dataset_facts(cfg["name"], loader_params(cfg), cfg["root"], cfg["split_seed"]),
+                         cfg["holdout_classes"])
+
+
 def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int], list[int]]:
     """The image shape and the per-class sizes of the training split the run will see: the loader's training
-    set minus the validation split (none when the dataset gives its own), subsampled to the long-tailed profile when
-    `imbalance` asks for it, then every class raised to the largest by SMOTE when `balance` asks for it."""
-    facts = dataset_facts(cfg["name"], loader_params(cfg), cfg["root"], cfg["split_seed"])
+    set without the held-out classes, minus the validation split (none when the dataset gives its own), subsampled
+    to the long-tailed profile when `imbalance` asks for it, then every class raised to the largest by SMOTE when
+    `balance` asks for it."""
+    facts = run_dataset_facts(cfg)
     counts = list(facts.train_class_counts if facts.val_class_counts is not None
                   else kept_counts(facts.train_class_counts, cfg["val_fraction"]))
     if cfg["imbalance"]["type"] != "none":

@@ -1,6 +1,6 @@
 """Evaluations after training (`eval=[...]`): each selected evaluation is run on the final model and on the
 best-validation checkpoint, and returns flat metrics for metrics.json (`<evaluation>....<prefix>_<metric>`, prefix
-test or best_test). An evaluation is built from its parameters plus the run's data config and seed, and has
+test or best_test). An evaluation is built from its parameters plus the run's data config, seed and backbone name, and has
 `prepare(datamodule)`, called before training (to load what it needs, so a missing file stops the run at its
 start), and `evaluate(module, datamodule, prefix) -> dict[str, float]`. Importing this package registers every
 evaluation."""
@@ -12,9 +12,10 @@ from regbench.evaluation import corruptions, farms, lame, ood  # noqa: F401  (re
 from regbench.specs.evaluation import EVALUATIONS
 
 
-def build_evaluations(cfg: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any], seed: int) -> list:
+def build_evaluations(cfg: Mapping[str, Mapping[str, Any]], data: Mapping[str, Any], seed: int,
+                      backbone: str) -> list:
     """The `eval` mapping (name -> params) as evaluations, in list order; bad values are one-line errors."""
-    return [EVALUATIONS.create(name, params or {}, path=f"eval.{name}", data=data, seed=seed)
+    return [EVALUATIONS.create(name, params or {}, path=f"eval.{name}", data=data, seed=seed, backbone=backbone)
             for name, params in cfg.items()]
 
 

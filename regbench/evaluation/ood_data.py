@@ -1,6 +1,7 @@
 """An out-distribution test split shaped like the in-distribution: its images resized (bilinear, antialiased) to
 the in-distribution's height and width, given its channel count (grey repeated, colour averaged) and normalized
-with the in-distribution's mean and std, as the trained model sees its own test images."""
+with the in-distribution's mean and std, as the trained model sees its own test images. `heldout` is the
+in-distribution's own test images of the classes data.holdout_classes held out of training."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -9,19 +10,27 @@ import torch
 import torch.nn.functional as F
 
 from regbench.data.registry import DATASETS
+from regbench.specs.evaluation import HELD_OUT
 
 
-def ood_images(name: str, data: Mapping[str, Any], image_shape: tuple[int, int, int], mean: torch.Tensor,
-               std: torch.Tensor, max_images: int, seed: int) -> torch.Tensor:
-    """At most `max_images` test images of dataset `name` (a seeded random subset, in order), loaded from the
-    in-distribution's data root with the dataset's own default parameters."""
-    loaded = DATASETS.create(name, {}, path=f"eval.ood.datasets[{name}]", root=data["root"], download=False,
-                             split_seed=data["split_seed"])
-    images = loaded.test_x
+def ood_images(name: str, data: Mapping[str, Any], datamodule, max_images: int, seed: int) -> torch.Tensor:
+    """At most `max_images` test images of dataset `name` (a seeded random subset, in order): the datamodule's
+    held-out classes, or a dataset loaded from the in-distribution's data root with its own default parameters."""
+    if name == HELD_OUT:
+        images = datamodule.held_out_test_images
+    else:
+        images = DATASETS.create(name, {}, path=f"eval.ood.datasets[{name}]", root=data["root"], download=False,
+                                 split_seed=data["split_seed"]).test_x
+    return like_in_distribution(seeded_subset(images, max_images, seed), datamodule.image_shape,
+                                datamodule.mean[0, :, 0, 0], datamodule.std[0, :, 0, 0])
+
+
+def seeded_subset(images: torch.Tensor, max_images: int, seed: int) -> torch.Tensor:
+    """At most `max_images` of the images, drawn with `seed`, in their order."""
     if len(images) > max_images:
         keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
         images = images[keep.sort().values]
-    return like_in_distribution(images, image_shape, mean, std)
+    return images
 
 
 def like_in_distribution(images: torch.Tensor, image_shape: tuple[int, int, int], mean: torch.Tensor,

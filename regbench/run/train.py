@@ -248,7 +248,8 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
         try:
             datamodule, module, logger, recorder, trainer, inactive, init = build_run(
                 resolved, plan, started if process_start is None else process_start, rank == 0, plugins, sigterm)
-            evaluations = build_evaluations(resolved["eval"], resolved["data"], resolved["seed"])
+            evaluations = build_evaluations(resolved["eval"], resolved["data"], resolved["seed"],
+                                            resolved["backbone"]["name"])
             for evaluation in evaluations:
                 evaluation.prepare(datamodule)
             sigterm.raise_if_received()

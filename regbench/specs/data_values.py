@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
+from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.scoring.scores_file import check_prune_config
 from regbench.specs.evaluation import DEVICE_CORRUPTIONS, SHIFT_DATASETS
 from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
@@ -46,6 +47,7 @@ def check_data_values(cfg: Mapping[str, Any]) -> None:
     check_prune_config(cfg)
     check_sampler_config(cfg)
     check_crafted_val_config(cfg["crafted_val"], cfg["name"])
+    check_holdout_config(cfg)
 
 
 def check_crafted_val_config(cfg: Mapping[str, Any], dataset: str) -> None:
@@ -85,6 +87,23 @@ def check_sampler_config(cfg: Mapping[str, Any]) -> None:
     check(sampler != "rs2" or cfg["balance"]["type"] != "upsample", "sampler", sampler,
           "draws each epoch's images itself, so it cannot run with data.balance.type=upsample (a sampler too); "
           "use balance.type=upweight or none")
+
+
+def check_holdout_config(cfg: Mapping[str, Any]) -> None:
+    """data.holdout_classes: distinct class indices (their range is checked against the dataset's facts). The other
+    data options act on the remaining classes, relabelled 0..K-1; asymmetric and file noise name the dataset's
+    original classes, and the coloured datasets' colours follow their labels, so neither can follow a relabelling."""
+    holdout = cfg["holdout_classes"]
+    check(isinstance(holdout, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in holdout)
+          and len(set(holdout)) == len(holdout), "holdout_classes", holdout,
+          "must be a list of distinct class indices >= 0 ([] holds no class out)")
+    if not holdout:
+        return
+    check(cfg["name"] in TENSOR_DATASETS, "holdout_classes", holdout,
+          f"data={cfg['name']} cannot hold classes out; allowed datasets: {', '.join(TENSOR_DATASETS)}")
+    check(cfg["noise"]["type"] not in ("asymmetric", "file"), "noise.type", cfg["noise"]["type"],
+          "names the dataset's original classes, which data.holdout_classes relabels; with held-out classes use "
+          "none, symmetric or pairflip")
 
 
 def check_smote_inputs(cfg: Mapping[str, Any]) -> None:

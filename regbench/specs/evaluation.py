@@ -5,12 +5,21 @@ from typing import Any, Mapping
 from regbench.errors import UserError
 from regbench.registry import REQUIRED, Entry, Registry
 
-# Datasets an OOD evaluation may load as its out-distribution: those held in memory as uint8 tensors (the folder
-# datasets stream from disk; modular arithmetic is not images).
-OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn", "synthetic")
+# Datasets held in memory as uint8 tensors, without a spurious attribute (the folder datasets stream from disk;
+# modular arithmetic is not images).
+TENSOR_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn", "synthetic")
+# The in-distribution's own test images of the classes data.holdout_classes held out of training.
+HELD_OUT = "heldout"
+# Datasets an OOD evaluation may take as its out-distribution: another dataset's test split, or the held-out classes.
+OOD_DATASETS = (*TENSOR_DATASETS, HELD_OUT)
+# The Mahalanobis feature ensemble (Lee et al. 2018, sec. 2.2): its score name, the layers it takes and what its
+# layer weights are fitted on (see regbench/evaluation/mahalanobis_ensemble.py).
+MAHALANOBIS_ENSEMBLE = "mahalanobis_ensemble"
+MAHALANOBIS_LAYERS = ("penultimate", "all")
+ENSEMBLE_FITS = ("fgsm", "ood_validation")
 # In-distribution scores, each higher for images more like the training data. `method` is the score of the trained
 # OOD method in the regularizer stack (one of OOD_METHODS).
-OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis", "method")
+OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis", MAHALANOBIS_ENSEMBLE, "method")
 # Regularizers that train an OOD detector and define its score (Regularizer.ood_score).
 OOD_METHODS: tuple[str, ...] = (
     "palm",
@@ -30,9 +39,9 @@ UNBUILT_CORRUPTIONS = {
                "equalization, which regbench does not reimplement",
 }
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
-SHIFT_DATASETS = (*OOD_DATASETS, "colored_digits", "colored_mnist")
+SHIFT_DATASETS = (*TENSOR_DATASETS, "colored_digits", "colored_mnist")
 
-EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed"), entries={
+EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed", "backbone"), entries={
     "corruptions": Entry("regbench.evaluation.corruptions", {"names": REQUIRED, "severities": REQUIRED}),
     "farms": Entry("regbench.evaluation.farms", {
         "aspect_ratio": REQUIRED, "xmin": REQUIRED, "min_eigenvalues": REQUIRED}),
@@ -40,7 +49,8 @@ EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed"), entries={
         "knn": REQUIRED, "max_steps": REQUIRED, "batch_size": REQUIRED, "corruption": REQUIRED, "severity": REQUIRED}),
     "ood": Entry("regbench.evaluation.ood", {
         "datasets": REQUIRED, "scores": REQUIRED, "energy_temperature": REQUIRED, "mahalanobis_epsilon": REQUIRED,
-        "max_images": REQUIRED}),
+        "max_images": REQUIRED, "mahalanobis_layers": REQUIRED, "mahalanobis_ensemble_fit": REQUIRED,
+        "mahalanobis_ensemble_l2": REQUIRED, "mahalanobis_fgsm_epsilon": REQUIRED}),
 })
 
 

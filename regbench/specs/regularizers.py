@@ -7,7 +7,7 @@ from enum import Enum
 
 from regbench.errors import check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
-from regbench.specs.evaluation import OOD_DATASETS
+from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.specs.values import below_one, boolean, one_of, smoothing
 
 
@@ -40,7 +40,7 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
 MIXING = {"alpha": check_positive, "prob": check_probability}
 
 # MixOE's outlier sets: the datasets held in memory as uint8 images, as for eval=[ood]; its two ways to mix.
-MIXOE_OUTLIERS = OOD_DATASETS
+MIXOE_OUTLIERS = TENSOR_DATASETS
 MIXOE_MODES = ("mixup", "cutmix")
 
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={

@@ -54,7 +54,7 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
         assert cfg[group]["name"] == option
 
 
-LABEL_SHIFT = ("noise", "imbalance", "balance", "prune")
+LABEL_SHIFT = ("holdout_classes", "noise", "imbalance", "balance", "prune")
 
 
 @pytest.mark.parametrize("dataset", options("data"))

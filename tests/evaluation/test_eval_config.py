@@ -28,7 +28,9 @@ def test_the_eval_group_composes_every_member_with_its_defaults():
         cfg = compose("config", overrides=["eval=[ood,farms]", "eval.ood.datasets=[mnist,synthetic]"])
     assert list(cfg.eval) == ["ood", "farms"]
     assert cfg.eval.ood == {"datasets": ["mnist", "synthetic"], "scores": ["msp", "max_logit", "energy", "mahalanobis"],
-                            "energy_temperature": 1.0, "mahalanobis_epsilon": 0.0, "max_images": 10000}
+                            "energy_temperature": 1.0, "mahalanobis_epsilon": 0.0, "max_images": 10000,
+                            "mahalanobis_layers": "penultimate", "mahalanobis_ensemble_fit": "fgsm",
+                            "mahalanobis_ensemble_l2": 0.001, "mahalanobis_fgsm_epsilon": 0.05}
     assert cfg.eval.farms == {"aspect_ratio": 1.0, "xmin": "median", "min_eigenvalues": 5}
 
 
@@ -44,7 +46,8 @@ def test_saturate_is_taken_for_colour_images():
     with initialize_config_module("regbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=["data=colored_digits", "eval=[corruptions,lame]",
                                            "eval.corruptions.names=[saturate]", "eval.lame.corruption=saturate"])
-    evaluations = build_evaluations(OmegaConf.to_container(cfg.eval), OmegaConf.to_container(cfg.data), 0)
+    evaluations = build_evaluations(OmegaConf.to_container(cfg.eval), OmegaConf.to_container(cfg.data), 0,
+                                    cfg.backbone.name)
     assert evaluations[0].names == ["saturate"] and evaluations[1].corruption == "saturate"
 
 
@@ -52,13 +55,13 @@ def test_saturate_is_taken_for_colour_images():
     (["eval=[ood,fars]"], "eval='fars' is not a known eval; allowed: corruptions, farms, lame, ood"),
     (["eval=[ood]", "eval.ood.datasets=[imagenet]"], "eval.ood.datasets=['imagenet'] is invalid: must be a non-empty "
                                                      "list of distinct names from cifar10, cifar100, digits, "
-                                                     "fashion_mnist, mnist, svhn, synthetic"),
+                                                     "fashion_mnist, mnist, svhn, synthetic, heldout"),
     (["eval=[ood]", "eval.ood.datasets=[]"], "eval.ood.datasets=[] is invalid: must be a non-empty list"),
     (["eval=[ood]", "eval.ood.datasets=[digits]"], "eval.ood.datasets=['digits'] is invalid: must not hold the "
                                                    "in-distribution dataset data=digits"),
     (["eval=[ood]", "eval.ood.scores=[msp,odin]"], "eval.ood.scores=['msp', 'odin'] is invalid: must be a non-empty "
                                                    "list of distinct names from msp, max_logit, energy, mahalanobis, "
-                                                   "method"),
+                                                   "mahalanobis_ensemble, method"),
     (["eval=[ood]", "eval.ood.scores=[msp,method]", "regularizer=[dropout]"],
      "eval.ood.scores holds 'method', but regularizer=['dropout'] trains no OOD method: add one of "),
     (["eval=[ood]", "eval.ood.energy_temperature=0"], "eval.ood.energy_temperature=0 is invalid: must be a number > 0"),
@@ -107,6 +110,35 @@ def test_saturate_is_taken_for_colour_images():
     (["eval=[lame]", "eval.lame.severity=6"], "eval.lame.severity=6 is invalid: must be a severity from 1, 2, 3, 4, 5"),
     (["+eval.farms.min_eigenvalues=3"], "eval.farms.min_eigenvalues=3 sets a parameter of evaluation farms, "
                                         "which is not selected"),
+    (["eval=[ood]", "eval.ood.datasets=[heldout]"], "eval.ood.datasets=['heldout'] is invalid: heldout is the test "
+                                                    "images of the classes data.holdout_classes holds out, and it "
+                                                    "holds none"),
+    (["data.holdout_classes=[10]"], "data.holdout_classes=[10] is invalid: the dataset's classes are 0..9"),
+    (["data.holdout_classes=[0,1,2,3,4,5,6,7,8,9]"], "data.holdout_classes=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] is "
+                                                     "invalid: must leave at least one of the 10 classes"),
+    (["data.holdout_classes=[1,1]"], "data.holdout_classes=[1, 1] is invalid: must be a list of distinct class "
+                                     "indices >= 0"),
+    (["data.holdout_classes=[-1]"], "data.holdout_classes=[-1] is invalid: must be a list of distinct class indices"),
+    (["data=colored_digits", "data.holdout_classes=[1]"], "data.holdout_classes=[1] is invalid: data=colored_digits "
+                                                          "cannot hold classes out; allowed datasets: cifar10, "),
+    (["data.holdout_classes=[1]", "data.noise.type=asymmetric", "data.noise.rate=0.2"],
+     "data.noise.type='asymmetric' is invalid: names the dataset's original classes, which data.holdout_classes "
+     "relabels"),
+    (["eval=[ood]", "eval.ood.mahalanobis_layers=all", "backbone=mlp"], "eval.ood.mahalanobis_layers='all' is "
+                                                                         "invalid: all takes the outputs of the "
+                                                                         "backbone's stages, and backbone=mlp has "
+                                                                         "none"),
+    (["eval=[ood]", "eval.ood.mahalanobis_layers=first"], "eval.ood.mahalanobis_layers='first' is invalid: allowed: "
+                                                          "penultimate, all"),
+    (["eval=[ood]", "eval.ood.mahalanobis_ensemble_fit=test"], "eval.ood.mahalanobis_ensemble_fit='test' is invalid: "
+                                                               "allowed: fgsm, ood_validation"),
+    (["eval=[ood]", "eval.ood.mahalanobis_ensemble_l2=0"], "eval.ood.mahalanobis_ensemble_l2=0 is invalid: must be a "
+                                                           "number > 0"),
+    (["eval=[ood]", "eval.ood.mahalanobis_fgsm_epsilon=0"], "eval.ood.mahalanobis_fgsm_epsilon=0 is invalid: must "
+                                                            "be a number > 0"),
+    (["eval=[ood]", "eval.ood.scores=[mahalanobis_ensemble]", "data.val_fraction=0"],
+     "eval.ood.scores=['mahalanobis_ensemble'] is invalid: mahalanobis_ensemble fits its layer weights on the "
+     "validation split, but data.val_fraction=0 leaves none"),
 ])
 def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
     assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)

@@ -95,4 +95,4 @@ def test_farms_alpha_per_layer_and_mean():
 ])
 def test_bad_farms_values_are_one_line_errors(params, message):
     with pytest.raises(UserError, match="^" + re.escape(message)):
-        build_evaluations({"farms": params}, {"name": "digits"}, 0)
+        build_evaluations({"farms": params}, {"name": "digits"}, 0, "convnet")
