@@ -142,8 +142,8 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
                                                                      "calibrate.temperature.max_iter, which regbench "
                                                                      "reads"),
     (["+data.foo=1"], "data.foo=1 is not a key regbench reads (keys of data: augment, balance, batch_size, "
-                      "crafted_val, download, imbalance, name, noise, prune, root, rs2, sampler, split_seed, "
-                      "test_fraction, val_fraction)"),
+                      "crafted_val, download, holdout_classes, imbalance, name, noise, prune, root, rs2, sampler, "
+                      "split_seed, test_fraction, val_fraction)"),
     (["+optim.momentm=0.9"], "optim.momentm=0.9 is not a key regbench reads (keys of optim: lr, momentum, name, "
                              "nesterov, project, weight_decay); did you mean momentum?"),
     (["++data.augment.hflp=true"], "data.augment.hflp=true is not a key regbench reads (keys of data.augment: "
