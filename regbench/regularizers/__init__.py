@@ -7,6 +7,7 @@ from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
     averaging, batchformer, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing, meta_rescaling,
     mixing, nested_dropout, noise_mask, noisy_labels, rankmixup, rcal, sade, transmix)
+from regbench.regularizers import class_gmm  # noqa: F401  (registration side effect)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive
 
