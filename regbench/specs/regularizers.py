@@ -48,7 +48,7 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "components": REQUIRED, "attribute_dim": REQUIRED, "bottleneck_dim": REQUIRED, "covariance": REQUIRED,
         "weight": REQUIRED, "center_weight": REQUIRED, "weight_momentum": REQUIRED, "covariance_ridge": REQUIRED},
         {"components": check_positive_int, "attribute_dim": check_positive_int, "bottleneck_dim": check_positive_int,
-         "weight": check_positive, "center_weight": check_non_negative, "weight_momentum": running_momentum,
+         "weight": check_non_negative, "center_weight": check_non_negative, "weight_momentum": running_momentum,
          "covariance_ridge": check_non_negative}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}, {"num_gradual": check_positive_int}),
