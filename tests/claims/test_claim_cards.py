@@ -18,12 +18,14 @@ from regbench.errors import UserError
 # SADE's accuracy on a backward long-tailed test set, and the coloured datasets' minority-subpopulation accuracy.
 METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", "val_acc", "train_loss",
            "balanced_acc", "sade_backward_acc", "test_minority_acc"}
+METRICS |= {"ood.synthetic.method.test_auroc"}  # a trained OOD method's own score under eval=[ood]
 # Seed papers whose techniques regbench implements, each with a card.
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
                    "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
                    "dropblock", "noise_mask", "rcal", "smote"}
+SEED_TECHNIQUES |= {"class_gmm"}
 
 
 def test_every_seed_technique_has_a_card():
