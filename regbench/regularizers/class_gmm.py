@@ -152,7 +152,9 @@ class ClassGMM(Regularizer):
         head = gmm_head(self.network[0])
         (attributes, weight_logits), head.kept = head.kept, None
         labels = targets.argmax(dim=-1)
-        extra = attribute_loss(attributes, weight_logits, head.centers[labels], self.weight, self.center_weight)
+        # In float32 under mixed precision: the divergences of near-equal distributions are small differences.
+        extra = attribute_loss(attributes.float(), weight_logits.float(), head.centers[labels], self.weight,
+                               self.center_weight)
         self.update_component_weights(head, weight_logits.detach(), labels)
         return per_sample + extra.to(per_sample.dtype)
 
@@ -182,8 +184,11 @@ class ClassGMM(Regularizer):
         attributes, labels, seen = [], [], set()
         try:
             for images, batch_labels, index in batches:
-                keep = torch.tensor([int(i) not in seen for i in index.tolist()], dtype=torch.bool, device=images.device)
-                seen.update(index.tolist())
+                first = []  # whether each image is seen here for the first time (an upsampled epoch repeats some)
+                for i in index.tolist():
+                    first.append(i not in seen)
+                    seen.add(i)
+                keep = torch.tensor(first, dtype=torch.bool, device=images.device)
                 if keep.any():
                     batch_attributes, _ = head.attributes_of(network, images[keep].to(device))
                     attributes.append(batch_attributes.double())

@@ -180,15 +180,21 @@ def test_the_fit_counts_each_training_image_once_and_survives_a_checkpoint():
     reg = class_gmm()
     model = wrapped_model(reg)
     images, labels, index = training_batches()
-    repeated = [(images, labels, index), (images[:6], labels[:6], index[:6])]  # an upsampled epoch's repeats
+    # An upsampled epoch's repeats, across batches (images 2-7) and within one (images 0 and 1, met there first).
+    twice = torch.tensor([0, 1, 0, 1])
+    repeated = [(images[2:], labels[2:], index[2:]), (images[2:8], labels[2:8], index[2:8]),
+                (images[twice], labels[twice], index[twice])]
     reg.fit(model, repeated)
     head = gmm_head(model)
     with torch.no_grad():
         attributes, _ = head.project(model.forward_features(images))
     expected = fit_group_gaussians(attributes, labels, CLASSES, "full", 0.0)
-    assert torch.allclose(head.means, expected.means) and torch.allclose(head.precisions, expected.precisions)
+    # Other batch compositions change the float32 attributes in their last bits; 4 images per class make
+    # ill-conditioned covariances, so the precisions and scores are compared to a relative 1e-3.
+    assert torch.allclose(head.means, expected.means, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(head.precisions, expected.precisions, rtol=1e-3)
     score = reg.ood_score(model, images)
-    assert torch.allclose(score, in_distribution_score(attributes, expected, head.component_weights))
+    assert torch.allclose(score, in_distribution_score(attributes, expected, head.component_weights), rtol=1e-3)
 
     fresh_reg = class_gmm()
     fresh = wrapped_model(fresh_reg)

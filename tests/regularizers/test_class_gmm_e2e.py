@@ -40,8 +40,8 @@ def test_the_preset_trains_and_reports_every_score(run_regbench, tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("regularizer.class_gmm.attribute_dim=60", "regularizer.class_gmm.attribute_dim=60 is invalid: must be a multiple "
      "of components=8"),
-    ("regularizer.class_gmm.covariance=spherical", "regularizer.class_gmm.covariance='spherical' is invalid: must be one "
-     "of full, diagonal"),
+    ("regularizer.class_gmm.covariance=spherical",
+     "regularizer.class_gmm.covariance='spherical' is invalid: must be one of full, diagonal"),
     ("regularizer.class_gmm.components=0", "regularizer.class_gmm.components=0 is invalid"),
     ("regularizer.class_gmm.weight=-1", "regularizer.class_gmm.weight=-1 is invalid: must be a number >= 0"),
     ("regularizer.class_gmm.weight_momentum=0", "regularizer.class_gmm.weight_momentum=0 is invalid"),
