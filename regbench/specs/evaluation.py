@@ -22,6 +22,7 @@ ENSEMBLE_FITS = ("fgsm", "ood_validation")
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis", MAHALANOBIS_ENSEMBLE, "method")
 # Regularizers that train an OOD detector and define its score (Regularizer.ood_score).
 OOD_METHODS: tuple[str, ...] = (
+    "class_gmm",
     "palm",
 )
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.

@@ -8,7 +8,7 @@ from enum import Enum
 from regbench.errors import check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
 from regbench.specs.evaluation import TENSOR_DATASETS
-from regbench.specs.values import below_one, boolean, one_of, smoothing
+from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing
 
 
 class Exclusion(str, Enum):
@@ -48,6 +48,12 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "batchformer": Entry("regbench.regularizers.batchformer", {
         "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED},
         {"num_heads": check_positive_int, "dropout": below_one}),
+    "class_gmm": Entry("regbench.regularizers.class_gmm", {
+        "components": REQUIRED, "attribute_dim": REQUIRED, "bottleneck_dim": REQUIRED, "covariance": REQUIRED,
+        "weight": REQUIRED, "center_weight": REQUIRED, "weight_momentum": REQUIRED, "covariance_ridge": REQUIRED},
+        {"components": check_positive_int, "attribute_dim": check_positive_int, "bottleneck_dim": check_positive_int,
+         "weight": check_non_negative, "center_weight": check_non_negative, "weight_momentum": running_momentum,
+         "covariance_ridge": check_non_negative}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}, {"num_gradual": check_positive_int}),
     "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}, MIXING),

@@ -26,7 +26,8 @@ SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
                    "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
-                   "dropblock", "noise_mask", "rcal", "smote", "mixoe", "palm", "mahalanobis_ensemble"}
+                   "dropblock", "noise_mask", "rcal", "smote", "mixoe", "palm", "mahalanobis_ensemble",
+                   "class_gmm"}
 
 
 def test_every_seed_technique_has_a_card():

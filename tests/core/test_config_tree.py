@@ -87,7 +87,8 @@ def test_every_experiment_preset_composes_and_overrides_only_what_it_changes(pre
     assert cfg["exp_name"] == preset
     base = composed([])
     changed = {k for k in base if base[k] != cfg[k]}
-    # eval: a preset may add the evaluation its technique is judged by (MixOE's OOD detection).
+    # eval: a preset may add the evaluation its technique is judged by (MixOE's OOD detection, a trained OOD
+    # method's own score).
     assert changed <= {"exp_name", "regularizer", "data", "norm", "backbone", "optim", "sched", "trainer", "eval"}
 
 
