@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
+    abet,
     averaging, batchformer, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing, meta_rescaling,
     mixing, nested_dropout, noise_mask, noisy_labels, rankmixup, rcal, sade, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy

@@ -12,7 +12,9 @@ OOD_DATASETS = ("cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "svhn
 # OOD method in the regularizer stack (one of OOD_METHODS).
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis", "method")
 # Regularizers that train an OOD detector and define its score (Regularizer.ood_score).
-OOD_METHODS: tuple[str, ...] = ()
+OOD_METHODS: tuple[str, ...] = (
+    "abet",
+)
 # CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
 # saturate changes HSV saturation, so it takes colour images only.
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
