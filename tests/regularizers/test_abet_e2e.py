@@ -12,7 +12,8 @@ TINY = ["backbone.widths=[8]", "logger=none"]
 
 
 def test_the_preset_trains_and_reports_its_own_ood_score(run_regbench, tmp_path):
-    done = run_regbench("train", "+exp=abet", "trainer.max_epochs=1", *TINY, "hydra.run.dir=run")
+    done = run_regbench("train", "+exp=abet", "eval=[ood]", "eval.ood.scores=[msp,energy,method]",
+                        "trainer.max_epochs=1", *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
     payload = completed_metrics(tmp_path / "run")
     assert payload["exp_name"] == "abet" and payload["components"]["regularizer"] == "abet"
