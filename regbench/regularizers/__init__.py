@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
 from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    averaging, batchformer, class_gmm, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing,
+    abet, averaging, batchformer, class_gmm, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing,
     meta_rescaling, mixing, mixoe, nested_dropout, noise_mask, noisy_labels, palm, rankmixup, rcal, sade, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive

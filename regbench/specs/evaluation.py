@@ -22,6 +22,7 @@ ENSEMBLE_FITS = ("fgsm", "ood_validation")
 OOD_SCORES = ("msp", "max_logit", "energy", "mahalanobis", MAHALANOBIS_ENSEMBLE, "method")
 # Regularizers that train an OOD detector and define its score (Regularizer.ood_score).
 OOD_METHODS: tuple[str, ...] = (
+    "abet",
     "class_gmm",
     "palm",
 )

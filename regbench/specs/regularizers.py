@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from regbench.errors import check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
+from regbench.errors import check, check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
 from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing
@@ -36,6 +36,15 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
                         f"({', '.join(tag.name for tag in Exclusion)}), not {tags!r}")
 
 
+# AbeT's logit numerators h(z): GODIN's cosine similarity to each class vector (the paper's), or the inner product
+# w . z + b of the backbone's linear head (GODIN's h^I).
+ABET_NUMERATORS = ("cosine", "inner")
+
+
+def abet_numerator(key: str, value) -> None:
+    check(value in ABET_NUMERATORS, key, value, f"must be one of {', '.join(ABET_NUMERATORS)}")
+
+
 # Rules shared by the mixing regularizers: Beta(alpha, alpha) needs alpha > 0; each batch is mixed with `prob`.
 MIXING = {"alpha": check_positive, "prob": check_probability}
 
@@ -44,6 +53,7 @@ MIXOE_OUTLIERS = TENSOR_DATASETS
 MIXOE_MODES = ("mixup", "cutmix")
 
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
+    "abet": Entry("regbench.regularizers.abet", {"numerator": REQUIRED}, {"numerator": abet_numerator}),
     "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
     "batchformer": Entry("regbench.regularizers.batchformer", {
         "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED},

@@ -16,18 +16,19 @@ from regbench.errors import UserError
 
 # The metrics a card may judge: what every run's metrics.json has, plus the long-tail runs' balanced accuracy and
 # SADE's accuracy on a backward long-tailed test set, the coloured datasets' minority-subpopulation accuracy, and
-# eval=[ood]'s AUROCs: MixOE's MSP, a trained OOD method's own score (`method`), the Mahalanobis ensemble's against
-# held-out classes.
+# eval=[ood]'s AUROCs: MixOE's MSP, energy (AbeT's own score in its arm), a trained OOD method's own score
+# (`method`), the Mahalanobis ensemble's against held-out classes.
 METRICS = {"test_acc", "test_nll", "test_ece", "best_test_acc", "best_val_acc", "val_acc", "train_loss",
            "balanced_acc", "sade_backward_acc", "test_minority_acc", "ood.mnist.msp.test_auroc",
-           "ood.synthetic.method.test_auroc", "ood.heldout.mahalanobis_ensemble.test_auroc"}
+           "ood.synthetic.energy.test_auroc", "ood.synthetic.method.test_auroc",
+           "ood.heldout.mahalanobis_ensemble.test_auroc"}
 # Seed papers whose techniques regbench implements, each with a card.
 SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching", "cutmix", "rankmixup", "transmix",
                    "layernorm", "powernorm", "evonorm_b0", "evonorm_s0", "bcn_ws", "selu", "bn_only", "mix_ln",
                    "peri_ln", "ln_scaling", "sgdp", "upsample_upweight", "cooldown", "nap",
                    "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
                    "dropblock", "noise_mask", "rcal", "smote", "mixoe", "palm", "mahalanobis_ensemble",
-                   "class_gmm"}
+                   "class_gmm", "abet"}
 
 
 def test_every_seed_technique_has_a_card():
