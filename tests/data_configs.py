@@ -19,9 +19,11 @@ def dataset_config(name: str, seed: int = 0) -> dict[str, Any]:
 
 
 def label_shift(seed: int = 0, **changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{"noise": ..., "imbalance": ..., "balance": ...} with `seed` for ${seed}; `changes` update a section."""
+    """{"noise": ..., "imbalance": ..., "balance": ...}, the sections the data module takes, with `seed` for
+    ${seed}; `changes` update a section. (holdout_classes, also in that file, acts when the images load.)"""
     composed = OmegaConf.merge({"seed": seed}, {"data": OmegaConf.load(LABEL_SHIFT_YAML)})
     sections = OmegaConf.to_container(composed, resolve=True)["data"]
+    del sections["holdout_classes"]
     for section, values in changes.items():
         sections[section].update(values)
     return sections

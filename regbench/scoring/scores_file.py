@@ -18,9 +18,10 @@ FORMAT = "regbench-scores/1"
 # grand_init: GraNd of a fresh, seeded initialization (the paper's GraNd at initialization).
 SCORES = ("el2n", "grand", "grand_init")
 KEEP_CHOICES = ("hard", "easy", "random")
-# Data settings that change neither which images form the training split nor their labels.
+# Data settings that change neither which images form the training split nor their labels (crafted_val shifts
+# batches and the validation split, as augmentation does).
 SPLIT_NEUTRAL_KEYS = ("root", "download", "batch_size", "augment", "balance", "prune", "storage", "max_memory_gb",
-                      "num_workers", "cache")
+                      "num_workers", "cache", "crafted_val")
 # Sections that only matter when switched on (their seeds follow the run's seed otherwise).
 OPTIONAL_SECTIONS = ("noise", "imbalance")
 
