@@ -34,17 +34,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def score_plan(argv: list[str]):
+    """The scoring plan of a command line (`regbench reproduce` checks its score steps with it too)."""
+    from regbench.scoring.sweep import make_plan
+
+    args = _parser().parse_intermixed_args(argv)
+    return make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS)
+
+
 def main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_intermixed_args(argv)
+        plan = score_plan(argv)
     except SystemExit as done:  # --help
         return int(done.code or 0)
     except UserError as err:
         return _fail(err)
     try:
-        from regbench.scoring.sweep import make_plan, score
+        from regbench.scoring.sweep import score
 
-        path = score(make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS))
+        path = score(plan)
     except ReportedError as err:
         return _fail(err)
     print(f"{PROG}: wrote {path}", flush=True)
