@@ -1,18 +1,21 @@
 """Load and check a claim card: the paper, the claim, the two arms, the metric and the two scales.
 
 A card is plain YAML (see conf/claim/ and the README). Loading it needs neither torch nor Hydra, so listing the
-cards and refusing a bad name or scale answer at once.
+cards and refusing a bad name or scale answer at once. A procedure card also lists steps (see steps.py), and its
+arms read their values from the steps' outputs instead of training with overrides.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from regbench.claims.steps import (DIR_FIELD, SEED_FIELD, STEP_ARM_KEYS, STEP_COMMANDS, STEP_KEYS, STEP_NAME, Step,
+                                   StepArm, owned_argument, placeholders)
 from regbench.errors import UserError
 
 SCALES = ("quick", "paper")
@@ -20,9 +23,11 @@ ARMS = ("baseline", "treatment")
 # Seeds a card must list per scale: the quick scale promises at least 5 (enough pairs for a t interval that can
 # exclude 0 on a modest effect); a paper-scale run may be as costly as the paper's own few seeds.
 MIN_SEEDS = {"quick": 5, "paper": 2}
-CARD_KEYS = {"paper", "claim", "metric", "baseline", "treatment", "paper_result", "scales"}
+CARD_KEYS = {"paper", "claim", "metric", "baseline", "treatment", "paper_result", "scales", "steps"}
+REQUIRED_CARD_KEYS = CARD_KEYS - {"steps"}
 ARM_KEYS = {"name", "overrides"}
 SCALE_KEYS = {"seeds", "overrides", "arm_overrides"}
+PROCEDURE_SCALE_KEYS = {"seeds", "overrides", "step_args"}
 PAPER_RESULT_KEYS = {"source", "baseline", "treatment", "note"}
 
 
@@ -30,8 +35,9 @@ PAPER_RESULT_KEYS = {"source", "baseline", "treatment", "note"}
 class Scale:
     name: str
     seeds: tuple[int, ...]
-    overrides: tuple[str, ...]  # for both arms
+    overrides: tuple[str, ...]  # for both arms (a procedure card: for every train and score step)
     arm_overrides: dict[str, tuple[str, ...]]  # arm -> extra overrides at this scale only
+    step_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # step -> extra args at this scale only
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,12 @@ class Card:
     arm_overrides: dict[str, tuple[str, ...]]  # arm -> overrides at every scale
     paper_result: PaperResult
     scales: dict[str, Scale]
+    steps: tuple[Step, ...] = ()  # a procedure card's steps, run in order for each seed
+    step_arms: dict[str, StepArm] = field(default_factory=dict)  # a procedure card's arm -> where its value is
+
+    @property
+    def is_procedure(self) -> bool:
+        return bool(self.steps)
 
     def overrides_of(self, arm: str, scale: str) -> tuple[str, ...]:
         """Everything that sets this arm apart at this scale, card-wide overrides first."""
@@ -102,24 +114,57 @@ def load_card(name: str) -> Card:
 
 def parse_card(raw: Any, path: Path) -> Card:
     check = _Checker(path)
-    check.mapping("", raw, CARD_KEYS, CARD_KEYS)
+    check.mapping("", raw, CARD_KEYS, REQUIRED_CARD_KEYS)
     for key in ("paper", "claim", "metric"):
         check.text(key, raw[key])
-    arm_names, arm_overrides = {}, {}
+    steps = _parse_steps(check, raw["steps"]) if "steps" in raw else ()
+    arm_names, arm_overrides, step_arms = {}, {}, {}
     for arm in ARMS:
-        check.mapping(arm, raw[arm], ARM_KEYS, ARM_KEYS)
+        check.mapping(arm, raw[arm], STEP_ARM_KEYS if steps else ARM_KEYS, STEP_ARM_KEYS if steps else ARM_KEYS)
         check.text(f"{arm}.name", raw[arm]["name"])
         arm_names[arm] = raw[arm]["name"]
-        arm_overrides[arm] = check.overrides(f"{arm}.overrides", raw[arm]["overrides"])
+        if steps:
+            step_arms[arm] = _parse_step_arm(check, arm, raw[arm], steps)
+            arm_overrides[arm] = ()
+        else:
+            arm_overrides[arm] = check.overrides(f"{arm}.overrides", raw[arm]["overrides"])
     check.mapping("scales", raw["scales"], set(SCALES), set(SCALES))
-    scales = {name: _parse_scale(check, name, raw["scales"][name]) for name in SCALES}
+    scales = {name: _parse_scale(check, name, raw["scales"][name], steps) for name in SCALES}
     return Card(path.stem, path, raw["paper"], raw["claim"], raw["metric"], arm_names, arm_overrides,
-                _parse_paper_result(check, raw.get("paper_result")), scales)
+                _parse_paper_result(check, raw.get("paper_result")), scales, steps, step_arms)
 
 
-def _parse_scale(check: "_Checker", name: str, raw: Any) -> Scale:
+def _parse_steps(check: "_Checker", raw: Any) -> tuple[Step, ...]:
+    check.that(isinstance(raw, list) and len(raw) > 0, "steps", raw, "must be a non-empty list of steps")
+    steps: list[Step] = []
+    for number, item in enumerate(raw):
+        key = f"steps[{number}]"
+        check.mapping(key, item, STEP_KEYS, STEP_KEYS)
+        name, command, args = item["name"], item["command"], item["args"]
+        earlier = [step.name for step in steps]
+        check.that(isinstance(name, str) and STEP_NAME.fullmatch(name) is not None
+                   and name not in (SEED_FIELD, DIR_FIELD), f"{key}.name", name,
+                   f"must be a lowercase identifier other than {SEED_FIELD} and {DIR_FIELD}")
+        check.that(name not in earlier, f"{key}.name", name, "must differ from the other steps' names")
+        check.that(command in STEP_COMMANDS, f"{key}.command", command, f"allowed: {', '.join(STEP_COMMANDS)}")
+        args = check.step_args(f"{key}.args", args, command, earlier)
+        steps.append(Step(name, command, args))
+    return tuple(steps)
+
+
+def _parse_step_arm(check: "_Checker", arm: str, raw: dict[str, Any], steps: tuple[Step, ...]) -> StepArm:
+    names = [step.name for step in steps]
+    check.that(raw["step"] in names, f"{arm}.step", raw["step"], f"must name a step: {', '.join(names)}")
+    check.text(f"{arm}.file", raw["file"])
+    check.that(set(placeholders(raw["file"])) <= {SEED_FIELD}, f"{arm}.file", raw["file"],
+               "a JSON file in the step's directory; the only placeholder allowed is {seed}")
+    check.text(f"{arm}.key", raw["key"])
+    return StepArm(raw["step"], raw["file"], raw["key"])
+
+
+def _parse_scale(check: "_Checker", name: str, raw: Any, steps: tuple[Step, ...] = ()) -> Scale:
     key = f"scales.{name}"
-    check.mapping(key, raw, SCALE_KEYS, {"seeds", "overrides"})
+    check.mapping(key, raw, PROCEDURE_SCALE_KEYS if steps else SCALE_KEYS, {"seeds", "overrides"})
     seeds = raw["seeds"]
     minimum = MIN_SEEDS[name]
     ok = (isinstance(seeds, list) and len(set(map(str, seeds))) == len(seeds) >= minimum
@@ -128,7 +173,13 @@ def _parse_scale(check: "_Checker", name: str, raw: Any) -> Scale:
     extra = raw.get("arm_overrides") or {}
     check.mapping(f"{key}.arm_overrides", extra, set(ARMS), set())
     arm_overrides = {arm: check.overrides(f"{key}.arm_overrides.{arm}", extra[arm]) for arm in extra}
-    return Scale(name, tuple(seeds), check.overrides(f"{key}.overrides", raw["overrides"]), arm_overrides)
+    by_step = {step.name: step for step in steps}
+    step_extra = raw.get("step_args") or {}
+    check.mapping(f"{key}.step_args", step_extra, set(by_step), set())
+    step_args = {step: check.step_args(f"{key}.step_args.{step}", step_extra[step], by_step[step].command,
+                                       [s.name for s in steps[:steps.index(by_step[step])]])
+                 for step in step_extra}
+    return Scale(name, tuple(seeds), check.overrides(f"{key}.overrides", raw["overrides"]), arm_overrides, step_args)
 
 
 def _parse_paper_result(check: "_Checker", raw: Any) -> PaperResult:
@@ -170,6 +221,20 @@ class _Checker:
 
     def text(self, key: str, value: Any) -> None:
         self.that(isinstance(value, str) and value.strip() != "", key, value, "must be non-empty text")
+
+    def step_args(self, key: str, value: Any, command: str, earlier: list[str]) -> tuple[str, ...]:
+        """A step's arguments: text, placeholders naming the seed, the step's directory or an earlier step, and
+        nothing that sets the step's output place (reproduce does)."""
+        self.that(isinstance(value, list) and all(isinstance(item, str) for item in value), key, value,
+                  "must be a list of command-line arguments")
+        allowed = [SEED_FIELD, DIR_FIELD, *earlier]
+        for item in value:
+            unknown = [name for name in placeholders(item) if name not in allowed]
+            self.that(not unknown, key, item, f"{{{unknown[0] if unknown else ''}}} is not a placeholder here; "
+                                              f"allowed: {', '.join('{' + name + '}' for name in allowed)}")
+            self.that(not owned_argument(command, item), key, item,
+                      f"regbench reproduce sets the output place of a {command} step itself")
+        return tuple(value)
 
     def overrides(self, key: str, value: Any) -> tuple[str, ...]:
         ok = isinstance(value, list) and all(isinstance(item, str) and "=" in item for item in value)

@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from regbench.rundir_format import write_text_atomic
 from regbench.claims.arms import ARM_KEY, conf_groups, write_arms
 from regbench.claims.card import ARMS, Card
+from regbench.claims.steps import OVERRIDABLE_COMMANDS, Step
 from regbench.errors import UserError, one_line
 
 DEFAULT_ROOT = "reproductions"
@@ -56,13 +57,27 @@ class SweepPlan:
                 *self.shared_overrides(), self.searchpath_override(), f"hydra.sweep.dir={self.sweep_dir}"]
 
     def command_line(self) -> str:
+        if self.card.is_procedure:  # its steps' commands differ by seed: the command that runs them all
+            return shlex.join(["regbench", "reproduce", str(self.card.path), "--scale", self.scale, "--root",
+                               str(self.sweep_dir.parent.parent), f"seed={','.join(map(str, self.seeds))}",
+                               *self.user_overrides])
         return shlex.join(["regbench", "train", *self.train_args()])
 
+    def step_args(self, step: Step) -> tuple[str, ...]:
+        """A procedure step's arguments at this scale, placeholders unfilled: the card's, then for train and score
+        steps the card name, the scale's overrides and the user's, then the scale's arguments for this step."""
+        shared = self.shared_overrides() if step.command in OVERRIDABLE_COMMANDS else []
+        return (*step.args, *shared, *self.card.scales[self.scale].step_args.get(step.name, ()))
+
     def record(self) -> dict[str, Any]:
-        """What the jobs compute, per arm (launch-only settings such as hydra/launcher left out), and the seeds."""
+        """What the jobs compute, per arm (launch-only settings such as hydra/launcher left out), and the seeds;
+        a procedure card's arms are where their values are read, and its steps what each step runs."""
         shared = [o for o in self.shared_overrides() if not o.lstrip("+~").startswith("hydra")]
-        return {"card": self.card.name, "scale": self.scale, "seeds": list(self.seeds),
-                "arms": {arm: [*overrides, *shared] for arm, overrides in self.arm_overrides().items()}}
+        record = {"card": self.card.name, "scale": self.scale, "seeds": list(self.seeds)}
+        if self.card.is_procedure:
+            return {**record, "arms": {arm: [where.describe()] for arm, where in self.card.step_arms.items()},
+                    "steps": {step.name: [step.command, *self.step_args(step)] for step in self.card.steps}}
+        return {**record, "arms": {arm: [*overrides, *shared] for arm, overrides in self.arm_overrides().items()}}
 
 
 def make_plan(card: Card, scale: str, root: Path, user_overrides: list[str]) -> SweepPlan:
@@ -75,7 +90,10 @@ def prepare(plan: SweepPlan) -> None:
     path = plan.sweep_dir / PLAN_FILE
     if path.exists():
         _check_same_experiment(path, plan.record())
-    write_arms(plan.sweep_dir / ARMS_FOLDER, plan.card.name, plan.arm_overrides(), conf_groups())
+    if plan.card.is_procedure:
+        plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        write_arms(plan.sweep_dir / ARMS_FOLDER, plan.card.name, plan.arm_overrides(), conf_groups())
 
 
 def record_plan(plan: SweepPlan) -> None:
@@ -95,6 +113,10 @@ def _check_same_experiment(path: Path, record: dict[str, Any]) -> None:
             raise UserError(f"{where} holds a reproduction whose {arm} ran {' '.join(previous_arms.get(arm) or [])!r}, "
                             f"not {' '.join(record['arms'][arm])!r}; relaunch with the same card and overrides to "
                             f"resume it, or give another --root")
+    if previous.get("steps") != record.get("steps"):
+        raise UserError(f"{where} holds a reproduction whose steps ran {previous.get('steps')}, not "
+                        f"{record.get('steps')}; relaunch with the same card and overrides to resume it, or give "
+                        f"another --root")
     if record["seeds"][:len(previous_seeds)] != previous_seeds:
         raise UserError(f"{where} holds a reproduction with seeds {previous_seeds}; the seed list may only grow at "
                         f"its end (got {record['seeds']}), or give another --root")

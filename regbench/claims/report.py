@@ -55,7 +55,9 @@ def claim_document(claim: Claim) -> dict[str, Any]:
         "test": PAIRED_TEST, "n_pairs": len(verdict.seeds), "seeds": list(verdict.seeds),
         "mde": verdict.mde, "mde_power": POWER, "mde_definition": MDE_DEFINITION,
         "arms": {arm: {"name": card.arm_names[arm], "overrides": list(card.overrides_of(arm, plan.scale)),
+                       **({"from": card.step_arms[arm].describe()} if card.is_procedure else {}),
                        "mean": means[arm], "values": list(values[arm])} for arm in ARMS},
+        **({"steps": plan.record()["steps"]} if card.is_procedure else {}),
         "shared_overrides": plan.shared_overrides(),
         "paper_result": {"source": paper.source, "baseline": paper.baseline, "treatment": paper.treatment,
                          "note": paper.note, "shown": claim.shows_paper},
@@ -112,14 +114,17 @@ def claim_markdown(claim: Claim) -> str:
                      f"| | | |")
     lines += ["", "| seed | baseline | treatment | difference |", "| --- | --- | --- | --- |"]
     lines += [f"| {seed} | {b:.4f} | {t:.4f} | {t - b:+.4f} |" for seed, b, t in zip(v.seeds, v.baseline, v.treatment)]
+    lines += ["", *[f"- {arm} ({names[arm]}): {_arm_text(claim, arm)}" for arm in ARMS]]
+    if card.is_procedure:
+        commands = {step.name: " ".join(["regbench", step.command, *plan.step_args(step)]) for step in card.steps}
+        lines += [f"- step `{name}`, for each seed: `{command}`" for name, command in commands.items()]
+    else:
+        lines.append(f"- both arms: `{' '.join(plan.shared_overrides())}`")
     lines += [
-        "",
-        f"- baseline ({names['baseline']}): `{' '.join(card.overrides_of('baseline', plan.scale))}`",
-        f"- treatment ({names['treatment']}): `{' '.join(card.overrides_of('treatment', plan.scale))}`",
-        f"- both arms: `{' '.join(plan.shared_overrides())}`",
         f"- the paper's result: {paper.source}" + (f" ({paper.note})" if paper.note else "")
         + ("" if claim.shows_paper else " -- shown at `paper` scale only, where the setting is the paper's"),
-        f"- sweep: `{plan.command_line()}` (relaunching it, or `regbench reproduce` again, resumes it)",
+        f"- {'steps' if card.is_procedure else 'sweep'}: `{plan.command_line()}` (relaunching it, or `regbench "
+        f"reproduce` again, resumes it)",
         f"- training time of the runs: {claim.wall_time_s / 60:.1f} min",
         "",
         f"Verdict rules: {RULES} The MDE is the {MDE_DEFINITION}.",
@@ -128,6 +133,13 @@ def claim_markdown(claim: Claim) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _arm_text(claim: Claim, arm: str) -> str:
+    """What sets the arm apart: its overrides, or for a procedure card where its value is read."""
+    if claim.card.is_procedure:
+        return f"`{claim.card.step_arms[arm].describe()}` (in seed_<s>/)"
+    return f"`{' '.join(claim.card.overrides_of(arm, claim.plan.scale))}`"
 
 
 def _explain(v: Verdict) -> str:

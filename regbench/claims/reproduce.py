@@ -1,12 +1,15 @@
-"""One card end to end: plan the sweep, run it, read the runs back, judge, write the files, log to W&B."""
+"""One card end to end: plan the sweep (or a procedure card's steps), run it, read the values back, judge, write
+the files, log to W&B."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from regbench.claims.card import load_card
 from regbench.claims.launch import preflight_sweep, run_sweep
 from regbench.claims.plan import SweepPlan, make_plan, prepare, record_plan
 from regbench.claims.plot import write_claim_plot
+from regbench.claims.procedure import preflight_steps, read_step_values, run_steps, steps_run_summary
 from regbench.claims.report import Claim, summary_line, write_claim_files
 from regbench.claims.results import launch_count, read_results
 from regbench.claims.verdict import judge
@@ -18,12 +21,20 @@ def plan_card(name: str, scale: str, root: Path, overrides: list[str]) -> SweepP
     """Everything that can be refused without training: the card, the overrides, the directory, the dataset."""
     plan = make_plan(load_card(name), scale, root, overrides)
     prepare(plan)
-    preflight_sweep(plan)
+    if plan.card.is_procedure:
+        preflight_steps(plan)
+    else:
+        preflight_sweep(plan)
     record_plan(plan)
     return plan
 
 
 def reproduce(plan: SweepPlan) -> Claim:
+    if plan.card.is_procedure:
+        run_steps(plan)
+        values = read_step_values(plan)
+        wall_time, versions, run_config = steps_run_summary(plan)
+        return _judge_and_write(plan, values, wall_time, versions, run_config)
     launches = launch_count(plan.sweep_dir)
     code = run_sweep(plan)
     # Exit code 1 from a sweep that launched: a job did not complete, which read_results reports job by job.
@@ -31,11 +42,17 @@ def reproduce(plan: SweepPlan) -> Claim:
         raise ReportedError(f"regbench train ended with exit code {code} before its jobs could run (see its message "
                             f"above)")
     results = read_results(plan, plan.card.metric)  # reports the jobs that did not complete
-    verdict = judge(results.values["baseline"], results.values["treatment"], plan.card.metric)
-    claim = Claim(plan, verdict, results.wall_time_s, results.versions)
+    return _judge_and_write(plan, results.values, results.wall_time_s, results.versions,
+                            results.records["baseline"][0].config)
+
+
+def _judge_and_write(plan: SweepPlan, values: dict[str, dict[int, float]], wall_time_s: float,
+                     versions: dict[str, Any], run_config: dict[str, Any]) -> Claim:
+    verdict = judge(values["baseline"], values["treatment"], plan.card.metric)
+    claim = Claim(plan, verdict, wall_time_s, versions)
     written = write_claim_files(claim)
     plot = write_claim_plot(claim)
-    group = log_claim(claim, results.records["baseline"][0].config, plot)
+    group = log_claim(claim, run_config, plot) if run_config else None
     print(f"regbench reproduce: {summary_line(claim)}", flush=True)
     where = ", ".join(str(path) for path in [*written, plot])
     print(f"regbench reproduce: wrote {where}" + (f"; logged to W&B group {group}" if group else ""), flush=True)

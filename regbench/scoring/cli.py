@@ -28,12 +28,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def score_plan(argv: list[str]):
+    """The scoring plan of a command line (`regbench reproduce` checks its score steps with it too)."""
+    return _plan(_parser().parse_intermixed_args(argv))
+
+
 def main(argv: list[str]) -> int:
     return run_command(PROG, _parser(), _score, argv, intermixed=True)
 
 
-def _score(args: argparse.Namespace) -> None:
-    from regbench.scoring.sweep import make_plan, score
+def _plan(args: argparse.Namespace):
+    from regbench.scoring.sweep import make_plan
 
-    path = score(make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS))
+    return make_plan(args.directory, args.epochs, args.args, DEFAULT_SEEDS)
+
+
+def _score(args: argparse.Namespace) -> None:
+    from regbench.scoring.sweep import score
+
+    path = score(_plan(args))
     print(f"{PROG}: wrote {path}", flush=True)

@@ -135,7 +135,9 @@ def cook(kitchen: Kitchen, recipe: str) -> dict[str, Any]:
         "chosen": [runs[i] for i in chosen],
         "greedy_steps": [{"run_dir": runs[step.candidate], "soup_val_acc": step.val_acc, "kept": step.kept}
                          for step in steps],
-        "best_ingredient": {"run_dir": runs[best], "val_acc": singles[best]},
+        # The paper's baseline: the ingredient best on validation, with its own test accuracy.
+        "best_ingredient": {"run_dir": runs[best], "val_acc": singles[best],
+                            "test_acc": kitchen.ingredients[best].metrics.get("metrics", {}).get("test_acc")},
     }
 
 

@@ -5,3 +5,4 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS.parent / "compare"))
 TINY_CARD = TESTS / "cards" / "tiny.yaml"
+TINY_PROCEDURE_CARD = TESTS / "cards" / "tiny_procedure.yaml"

@@ -29,10 +29,15 @@ SEED_TECHNIQUES = {"multisample_dropout", "nested_dropout", "elr", "coteaching",
                    "weight_compander", "unified_norm", "batchformer", "sade", "rs2", "subpopulations", "storm",
                    "dropblock", "noise_mask", "rcal", "smote", "mixoe", "palm", "mahalanobis_ensemble",
                    "class_gmm", "abet"}
+# Multi-run procedures, as procedure cards (steps, then arms read from their outputs): Data Diet, model soups,
+# concatenated representations and Nested Co-teaching's stage 2.
+PROCEDURES = {"data_diet", "model_soups", "concat_representations", "nested_coteaching"}
+CLASSIC_CARDS = sorted(set(card_names()) - PROCEDURES)
 
 
 def test_every_seed_technique_has_a_card():
-    assert set(card_names()) == SEED_TECHNIQUES
+    assert set(card_names()) == SEED_TECHNIQUES | PROCEDURES
+    assert {name for name in card_names() if load_card(name).is_procedure} == PROCEDURES
 
 
 @pytest.mark.parametrize("name", card_names())
@@ -41,10 +46,24 @@ def test_card_is_complete_and_cites_its_paper(name):
     assert (cards_dir() / f"{name}.yaml").read_text().startswith("# ")  # the paper and the claim, in words
     assert card.metric in METRICS and card.paper_result.source
     assert len(card.scales["quick"].seeds) >= MIN_SEEDS["quick"]
-    assert card.arm_overrides["baseline"] != card.arm_overrides["treatment"]
+    if card.is_procedure:
+        assert card.step_arms["baseline"] != card.step_arms["treatment"]
+    else:
+        assert card.arm_overrides["baseline"] != card.arm_overrides["treatment"]
 
 
-@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in card_names() for scale in SCALES])
+@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in PROCEDURES for scale in SCALES])
+def test_the_first_steps_of_every_procedure_card_validate(tmp_path, name, scale):
+    """The train steps that need no earlier step's output, every job as reproduce checks them before the steps;
+    the later steps' inputs exist only once the earlier steps have run (the e2e test runs a procedure card)."""
+    from regbench.claims.procedure import preflight_steps
+
+    plan = make_plan(load_card(name), scale, tmp_path, [])
+    prepare(plan)
+    preflight_steps(plan)
+
+
+@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in CLASSIC_CARDS for scale in SCALES])
 def test_every_job_of_every_card_validates(tmp_path, name, scale):
     plan = make_plan(load_card(name), scale, tmp_path, [])
     prepare(plan)
@@ -75,7 +94,8 @@ def card_text(**changes) -> dict:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"colour": "red"}, "colour is not a card key; allowed: baseline, claim, metric, paper, paper_result, scales"),
+    ({"colour": "red"}, "colour is not a card key; allowed: baseline, claim, metric, paper, paper_result, scales, "
+                        "steps"),
     ({"metric": None}, "the card lacks metric"),
     ({"scales__quick__seeds": [0, 1, 2]}, "scales.quick.seeds=[0, 1, 2] is invalid: must list at least 5 distinct"),
     ({"scales__paper__seeds": [1, 1]}, "scales.paper.seeds=[1, 1] is invalid: must list at least 2 distinct"),

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_CARD
+from conftest import TINY_CARD, TINY_PROCEDURE_CARD
 from wandb_offline import read_records, run_record
 
 from regbench.claims import card as card_module
@@ -129,3 +129,31 @@ def test_a_relaunch_that_would_run_something_else_is_refused(run_regbench, tmp_p
     result = run_regbench("reproduce", str(TINY_CARD), "seed=0,1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "holds a reproduction whose baseline ran 'regularizer=[none] exp_name=claim_tiny', not" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_procedure_card_runs_its_steps_per_seed_judges_and_a_relaunch_skips_them(run_regbench, tmp_path):
+    result = run_regbench("reproduce", str(TINY_PROCEDURE_CARD), "seed=0,1", "logger=none", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "reproductions" / "tiny_procedure" / "quick"
+    members = (sweep_dir / "seed_1" / "members").absolute()
+    assert (f"seed 1, step probe: regbench probe {members} --max-iter 50 --out {members.parent / 'probe'}"
+            in result.stdout)
+    for seed in (0, 1):
+        runs = json.loads((sweep_dir / f"seed_{seed}" / "members" / "sweep.json").read_text())["jobs"]
+        assert [job["run_dir"] for job in runs] == [f"seed_1{seed}0", f"seed_1{seed}1"]
+    probes = [json.loads((sweep_dir / f"seed_{seed}" / "probe" / "probe.json").read_text()) for seed in (0, 1)]
+    assert [[run["seed"] for run in probe["runs"]] for probe in probes] == [[100, 101], [110, 111]]
+    claim = json.loads((sweep_dir / "claim.json").read_text())
+    assert claim["seeds"] == [0, 1] and claim["verdict"] in ("reproduced", "contradicted", "not reproduced")
+    assert claim["arms"]["baseline"]["values"] == [probe["results"][0]["test_acc"] for probe in probes]
+    assert claim["arms"]["treatment"]["values"] == [probe["results"][1]["test_acc"] for probe in probes]
+    assert claim["arms"]["treatment"]["from"] == "results.1.test_acc of probe/probe.json"
+    assert "- step `probe`, for each seed: `regbench probe {members} --max-iter 50`" in (
+        sweep_dir / "CLAIM.md").read_text()
+    assert f"tiny_procedure (quick): {claim['verdict']} -- test_acc" in result.stdout
+
+    again = run_regbench("reproduce", str(TINY_PROCEDURE_CARD), "seed=0,1", "logger=none", timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done, skipped") == 4 and "regbench train" not in again.stdout
+    assert json.loads((sweep_dir / "claim.json").read_text())["effect"] == claim["effect"]

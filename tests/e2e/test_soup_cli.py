@@ -34,7 +34,8 @@ def test_a_greedy_soup_is_written_beside_its_ingredients_and_compared_with_them(
     assert soup["recipe"] == "greedy" and soup["norms_recomputed"] == 2
     assert [i["run_dir"] for i in soup["ingredients"]] == ingredients
     best = max(soup["ingredients"], key=lambda i: i["val_acc"])
-    assert soup["best_ingredient"] == {"run_dir": best["run_dir"], "val_acc": best["val_acc"]}
+    assert soup["best_ingredient"] == {"run_dir": best["run_dir"], "val_acc": best["val_acc"],
+                                       "test_acc": best["recorded_test_acc"]}
     assert soup["chosen"][0] == best["run_dir"] and len(soup["greedy_steps"]) == 1
     assert (len(soup["chosen"]) == 2) == soup["greedy_steps"][0]["kept"]
     # Recipe 1: the second ingredient stays only if the soup's validation accuracy does not drop.
