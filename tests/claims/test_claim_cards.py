@@ -52,7 +52,7 @@ def test_card_is_complete_and_cites_its_paper(name):
         assert card.arm_overrides["baseline"] != card.arm_overrides["treatment"]
 
 
-@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in PROCEDURES for scale in SCALES])
+@pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in sorted(PROCEDURES) for scale in SCALES])
 def test_the_first_steps_of_every_procedure_card_validate(tmp_path, name, scale):
     """The train steps that need no earlier step's output, every job as reproduce checks them before the steps;
     the later steps' inputs exist only once the earlier steps have run (the e2e test runs a procedure card)."""
