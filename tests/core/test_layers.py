@@ -15,7 +15,7 @@ FAMILIES = ("regbench.data", "regbench.norms", "regbench.backbones", "regbench.r
             "regbench.loggers")
 MACHINERY = ("regbench.run", "regbench.sweeps", "regbench.config", "regbench.compare", "regbench.cli")
 # What the readers of run directories may import from regbench.
-READER_ALLOWED = ("regbench.compare", "regbench.errors", "regbench.rundir_format")
+READER_ALLOWED = ("regbench.compare", "regbench.command", "regbench.errors", "regbench.rundir_format")
 # Modules that import neither torch nor Lightning nor W&B nor timm when loaded. (submitit loads regbench.sweeps.slurm,
 # its executor plugin, in every process that looks up its executors.) The registries' declarations and the config
 # checks that read them are among them, so a config mistake or a printed config never loads torch.
@@ -26,7 +26,7 @@ TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regb
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
               "regbench.specs.data_values", "regbench.specs.label_shift", "regbench.specs.calibration",
               "regbench.specs.values", "regbench.config.validate", "regbench.config.keys", "regbench.sweeps.preflight",
-              "regbench.run.plan", "regbench.sweeps.child")
+              "regbench.run.plan", "regbench.sweeps.child", "regbench.command")
 HEAVY = ("torch", "lightning", "wandb", "timm")
 
 
