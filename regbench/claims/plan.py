@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-
 from regbench.rundir_format import write_text_atomic
 from regbench.claims.arms import ARM_KEY, conf_groups, write_arms
 from regbench.claims.card import ARMS, Card
 from regbench.claims.steps import OVERRIDABLE_COMMANDS, Step
-from regbench.errors import UserError, one_line
+from regbench.errors import UserError
+from regbench.sweeps.seed_overrides import split_seed_overrides
 
 DEFAULT_ROOT = "reproductions"
 PLAN_FILE = "reproduce.json"
@@ -124,30 +122,11 @@ def _check_same_experiment(path: Path, record: dict[str, Any]) -> None:
 
 def _split_seeds(overrides: list[str], card_seeds: tuple[int, ...]) -> tuple[tuple[int, ...], list[str]]:
     """The seeds to run (the user's `seed=...` replaces the card's) and the other overrides, checked."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise UserError(f"cannot parse the overrides: {one_line(err)}") from None
-    seeds, kept = card_seeds, []
-    for override in parsed:
-        key = override.key_or_group.lstrip("+~")
-        if key == "seed":
-            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-            seeds = tuple(values)
-            continue
-        if key in OWNED_KEYS:
-            raise UserError(f"{override.input_line!r} cannot be overridden: regbench reproduce sets it (the sweep "
-                            f"directory is <--root>/<card>/<scale>)")
-        if override.is_sweep_override():
-            raise UserError(f"{override.input_line!r} sweeps a setting: a card compares exactly two arms, so only "
-                            f"seed may take a list")
-        kept.append(override.input_line)
-    ok = len(seeds) >= 2 and len(set(seeds)) == len(seeds) and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
-    if not ok:
-        raise UserError(f"seed={','.join(map(str, seeds))} is invalid: give at least 2 distinct integer seeds >= 0, "
-                        f"e.g. seed=0,1,2,3,4")
-    return seeds, kept
+    seeds, others = split_seed_overrides(
+        overrides, card_seeds, command="regbench reproduce", owned_keys=OWNED_KEYS,
+        owned_note="the sweep directory is <--root>/<card>/<scale>", one_config="a card compares exactly two arms",
+        min_seeds=2, example="seed=0,1,2,3,4")
+    return seeds, [override.input_line for override in others]
 
 
 def python_train_command(plan: SweepPlan) -> list[str]:

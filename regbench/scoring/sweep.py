@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
-
-from regbench.errors import ReportedError, UserError, one_line
+from regbench.errors import ReportedError, UserError
 from regbench.rundir_format import COMPLETED, METRICS_FILE, read_json, write_json_atomic, write_text_atomic
 from regbench.scoring.scores_file import FORMAT, SCORES, data_key
 from regbench.sweeps.child import run_child_sweep
+from regbench.sweeps.seed_overrides import override_key, split_seed_overrides
 
 PLAN_FILE = "score.json"
 SCORES_FILE = "scores.json"
@@ -56,31 +54,15 @@ def make_plan(directory: Path, epochs: int, overrides: list[str], default_seeds:
 
 
 def split_seeds(overrides: list[str], default_seeds: tuple[int, ...]) -> tuple[tuple[int, ...], list[str]]:
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise UserError(f"cannot parse the overrides: {one_line(err)}") from None
-    seeds, kept = default_seeds, []
-    for override in parsed:
-        key = override.key_or_group.lstrip("+~")
-        if key == "seed":
-            seeds = tuple(override.sweep_iterator()) if override.is_sweep_override() else (override.value(),)
-            continue
-        if key in OWNED_KEYS:
-            raise UserError(f"{override.input_line!r} cannot be overridden: regbench score sets it (use --epochs; "
-                            f"the runs go to DIR/{RUNS_FOLDER}/seed_<s>)")
-        if key.startswith("data.prune"):
+    seeds, others = split_seed_overrides(
+        overrides, default_seeds, command="regbench score", owned_keys=OWNED_KEYS,
+        owned_note=f"use --epochs; the runs go to DIR/{RUNS_FOLDER}/seed_<s>",
+        one_config="every scoring run trains the same config", min_seeds=1, example="seed=0,1,2")
+    for override in others:
+        if override_key(override).startswith("data.prune"):
             raise UserError(f"{override.input_line!r} is invalid here: regbench score scores the whole training "
                             f"split, so data.prune stays off")
-        if override.is_sweep_override():
-            raise UserError(f"{override.input_line!r} sweeps a setting: every scoring run trains the same config, "
-                            f"so only seed may take a list")
-        kept.append(override.input_line)
-    if not (seeds and len(set(seeds)) == len(seeds)
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise UserError(f"seed={','.join(map(str, seeds))} is invalid: give distinct integer seeds >= 0, e.g. "
-                        f"seed=0,1,2")
-    return seeds, kept
+    return seeds, [override.input_line for override in others]
 
 
 def check_same_scoring(plan: ScorePlan) -> None:
