@@ -22,13 +22,13 @@ class RegbenchSlurmLauncher(SlurmLauncher):
     _EXECUTOR = SUBMITIT_EXECUTOR
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.cli import report
+        from regbench.command import report
         from regbench.errors import ReportedError
 
         try:
             return super().launch(job_overrides, initial_job_idx)
         except ReportedError as err:  # e.g. sbatch refused the jobs: one line, where Hydra would print a traceback
-            raise SystemExit(report(err, "train")) from None
+            raise SystemExit(report(err, "regbench train")) from None
 
     def lost_job_result(self, job: Any, error: Exception, sweep_overrides: list[str], job_dir_key: str, job_num: int,
                         job_id: str, singleton_state: dict) -> JobReturn:
