@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,35 +46,77 @@ def cli_env() -> dict[str, str]:
     return regbench_env()
 
 
+class WarmProcess:
+    """What the tests use of subprocess.Popen (pid, poll, wait, send_signal, communicate), for a command the
+    zygote forked; its stdout and stderr are read once it has exited."""
+
+    def __init__(self, zygote: Zygote, pid: int, args: list[str], stdout: Path, stderr: Path):
+        self.zygote, self.pid, self.args = zygote, pid, args
+        self.stdout_file, self.stderr_file = stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.request({"op": "poll", "pid": self.pid})["returncode"]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            reply = self.zygote.request({"op": "wait", "pid": self.pid, "timeout": timeout})
+            if reply.get("timed_out"):
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = reply["returncode"]
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.killpg(self.pid, signal.SIGKILL)  # and the processes it started, as a timeout does
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        outputs = []
+        for path in (self.stdout_file, self.stderr_file):
+            outputs.append(path.read_text() if path.exists() else "")
+            path.unlink(missing_ok=True)
+        return outputs[0], outputs[1]
+
+
 class Zygote:
     """tests/zygote.py, started once per test process: it forks each regbench command from an interpreter that has
     already imported torch and Lightning, which a cold `python -m regbench` spends most of its seconds on."""
 
     def __init__(self):
         self.outputs = Path(tempfile.mkdtemp(prefix="regbench_zygote_"))  # not in cwd: tests check what it holds
+        self.started = 0
         self.process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "zygote.py")], cwd=REPO_ROOT,
                                         env=regbench_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert json.loads(self.process.stdout.readline()) == {"ready": True}, "tests/zygote.py did not start"
 
-    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-        out, err = self.outputs / "stdout", self.outputs / "stderr"
-        request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
-                   "timeout": timeout}
+    def request(self, request: dict) -> dict:
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
-        reply = json.loads(self.process.stdout.readline())
-        stdout, stderr = out.read_text(), err.read_text()
-        out.unlink()
-        err.unlink()
-        command = [sys.executable, "-m", "regbench", *args]
-        if reply.get("timed_out"):
-            raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
-        return subprocess.CompletedProcess(command, reply["returncode"], stdout, stderr)
+        return json.loads(self.process.stdout.readline())
+
+    def start(self, args: list[str], cwd: Path, env: dict[str, str], script: str | None = None) -> WarmProcess:
+        self.started += 1
+        out, err = self.outputs / f"{self.started}.stdout", self.outputs / f"{self.started}.stderr"
+        reply = self.request({"op": "start", "args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
+                              "stderr": str(err), "script": script})
+        return WarmProcess(self, reply["pid"], command_line(args, script), out, err)
 
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
         shutil.rmtree(self.outputs, ignore_errors=True)
+
+
+def command_line(args: list[str], script: str | None) -> list[str]:
+    """The cold command a warm one stands in for: `python -m regbench ARGS`, or `python SCRIPT ARGS`."""
+    return [sys.executable, script, *args] if script else [sys.executable, "-m", "regbench", *args]
 
 
 # REGBENCH_TESTS_COLD=1 runs every command from a fresh interpreter instead (and where fork does not exist).
@@ -90,17 +133,51 @@ def zygote():
     warm.close()
 
 
-@pytest.fixture
-def run_regbench(tmp_path: Path, zygote):
-    """Run the real `regbench ARGS` command in its own process, in tmp_path; returns the CompletedProcess. The
-    process is forked from a warm interpreter (see tests/zygote.py); tests that need a cold start, a signal or a
-    changed environment start `python -m regbench` themselves."""
-    def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def start_command(zygote):
+    """Start `regbench ARGS` (or `python SCRIPT ARGS`) in its own process without waiting for it; returns a
+    Popen or its warm stand-in, both with stdout and stderr captured."""
+    def start(args: list[str], cwd: Path, env: dict[str, str] | None = None, script: str | None = None):
+        env = regbench_env() if env is None else env
         if zygote is not None:
-            return zygote.run(list(args), Path(cwd or tmp_path), regbench_env(), timeout)
-        return subprocess.run([sys.executable, "-m", "regbench", *args], cwd=cwd or tmp_path, env=regbench_env(),
-                              capture_output=True, text=True, timeout=timeout)
+            return zygote.start(list(args), Path(cwd), env, script)
+        return subprocess.Popen(command_line(list(args), script), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return start
+
+
+@pytest.fixture(scope="session")
+def run_command(start_command):
+    """Run `regbench ARGS` (or `python SCRIPT ARGS`) in its own process, forked from a warm interpreter (see
+    tests/zygote.py), and wait for it; returns the CompletedProcess, as subprocess.run does."""
+    def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+            script: str | None = None) -> subprocess.CompletedProcess:
+        process = start_command(args, cwd, env, script)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            raise subprocess.TimeoutExpired(process.args, timeout, stdout, stderr) from None
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return run
+
+
+@pytest.fixture
+def run_regbench(tmp_path: Path, run_command):
+    """Run the real `regbench ARGS` command in its own process, in tmp_path (or cwd); returns the CompletedProcess.
+    Tests that need a cold start (what it imports, a read-only mount) start `python -m regbench` themselves."""
+    def run(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+        return run_command(list(args), cwd or tmp_path, timeout=timeout)
+    return run
+
+
+@pytest.fixture
+def start_regbench(tmp_path: Path, start_command):
+    """Start `regbench ARGS` in tmp_path (or cwd) without waiting for it; for tests that signal or kill it."""
+    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+        return start_command(list(args), cwd or tmp_path, env)
+    return start
 
 
 class OfflineWandbRun:

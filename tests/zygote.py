@@ -4,13 +4,18 @@ command. The child is a process of its own (its own pid, working directory, envi
 runs the real entry point, `regbench.cli.main`, as `python -m regbench` would; only the imported modules are
 shared, and nothing ran in this process before the fork but those imports.
 
-Protocol: one JSON request per line on stdin ({"args", "cwd", "env", "stdout", "stderr", "timeout"}), one JSON
-reply per line on stdout ({"returncode"} or {"timed_out": true}). Started by tests/conftest.py's `run_regbench`."""
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout:
+- {"op": "start", "args", "cwd", "env", "stdout", "stderr", "script"} forks the command (`python -m regbench ARGS`,
+  or `python SCRIPT ARGS` where script is set) and replies {"pid"};
+- {"op": "poll", "pid"} replies {"returncode"}, null while it runs;
+- {"op": "wait", "pid", "timeout"} replies {"returncode"}, or {"timed_out": true} with the command still running.
+At the end of stdin, commands still running are killed. Started by tests/conftest.py's `Zygote`."""
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import runpy
 import signal
 import sys
 import time
@@ -33,7 +38,7 @@ def run_child(request: dict) -> None:
     code = 1
     try:
         os.setpgid(0, 0)  # its own process group, so a timeout also ends the processes it started (DDP ranks)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as in a fresh interpreter
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         # stdin away from this process's request pipe; stdout and stderr to the files the test reads
         for stream, path, flags in ((0, os.devnull, os.O_RDONLY),
@@ -45,8 +50,10 @@ def run_child(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        sys.path[0] = request["cwd"]  # as `python -m` puts the working directory first
-        sys.argv = [sys.argv[0], *request["args"]]
+        script = request.get("script")
+        # as `python -m` puts the working directory first, and `python SCRIPT` the script's folder
+        sys.path[0] = os.path.dirname(os.path.abspath(script)) if script else request["cwd"]
+        sys.argv = [script or sys.argv[0], *request["args"]]
         import torch
 
         # libgomp read OMP_NUM_THREADS when this interpreter loaded torch; the command may ask for another count.
@@ -54,7 +61,10 @@ def run_child(request: dict) -> None:
         import regbench.cli
 
         regbench.cli._PROCESS_START[:] = [time.perf_counter()]  # its start-up is counted from the fork
-        regbench.cli.main()
+        if script:
+            runpy.run_path(script, run_name="__main__")
+        else:
+            regbench.cli.main()
         code = 0
     except SystemExit as exit_:
         if exit_.code is None or isinstance(exit_.code, int):
@@ -72,30 +82,56 @@ def run_child(request: dict) -> None:
             os._exit(code)
 
 
-def wait(pid: int, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return {"returncode": os.waitstatus_to_exitcode(status)}
-        if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+def returncode(pid: int) -> int | None:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def wait(pid: int, timeout: float | None) -> dict:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while (code := returncode(pid)) is None:
+        if deadline is not None and time.monotonic() > deadline:
             return {"timed_out": True}
         time.sleep(0.02)
+    return {"returncode": code}
+
+
+def start(request: dict) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        run_child(request)
+    try:
+        os.setpgid(pid, pid)  # as the child does: the group exists before the test can signal it
+    except OSError:  # the child got there first, or is already gone
+        pass
+    return pid
 
 
 def serve() -> None:
     warm_up()
     print(json.dumps({"ready": True}), flush=True)
+    running: set[int] = set()
     for line in sys.stdin:
         request = json.loads(line)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            run_child(request)
-        print(json.dumps(wait(pid, request["timeout"])), flush=True)
+        if request["op"] == "start":
+            pid = start(request)
+            running.add(pid)
+            reply = {"pid": pid}
+        elif request["op"] == "poll":
+            reply = {"returncode": returncode(request["pid"])}
+        else:
+            reply = wait(request["pid"], request["timeout"])
+        if reply.get("returncode") is not None:
+            running.discard(request["pid"])
+        print(json.dumps(reply), flush=True)
+    for pid in running:  # a test that failed before it waited for its command
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
 """End to end through the CLI: representative runs, the presets, and incompatible pairs as one line (exit 2)."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -16,11 +13,8 @@ PRESETS = ["microbatch_bn", "microbatch_gn", "microbatch_bcn_ws", "vit_pre_ln", 
            "vit_peri_ln", "vit_ln_scaling", "vit_crmsnorm", "vit_unified_norm"]
 
 
-def regbench_train(tmp_path, *overrides):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "regbench", "train", "logger=none", "trainer.max_epochs=1",
-                           f"hydra.run.dir={tmp_path / 'run'}", *overrides],
-                          capture_output=True, text=True, env=env, timeout=300)
+def train_one_epoch(run_regbench, *overrides):
+    return run_regbench("train", "logger=none", "trainer.max_epochs=1", "hydra.run.dir=run", *overrides)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -43,8 +37,8 @@ def test_presets_compose_and_validate(preset):
     ["+exp=vit_unified_norm", "backbone.embed_dim=16", "backbone.depth=2", "backbone.num_heads=2",
      "norm.warmup_iters=20"],
 ])
-def test_representative_runs_train_one_epoch(tmp_path, overrides):
-    result = regbench_train(tmp_path, *overrides)
+def test_representative_runs_train_one_epoch(run_regbench, tmp_path, overrides):
+    result = train_one_epoch(run_regbench, *overrides)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 1
@@ -66,7 +60,7 @@ def test_incompatible_choices_fail_preflight_in_one_line(overrides, message):
 
 
 @pytest.mark.slow
-def test_incompatible_pair_exits_2_with_one_line(tmp_path):
-    result = regbench_train(tmp_path, "backbone=vit_tiny", "norm=batchnorm")
+def test_incompatible_pair_exits_2_with_one_line(run_regbench):
+    result = train_one_epoch(run_regbench, "backbone=vit_tiny", "norm=batchnorm")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "norm=batchnorm with backbone=vit_tiny" in result.stderr

@@ -1,9 +1,6 @@
 """Fixtures shared by the compare tests."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,17 +31,15 @@ def sweep(tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def real_sweep(tmp_path_factory) -> Path:
+def real_sweep(tmp_path_factory, run_command) -> Path:
     """none vs mixup over seeds 0 and 1 on noisy, long-tailed digits: 4 real `regbench train` runs of 2 epochs.
 
     logger=csv, so each run also keeps the exact sequence of logger calls (csv_logs/metrics.csv) that W&B gets.
     """
     root = tmp_path_factory.mktemp("real_sweep")
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [sys.executable, "-m", "regbench", "train", "-m", "logger=csv", "trainer.max_epochs=2", "backbone.widths=[8]",
-         "data.noise.type=symmetric", "data.noise.rate=0.2", "data.imbalance.type=exponential",
-         "data.imbalance.factor=2", "regularizer=[none],[mixup]", "seed=0,1", f"hydra.sweep.dir={root / 'sweep'}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    result = run_command(["train", "-m", "logger=csv", "trainer.max_epochs=2", "backbone.widths=[8]",
+                          "data.noise.type=symmetric", "data.noise.rate=0.2", "data.imbalance.type=exponential",
+                          "data.imbalance.factor=2", "regularizer=[none],[mixup]", "seed=0,1", "hydra.sweep.dir=sweep"],
+                         root)
     assert result.returncode == 0, result.stderr[-2000:]
     return root / "sweep"

@@ -2,20 +2,20 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 
 TINY = ["data=digits", "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=none"]
 
 
-def run_cli(tmp_path, *overrides: str) -> dict:
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, "-m", "regbench", "train", *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-                            capture_output=True, text=True, env=env, timeout=300)
+@pytest.fixture
+def run_cli(run_regbench, tmp_path):
+    """`regbench train TINY OVERRIDES` in tmp_path; returns its metrics.json with its history."""
+    return lambda *overrides: run_and_read(run_regbench, tmp_path / "run", *overrides)
+
+
+def run_and_read(run_regbench, run_dir, *overrides: str) -> dict:
+    result = run_regbench("train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with (run_dir / "history.csv").open() as handle:
@@ -24,8 +24,8 @@ def run_cli(tmp_path, *overrides: str) -> dict:
 
 
 @pytest.mark.slow
-def test_noisy_digits_run(tmp_path):
-    out = run_cli(tmp_path, "data.noise.type=symmetric", "data.noise.convention=uniform_other", "data.noise.rate=0.4")
+def test_noisy_digits_run(run_cli):
+    out = run_cli("data.noise.type=symmetric", "data.noise.convention=uniform_other", "data.noise.rate=0.4")
     noise = out["noise"]
     assert out["status"] == "completed"
     assert noise["type"] == "symmetric" and noise["convention"] == "uniform_other" and noise["rate"] == 0.4
@@ -39,8 +39,8 @@ def test_noisy_digits_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_long_tail_digits_run(tmp_path):
-    out = run_cli(tmp_path, "data.imbalance.type=exponential", "data.imbalance.factor=10",
+def test_long_tail_digits_run(run_cli):
+    out = run_cli("data.imbalance.type=exponential", "data.imbalance.factor=10",
                   "data.balance.type=upsample", "data.balance.tau=2")
     counts = out["imbalance"]["train_counts"]
     n_max = counts[0]
@@ -51,8 +51,8 @@ def test_long_tail_digits_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_smote_digits_run(tmp_path):
-    out = run_cli(tmp_path, "data.imbalance.type=step", "data.imbalance.factor=10", "data.balance.type=smote",
+def test_smote_digits_run(run_cli):
+    out = run_cli("data.imbalance.type=step", "data.imbalance.factor=10", "data.balance.type=smote",
                   "data.balance.smote_k=3")
     counts = out["imbalance"]["train_counts"]  # the long-tailed split SMOTE starts from
     assert out["smote"]["k"] == 3 and out["smote"]["added_per_class"] == [max(counts) - n for n in counts]
@@ -61,16 +61,16 @@ def test_smote_digits_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_cooldown_digits_run(tmp_path):
-    out = run_cli(tmp_path, "trainer.max_epochs=2", "data.imbalance.type=exponential", "data.imbalance.factor=10",
+def test_cooldown_digits_run(run_cli):
+    out = run_cli("trainer.max_epochs=2", "data.imbalance.type=exponential", "data.imbalance.factor=10",
                   "data.balance.type=upsample", "data.balance.tau=inf", "data.balance.tau_end=1",
                   "data.balance.switch_epoch=1")
     assert out["status"] == "completed" and len(out["history"]) == 2 and "smote" not in out
 
 
 @pytest.mark.slow
-def test_rs2_digits_run_takes_a_fresh_subset_each_epoch_and_schedules_over_the_steps_taken(tmp_path):
-    out = run_cli(tmp_path, "data.sampler=rs2", "data.rs2.fraction=0.2", "trainer.max_epochs=3", "sched=cosine",
+def test_rs2_digits_run_takes_a_fresh_subset_each_epoch_and_schedules_over_the_steps_taken(run_cli):
+    out = run_cli("data.sampler=rs2", "data.rs2.fraction=0.2", "trainer.max_epochs=3", "sched=cosine",
                   "optim.lr=0.05", "sched.warmup_epochs=0")
     # 0.2 of the 1295 training images, cut to whole batches of 64: 4 steps an epoch, 12 in all.
     assert out["rs2"] == {"fraction": 0.2, "variant": "without_replacement", "images_per_epoch": 256,

@@ -1,8 +1,6 @@
 """The real CLI on generated folders: your own class folders in memory (with label noise, a long tail and
 upsampling), TinyImageNet in memory, ImageNet's layout streamed by workers; bad folders in one line."""
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,13 +10,9 @@ TINY = ["trainer.max_epochs=2", "backbone.widths=[8]", "logger=none", "data.batc
 
 
 @pytest.fixture
-def train(tmp_path, cli_env):
+def train(run_regbench):
     """`regbench train TINY OVERRIDES` into tmp_path/RUN."""
-    def run(*overrides, run="run"):
-        return subprocess.run([sys.executable, "-m", "regbench", "train", *TINY, *overrides,
-                               f"hydra.run.dir={tmp_path / run}"], capture_output=True, text=True,
-                              env=cli_env, timeout=300, cwd=tmp_path)
-    return run
+    return lambda *overrides, run="run": run_regbench("train", *TINY, *overrides, f"hydra.run.dir={run}")
 
 
 def metrics(tmp_path, run="run") -> dict:

@@ -1,21 +1,16 @@
 """`regbench train data=colored_digits` through the real CLI: metrics.json's `groups` (final and best model) and the
 group scalars in metrics and in the logger."""
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
 from run_dirs import completed_metrics
 
 
 @pytest.mark.slow
-def test_colored_digits_run_reports_groups(tmp_path):
+def test_colored_digits_run_reports_groups(run_regbench, tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "regbench", "train", "data=colored_digits", "data.spurious.correlation=0.95",
-         "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=csv", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, env={**os.environ, "WANDB_MODE": "offline"}, timeout=300)
+    result = run_regbench("train", "data=colored_digits", "data.spurious.correlation=0.95", "trainer.max_epochs=1",
+                          "backbone.widths=[8,16]", "logger=csv", "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-2000:]
     payload = completed_metrics(run_dir)
     groups, metrics = payload["groups"], payload["metrics"]

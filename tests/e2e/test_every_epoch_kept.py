@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -47,7 +45,7 @@ def recorded_epochs(checkpoint: Path) -> int:
 
 
 def test_an_early_peak_keeps_every_epoch_and_a_kill_after_it_resumes_from_the_last_epoch(run_regbench, tmp_path,
-                                                                                         cli_env):
+                                                                                         start_regbench):
     reference = run_regbench("train", *EARLY_PEAK, "logger=csv", "hydra.run.dir=reference")
     assert reference.returncode == 0, reference.stderr
     expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
@@ -68,9 +66,7 @@ def test_an_early_peak_keeps_every_epoch_and_a_kill_after_it_resumes_from_the_la
     [record] = load_run_dirs([str(tmp_path / "reference")]).completed
     assert record.history["epoch"].tolist() == list(range(EPOCHS))
 
-    killed = subprocess.Popen([sys.executable, "-m", "regbench", "train", *EARLY_PEAK, "logger=none",
-                               "hydra.run.dir=killed"], cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    killed = start_regbench("train", *EARLY_PEAK, "logger=none", "hydra.run.dir=killed")
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not (last.exists() and (saved_epoch(last) or 0) > best_epoch):

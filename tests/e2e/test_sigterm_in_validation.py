@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -41,14 +39,13 @@ RS2 = ["data.sampler=rs2", "data.rs2.fraction=0.4"]
 
 
 @pytest.mark.parametrize("overrides", [[], COOLDOWN, RS2], ids=["plain", "cooldown", "rs2"])
-def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result(tmp_path, cli_env, overrides):
+def test_a_run_interrupted_during_validation_resumes_to_the_uninterrupted_result(tmp_path, cli_env, run_command,
+                                                                                  overrides):
     (tmp_path / "driver.py").write_text(DRIVER)
 
     def run(run_dir: str, kill_epoch: int) -> dict:
-        result = subprocess.run([sys.executable, "driver.py", *ARGS, *overrides, f"hydra.run.dir={run_dir}"],
-                                cwd=tmp_path,
-                                env={**cli_env, "KILL_EPOCH": str(kill_epoch)}, capture_output=True, text=True,
-                                timeout=300)
+        result = run_command([*ARGS, *overrides, f"hydra.run.dir={run_dir}"], tmp_path,
+                             env={**cli_env, "KILL_EPOCH": str(kill_epoch)}, script="driver.py")
         assert result.returncode in (0, 143), result.stderr
         return json.loads((tmp_path / run_dir / "metrics.json").read_text())
 

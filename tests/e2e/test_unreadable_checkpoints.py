@@ -6,7 +6,6 @@ import csv
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,14 +47,13 @@ TIMING = ("images_per_s", "train_time_s", "epoch_time_s")
 
 
 @pytest.fixture
-def run(tmp_path: Path, cli_env: dict[str, str]):
+def run(tmp_path: Path, cli_env: dict[str, str], run_command):
     """Run the driver in `run_dir` with a fault (or none); return the CompletedProcess."""
     (tmp_path / "driver.py").write_text(DRIVER)
 
     def launch(run_dir: str, fault: str = "", epoch: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "driver.py", *ARGS, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                              env={**cli_env, "FAULT": fault, "FAULT_EPOCH": epoch}, capture_output=True, text=True,
-                              timeout=300)
+        return run_command([*ARGS, f"hydra.run.dir={run_dir}"], tmp_path,
+                           env={**cli_env, "FAULT": fault, "FAULT_EPOCH": epoch}, script="driver.py")
     return launch
 
 

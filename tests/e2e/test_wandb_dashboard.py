@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -59,13 +56,10 @@ def test_summaries_keep_the_best_value_in_the_metrics_direction(metric, ops):
 
 
 @pytest.fixture(scope="module")
-def dashboard_run(tmp_path_factory, offline_wandb_run):
+def dashboard_run(tmp_path_factory, offline_wandb_run, run_command):
     """A noisy, long-tailed CutMix run on digits with logger=wandb (offline), read back with W&B's reader."""
     root = tmp_path_factory.mktemp("dashboard")
-    env = {key: value for key, value in os.environ.items() if key != "WANDB_API_KEY"}
-    done = subprocess.run([sys.executable, "-m", "regbench", *NOISY_CUTMIX_RUN, "logger=wandb"], cwd=root,
-                          env={**env, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}, capture_output=True,
-                          text=True, timeout=300)
+    done = run_command([*NOISY_CUTMIX_RUN, "logger=wandb"], root)
     assert done.returncode == 0, done.stderr[-2000:]
     run_dir = root / "run"
     with (run_dir / "history.csv").open() as handle:

@@ -1,25 +1,16 @@
 """DropBlock trains end to end through `regbench train` on digits; bad stacks exit 2 before any run directory."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 FAST = ["trainer.max_epochs=1", "logger=none"]
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline")
-    return subprocess.run([sys.executable, "-m", "regbench", "train", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["dropblock", "dropblock_progressive"])
-def test_dropblock_presets_train_one_epoch_on_digits(tmp_path, preset):
+def test_dropblock_presets_train_one_epoch_on_digits(run_regbench, tmp_path, preset):
     # Width 8: resnet18 at width 4 aborts inside torch's CPU kernels on some machines, with or without DropBlock.
-    done = train(f"+exp={preset}", *FAST, "backbone.width=8", f"hydra.run.dir={tmp_path / 'run'}")
+    done = run_regbench("train", f"+exp={preset}", *FAST, "backbone.width=8", "hydra.run.dir=run", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     payload = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert payload["status"] == "completed", payload["error"]
@@ -35,9 +26,10 @@ def test_dropblock_presets_train_one_epoch_on_digits(tmp_path, preset):
     (["regularizer=[dropblock]", "backbone=mlp"],
      "regularizer=dropblock needs a backbone with convolutional stages"),
 ])
-def test_bad_stages_and_backbones_exit_2_in_one_line_before_the_run_directory(tmp_path, overrides, message):
+def test_bad_stages_and_backbones_exit_2_in_one_line_before_the_run_directory(run_regbench, tmp_path, overrides,
+                                                                              message):
     run_dir = tmp_path / "run"
-    done = train(*overrides, *FAST, f"hydra.run.dir={run_dir}")
+    done = run_regbench("train", *overrides, *FAST, "hydra.run.dir=run")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]

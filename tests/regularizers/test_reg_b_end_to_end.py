@@ -1,8 +1,5 @@
 """End to end on digits + convnet: every preset trains one epoch; stacks work or fail with one line."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +8,10 @@ PRESETS = ["elr", "coteaching", "ema", "swa", "sgdp", "adamp"]
 FAST = ["data=digits", "backbone=convnet", "backbone.widths=[8,16]", "trainer.max_epochs=1", "logger=none"]
 
 
-def regbench_train(*overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "regbench", "train", *overrides], capture_output=True, text=True,
-                          env=env, timeout=600)
+@pytest.fixture
+def regbench_train(run_regbench):
+    """`regbench train OVERRIDES` in tmp_path."""
+    return lambda *overrides: run_regbench("train", *overrides, timeout=600)
 
 
 def completed_metrics(run_dir: Path) -> dict:
@@ -25,8 +22,7 @@ def completed_metrics(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_every_preset_trains_one_epoch(tmp_path):
-    # One Hydra sweep, so the interpreter and its imports start once for all presets.
+def test_every_preset_trains_one_epoch(regbench_train, tmp_path):
     result = regbench_train("-m", f"+exp={','.join(PRESETS)}", *FAST, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     for job, preset in enumerate(PRESETS):
@@ -36,7 +32,7 @@ def test_every_preset_trains_one_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_cutmix_label_smoothing_ema_stack_trains(tmp_path):
+def test_cutmix_label_smoothing_ema_stack_trains(regbench_train, tmp_path):
     run_dir = tmp_path / "stack"
     result = regbench_train("regularizer=[cutmix,label_smoothing,ema]", *FAST, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,8 +1,4 @@
 """Every part-A preset trains one epoch on digits end to end; stacks run; nonsense stacks exit 2 in one line."""
-import os
-import subprocess
-import sys
-
 import pytest
 from run_dirs import completed_metrics
 
@@ -11,14 +7,14 @@ CONVNET_PRESETS = ["mixup_cutmix", "cutout", "rankmixup", "rankmixup_mndcg", "al
 FAST = ["trainer.max_epochs=1", "logger=none"]
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline")
-    return subprocess.run([sys.executable, "-m", "regbench", "train", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+@pytest.fixture
+def train(run_regbench):
+    """`regbench train ARGS` in tmp_path."""
+    return lambda *args: run_regbench("train", *args, timeout=600)
 
 
 @pytest.mark.slow
-def test_convnet_presets_train_one_epoch(tmp_path):
+def test_convnet_presets_train_one_epoch(train, tmp_path):
     sweep = tmp_path / "sweep"
     done = train("-m", f"+exp={','.join(CONVNET_PRESETS)}", *FAST, "backbone.widths=[8,16]",
                  f"hydra.sweep.dir={sweep}")
@@ -32,14 +28,14 @@ def test_convnet_presets_train_one_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_droppath_preset_trains_resnet18(tmp_path):
+def test_droppath_preset_trains_resnet18(train, tmp_path):
     done = train("+exp=droppath", *FAST, "backbone.width=4", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert completed_metrics(tmp_path / "run")["components"]["backbone"] == "resnet18"
 
 
 @pytest.mark.slow
-def test_stack_of_mixing_erasing_smoothing_and_multisample_heads_trains(tmp_path):
+def test_stack_of_mixing_erasing_smoothing_and_multisample_heads_trains(train, tmp_path):
     done = train("regularizer=[rankmixup,cutout,label_smoothing,multisample_dropout]", "regularizer.cutout.length=4",
                  *FAST, "backbone.widths=[8,16]", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -52,7 +48,7 @@ def test_stack_of_mixing_erasing_smoothing_and_multisample_heads_trains(tmp_path
     ("[droppath]", "regularizer=droppath needs a backbone with residual blocks (e.g. backbone=resnet18); "
                    "ConvNet has none"),
 ])
-def test_refusals_are_one_line_with_exit_2(tmp_path, stack, message):
+def test_refusals_are_one_line_with_exit_2(train, tmp_path, stack, message):
     done = train(f"regularizer={stack}", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

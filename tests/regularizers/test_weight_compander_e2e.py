@@ -3,8 +3,6 @@ arsinh preset, a killed run that resumes to the uninterrupted result, and stacks
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -58,12 +56,11 @@ def test_the_learnable_arsinh_preset_trains(run_regbench, tmp_path):
     assert len(learned_a) >= 2 and all(a != 0.5 for a in learned_a)
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(run_regbench, tmp_path, cli_env):
+def test_a_killed_run_resumes_to_the_uninterrupted_result(run_regbench, start_regbench, tmp_path):
     run = ["regularizer=[weight_compander]", "trainer.max_epochs=3", *TINY]
     reference = run_regbench("train", *run, "hydra.run.dir=reference")
     assert reference.returncode == 0, reference.stderr[-2000:]
-    killed = subprocess.Popen([sys.executable, "-m", "regbench", "train", *run, "hydra.run.dir=killed"], cwd=tmp_path,
-                              env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = start_regbench("train", *run, "hydra.run.dir=killed")
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists():

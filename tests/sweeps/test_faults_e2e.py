@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,12 +16,9 @@ TIMING = ("images_per_s", "train_time_s", "epoch_time_s")
 
 
 @pytest.fixture
-def start(tmp_path: Path, cli_env: dict[str, str]):
+def start(start_regbench):
     """Start `regbench train ARGS` in tmp_path without waiting for it."""
-    def launch(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "regbench", "train", *args], cwd=tmp_path, env=cli_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return launch
+    return lambda *args: start_regbench("train", *args)
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
