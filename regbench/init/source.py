@@ -71,14 +71,21 @@ def run_dir_source(given: str, run_dir: Path, selector: str) -> InitSource:
     if not (run_dir / CONFIG_FILE).is_file():
         raise UserError(f"init.from={given!r} is invalid: {str(run_dir)!r} is not a regbench run directory (no "
                         f"{CONFIG_FILE}); give a run directory, RUN_DIR/best, RUN_DIR/last or a weights file")
-    path = run_dir / CHECKPOINT_DIR / CHECKPOINT_SELECTORS[selector]
-    if not path.is_file():
-        raise UserError(f"init.from={given!r} is invalid: the run has no {selector} checkpoint "
-                        f"({CHECKPOINT_DIR}/{path.name} is missing)")
+    path, missing = selected_checkpoint(run_dir, selector)
+    if missing:
+        raise UserError(f"init.from={given!r} is invalid: the run {missing}")
     problem = torch_file_problem(path)
     if problem:
         raise UserError(f"init.from={given!r} is invalid: {CHECKPOINT_DIR}/{path.name} {problem}")
     return InitSource(given, path, selector, run_dir)
+
+
+def selected_checkpoint(run_dir: Path, selector: str) -> tuple[Path, str | None]:
+    """RUN_DIR's checkpoint that `selector` (best or last) names, and what is wrong with it if it is missing
+    ("has no best checkpoint (checkpoints/best.ckpt is missing)"), else None."""
+    path = run_dir / CHECKPOINT_DIR / CHECKPOINT_SELECTORS[selector]
+    missing = None if path.is_file() else f"has no {selector} checkpoint ({CHECKPOINT_DIR}/{path.name} is missing)"
+    return path, missing
 
 
 def torch_file_problem(path: Path) -> str | None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from regbench.compare.runs import RunRecord, load_run_dirs
 from regbench.errors import ParamError, UserError
-from regbench.init.source import CHECKPOINT_SELECTORS, InitSource, run_dir_source
-from regbench.rundir_format import CHECKPOINT_DIR, config_hash
+from regbench.init.source import CHECKPOINT_SELECTORS, InitSource, run_dir_source, selected_checkpoint
+from regbench.rundir_format import config_hash
 
 PROBE_FILE = "probe.json"
 FEATURES_DIR = "features"
@@ -52,10 +52,9 @@ def probe_runs(paths: list[str], checkpoint: str) -> list[ProbeRun]:
         raise UserError(f"no run found in {', '.join(paths)}: give completed run or sweep directories")
     ordered = sorted(runs.completed, key=lambda record: (record.seed, record.source))
     for record in ordered:
-        path = Path(record.source) / CHECKPOINT_DIR / CHECKPOINT_SELECTORS[checkpoint]
-        if not path.is_file():
-            raise UserError(f"run {record.source} has no {checkpoint} checkpoint ({CHECKPOINT_DIR}/{path.name} is "
-                            f"missing); allowed --checkpoint: {', '.join(CHECKPOINT_SELECTORS)}")
+        _, missing = selected_checkpoint(Path(record.source), checkpoint)
+        if missing:
+            raise UserError(f"run {record.source} {missing}; allowed --checkpoint: {', '.join(CHECKPOINT_SELECTORS)}")
     return [ProbeRun(record, run_dir_source(record.source, Path(record.source), checkpoint)) for record in ordered]
 
 

@@ -10,9 +10,8 @@ from typing import Any
 import yaml  # a dependency of omegaconf; config.yaml is plain YAML written by OmegaConf
 
 from regbench.errors import UserError
-from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, METRICS_FILE, RESULT_FILES,
-                                    read_json)
-from regbench.init.source import CHECKPOINT_SELECTORS
+from regbench.rundir_format import COMPLETED, CONFIG_FILE, METRICS_FILE, RESULT_FILES, read_json
+from regbench.init.source import selected_checkpoint
 
 SOUP_KEY = "soup"  # config.yaml's record and metrics.json's section of a soup run directory
 # Config keys that must be equal across ingredients: the averaged tensors must mean the same thing (architecture)
@@ -83,10 +82,9 @@ def load_ingredient(run_dir: Path, checkpoint: str) -> Ingredient:
     if len(sources) != 1:
         raise UserError(f"run {str(run_dir)!r} was not fine-tuned from one checkpoint (no init.from in its "
                         f"metrics.json); soups average runs fine-tuned from the same initialisation")
-    path = run_dir / CHECKPOINT_DIR / CHECKPOINT_SELECTORS[checkpoint]
-    if not path.is_file():
-        raise UserError(f"run {str(run_dir)!r} has no {checkpoint} checkpoint ({CHECKPOINT_DIR}/{path.name} is "
-                        f"missing)")
+    path, missing = selected_checkpoint(run_dir, checkpoint)
+    if missing:
+        raise UserError(f"run {str(run_dir)!r} {missing}")
     return Ingredient(run_dir, config, metrics, path)
 
 

@@ -16,18 +16,23 @@ GREY_CORRUPTIONS = ["gaussian_noise", "shot_noise", "impulse_noise", "gaussian_b
 OTHER_CORRUPTIONS = [name for name in CORRUPTIONS if name not in GREY_CORRUPTIONS and name != "saturate"]
 
 
+def assert_corruption_metrics(metrics: dict, prefix: str, names: list[str]) -> None:
+    """Each corruption's accuracy per severity 1-5, their mean per corruption, and the mean over corruptions."""
+    for name in names:
+        per_severity = [metrics[f"corruptions.{name}.{severity}.{prefix}_acc"] for severity in range(1, 6)]
+        assert all(0 <= accuracy <= 1 for accuracy in per_severity)
+        assert metrics[f"corruptions.{name}.{prefix}_acc"] == pytest.approx(sum(per_severity) / 5)
+    assert metrics[f"corruptions.{prefix}_acc_mean"] == pytest.approx(
+        sum(metrics[f"corruptions.{name}.{prefix}_acc"] for name in names) / len(names))
+
+
 def test_corruption_and_lame_metrics_reach_metrics_json(run_regbench, tmp_path):
     result = run_regbench("train", "eval=[corruptions,lame]", "eval.lame.corruption=gaussian_noise",
                           "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=none", "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr
     metrics = completed_metrics(tmp_path / "run")["metrics"]
     for prefix in ("test", "best_test"):
-        for name in GREY_CORRUPTIONS:
-            per_severity = [metrics[f"corruptions.{name}.{severity}.{prefix}_acc"] for severity in range(1, 6)]
-            assert all(0 <= accuracy <= 1 for accuracy in per_severity)
-            assert metrics[f"corruptions.{name}.{prefix}_acc"] == pytest.approx(sum(per_severity) / 5)
-        assert metrics[f"corruptions.{prefix}_acc_mean"] == pytest.approx(
-            sum(metrics[f"corruptions.{name}.{prefix}_acc"] for name in GREY_CORRUPTIONS) / len(GREY_CORRUPTIONS))
+        assert_corruption_metrics(metrics, prefix, GREY_CORRUPTIONS)
         for stream in ("iid", "class_ordered", "gaussian_noise.iid", "gaussian_noise.class_ordered"):
             assert 0 <= metrics[f"lame.{stream}.{prefix}_acc"] <= 1
             assert 0 <= metrics[f"lame.{stream}.{prefix}_acc_unadapted"] <= 1
@@ -45,12 +50,7 @@ def test_the_other_corruptions_reach_metrics_json(run_regbench, tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = completed_metrics(tmp_path / "run")["metrics"]
     for prefix in ("test", "best_test"):
-        for name in OTHER_CORRUPTIONS:
-            per_severity = [metrics[f"corruptions.{name}.{severity}.{prefix}_acc"] for severity in range(1, 6)]
-            assert all(0 <= accuracy <= 1 for accuracy in per_severity)
-            assert metrics[f"corruptions.{name}.{prefix}_acc"] == pytest.approx(sum(per_severity) / 5)
-        assert metrics[f"corruptions.{prefix}_acc_mean"] == pytest.approx(
-            sum(metrics[f"corruptions.{name}.{prefix}_acc"] for name in OTHER_CORRUPTIONS) / len(OTHER_CORRUPTIONS))
+        assert_corruption_metrics(metrics, prefix, OTHER_CORRUPTIONS)
 
 
 def test_saturate_runs_on_colour_images(run_regbench, tmp_path):
