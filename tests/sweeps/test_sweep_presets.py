@@ -48,12 +48,17 @@ def test_sweep_preset_expands_to_valid_jobs(name):
     assert (CONF / "sweep" / f"{name}.yaml").read_text().startswith("# @package _global_")
     expanded = expand([f"+sweep={name}"])
     assert len(expanded) == jobs and len({tuple(job) for job in expanded}) == jobs
-    checked = preflight([f"+sweep={name}"], multirun=True)  # composes and validates every job
-    # On its default data every job does what its name says: no technique degenerate or inactive.
-    assert len(checked) == jobs and [(job, inactive) for job, inactive in checked if inactive] == []
     hydra_cfg, cfg = hydra_and_job([f"+sweep={name}"])
     assert cfg["exp_name"] == name
     params = OmegaConf.to_container(hydra_cfg.sweeper.params)
+    # The seeds repeat the same configs, so preflight composes and validates every job of one seed (a seed is a
+    # number that every config takes).
+    one_seed = [f"+sweep={name}", "hydra.sweeper.params.seed=0"]
+    checked = preflight(one_seed, multirun=True)
+    assert [job for job, _ in checked] == expand(one_seed)
+    assert len(checked) * len(str(params["seed"]).split(",")) == jobs
+    # On its default data every job does what its name says: no technique degenerate or inactive.
+    assert [(job, inactive) for job, inactive in checked if inactive] == []
     assert sorted(varying_keys([], params)) == sorted(varied)
 
 
