@@ -1,6 +1,7 @@
 """Shared fixtures: run the real `regbench` command in a subprocess, offline."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,11 +71,13 @@ class WarmProcess:
 
     def send_signal(self, signum: int) -> None:
         if self.returncode is None:
-            os.kill(self.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # gone already, as Popen lets it be
+                os.kill(self.pid, signum)
 
     def kill(self) -> None:
         if self.returncode is None:
-            os.killpg(self.pid, signal.SIGKILL)  # and the processes it started, as a timeout does
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # and the processes it started, as a timeout does
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         self.wait(timeout)
