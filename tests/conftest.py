@@ -48,7 +48,7 @@ def cli_env() -> dict[str, str]:
 
 
 class WarmProcess:
-    """What the tests use of subprocess.Popen (pid, poll, wait, send_signal, communicate), for a command the
+    """What the tests use of subprocess.Popen (pid, poll, wait, send_signal, kill, communicate), for a command the
     zygote forked; its stdout and stderr are read once it has exited."""
 
     def __init__(self, zygote: Zygote, pid: int, args: list[str], stdout: Path, stderr: Path):
