@@ -11,16 +11,14 @@ TINY = ["data=digits", "trainer.max_epochs=1", "backbone.widths=[8,16]", "logger
 @pytest.fixture
 def run_cli(run_regbench, tmp_path):
     """`regbench train TINY OVERRIDES` in tmp_path; returns its metrics.json with its history."""
-    return lambda *overrides: run_and_read(run_regbench, tmp_path / "run", *overrides)
-
-
-def run_and_read(run_regbench, run_dir, *overrides: str) -> dict:
-    result = run_regbench("train", *TINY, *overrides, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    with (run_dir / "history.csv").open() as handle:
-        metrics["history"] = list(csv.DictReader(handle))
-    return metrics
+    def run(*overrides: str) -> dict:
+        result = run_regbench("train", *TINY, *overrides, "hydra.run.dir=run")
+        assert result.returncode == 0, result.stderr[-2000:]
+        metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        with (tmp_path / "run" / "history.csv").open() as handle:
+            metrics["history"] = list(csv.DictReader(handle))
+        return metrics
+    return run
 
 
 @pytest.mark.slow
