@@ -48,6 +48,20 @@ def upgrade_epoch_sums(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
+def upgrade_step_count(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written under Lightning's automatic optimization counted the optimizer steps (the global step)
+    there: the count is moved to manual optimization's counter, which the module now uses, so a run interrupted
+    under an earlier regbench resumes at its global step (loggers' step axes must not restart at 0)."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    automatic = loops.get("epoch_loop.automatic_optimization.optim_progress")
+    manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+    if automatic is not None and manual is not None and manual["total"]["completed"] == 0:
+        steps = automatic["optimizer"]["step"]
+        for counter in ("total", "current"):
+            manual[counter] = {"ready": steps[counter]["ready"], "completed": steps[counter]["completed"]}
+    return checkpoint
+
+
 def writes_logs_this_step(trainer: L.Trainer) -> bool:
     """Whether Lightning writes the current training step's logged values to the loggers: every
     `log_every_n_steps`-th optimizer step, counted from 1 (asked during the step, before it counts), and the step
@@ -94,6 +108,9 @@ class ClassifierModule(L.LightningModule):
         # Set by the W&B dashboard for the first batch only: receives that batch as the network sees it (after
         # mix_batch), then is cleared, so later steps pay one `is None` check.
         self.batch_preview_sink: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+        # The step is written out in training_step (see `optimize`): Lightning's automatic optimization wraps it in
+        # closures, precision wrappers and per-step hook walks that cost small models ~10% of their step time.
+        self.automatic_optimization = False
 
     @property
     def world_size(self) -> int:
@@ -137,6 +154,13 @@ class ClassifierModule(L.LightningModule):
         return images.contiguous(memory_format=self.memory_format)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch, batch_idx)
+        self.optimize(loss)
+        return loss.detach()
+
+    def training_loss(self, batch, batch_idx: int) -> torch.Tensor:
+        """The step's loss (after mixing, regularizers and class weights), counted in the epoch's sums, queued for the
+        finite check and logged where shown; the optimizer step is `optimize`'s."""
         images, labels, index = batch
         targets = F.one_hot(labels, self.num_classes).to(images.dtype)
         for reg in self.regularizers:
@@ -158,6 +182,16 @@ class ClassifierModule(L.LightningModule):
         self.train_sums.update(loss, correct, self.is_noisy[index] if self.is_noisy is not None else None)
         self.log_step(loss, correct)
         return loss
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        """One optimizer step on `loss`, in automatic optimization's order (zero the gradients, backward, step, then
+        the step-interval schedule). Lightning's optimizer wrapper still runs the precision plugin (16-mixed's
+        gradient scaling), the on_before_optimizer_step hooks and counts the global step."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.lr_schedulers().step()
 
     def task_loss(self, raw_logits: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the (B, C) logits, unless a regularizer that widens them (multi-sample dropout) computes
@@ -225,6 +259,7 @@ class ClassifierModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         upgrade_epoch_sums(checkpoint)
+        upgrade_step_count(checkpoint)
 
     def train_epoch_stats(self) -> dict[str, float]:
         """Training loss and accuracy of the epoch over all ranks' samples (read once per epoch)."""

@@ -38,7 +38,7 @@ def test_channels_last_weights_and_batches_give_the_plain_results():
     losses = []
     for module in (plain, nhwc):
         torch.manual_seed(1)  # the same Cutout holes
-        losses.append(module.training_step((images, labels, torch.arange(6)), 0))
+        losses.append(module.training_loss((images, labels, torch.arange(6)), 0))
         losses[-1].backward()
     assert captured[0].is_contiguous(memory_format=torch.channels_last) and not captured[0].is_contiguous()
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)

@@ -1,8 +1,9 @@
-"""The training step's bookkeeping: epoch sums as a synced, checkpointed torchmetrics Metric, the finite-loss check
+"""The training step: its optimizer step written out (as automatic optimization orders it), epoch sums as a synced, checkpointed torchmetrics Metric, the finite-loss check
 one step behind (no host read of the current step's loss), multi-sample dropout reducing its own logits, and the
 per-step work skipped when nothing shows it."""
 from __future__ import annotations
 
+import copy
 import math
 
 import lightning as L
@@ -22,7 +23,7 @@ from regbench.regularizers import create_regularizer
 from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
-from regbench.run.module import ClassifierModule, writes_logs_this_step
+from regbench.run.module import ClassifierModule, upgrade_step_count, writes_logs_this_step
 from data_configs import dataset_config
 
 
@@ -45,16 +46,16 @@ def test_epoch_sums_resumed_from_a_mid_epoch_state_dict_equal_the_uninterrupted_
     data = batches(6)
     whole = mlp_module(is_noisy=noisy)
     for i, batch in enumerate(data):
-        whole.training_step(batch, i)
+        whole.training_loss(batch, i)
     first = mlp_module(is_noisy=noisy)
     for i, batch in enumerate(data[:4]):
-        first.training_step(batch, i)
+        first.training_loss(batch, i)
     state = {k: v.clone() for k, v in first.state_dict().items()}
     assert {"train_sums.loss_sum", "train_sums.correct", "train_sums.images", "train_sums.noise_split"} <= set(state)
     resumed = mlp_module(is_noisy=noisy)
     resumed.load_state_dict(state)
     for i, batch in enumerate(data[4:], start=4):
-        resumed.training_step(batch, i)
+        resumed.training_loss(batch, i)
     assert resumed.train_epoch_stats() == whole.train_epoch_stats()
     stats = whole.train_epoch_stats()
     assert stats["train_images"] == 48 and set(stats) == {"train_loss", "train_acc", "train_images",
@@ -64,7 +65,7 @@ def test_epoch_sums_resumed_from_a_mid_epoch_state_dict_equal_the_uninterrupted_
 def test_a_checkpoint_with_the_earlier_epoch_sums_loads_into_the_metric():
     module = mlp_module()
     for i, batch in enumerate(batches(2)):
-        module.training_step(batch, i)
+        module.training_loss(batch, i)
     state = module.state_dict()
     sums = {key.removeprefix("train_sums."): state.pop(key) for key in list(state) if key.startswith("train_sums.")}
     earlier = {"state_dict": state, "regbench_epoch_sums": {
@@ -164,17 +165,17 @@ def test_the_module_queues_each_step_and_checks_before_validation_and_checkpoint
     module = mlp_module()
     data = batches(3)
     images, labels, index = data[1]
-    module.training_step(data[0], 0)
-    module.training_step((images * float("nan"), labels, index), 1)  # queued, not yet read
+    module.training_loss(data[0], 0)
+    module.training_loss((images * float("nan"), labels, index), 1)  # queued, not yet read
     with pytest.raises(TrainingDiverged, match="became nan at epoch 0, batch 1"):
-        module.training_step(data[2], 2)
-    module.training_step((images * float("nan"), labels, index), 3)
+        module.training_loss(data[2], 2)
+    module.training_loss((images * float("nan"), labels, index), 3)
     with pytest.raises(TrainingDiverged, match="batch 3"):
         module.on_save_checkpoint({})
-    module.training_step((images * float("nan"), labels, index), 4)
+    module.training_loss((images * float("nan"), labels, index), 4)
     with pytest.raises(TrainingDiverged, match="batch 4"):
         module.on_validation_epoch_start()
-    module.training_step((images * float("nan"), labels, index), 5)
+    module.training_loss((images * float("nan"), labels, index), 5)
     with pytest.raises(TrainingDiverged, match="batch 5"):
         module.train_epoch_stats()
 
@@ -203,7 +204,7 @@ def test_rankmixup_scores_mixed_copies_through_the_reduced_network():
                                         "num_mixes": 2}),
                          ("multisample_dropout", {"rate": 0.5, "num_samples": 4})])
     module.train()
-    loss = module.training_step(batches(1)[0], 0)
+    loss = module.training_loss(batches(1)[0], 0)
     assert loss.shape == () and torch.isfinite(loss)
 
 
@@ -253,6 +254,71 @@ def quiet_trainer(**settings) -> L.Trainer:
                      enable_model_summary=False, **settings)
 
 
+def sgd_with_decaying_lr(parameters):
+    """SGD whose learning rate changes at every step, so a schedule stepped out of order changes the weights."""
+    optimizer = torch.optim.SGD(parameters, lr=0.1, momentum=0.9)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+
+
+def test_the_module_steps_as_a_hand_written_loop_does():
+    module, data = mlp_module(), batches(4)
+    network = copy.deepcopy(module.model)
+    optimizer, schedule = sgd_with_decaying_lr(module.parameters())
+    module.configure_optimizers = lambda: ([optimizer], [{"scheduler": schedule, "interval": "step"}])
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(module, train_dataloaders=loader(data))
+    assert trainer.global_step == 8
+    hand_optimizer, hand_schedule = sgd_with_decaying_lr(network.parameters())
+    for _ in range(2):
+        for images, labels, _ in data:
+            hand_optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(network(images), labels).backward()
+            hand_optimizer.step()
+            hand_schedule.step()
+    for ours, hand in zip(module.model.state_dict().values(), network.state_dict().values()):
+        torch.testing.assert_close(ours, hand)
+
+
+class LinearSteps(L.LightningModule):
+    """A linear model trained by Lightning's automatic optimization, or by a written-out step as regbench's module."""
+
+    def __init__(self, automatic: bool):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 3)
+        self.automatic_optimization = automatic
+        self.steps_taken = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps_taken += 1
+        images, labels, _ = batch
+        loss = F.cross_entropy(self.layer(images.flatten(1)), labels)
+        if self.automatic_optimization:
+            return loss
+        self.optimizers().zero_grad()
+        self.manual_backward(loss)
+        self.optimizers().step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_load_checkpoint(self, checkpoint):
+        upgrade_step_count(checkpoint)
+
+
+def test_a_checkpoint_counted_by_automatic_optimization_resumes_at_its_global_step(tmp_path):
+    automatic = quiet_trainer(max_steps=3)
+    automatic.fit(LinearSteps(automatic=True), train_dataloaders=loader(batches(5)))
+    automatic.save_checkpoint(tmp_path / "automatic.ckpt")
+    resumed, module = quiet_trainer(max_steps=5), LinearSteps(automatic=False)
+    resumed.fit(module, train_dataloaders=loader(batches(5)), ckpt_path=tmp_path / "automatic.ckpt")
+    assert (module.steps_taken, resumed.global_step) == (2, 5)  # two more steps from 3, not five from 0
+    resumed.save_checkpoint(tmp_path / "manual.ckpt")
+    manual_checkpoint = torch.load(tmp_path / "manual.ckpt", weights_only=False)
+    counted = manual_checkpoint["loops"]["fit_loop"]["epoch_loop.manual_optimization.optim_step_progress"]
+    assert upgrade_step_count(manual_checkpoint)["loops"]["fit_loop"][
+        "epoch_loop.manual_optimization.optim_step_progress"] == counted  # already counted there: left as is
+
+
 def test_the_steps_that_log_are_the_steps_lightning_writes_to_its_loggers(tmp_path):
     module, decisions = mlp_module(), []
     step = module.training_step
@@ -263,7 +329,8 @@ def test_the_steps_that_log_are_the_steps_lightning_writes_to_its_loggers(tmp_pa
         return step(batch, batch_idx)
 
     module.training_step = recording_step
-    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    module.configure_optimizers = lambda: ([optimizer], [torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0)])
     trainer = L.Trainer(accelerator="cpu", logger=CSVLogger(tmp_path), log_every_n_steps=3, max_steps=8,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, train_dataloaders=loader(batches(5)))

@@ -141,7 +141,7 @@ def test_training_step_weights_each_sample_by_its_class_and_splits_noisy_accurac
     module = ClassifierModule(FixedLogits(), [], 2, {"name": "sgd"}, {"name": "constant"},
                               class_weights=class_weights, is_noisy=is_noisy)
     module.log = lambda *args, **kwargs: None  # no Trainer here
-    loss = module.training_step((logits, labels, torch.tensor([0, 1, 2, 3])), 0)
+    loss = module.training_loss((logits, labels, torch.tensor([0, 1, 2, 3])), 0)
     per_sample = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     assert loss.item() == pytest.approx((per_sample * torch.tensor([0.5, 2.0, 2.0, 2.0])).mean().item())
     stats = module.train_epoch_stats()

@@ -143,7 +143,7 @@ def test_the_training_loss_is_cross_entropy_of_the_tempered_logits_and_trains_th
     torch.manual_seed(3)
     images, labels = torch.randn(8, 1, 2, 2), torch.randint(0, CLASSES, (8,))
     module.train()
-    loss = module.training_step((images, labels, torch.arange(8)), 0)
+    loss = module.training_loss((images, labels, torch.arange(8)), 0)
     # By hand, from the parts (the BN layers saw the batch once more in training mode: their batch statistics are
     # the same, so the forward is too).
     head = module.model.head

@@ -88,7 +88,7 @@ def test_the_training_loss_is_the_cross_entropy_of_both_halves_with_the_labels_d
     gen = torch.Generator().manual_seed(3)
     images, labels = torch.randn(6, 1, 2, 2, generator=gen), torch.randint(0, CLASSES, (6,), generator=gen)
     torch.manual_seed(4)  # the encoder's dropout masks, drawn again below in the same order
-    loss = trained.training_step((images, labels, torch.arange(6)), 0)
+    loss = trained.training_loss((images, labels, torch.arange(6)), 0)
     # The official recipe: x, y <- [x; BT(x)], [y; y]; the shared classifier; mean cross-entropy over 2B.
     net = trained.model
     torch.manual_seed(4)
@@ -110,7 +110,7 @@ def test_mixed_targets_are_duplicated_for_both_halves():
     torch.testing.assert_close(reduced, raw.mean(dim=0))
     trained.train()
     images, labels = torch.randn(4, 1, 2, 2, generator=gen), torch.tensor([0, 1, 2, 0])
-    assert torch.isfinite(trained.training_step((images, labels, torch.arange(4)), 0))
+    assert torch.isfinite(trained.training_loss((images, labels, torch.arange(4)), 0))
 
 
 def test_evaluation_is_the_plain_network_and_its_state_loads_into_it():
@@ -131,7 +131,7 @@ def test_the_encoder_gets_gradients_and_optimizer_state():
     before = {name: p.detach().clone() for name, p in encoder.items()}
     gen = torch.Generator().manual_seed(6)
     images, labels = torch.randn(6, 1, 2, 2, generator=gen), torch.randint(0, CLASSES, (6,), generator=gen)
-    trained.training_step((images, labels, torch.arange(6)), 0).backward()
+    trained.training_loss((images, labels, torch.arange(6)), 0).backward()
     for name, p in encoder.items():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     optimizer.step()
@@ -165,7 +165,7 @@ def test_rankmixup_scores_its_mixed_copies_through_the_reduced_network():
     trained.train()
     images = torch.randn(5, 1, 2, 2)
     assert trained.training_network(images).shape == (5, CLASSES)
-    loss = trained.training_step((images, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5)), 0)
+    loss = trained.training_loss((images, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5)), 0)
     assert loss.shape == () and torch.isfinite(loss)
 
 

@@ -120,7 +120,7 @@ def test_coteaching_with_per_class_loss_weights_weights_each_kept_sample():
     module.log = lambda *args, **kwargs: None  # no Trainer here
     reg.pair.epochs_done.fill_(1)
     images, labels = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    loss = module.training_step((images, labels, torch.arange(8)), 0)
+    loss = module.training_loss((images, labels, torch.arange(8)), 0)
     with torch.no_grad():
         ce_1 = F.cross_entropy(reg.pair.nets[0](images), labels, reduction="none")
         ce_2 = F.cross_entropy(reg.pair.nets[1](images), labels, reduction="none")

@@ -94,7 +94,7 @@ def test_multisample_training_loss_is_the_mean_of_the_per_mask_losses():
     images, labels = torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
     module.train()
     torch.manual_seed(123)
-    loss = module.training_step((images, labels, torch.arange(5)), 0)
+    loss = module.training_loss((images, labels, torch.arange(5)), 0)
     features = module.model.forward_features(images)
     torch.manual_seed(123)
     masks = torch.empty(8, 5, 6).bernoulli_(0.5)
