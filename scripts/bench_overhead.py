@@ -1,19 +1,22 @@
-"""Overhead of `regbench train` against a minimal hand-written PyTorch loop, measured in the same process run.
+"""Overhead of `regbench train`'s step against a minimal hand-written PyTorch step, measured interleaved.
 
-Both train the same model on the same in-memory data with the same batch size, augmentation, optimizer and
-schedule; the ratio compares steady-state seconds per training step (epochs after the first, validation
-excluded). Also prints the time from `regbench train` invocation to its first training step.
+`regbench train` runs in a child process of this script with one extra callback: every `--block` training steps it
+runs `--block` steps of a hand-written loop (the same network copied at the start, the same optimizer, schedule,
+batch size, data and augmentation) and times them. Lightning's steps are timed between the starts of consecutive
+steps, less the hand-written blocks; epochs after the first count, validation does not. Each block of regbench
+steps is compared with the hand-written block that ran just before it, so the machine's load at that moment (these
+2-core machines are shared and vary by a third from minute to minute) hits both sides alike. Start-up is
+`scripts/bench_startup.py`'s.
 
     python scripts/bench_overhead.py                    # every case
     python scripts/bench_overhead.py --case mlp         # the cases whose name contains "mlp"
 
-The two alternate over `--trials` trials and the medians are reported, so load from other processes on a shared
-machine hits both sides alike.
+Reported per case: the median over trials (one child process each) of the median block ratio.
 """
 from __future__ import annotations
 
 import argparse
-import csv
+import copy
 import json
 import os
 import statistics
@@ -24,12 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-
-from regbench.backbones import build_backbone
-from regbench.data import build_datamodule
-from regbench.optim import build_optimizer, build_schedule
-from regbench.regularizers import soft_cross_entropy
 
 MNIST_RAW = Path("/work/shared/data/MNIST/raw")
 # The CPU-scale claim cards' shape: an MLP 784-64-128-64 with BN, batch 128, Adam, no augmentation. Real MNIST
@@ -49,76 +46,132 @@ CASES = {
 }
 
 
-def regbench_seconds_per_step(overrides: list[str], epochs: int) -> tuple[float, float, dict]:
-    """Run the real CLI; read steady-state step time and start-up time from its run directory."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "regbench", "train", "logger=none", f"trainer.max_epochs={epochs}",
-               f"hydra.run.dir={tmp}/run", *overrides]
-        subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "offline"})
-        rows = list(csv.DictReader(open(f"{tmp}/run/history.csv")))
-        metrics = json.loads(Path(f"{tmp}/run/metrics.json").read_text())
-        config = OmegaConf.to_container(OmegaConf.load(f"{tmp}/run/config.yaml"))
-    steady = rows[1:]
-    steps = sum(float(r["images_per_s"]) * float(r["train_time_s"]) for r in steady) / config["data"]["batch_size"]
-    seconds = sum(float(r["train_time_s"]) for r in steady)
-    return seconds / round(steps), metrics["startup_s"], config
 
 
-def hand_written_seconds_per_step(config: dict, epochs: int) -> float:
-    """The same training, as few lines of plain PyTorch as possible."""
-    torch.manual_seed(config["seed"])
-    dm = build_datamodule(config["data"], config["seed"])
-    model = build_backbone(config["backbone"], config["norm"], dm.image_shape, dm.num_classes)
-    images, labels, _ = dm.splits["train"]
-    pad = config["data"]["augment"]["crop_padding"]
-    images = dm.normalize(images)
-    padded = torch.nn.functional.pad(images, (pad,) * 4, mode="reflect") if pad else images
-    batch, height, width = config["data"]["batch_size"], *images.shape[-2:]
-    steps_per_epoch = len(labels) // batch
-    optimizer = build_optimizer(config["optim"], model)
-    schedule = build_schedule(config["sched"], optimizer, steps_per_epoch, steps_per_epoch * epochs)
-    model.train()
-    timed, steps = 0.0, 0
-    for epoch in range(epochs):
+class HandWrittenLoop:
+    """The same training as few lines of plain PyTorch as possible, on its own copy of the network."""
+
+    def __init__(self, module, datamodule, total_steps: int):
+        from regbench.optim import build_optimizer, build_schedule
+
+        self.network = copy.deepcopy(module.model)
+        self.optimizer = build_optimizer(module.optim_cfg, self.network)
+        steps_per_epoch = len(datamodule.train_dataloader())
+        self.schedule = build_schedule(module.sched_cfg, self.optimizer, steps_per_epoch, total_steps)
+        images, self.labels, _ = datamodule.splits["train"]
+        images = datamodule.normalize(images)
+        self.pad = datamodule.augment.crop_padding
+        self.padded = torch.nn.functional.pad(images, (self.pad,) * 4, mode="reflect") if self.pad else images
+        self.height, self.width = images.shape[-2:]
+        self.batch_size, self.num_classes = datamodule.batch_size, datamodule.num_classes
+
+    def seconds_per_step(self, steps: int) -> float:
+        from regbench.regularizers import soft_cross_entropy
+
         start = time.perf_counter()
-        order = torch.randperm(len(labels))
-        for i in range(steps_per_epoch):
-            index = order[i * batch:(i + 1) * batch]
-            x = padded[index]
-            if pad:
-                dy, dx = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-                x = x[:, :, dy:dy + height, dx:dx + width]  # one shift per batch: cheaper than regbench's
-            loss = soft_cross_entropy(model(x), torch.nn.functional.one_hot(labels[index], dm.num_classes).float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            optimizer.step()
-            schedule.step()
-        if epoch > 0:
-            timed += time.perf_counter() - start
-            steps += steps_per_epoch
-    return timed / steps
+        order = torch.randperm(len(self.labels))
+        for i in range(steps):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            images = self.padded[index]
+            if self.pad:
+                dy, dx = torch.randint(0, 2 * self.pad + 1, (2,)).tolist()
+                images = images[:, :, dy:dy + self.height, dx:dx + self.width]  # one shift per batch: cheaper
+            targets = torch.nn.functional.one_hot(self.labels[index], self.num_classes).float()
+            loss = soft_cross_entropy(self.network(images), targets).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+        return (time.perf_counter() - start) / steps
+
+
+def interleaved_callback(block: int):
+    """A Lightning callback pairing each block of `block` regbench steps with the hand-written block run just
+    before it; `pairs` holds (regbench, hand-written) seconds per step, epochs after the first."""
+    import lightning as L
+
+    class InterleavedHandWrittenSteps(L.Callback):
+        def __init__(self) -> None:
+            self.pairs: list[tuple[float, float]] = []
+            self.hand_written: HandWrittenLoop | None = None
+
+        def on_fit_start(self, trainer, module) -> None:
+            steps = len(trainer.datamodule.train_dataloader()) * trainer.max_epochs
+            self.hand_written = HandWrittenLoop(module, trainer.datamodule, steps)
+
+        def on_train_epoch_start(self, trainer, module) -> None:
+            self.step_started = None  # the epoch boundary (validation) is not a step
+            self.steps, self.seconds = 0, 0.0
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+            now = time.perf_counter()
+            if self.step_started is not None:
+                self.steps, self.seconds = self.steps + 1, self.seconds + now - self.step_started
+            if batch_idx % block == 0:
+                if self.steps == block and trainer.current_epoch > 0:
+                    self.pairs.append((self.seconds / self.steps, self.hand_step))
+                self.hand_step = self.hand_written.seconds_per_step(block)
+                self.steps, self.seconds = 0, 0.0
+            self.step_started = time.perf_counter()
+
+        def on_train_end(self, trainer, module) -> None:
+            Path(os.environ["BENCH_OVERHEAD_PAIRS"]).write_text(json.dumps(self.pairs))
+
+    return InterleavedHandWrittenSteps()
+
+
+def run_case_here(overrides: list[str], block: int) -> None:
+    """In the child: `regbench train` with the interleaving callback added to its trainer."""
+    import regbench.run.train
+    from regbench.cli import main
+
+    build_trainer = regbench.run.train.build_trainer
+
+    def with_interleaving(cfg, run_dir, logger, callbacks, plugins=()):
+        return build_trainer(cfg, run_dir, logger, [*callbacks, interleaved_callback(block)], plugins)
+
+    regbench.run.train.build_trainer = with_interleaving
+    sys.argv = ["regbench", "train", *overrides]
+    main()
+
+
+def trial(overrides: list[str], epochs: int, block: int) -> list[tuple[float, float]]:
+    """One child process: the (regbench, hand-written) seconds per step of each block."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs_file = Path(tmp) / "pairs.json"
+        cmd = [sys.executable, __file__, "--child", "--block", str(block), "--", "logger=none",
+               f"trainer.max_epochs={epochs}", f"hydra.run.dir={tmp}/run", *overrides]
+        subprocess.run(cmd, check=True, capture_output=True,
+                       env={**os.environ, "WANDB_MODE": "offline", "BENCH_OVERHEAD_PAIRS": str(pairs_file)})
+        return [tuple(pair) for pair in json.loads(pairs_file.read_text())]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--block", type=int, default=10, help="steps in each interleaved block")
     parser.add_argument("--case", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        run_case_here(args.overrides, args.block)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs (first one untimed), "
-          f"median of {args.trials} alternating trials")
+          f"blocks of {args.block} steps, median of {args.trials} trials")
     for name, overrides in CASES.items():
         if args.case not in name:
             continue
-        trials = []
+        ratios, regbench_steps, hand_steps = [], [], []
         for _ in range(args.trials):
-            regbench_step, startup, config = regbench_seconds_per_step(overrides, args.epochs)
-            trials.append((regbench_step, hand_written_seconds_per_step(config, args.epochs), startup))
-        regbench_step, hand_step, startup = (statistics.median(column) for column in zip(*trials))
-        ratio = statistics.median(r / h for r, h, _ in trials)
-        print(f"{name}: regbench {regbench_step * 1e3:.2f} ms/step, hand-written {hand_step * 1e3:.2f} ms/step, "
-              f"ratio {ratio:.3f} (trials: {', '.join(f'{r / h:.3f}' for r, h, _ in trials)}); "
-              f"invocation to first step {startup:.2f} s")
+            pairs = trial(overrides, args.epochs, args.block)
+            ratios.append(statistics.median(ours / hand for ours, hand in pairs))
+            regbench_steps.append(statistics.median(ours for ours, _ in pairs))
+            hand_steps.append(statistics.median(hand for _, hand in pairs))
+        print(f"{name}: regbench {statistics.median(regbench_steps) * 1e3:.2f} ms/step, hand-written "
+              f"{statistics.median(hand_steps) * 1e3:.2f} ms/step, ratio {statistics.median(ratios):.3f} "
+              f"(trials: {', '.join(f'{r:.3f}' for r in ratios)}; {len(pairs)} blocks each)", flush=True)
 
 
 if __name__ == "__main__":
