@@ -1,6 +1,6 @@
-"""The training step: its optimizer step written out (as automatic optimization orders it), epoch sums as a synced, checkpointed torchmetrics Metric, the finite-loss check
-one step behind (no host read of the current step's loss), multi-sample dropout reducing its own logits, and the
-per-step work skipped when nothing shows it."""
+"""The training step: its optimizer step written out (as automatic optimization orders it), epoch sums as a
+synced, checkpointed torchmetrics Metric, the finite-loss check one step behind (no host read of the current step's
+loss), multi-sample dropout reducing its own logits, and the per-step work skipped when nothing shows it."""
 from __future__ import annotations
 
 import copy
