@@ -109,7 +109,7 @@ class ClassifierModule(L.LightningModule):
         # mix_batch), then is cleared, so later steps pay one `is None` check.
         self.batch_preview_sink: Callable[[torch.Tensor, torch.Tensor], None] | None = None
         # The step is written out in training_step (see `optimize`): Lightning's automatic optimization wraps it in
-        # closures, precision wrappers and per-step hook walks that cost small models ~10% of their step time.
+        # a closure and per-step hook walks that cost a small model's step a few per cent (BENCHMARKS.md).
         self.automatic_optimization = False
 
     @property
