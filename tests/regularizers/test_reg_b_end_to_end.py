@@ -8,12 +8,6 @@ PRESETS = ["elr", "coteaching", "ema", "swa", "sgdp", "adamp"]
 FAST = ["data=digits", "backbone=convnet", "backbone.widths=[8,16]", "trainer.max_epochs=1", "logger=none"]
 
 
-@pytest.fixture
-def regbench_train(run_regbench):
-    """`regbench train OVERRIDES` in tmp_path."""
-    return lambda *overrides: run_regbench("train", *overrides, timeout=600)
-
-
 def completed_metrics(run_dir: Path) -> dict:
     payload = json.loads((run_dir / "metrics.json").read_text())
     assert payload["status"] == "completed", payload["error"]
@@ -22,8 +16,8 @@ def completed_metrics(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_every_preset_trains_one_epoch(regbench_train, tmp_path):
-    result = regbench_train("-m", f"+exp={','.join(PRESETS)}", *FAST, f"hydra.sweep.dir={tmp_path}")
+def test_every_preset_trains_one_epoch(train, tmp_path):
+    result = train("-m", f"+exp={','.join(PRESETS)}", *FAST, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     for job, preset in enumerate(PRESETS):
         payload = completed_metrics(tmp_path / str(job))
@@ -32,9 +26,9 @@ def test_every_preset_trains_one_epoch(regbench_train, tmp_path):
 
 
 @pytest.mark.slow
-def test_cutmix_label_smoothing_ema_stack_trains(regbench_train, tmp_path):
+def test_cutmix_label_smoothing_ema_stack_trains(train, tmp_path):
     run_dir = tmp_path / "stack"
-    result = regbench_train("regularizer=[cutmix,label_smoothing,ema]", *FAST, f"hydra.run.dir={run_dir}")
+    result = train("regularizer=[cutmix,label_smoothing,ema]", *FAST, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert completed_metrics(run_dir)["components"]["regularizer"] == "cutmix+label_smoothing+ema"
 

@@ -7,12 +7,6 @@ CONVNET_PRESETS = ["mixup_cutmix", "cutout", "rankmixup", "rankmixup_mndcg", "al
 FAST = ["trainer.max_epochs=1", "logger=none"]
 
 
-@pytest.fixture
-def train(run_regbench):
-    """`regbench train ARGS` in tmp_path."""
-    return lambda *args: run_regbench("train", *args, timeout=600)
-
-
 @pytest.mark.slow
 def test_convnet_presets_train_one_epoch(train, tmp_path):
     sweep = tmp_path / "sweep"
