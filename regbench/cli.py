@@ -83,9 +83,9 @@ def check_train_args(args: list[str]) -> None:
     if parsed.multirun and not prints_only:
         from regbench.config.inactivity import warn_inactive
 
-        for job, inactive in checked:
-            settings = " ".join(o for o in job if not o.startswith("hydra."))
-            warn_inactive(inactive, f"sweep job {settings}: ")
+        for job in checked:
+            settings = " ".join(o for o in job.overrides if not o.startswith("hydra."))
+            warn_inactive(job.inactive, f"sweep job {settings}: ")
 
 
 def train_main(args: list[str]) -> int:

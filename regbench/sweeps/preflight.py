@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -130,13 +130,17 @@ def check_sweep(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
     check_seeds(sweeper, "hydra.sweeper.", optional=True)
 
 
-def preflight(overrides: list[str], multirun: bool, writes: bool = True,
-              builds: bool = True) -> list[tuple[list[str], list[dict[str, str]]]]:
+class CheckedJob(NamedTuple):
+    overrides: list[str]
+    config: dict[str, Any]  # resolved, as the job will run it
+    inactive: list[dict[str, str]]  # components that would do nothing (see check_buildable; none when not `builds`)
+
+
+def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds: bool = True) -> list[CheckedJob]:
     """Compose and check the config the way Hydra will, turning every mistake into one UserError line; for a
     sweep, every job's config, so a typo fails before any job starts. `writes`: the command will write runs (not
     only print the config), so the output directory must be usable too. `builds`: also run the checks that need
-    the model code (torch). Returns each checked job's overrides with its inactive components (see
-    check_buildable; none when not `builds`)."""
+    the model code (torch). Returns each checked job."""
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
@@ -157,13 +161,13 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True,
     if writes:
         check_output_dirs(overrides, hydra_cfg, resolved, sweeping)
     if not builds:
-        return [(job, []) for job, _, _ in composed]
+        return [CheckedJob(job, resolved, []) for job, resolved, _ in composed]
     from regbench.config.buildable import check_buildable  # torch and the model code: only for a run that trains
 
     checked = []
     for job, resolved, on_this_machine in composed:
         with job_errors(job, multirun):
-            checked.append((job, check_buildable(resolved, on_this_machine)))
+            checked.append(CheckedJob(job, resolved, check_buildable(resolved, on_this_machine)))
     return checked
 
 

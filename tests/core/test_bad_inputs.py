@@ -57,7 +57,8 @@ def test_crop_padding_must_be_smaller_than_the_declared_images(tmp_path, monkeyp
 def test_printing_the_config_runs_only_the_checks_that_need_no_model_code():
     # Crop padding is checked against the dataset's facts with the model code: a run refuses it, --cfg prints.
     overrides = ["data=synthetic", "data.image_size=6", "data.augment.crop_padding=6"]
-    assert preflight(overrides, multirun=False, writes=False, builds=False) == [(overrides, [])]
+    (job,) = preflight(overrides, multirun=False, writes=False, builds=False)
+    assert (job.overrides, job.config["data"]["augment"]["crop_padding"], job.inactive) == (overrides, 6, [])
     with pytest.raises(UserError, match="^data.augment.crop_padding=6 is invalid"):
         preflight(overrides, multirun=False, writes=False)
     with pytest.raises(UserError, match="^seed=-1 is invalid"):  # the first stage refuses even when printing

@@ -55,10 +55,10 @@ def test_sweep_preset_expands_to_valid_jobs(name):
     # number that every config takes).
     one_seed = [f"+sweep={name}", "hydra.sweeper.params.seed=0"]
     checked = preflight(one_seed, multirun=True)
-    assert [job for job, _ in checked] == expand(one_seed)
+    assert [job.overrides for job in checked] == expand(one_seed)
     assert len(checked) * len(str(params["seed"]).split(",")) == jobs
     # On its default data every job does what its name says: no technique degenerate or inactive.
-    assert [(job, inactive) for job, inactive in checked if inactive] == []
+    assert [(job.overrides, job.inactive) for job in checked if job.inactive] == []
     assert sorted(varying_keys([], params)) == sorted(varied)
 
 
