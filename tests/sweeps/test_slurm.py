@@ -140,7 +140,9 @@ def test_requeued_job_resumes_from_its_checkpoint_and_completes(background, swee
 
 
 def test_cancelled_job_ends_the_sweep_with_the_other_job_completed_and_a_failure(background, sweep):
-    running = background("seed=0", "trainer.max_epochs=1,30", *TINY, *ON_TEST_CLUSTER)
+    # Job 1 is cancelled as soon as it starts; 300 epochs (a few seconds each ten) keep it training until then on a
+    # loaded machine (30 epochs once ended before the cancel arrived).
+    running = background("seed=0", "trainer.max_epochs=1,300", *TINY, *ON_TEST_CLUSTER)
     wait_for(lambda: (sweep / "1" / "config.yaml").exists(), "job 1 to start")
     cancelled = next(job_id for job_id in slurm_ids(sweep) if job_id.endswith("_1"))
     subprocess.run(["scancel", cancelled], check=True, capture_output=True)
