@@ -26,7 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
+
+import regbench.run.train
+from regbench.cli import main as regbench_main
+from regbench.optim import build_optimizer, build_schedule
+from regbench.regularizers import soft_cross_entropy
 
 MNIST_RAW = Path("/work/shared/data/MNIST/raw")
 # The CPU-scale claim cards' shape: an MLP 784-64-128-64 with BN, batch 128, Adam, no augmentation. Real MNIST
@@ -46,14 +52,10 @@ CASES = {
 }
 
 
-
-
 class HandWrittenLoop:
     """The same training as few lines of plain PyTorch as possible, on its own copy of the network."""
 
     def __init__(self, module, datamodule, total_steps: int):
-        from regbench.optim import build_optimizer, build_schedule
-
         self.network = copy.deepcopy(module.model)
         self.optimizer = build_optimizer(module.optim_cfg, self.network)
         steps_per_epoch = len(datamodule.train_dataloader())
@@ -66,8 +68,6 @@ class HandWrittenLoop:
         self.batch_size, self.num_classes = datamodule.batch_size, datamodule.num_classes
 
     def seconds_per_step(self, steps: int) -> float:
-        from regbench.regularizers import soft_cross_entropy
-
         start = time.perf_counter()
         order = torch.randperm(len(self.labels))
         for i in range(steps):
@@ -85,54 +85,49 @@ class HandWrittenLoop:
         return (time.perf_counter() - start) / steps
 
 
-def interleaved_callback(block: int):
-    """A Lightning callback pairing each block of `block` regbench steps with the hand-written block run just
-    before it; `pairs` holds (regbench, hand-written) seconds per step, epochs after the first."""
-    import lightning as L
+class InterleavedHandWrittenSteps(L.Callback):
+    """Pairs each block of `block` regbench steps with the hand-written block run just before it; `pairs` holds
+    (regbench, hand-written) seconds per step, epochs after the first, and is written to $BENCH_OVERHEAD_PAIRS."""
 
-    class InterleavedHandWrittenSteps(L.Callback):
-        def __init__(self) -> None:
-            self.pairs: list[tuple[float, float]] = []
-            self.hand_written: HandWrittenLoop | None = None
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.pairs: list[tuple[float, float]] = []
+        self.hand_written: HandWrittenLoop | None = None
 
-        def on_fit_start(self, trainer, module) -> None:
-            steps = len(trainer.datamodule.train_dataloader()) * trainer.max_epochs
-            self.hand_written = HandWrittenLoop(module, trainer.datamodule, steps)
+    def on_fit_start(self, trainer, module) -> None:
+        steps = len(trainer.datamodule.train_dataloader()) * trainer.max_epochs
+        self.hand_written = HandWrittenLoop(module, trainer.datamodule, steps)
 
-        def on_train_epoch_start(self, trainer, module) -> None:
-            self.step_started = None  # the epoch boundary (validation) is not a step
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.step_started = None  # the epoch boundary (validation) is not a step
+        self.steps, self.seconds = 0, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self.step_started is not None:
+            self.steps, self.seconds = self.steps + 1, self.seconds + now - self.step_started
+        if batch_idx % self.block == 0:
+            if self.steps == self.block and trainer.current_epoch > 0:
+                self.pairs.append((self.seconds / self.steps, self.hand_step))
+            self.hand_step = self.hand_written.seconds_per_step(self.block)
             self.steps, self.seconds = 0, 0.0
+        self.step_started = time.perf_counter()
 
-        def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
-            now = time.perf_counter()
-            if self.step_started is not None:
-                self.steps, self.seconds = self.steps + 1, self.seconds + now - self.step_started
-            if batch_idx % block == 0:
-                if self.steps == block and trainer.current_epoch > 0:
-                    self.pairs.append((self.seconds / self.steps, self.hand_step))
-                self.hand_step = self.hand_written.seconds_per_step(block)
-                self.steps, self.seconds = 0, 0.0
-            self.step_started = time.perf_counter()
-
-        def on_train_end(self, trainer, module) -> None:
-            Path(os.environ["BENCH_OVERHEAD_PAIRS"]).write_text(json.dumps(self.pairs))
-
-    return InterleavedHandWrittenSteps()
+    def on_train_end(self, trainer, module) -> None:
+        Path(os.environ["BENCH_OVERHEAD_PAIRS"]).write_text(json.dumps(self.pairs))
 
 
 def run_case_here(overrides: list[str], block: int) -> None:
-    """In the child: `regbench train` with the interleaving callback added to its trainer."""
-    import regbench.run.train
-    from regbench.cli import main
-
+    """In the child: the real `regbench train`, its trainer built with the interleaving callback added (the one
+    change to the measured path, made by wrapping the function that builds the trainer)."""
     build_trainer = regbench.run.train.build_trainer
 
     def with_interleaving(cfg, run_dir, logger, callbacks, plugins=()):
-        return build_trainer(cfg, run_dir, logger, [*callbacks, interleaved_callback(block)], plugins)
+        return build_trainer(cfg, run_dir, logger, [*callbacks, InterleavedHandWrittenSteps(block)], plugins)
 
     regbench.run.train.build_trainer = with_interleaving
     sys.argv = ["regbench", "train", *overrides]
-    main()
+    regbench_main()
 
 
 def trial(overrides: list[str], epochs: int, block: int) -> list[tuple[float, float]]:
