@@ -83,19 +83,15 @@ def check_same_scoring(plan: ScorePlan) -> None:
 def check_runs(plan: ScorePlan) -> dict[str, Any]:
     """Every run's config checked as `regbench train` will, before any directory exists; the runs must share one
     training split (the data key), which is returned."""
-    from hydra import initialize_config_module
+    from regbench.sweeps.preflight import preflight
 
-    from regbench.sweeps.preflight import CONFIG_MODULE, compose_checked, preflight
-
-    preflight(plan.train_args()[1:], multirun=True)
     keys = {}
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        for seed in plan.seeds:
-            data = compose_checked([f"seed={seed}", f"trainer.max_epochs={plan.epochs}", *plan.overrides])[0]["data"]
-            if data.get("storage") == "stream":
-                raise UserError("data.storage='stream' is invalid here: regbench score scores the training images "
-                                "in memory; use data.storage=memory or auto")
-            keys[seed] = data_key(data)
+    for job in preflight(plan.train_args()[1:], multirun=True):
+        data = job.config["data"]
+        if data.get("storage") == "stream":
+            raise UserError("data.storage='stream' is invalid here: regbench score scores the training images "
+                            "in memory; use data.storage=memory or auto")
+        keys[job.config["seed"]] = data_key(data)
     first = keys[plan.seeds[0]]
     for seed, key in keys.items():
         if key != first:
