@@ -24,13 +24,14 @@ class TrainEpochSums(Metric):
 
     def update(self, loss: torch.Tensor, correct: torch.Tensor, noisy: torch.Tensor | None = None) -> None:
         """`loss`: the batch's mean loss; `correct`: (B,) bool; `noisy`: (B,) bool, whether each label was corrupted."""
+        # In place: `+=` would also set the attribute again, through nn.Module's slow __setattr__, every step.
         batch = correct.shape[0]
-        self.loss_sum += loss.detach().float() * batch
-        self.correct += correct.sum()
-        self.images += batch
+        self.loss_sum.add_(loss.detach(), alpha=batch)
+        self.correct.add_(correct.sum())
+        self.images.add_(batch)
         if noisy is not None:
-            self.noise_split += torch.stack([(correct & ~noisy).sum(), (~noisy).sum(), (correct & noisy).sum(),
-                                             noisy.sum()])
+            self.noise_split.add_(torch.stack([(correct & ~noisy).sum(), (~noisy).sum(), (correct & noisy).sum(),
+                                               noisy.sum()]))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

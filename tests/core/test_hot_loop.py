@@ -24,7 +24,9 @@ from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.run.module import ClassifierModule, upgrade_step_count, writes_logs_this_step
+from regbench.run.trainer import build_trainer
 from data_configs import dataset_config
+from test_run_resumption import TRAINER_CONFIG
 
 
 def mlp_module(regularizers=(), is_noisy=None) -> ClassifierModule:
@@ -242,6 +244,21 @@ def test_batches_already_on_the_device_are_not_walked_again():
     assert datamodule.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     moved = datamodule.transfer_batch_to_device([batch[0].double(), batch[1]], torch.device("meta"), 0)
     assert [t.device.type for t in moved] == ["meta", "meta"]
+
+
+def test_the_trainer_wraps_its_hooks_in_one_shared_context_that_does_nothing(tmp_path):
+    profiler = build_trainer(TRAINER_CONFIG, tmp_path, None, []).profiler
+    context = profiler.profile("[Callback]RunRecorder.on_train_batch_start")
+    assert profiler.profile("[LightningModule]ClassifierModule.training_step") is context  # nothing built per hook
+    ran = []
+    with context:
+        with context:  # hooks nest
+            ran.append(True)
+    assert ran == [True]
+    with pytest.raises(ValueError, match="from the hook"):
+        with context:
+            raise ValueError("from the hook")
+    assert profiler.summary() == ""
 
 
 def loader(data) -> DataLoader:

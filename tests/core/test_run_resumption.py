@@ -124,11 +124,13 @@ def test_last_checkpoint_is_written_every_n_epochs_and_after_the_final_one(tmp_p
     assert saved == [1, 3, 4]
 
 
+# The `trainer` group's settings that build_trainer reads.
+TRAINER_CONFIG = {"max_epochs": 1, "accelerator": "cpu", "precision": "32-true", "strategy": "auto", "devices": 1,
+                  "deterministic": True, "checkpoint_every_n_epochs": 1, "channels_last": False, "compile": False}
+
+
 def test_each_epoch_saves_best_before_last_so_last_holds_the_updated_best_score(tmp_path):
     # Else a run resumed from the best epoch's last.ckpt would take a worse later epoch for a new best.
-    config = {"max_epochs": 1, "accelerator": "cpu", "precision": "32-true", "strategy": "auto", "devices": 1,
-              "deterministic": True, "checkpoint_every_n_epochs": 1, "channels_last": False,
-              "compile": False}
-    order = [type(cb) for cb in build_trainer(config, tmp_path, None, []).callbacks
+    order = [type(cb) for cb in build_trainer(TRAINER_CONFIG, tmp_path, None, []).callbacks
              if isinstance(cb, (ModelCheckpoint, LastCheckpoint))]
     assert order == [ModelCheckpoint, LastCheckpoint]
