@@ -8,11 +8,16 @@ environment wires them up, so nothing is spawned.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
+from pathlib import Path
 from typing import Callable
 
 import torch.multiprocessing as mp
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_DRAWN_PORT = 10000  # below it sit the well-known services' ports
 
 
 def ranks_started_outside() -> bool:
@@ -33,8 +38,36 @@ def global_rank() -> int:
     return 0
 
 
-def free_port() -> int:
+def ephemeral_ports(path: Path = EPHEMERAL_RANGE_FILE) -> range:
+    """The ports the kernel hands to any socket that asks for one (Linux's default where the file is absent)."""
+    try:
+        low, high = (int(field) for field in path.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(ephemeral: range | None = None) -> int:
+    """A port for rank 0's store that is free now. The ranks bind it seconds later, once they have started; a port
+    of the ephemeral range may go to any other socket meanwhile (another run's gloo connections, say), so the port
+    is drawn outside that range, at random (not from the seeded `random`: concurrent runs share seeds)."""
+    ephemeral = ephemeral_ports() if ephemeral is None else ephemeral
+    outside = [*range(LOWEST_DRAWN_PORT, ephemeral.start), *range(ephemeral.stop, 65536)]
+    draw = random.SystemRandom()
+    for _ in range(100 if outside else 0):
+        port = draw.choice(outside)
+        if is_free(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room outside the range: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

@@ -24,7 +24,7 @@ from regbench.config.inactivity import inactive_components, warn_inactive
 from regbench.data import build_datamodule
 from regbench.data.report import label_sections, log_label_report, sampler_sections
 from regbench.data.shape import loaded_run_shape
-from regbench.devices import local_world_size
+from regbench.devices import local_world_size, skip_failing_nvml_check
 from regbench.errors import ReportedError, UserError
 from regbench.evaluation import build_evaluations, run_evaluations
 from regbench.init.frozen_norms import FrozenNormStatistics
@@ -238,6 +238,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
     """Train in this process (one rank of a DDP group, or the only process); rank 0 writes the results."""
     started = time.perf_counter()
     quiet_lightning()
+    skip_failing_nvml_check()
     rank = global_rank()
     # Ranks spawned by regbench ignore any SLURM variables around them: the spawn made the group.
     plugins = [LightningEnvironment()] if spawned else []
