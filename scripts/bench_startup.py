@@ -2,7 +2,8 @@
 seconds from invocation, median of several repeats): the commands that train nothing (help, compare, a printed
 config, a config mistake) and `regbench train` to its first training step, on digits and, when
 ../shared/data/MNIST/raw exists (relative to the repository root), on MNIST. `import lightning.pytorch` is
-measured too, as a reference: no Lightning-based `train` can start faster than that import.
+measured too, as a reference: no Lightning-based `train` can start faster than that import; and so is a bare
+Lightning program (one linear layer on random tensors, no loggers, checkpoints or config) to its first step.
 
     python scripts/bench_startup.py --repeats 5 [--data-root ../shared/data]
 
@@ -28,6 +29,31 @@ TRAIN_FIRST_STEP_TIMEOUT_S = 300
 LIGHT_TARGET_S, TRAIN_TARGET_RATIO = 1.0, 1.5
 
 
+# The least a Lightning program does before its first step: import, build a module and a Trainer, start fit.
+BARE_LIGHTNING = """
+import os, sys, time
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+class Bare(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(64, 10)
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+    def on_train_epoch_start(self):
+        with open(os.environ["REGBENCH_STARTUP_MARK"], "w") as mark:
+            mark.write(f"{time.time()}\\n")
+
+data = DataLoader(TensorDataset(torch.randn(256, 64), torch.randint(0, 10, (256,))), batch_size=64)
+pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+           enable_model_summary=False, default_root_dir=sys.argv[1]).fit(Bare(), data)
+"""
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
@@ -42,20 +68,26 @@ def timed(cmd: list[str], cwd: Path, expect: int) -> float:
 
 
 def first_step(args: list[str], cwd: Path, mark: Path) -> float:
-    """Seconds from invocation to the first training epoch's start (in a new run directory); the run is stopped
-    there."""
-    mark.unlink(missing_ok=True)
+    """Seconds from invocation of `regbench train ARGS` to its first training epoch's start (in a new run
+    directory); the run is stopped there."""
     run_dir = tempfile.mkdtemp(dir=cwd, prefix="run")
+    return seconds_to_mark([*REGBENCH, "train", *args, f"hydra.run.dir={run_dir}"], f"train {' '.join(args)}", cwd,
+                           mark)
+
+
+def seconds_to_mark(command: list[str], label: str, cwd: Path, mark: Path) -> float:
+    """Seconds from invocation of `command` to the time it writes to $REGBENCH_STARTUP_MARK; stopped there."""
+    mark.unlink(missing_ok=True)
     start_wall = time.time()
-    process = subprocess.Popen([*REGBENCH, "train", *args, f"hydra.run.dir={run_dir}"], cwd=cwd,
+    process = subprocess.Popen(command, cwd=cwd,
                                env={**env(), "REGBENCH_STARTUP_MARK": str(mark)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         while not mark.exists() or not mark.read_text().endswith("\n"):
             if process.poll() is not None:
-                sys.exit(f"train {' '.join(args)} ended before its first step: {process.stderr.read()[-500:]}")
+                sys.exit(f"{label} ended before its first step: {process.stderr.read()[-500:]}")
             if time.time() - start_wall > TRAIN_FIRST_STEP_TIMEOUT_S:
-                sys.exit(f"train {' '.join(args)}: no first step within {TRAIN_FIRST_STEP_TIMEOUT_S} s")
+                sys.exit(f"{label}: no first step within {TRAIN_FIRST_STEP_TIMEOUT_S} s")
             time.sleep(0.01)
         return float(mark.read_text()) - start_wall
     finally:
@@ -79,6 +111,10 @@ def main() -> None:
             # The floor under any Lightning-based `train`: importing Lightning alone, before any regbench code.
             ('python -c "import lightning.pytorch"',
              lambda: timed([sys.executable, "-c", "import lightning.pytorch"], work, 0), "reference"),
+            ("a bare Lightning program, to the first step",
+             lambda: seconds_to_mark([sys.executable, "-c", BARE_LIGHTNING, tempfile.mkdtemp(dir=work)],
+                                     "the bare Lightning program", work, mark),
+             "reference"),
             ("regbench --help", lambda: timed([*REGBENCH, "--help"], work, 0), "light"),
             ("regbench compare --help", lambda: timed([*REGBENCH, "compare", "--help"], work, 0), "light"),
             ("regbench train --cfg job", lambda: timed([*REGBENCH, "train", "--cfg", "job"], work, 0), "light"),
