@@ -31,6 +31,7 @@ import torch
 
 import regbench.run.train
 from regbench.cli import main as regbench_main
+from regbench.devices import NVML_CHECK
 from regbench.optim import build_optimizer, build_schedule
 from regbench.regularizers import soft_cross_entropy
 
@@ -52,11 +53,6 @@ CASES = {
 }
 
 
-# Set by Lightning's import (torch then asks NVML whether there is a GPU, at every optimizer step until CUDA starts).
-# A hand-written script never imports Lightning: its blocks run without it.
-LIGHTNING_ENVIRONMENT = "PYTORCH_NVML_BASED_CUDA_CHECK"
-
-
 class HandWrittenLoop:
     """The same training as few lines of plain PyTorch as possible, on its own copy of the network."""
 
@@ -73,12 +69,13 @@ class HandWrittenLoop:
         self.batch_size, self.num_classes = datamodule.batch_size, datamodule.num_classes
 
     def seconds_per_step(self, steps: int) -> float:
-        lightning_setting = os.environ.pop(LIGHTNING_ENVIRONMENT, None)
+        # Lightning's import sets NVML_CHECK (see regbench.devices); a hand-written script never imports Lightning.
+        lightning_setting = os.environ.pop(NVML_CHECK, None)
         try:
             return self.timed_steps(steps)
         finally:
             if lightning_setting is not None:
-                os.environ[LIGHTNING_ENVIRONMENT] = lightning_setting
+                os.environ[NVML_CHECK] = lightning_setting
 
     def timed_steps(self, steps: int) -> float:
         start = time.perf_counter()

@@ -47,13 +47,14 @@ def ephemeral_ports(path: Path = EPHEMERAL_RANGE_FILE) -> range:
     return range(low, high + 1)
 
 
-def is_free(port: int) -> bool:
+def bound_port(port: int) -> int | None:
+    """`port` (0: one the kernel picks) if a socket can bind it now, else None."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            return False
-    return True
+            return None
+        return sock.getsockname()[1]
 
 
 def free_port(ephemeral: range | None = None) -> int:
@@ -62,14 +63,13 @@ def free_port(ephemeral: range | None = None) -> int:
     is drawn outside that range, at random (not from the seeded `random`: concurrent runs share seeds)."""
     ephemeral = ephemeral_ports() if ephemeral is None else ephemeral
     outside = [*range(LOWEST_DRAWN_PORT, ephemeral.start), *range(ephemeral.stop, 65536)]
-    draw = random.SystemRandom()
-    for _ in range(100 if outside else 0):
-        port = draw.choice(outside)
-        if is_free(port):
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room outside the range: the kernel's pick
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    if outside:
+        draw = random.SystemRandom()
+        for _ in range(100):
+            port = draw.choice(outside)
+            if bound_port(port) is not None:
+                return port
+    return bound_port(0)  # no room outside the range: the kernel's pick
 
 
 def _rank_main(local_rank: int, target: Callable, args: tuple, world: int, port: int) -> None:
