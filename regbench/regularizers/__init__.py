@@ -37,6 +37,11 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
                 raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
                                 f"{tag.value}; keep only one of them")
             claimed[tag] = reg.name
+    for reg in regularizers:
+        for other in regularizers:
+            if other.name in reg.incompatible:
+                raise UserError(f"regularizer={reg.name} cannot be stacked with {other.name}: "
+                                f"{reg.incompatible[other.name]}")
     if backbone is not None:
         for reg in regularizers:
             reg.check_backbone(backbone)
@@ -60,9 +65,5 @@ def exclusive_tags(reg: Regularizer) -> tuple[Exclusion, ...]:
     return reg.exclusive
 
 
-def regularizer_names(cfg: Mapping[str, Any]) -> list[str]:
-    return list(cfg) or ["none"]
-
-
 __all__ = ["REGULARIZERS", "MemoryBudget", "Regularizer", "TrainProgress", "build_regularizers",
-           "check_regularizers_memory", "create_regularizer", "regularizer_names", "soft_cross_entropy"]
+           "check_regularizers_memory", "create_regularizer", "soft_cross_entropy"]

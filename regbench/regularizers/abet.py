@@ -7,8 +7,6 @@ in-distribution inputs. The official code (github.com/anonymousoodauthor/abet, n
 similarity between the features and each class vector, and classifies (test accuracy) by the argmax of h / T."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
 import torch
 import torch.nn as nn
 
@@ -20,14 +18,6 @@ from regbench.specs.regularizers import REGULARIZERS, Exclusion
 TEMPERATURE_FLOOR = 1e-12
 # The official cosine head's guard against zero vectors: v / (|v| + 1e-4), features and class vectors alike.
 COSINE_EPS = 1e-4
-# Techniques whose own head around the classifier AbeT's temperature cannot sit inside, and why.
-INCOMPATIBLE = {
-    "batchformer": "BatchFormer classifies encoder-transformed features too, which AbeT's temperature never sees",
-    "multisample_dropout": "its several dropped copies of the features per sample would each get their own "
-                           "temperature, and AbeT's score reads one",
-    "sade": "each of SADE's three experts would get its own temperature and loss, and AbeT's score reads one head",
-    "rcal": "RCAL's representation head replaces the classifier that AbeT divides by its temperature",
-}
 
 
 def unit_rows(matrix: torch.Tensor) -> torch.Tensor:
@@ -71,14 +61,19 @@ def ablated_energy_score(logits: torch.Tensor) -> torch.Tensor:
 class AbeT(Regularizer):
     name = "abet"
     exclusive = (Exclusion.OOD_METHOD,)
+    # Techniques whose own head around the classifier AbeT's temperature cannot sit inside, and why.
+    incompatible = {
+        "batchformer": "BatchFormer classifies encoder-transformed features too, which AbeT's temperature never "
+                       "sees",
+        "multisample_dropout": "its several dropped copies of the features per sample would each get their own "
+                               "temperature, and AbeT's score reads one",
+        "sade": "each of SADE's three experts would get its own temperature and loss, and AbeT's score reads one "
+                "head",
+        "rcal": "RCAL's representation head replaces the classifier that AbeT divides by its temperature",
+    }
 
     def __init__(self, *, numerator: str, seed: int):
         self.numerator = numerator
-
-    def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
-        for other in others:
-            if other.name in INCOMPATIBLE:
-                raise UserError(f"regularizer=abet cannot be stacked with {other.name}: {INCOMPATIBLE[other.name]}")
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """Put the learned temperature around the classifier: the head itself, or the last layer of a head that a

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import Exclusion, check_exclusive
+from regbench.specs.regularizers import Exclusion, check_exclusive, check_incompatible
 
 if TYPE_CHECKING:  # MemoryBudget only names the type
     from regbench.devices import DeviceMemory
@@ -51,16 +51,19 @@ class Regularizer:
     name: str = ""
     # Regularizers sharing a tag cannot be stacked (e.g. two input-mixing methods); see Exclusion.
     exclusive: tuple[Exclusion, ...] = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        check_exclusive(cls.__name__, cls.exclusive)
+    # Registered regularizers this one cannot be stacked with, beyond the shared tags: name -> why.
+    incompatible: Mapping[str, str] = {}
     # A technique that trains copies of the network (co-teaching's pair) wraps it after every other technique's
     # architecture change, whatever the list order, so each copy carries them (its own nested dropout layer).
     copies_network: bool = False
     # A weight reparameterization wraps the model after every other technique, copies included, whatever the
     # list order, so that the layers and copies the others add are reparameterized too.
     wraps_after_others: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_exclusive(cls.__name__, cls.exclusive)
+        check_incompatible(cls.__name__, cls.incompatible)
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the
@@ -163,14 +166,10 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 
-def refuse_rebalancing_stack(name: str, run: Mapping[str, Any], others: Sequence[Regularizer], rebalances: str,
-                             incompatible: Mapping[str, str]) -> None:
-    """The stack checks of a long-tail technique that rebalances the classes itself (`rebalances` says how): no
-    data.balance sampler on top, and none of the `incompatible` regularizers (name -> why)."""
+def refuse_rebalancing_stack(name: str, run: Mapping[str, Any], rebalances: str) -> None:
+    """The stack check of a long-tail technique that rebalances the classes itself (`rebalances` says how): no
+    data.balance sampler on top."""
     balance = run["data"]["balance"]["type"]
     if balance != "none":
         raise UserError(f"regularizer={name} cannot be stacked with data.balance.type={balance}: {rebalances}; use "
                         f"data.balance.type=none")
-    for other in others:
-        if other.name in incompatible:
-            raise UserError(f"regularizer={name} cannot be stacked with {other.name}: {incompatible[other.name]}")

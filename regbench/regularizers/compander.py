@@ -21,7 +21,7 @@ from regbench.norms import NORM_TRAITS
 from regbench.norms.layer import split_norm_config
 from regbench.optim import projects_weights
 from regbench.regularizers.base import Regularizer
-from regbench.specs.regularizers import REGULARIZERS
+from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class WeightCompander(Regularizer):
             raise UserError("regularizer=weight_compander cannot be stacked with optim.project=true: the projection "
                             "would rescale v, not the weights w = Psi(v) the network uses")
         for other in others:
-            if other.name in ("ema", "swa"):
+            if Exclusion.WEIGHT_AVERAGING in other.exclusive:
                 raise UserError(f"regularizer=weight_compander cannot be stacked with {other.name}: the average "
                                 f"would be of v, not of the weights w = Psi(v) the network uses")
 

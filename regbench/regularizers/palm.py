@@ -31,14 +31,6 @@ from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
-# Regularizers PALM cannot be stacked with (besides the shared exclusive tags), and why.
-INCOMPATIBLE = {
-    "batchformer": "its transformer mixes the batch's features, which PALM embeds as each image's own",
-    "sade": "it copies the head into three experts, and PALM's projection with it",
-    "storm": "its meta step runs the network again on other images, overwriting the features PALM embeds",
-}
-
-
 class EmbeddingHead(nn.Module):
     """The classifier on the pooled features, which it records at each forward, and PALM's projection MLP
     (Linear-ReLU-Linear, as the official code's) to the embedding space."""
@@ -72,6 +64,12 @@ class PALM(Regularizer, nn.Module):
     name = "palm"
     # It scores OOD inputs itself, and it taps the penultimate features by wrapping the head.
     exclusive = (Exclusion.OOD_METHOD, Exclusion.FEATURE_DROPOUT)
+    # Regularizers PALM cannot be stacked with (besides the shared exclusive tags), and why.
+    incompatible = {
+        "batchformer": "its transformer mixes the batch's features, which PALM embeds as each image's own",
+        "sade": "it copies the head into three experts, and PALM's projection with it",
+        "storm": "its meta step runs the network again on other images, overwriting the features PALM embeds",
+    }
 
     def __init__(self, *, prototypes: int, top_k: int, embedding_dim: int, temperature: float,
                  prototype_temperature: float, momentum: float, sinkhorn_epsilon: float, sinkhorn_iterations: int,
@@ -95,8 +93,6 @@ class PALM(Regularizer, nn.Module):
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         for other in others:
-            if other.name in INCOMPATIBLE:
-                raise UserError(f"regularizer=palm cannot be stacked with {other.name}: {INCOMPATIBLE[other.name]}")
             if Exclusion.INPUT_MIXING in other.exclusive:
                 raise UserError(f"regularizer=palm cannot be stacked with {other.name}: PALM assigns each image to "
                                 f"the prototypes of its one class, which mixed images do not have")

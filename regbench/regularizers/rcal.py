@@ -32,13 +32,6 @@ from regbench.regularizers.rcal_stats import (calibrate, class_gaussians, covari
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-# Regularizers RCAL cannot be stacked with (besides the shared exclusive tags), and why.
-INCOMPATIBLE = {
-    "sade": "both replace the head: SADE's three experts and RCAL's representation tap",
-    "batchformer": "its transformer mixes the batch's features, which RCAL's Gaussians and contrastive views assume "
-                   "are each image's own",
-}
-
 
 class RepresentationHead(nn.Module):
     """The classifier on the pooled features, which it records at each forward (RCAL's representations), and the
@@ -77,6 +70,12 @@ class RCAL(Regularizer, nn.Module):
     name = "rcal"
     # It replaces the loss on the noisy labels, and it taps the penultimate features by wrapping the head.
     exclusive = (Exclusion.NOISY_LABEL_LOSS, Exclusion.FEATURE_DROPOUT)
+    # Regularizers RCAL cannot be stacked with (besides the shared exclusive tags), and why.
+    incompatible = {
+        "sade": "both replace the head: SADE's three experts and RCAL's representation tap",
+        "batchformer": "its transformer mixes the batch's features, which RCAL's Gaussians and contrastive views "
+                       "assume are each image's own",
+    }
 
     def __init__(self, *, representation_epochs: int | float, temperature: float, projection_dim: int,
                  view_crop_padding: int, view_hflip: bool, lof_neighbors: int, tail_count_fraction: float,
@@ -118,8 +117,8 @@ class RCAL(Regularizer, nn.Module):
         return self.means.numel() > 0
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
-        refuse_rebalancing_stack("rcal", run, others, "its representations sampled equally for every class already "
-                                 "rebalance the classifier", INCOMPATIBLE)
+        refuse_rebalancing_stack("rcal", run, "its representations sampled equally for every class already "
+                                 "rebalance the classifier")
         for other in others:
             if {Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT} & set(other.exclusive):
                 raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: its contrastive views and "

@@ -41,12 +41,6 @@ TEST_TIME_WEIGHT_DECAY = 5e-4
 MIN_EXPERT_WEIGHT = 0.05
 # The official cosine similarity's eps (torch.nn.CosineSimilarity(dim=1, eps=1e-6)).
 COSINE_EPS = 1e-6
-# Regularizers that SADE cannot be stacked with, and why.
-INCOMPATIBLE = {
-    "multisample_dropout": "both make the head return several logits per sample and compute the loss from them",
-    "nested_dropout": "its per-width evaluation assumes one head, and each expert would draw its own width",
-    "coteaching": "co-teaching selects samples by the plain cross-entropy of one head, not SADE's three losses",
-}
 
 
 def class_prior(counts: torch.Tensor) -> torch.Tensor:
@@ -157,6 +151,12 @@ def distribution_counts(available: Sequence[int], train_counts: Sequence[int], f
 @REGULARIZERS.register("sade")
 class SADE(Regularizer, nn.Module):
     name = "sade"
+    # Regularizers that SADE cannot be stacked with, and why.
+    incompatible = {
+        "multisample_dropout": "both make the head return several logits per sample and compute the loss from them",
+        "nested_dropout": "its per-width evaluation assumes one head, and each expert would draw its own width",
+        "coteaching": "co-teaching selects samples by the plain cross-entropy of one head, not SADE's three losses",
+    }
 
     def __init__(self, *, inverse_lambda: float, test_imbalance_factor: float, aggregation_epochs: int,
                  aggregation_lr: float, aggregation_batch_size: int, view_crop_padding: int, seed: int):
@@ -183,8 +183,8 @@ class SADE(Regularizer, nn.Module):
         self.register_buffer("log_inverse_prior", torch.zeros(0), persistent=False)
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
-        refuse_rebalancing_stack("sade", run, others, "its uniform and backward experts already rebalance from the "
-                                 "training label counts", INCOMPATIBLE)
+        refuse_rebalancing_stack("sade", run, "its uniform and backward experts already rebalance from the "
+                                 "training label counts")
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
         check(self.view_crop_padding < shape.image_side, "view_crop_padding", self.view_crop_padding,

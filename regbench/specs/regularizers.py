@@ -4,6 +4,7 @@ misspelt tag can never silently drop an exclusion."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import Mapping
 
 from regbench.errors import check, check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
@@ -138,3 +139,12 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "weight_compander": Entry("regbench.regularizers.compander", {
         "function": OPTIONAL, "learnable": OPTIONAL, "a": OPTIONAL, "b": OPTIONAL}, {"learnable": boolean}),
 })
+
+
+def check_incompatible(owner: str, incompatible: Mapping[str, str]) -> None:
+    """Refuse (a programming error) an `incompatible` mapping naming a regularizer that is not registered, so that
+    a misspelt name can never silently drop an exclusion."""
+    unknown = sorted(set(incompatible) - set(REGULARIZERS.entries))
+    if unknown:
+        raise TypeError(f"{owner}.incompatible names unregistered regularizers {unknown}; registered: "
+                        f"{', '.join(REGULARIZERS.names())}")

@@ -1,8 +1,11 @@
 """Which regularizers stack, and the one-line refusals for those that do not."""
 import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from regbench.errors import UserError
-from regbench.regularizers import build_regularizers
+from regbench.regularizers import Regularizer, build_regularizers
+from regbench.specs.regularizers import REGULARIZERS
 
 CFGS = {
     "mixup": {"alpha": 0.2, "prob": 1.0},
@@ -53,3 +56,29 @@ def test_nonsense_stacks_are_refused_in_one_line(names, message):
     with pytest.raises(UserError) as err:
         build(*names)
     assert str(err.value) == f"regularizer=[{','.join(names)}]: {message}; keep only one of them"
+
+
+def every_regularizers_params() -> dict:
+    """Each regularizer's params as its conf/regularizer YAML gives them on the default run (digits)."""
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"regularizer=[{','.join(REGULARIZERS.names())}]",
+                                           "regularizer.coteaching.forget_rate=0.2"])
+    return OmegaConf.to_container(cfg.regularizer, resolve=True)
+
+
+def test_every_declared_incompatible_pair_is_refused_in_one_line_in_either_order():
+    params = every_regularizers_params()
+    pairs = [(name, other, why) for name in REGULARIZERS.names()
+             for other, why in REGULARIZERS.get(name).incompatible.items()]
+    assert len(pairs) >= 12
+    for name, other, why in pairs:
+        for order in ((name, other), (other, name)):
+            with pytest.raises(UserError) as err:
+                build_regularizers({n: params[n] for n in order}, seed=0)
+            assert str(err.value) == f"regularizer={name} cannot be stacked with {other}: {why}"
+
+
+def test_an_incompatible_name_that_is_not_a_registered_regularizer_is_refused():
+    with pytest.raises(TypeError, match=r"^Typo.incompatible names unregistered regularizers \['rcall'\]; "
+                                        r"registered: abet, alpha_dropout, "):
+        type("Typo", (Regularizer,), {"incompatible": {"rcal": "fine", "rcall": "misspelt"}})
