@@ -15,7 +15,7 @@ from regbench.rundir_format import better_direction
 EPOCH_AXIS = "epoch"
 # What the recorder and Lightning log once per epoch: charted against the epoch rather than the step.
 EPOCH_METRICS = ("train_loss", "train_acc", "train_acc_clean", "train_acc_noisy", "train_images", "train_time_s",
-                 "images_per_s", "lr", "val_acc", "val_nll", "val_ece")
+                 "images_per_s", "lr", "val_acc", "val_nll", "val_ece", "val_crafted_acc")
 # A handful of images shows what CutMix or Cutout did; more would only slow the page.
 PREVIEW_IMAGES = 16
 # W&B shows media at their pixel size: smaller images (8x8 digits) are enlarged to at least this side.

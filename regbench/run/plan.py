@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from regbench.errors import UserError
 from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE,
                                     PREVIOUS_CHECKPOINT, RESULT_FILES, RUNNING, config_hash, read_json)
-from regbench.sweeps.index import SweepIndex, job_type, sweep_wandb_group
+from regbench.sweeps.index import SweepIndex, job_type
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,8 @@ def plan_run(resolved: dict[str, Any], job: HydraJob) -> RunPlan:
     if not job.multirun:
         group = resolved["exp_name"]
         return RunPlan(run_dir, resumption, group, f"{group}/{run_dir.name}", None, run_id)
-    # Every job of a sweep shares one group (the sweep's name and time); job_type holds the varying values.
-    group = sweep_wandb_group(resolved["exp_name"], job.sweep_dir)
-    kind = job_type(list(job.overrides), SweepIndex(job.sweep_dir).read()["varying"])
+    # Every job of a sweep shares its group (recorded when the sweep launched); job_type holds the varying values.
+    index = SweepIndex(job.sweep_dir).read()
+    kind = job_type(list(job.overrides), index["varying"])
     name = f"{kind or 'job'} seed={resolved['seed']}"
-    return RunPlan(run_dir, resumption, group, name, kind, run_id)
+    return RunPlan(run_dir, resumption, index["wandb_group"], name, kind, run_id)

@@ -55,10 +55,12 @@ class SweepIndex:
             write_json_atomic(self.path, index)
             return index
 
-    def start_launch(self, overrides: list[str], varying: list[str]) -> int:
-        """Record a launch of the sweep (the first or a relaunch); returns its number."""
+    def start_launch(self, overrides: list[str], varying: list[str], wandb_group: str) -> int:
+        """Record a launch of the sweep (the first or a relaunch); returns its number. The W&B group is the first
+        launch's: a relaunch adds its jobs to the same group."""
         def change(index: dict[str, Any]) -> None:
             index["varying"] = varying
+            index.setdefault("wandb_group", wandb_group)
             index["launches"].append({"launch": len(index["launches"]), "started": now_iso(), "overrides": overrides})
         return len(self._update(change)["launches"]) - 1
 
@@ -105,7 +107,9 @@ def job_type(overrides: list[str], varying: list[str], limit: int = 64) -> str |
 
 
 def sweep_wandb_group(exp_name: str, sweep_dir: Path) -> str:
-    """The W&B group that every job of a sweep shares, and its summary run: the sweep's name and time."""
+    """The W&B group that every job of a sweep shares, and its summary run: the sweep's name and time. A sweep
+    records it in its index when it launches, from the sweep's own `exp_name`: jobs that set their own (a sweep
+    over `+exp=a,b`) still share it."""
     return f"{exp_name}/{Path(sweep_dir).name}"
 
 
@@ -137,8 +141,9 @@ class SweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         params = config.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params, resolve=True) if params else {}
-        index = SweepIndex(Path(config.hydra.sweep.dir))
-        self.launch = index.start_launch(overrides, varying_keys(overrides, params))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.launch = SweepIndex(sweep_dir).start_launch(overrides, varying_keys(overrides, params),
+                                                         sweep_wandb_group(config.exp_name, sweep_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         index = SweepIndex(Path(config.hydra.sweep.dir))
@@ -149,8 +154,7 @@ class SweepCallback(Callback):
             # Imported here: comparing and W&B are slow to import, and a sweep needs them only now.
             from regbench.sweeps.summary import log_sweep_summary
 
-            log_sweep_summary(index.sweep_dir, config.exp_name, OmegaConf.to_container(config.logger.wandb,
-                                                                                        resolve=True))
+            log_sweep_summary(index.sweep_dir, OmegaConf.to_container(config.logger.wandb, resolve=True))
 
 
 # Read by the CLI after Hydra returns, to exit non-zero when a job of the sweep did not complete.

@@ -14,7 +14,7 @@ from regbench.compare.runs import load_run_dirs
 from regbench.compare.wandb_report import WandbTarget, log_report_run
 from regbench.errors import UserError
 from regbench.loggers import resolve_wandb_mode
-from regbench.sweeps.index import sweep_wandb_group
+from regbench.sweeps.index import SweepIndex
 
 # Inside the sweep directory, beside the jobs' folders: the summary run's offline files (SUMMARY_DIR/wandb/).
 SUMMARY_DIR = "summary"
@@ -28,18 +28,20 @@ def sweep_report(sweep_dir: Path) -> Report:
     return build_report(runs.completed, DEFAULT_METRIC, detect_grouping_keys(runs.completed), baseline=None)
 
 
-def summary_target(sweep_dir: Path, exp_name: str, wandb: Mapping[str, Any]) -> WandbTarget:
+def summary_target(sweep_dir: Path, wandb: Mapping[str, Any]) -> WandbTarget:
+    """The summary run, in the group its jobs were filed in (the sweep's index records it)."""
     # Stable for the sweep directory: a relaunched sweep updates its summary run instead of adding one.
     run_id = hashlib.sha1(f"summary|{sweep_dir.resolve()}".encode()).hexdigest()[:16]
-    return WandbTarget(project=wandb["project"], entity=wandb["entity"], group=sweep_wandb_group(exp_name, sweep_dir),
+    group = SweepIndex(sweep_dir).read()["wandb_group"]
+    return WandbTarget(project=wandb["project"], entity=wandb["entity"], group=group,
                        mode=resolve_wandb_mode(wandb["mode"]), save_dir=sweep_dir / SUMMARY_DIR, run_id=run_id,
                        name=f"summary {sweep_dir.name}")
 
 
-def log_sweep_summary(sweep_dir: Path, exp_name: str, wandb: Mapping[str, Any]) -> None:
+def log_sweep_summary(sweep_dir: Path, wandb: Mapping[str, Any]) -> None:
     """Log the sweep's comparison to W&B (as its jobs were: offline unless logged in), or say in one line why not."""
     try:
-        target = summary_target(sweep_dir, exp_name, wandb)
+        target = summary_target(sweep_dir, wandb)
         if target.mode != "disabled":
             log_report_run(sweep_report(sweep_dir), target)
     except Exception as err:  # noqa: BLE001  (a summary that cannot be made must not fail a finished sweep)

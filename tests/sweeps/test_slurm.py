@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from regbench.sweeps.summary import SUMMARY_DIR
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a SLURM cluster (sbatch on PATH)")]
 
@@ -90,8 +92,10 @@ def background(tmp_path, cli_env):
         running.stop()
 
 
-def test_two_job_sweep_completes_both_runs(run_regbench, sweep):
-    result = run_regbench("train", "-m", "seed=0,1", "trainer.max_epochs=1", *TINY, *ON_TEST_CLUSTER, timeout=180)
+def test_two_job_sweep_completes_both_runs_and_its_wandb_summary(run_regbench, sweep, offline_wandb_run):
+    with_wandb = [("logger=wandb" if arg == "logger=none" else arg) for arg in TINY]
+    result = run_regbench("train", "-m", "seed=0,1", "trainer.max_epochs=1", *with_wandb, *ON_TEST_CLUSTER,
+                          timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 jobs, 2 completed" in result.stdout
     assert [job_id.split("_")[1] for job_id in slurm_ids(sweep) if "_" in job_id] == ["0", "1"]  # an array
@@ -103,6 +107,10 @@ def test_two_job_sweep_completes_both_runs(run_regbench, sweep):
         (0, "completed", "new"), (1, "completed", "new")]
     # regbench's watcher, not submitit's, which logs its sacct failure at every poll
     assert "Bypassing sacct error" not in result.stdout + result.stderr
+    # Once the launcher has waited for the cluster's jobs, the sweep's summary run joins their W&B group.
+    summary = offline_wandb_run(sweep / SUMMARY_DIR / "wandb")
+    assert summary.run["job_type"] == "summary" and summary.state["state"] == "finished"
+    assert summary.run["run_group"] == offline_wandb_run(sweep / "0" / "wandb").run["run_group"] == "default/sweep"
 
 
 def test_two_task_ddp_job_forms_one_group_and_writes_one_result(run_regbench, sweep):

@@ -139,7 +139,7 @@ def test_waiting_for_a_lost_job_ends(lost_job):
 @pytest.mark.parametrize("optimized_metric", [None, "best_val_acc"])
 def test_a_lost_job_is_recorded_failed_and_returns_like_a_failed_run(lost_job, tmp_path, optimized_metric):
     index = SweepIndex(tmp_path / "sweep")
-    index.start_launch(["seed=0,1"], [])
+    index.start_launch(["seed=0,1"], [], "default/sweep")
     index.record_job(1, overrides=["seed=1"], run_dir="1", status="running", outcome=None, error=None)
     config = OmegaConf.create({"optimized_metric": optimized_metric, "hydra": {"sweep": {"dir": str(index.sweep_dir)}}})
     returned = slurm.report_lost_job(lost_job, lost_job.exception(), 1, ["seed=1"], config)
@@ -155,7 +155,7 @@ def test_a_lost_job_is_recorded_failed_and_returns_like_a_failed_run(lost_job, t
 
 def test_a_final_state_the_job_recorded_itself_is_kept_with_the_note(tmp_path):
     index = SweepIndex(tmp_path)
-    index.start_launch([], [])
+    index.start_launch([], [], "default/sweep")
     index.record_job(0, overrides=["seed=0"], status="interrupted", error="SIGTERM")
     slurm.record_lost_job(index, 0, ["seed=0"], "SLURM job 27_0 left the queue")
     assert {k: index.read()["jobs"][0][k] for k in ("status", "error")} == {
@@ -164,9 +164,9 @@ def test_a_final_state_the_job_recorded_itself_is_kept_with_the_note(tmp_path):
 
 def test_a_job_that_never_started_or_finished_in_an_earlier_launch_is_failed_in_this_one(tmp_path):
     index = SweepIndex(tmp_path)
-    index.start_launch([], [])
+    index.start_launch([], [], "default/sweep")
     index.record_job(0, overrides=["seed=0"], status="completed", error=None)
-    index.start_launch([], [])  # relaunched; job 0 was cancelled while pending, job 1 is new
+    index.start_launch([], [], "default/sweep")  # relaunched; job 0 was cancelled while pending, job 1 is new
     for num in (0, 1):
         slurm.record_lost_job(index, num, [f"seed={num}"], "lost")
     assert [(job["job"], job["launch"], job["status"], job["error"]) for job in index.read()["jobs"]] == [
@@ -212,7 +212,8 @@ def test_the_plugins_launch_sets_the_sweep_dir_mode_and_converts_nested_paramete
     sweep = tmp_path / "sweep"
     launcher = slurm_launcher(sweep, "+hydra.sweep.mode=750", "+hydra.launcher.additional_parameters.comment=grid",
                               "hydra.launcher.setup=[module load cuda]")
-    SweepIndex(sweep).start_launch(["seed=0,1"], [])  # as regbench's sweep callback does before the launch
+    # As regbench's sweep callback does before the launch.
+    SweepIndex(sweep).start_launch(["seed=0,1"], [], "default/sweep")
     returned = launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
     assert stat.S_IMODE(sweep.stat().st_mode) == 0o750  # hydra.sweep.mode, an octal string to the plugin
     sbatch = (sweep / ".submitit" / "27" / "27_submission.sh").read_text()

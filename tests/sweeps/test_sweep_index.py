@@ -17,7 +17,7 @@ def record_many(sweep_dir: str, job: int, updates: int) -> None:
 
 def test_jobs_finishing_at_once_all_land_in_the_index(tmp_path):
     index = SweepIndex(tmp_path)
-    index.start_launch(["seed=0,1"], ["seed"])
+    index.start_launch(["seed=0,1"], ["seed"], "default/sweep")
     workers = [mp.get_context("fork").Process(target=record_many, args=(str(tmp_path), job, 20)) for job in range(6)]
     for worker in workers:
         worker.start()
@@ -33,9 +33,9 @@ def test_jobs_finishing_at_once_all_land_in_the_index(tmp_path):
 
 def test_a_relaunch_is_a_new_launch_and_updates_the_same_entries(tmp_path):
     index = SweepIndex(tmp_path)
-    index.start_launch(["seed=0,1"], [])
+    index.start_launch(["seed=0,1"], [], "default/sweep")
     index.record_job(0, status="failed", error="boom")
-    assert index.start_launch(["seed=0,1"], []) == 1
+    assert index.start_launch(["seed=0,1"], [], "default/sweep") == 1
     index.record_job(0, status="completed", outcome="resumed", error=None)
     saved = index.read()
     assert len(saved["launches"]) == 2 and len(saved["jobs"]) == 1
@@ -74,11 +74,15 @@ def test_summary_counts_this_launch_and_names_what_did_not_complete():
 
 
 def test_sweep_jobs_share_a_group_and_get_a_job_type_and_a_stable_run_id(tmp_path):
-    SweepIndex(tmp_path / "sweep").start_launch(["regularizer=[none],[cutmix]", "seed=0,1"], ["regularizer"])
+    index = SweepIndex(tmp_path / "sweep")
+    index.start_launch(["regularizer=[none],[cutmix]", "seed=0,1"], ["regularizer"], "reg_vs_baseline/sweep")
     cfg = {"run_dir": str(tmp_path / "sweep" / "3"), "exp_name": "reg_vs_baseline", "seed": 1}
     job = HydraJob(multirun=True, sweep_dir=tmp_path / "sweep", num=3, overrides=("regularizer=[cutmix]", "seed=1"))
     plan = plan_run(cfg, job)
     assert plan.wandb_group == "reg_vs_baseline/sweep" and plan.wandb_job_type == "regularizer=[cutmix]"
+    # A job whose preset names another experiment, and a relaunch under another name, stay in the sweep's group.
+    index.start_launch(["regularizer=[none],[cutmix]", "seed=0,1"], ["regularizer"], "relaunched/sweep")
+    assert plan_run({**cfg, "exp_name": "cutmix"}, job).wandb_group == "reg_vs_baseline/sweep"
     assert plan.wandb_name == "regularizer=[cutmix] seed=1"
     assert plan.wandb_id == plan_run(cfg, job).wandb_id and len(plan.wandb_id) == 16
     single = plan_run({**cfg, "run_dir": str(tmp_path / "run")}, HydraJob(multirun=False))

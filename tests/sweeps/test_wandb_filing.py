@@ -25,7 +25,8 @@ class FakeRun:
 
 def test_a_sweep_job_is_filed_in_the_sweeps_group_with_its_job_type_and_a_resumable_id(tmp_path, monkeypatch):
     monkeypatch.setattr(pl_loggers, "WandbLogger", FakeWandbLogger)
-    SweepIndex(tmp_path / "2026-11-27_10-00-00").start_launch(["norm=batchnorm,groupnorm", "seed=0,1"], ["norm"])
+    SweepIndex(tmp_path / "2026-11-27_10-00-00").start_launch(["norm=batchnorm,groupnorm", "seed=0,1"], ["norm"],
+                                                         "norm_grid/2026-11-27_10-00-00")
     job = HydraJob(multirun=True, sweep_dir=tmp_path / "2026-11-27_10-00-00", num=1,
                    overrides=("norm=groupnorm", "seed=0"))
     cfg = {"run_dir": str(job.sweep_dir / "1"), "exp_name": "norm_grid", "seed": 0}

@@ -13,12 +13,13 @@ TINY = ("trainer.max_epochs=1", "backbone.widths=[8]", "hydra.sweep.dir=sweep")
 
 
 def test_a_finished_sweep_gets_a_summary_run_in_its_group(run_regbench, tmp_path, offline_wandb_run):
-    result = run_regbench("train", "-m", "logger=wandb", "regularizer=[none],[mixup]", *TINY)
+    # A sweep over presets: each job sets its own exp_name (baseline, mixup), and all stay in the sweep's group.
+    result = run_regbench("train", "-m", "logger=wandb", "+exp=baseline,mixup", *TINY)
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr
-    job = offline_wandb_run(tmp_path / "sweep" / "0" / "wandb")
+    jobs = [offline_wandb_run(tmp_path / "sweep" / str(num) / "wandb") for num in (0, 1)]
     summary = offline_wandb_run(tmp_path / "sweep" / SUMMARY_DIR / "wandb")
-    assert summary.run["run_group"] == job.run["run_group"] == "default/sweep"
+    assert {job.run["run_group"] for job in jobs} == {summary.run["run_group"]} == {"default/sweep"}
     assert summary.run["job_type"] == "summary" and summary.state["state"] == "finished"
     table = summary.table(f"compare/{DEFAULT_METRIC}")
     assert {"regularizer", "mean", "ci95_low", "diff", "p_value"} <= set(table["columns"])
