@@ -21,9 +21,10 @@ LOGGERS = Registry("logger", "logger", context=("run_dir", "group", "run_name", 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 # Folders of the run directory that the file-based loggers write.
 CSV_DIR, TENSORBOARD_DIR, MLFLOW_DIR = "csv_logs", "tensorboard", "mlruns"
-# Loggers whose package is optional: the modules that provide them (any one) and what to install.
-OPTIONAL_PACKAGES = {"tensorboard": (("tensorboardX", "tensorboard"), "tensorboardX"),
-                     "mlflow": (("mlflow",), "'regbench[mlflow]' (or mlflow)")}
+# Loggers whose package Lightning does not bring: the modules that provide them (any one) and what to install.
+# W&B is a dependency of regbench, but an environment may still lack it (an install with --no-deps).
+LOGGER_PACKAGES = {"tensorboard": (("tensorboardX", "tensorboard"), "tensorboardX"),
+                   "mlflow": (("mlflow",), "'regbench[mlflow]' (or mlflow)"), "wandb": (("wandb",), "wandb")}
 
 
 def wandb_logged_in() -> bool:
@@ -150,9 +151,9 @@ def check_logger_config(cfg: Mapping[str, Any]) -> None:
 
 def check_logger_installed(name: str) -> None:
     """Refuse, before anything runs, a logger whose optional package is missing."""
-    if name not in OPTIONAL_PACKAGES:
+    if name not in LOGGER_PACKAGES:
         return
-    modules, install = OPTIONAL_PACKAGES[name]
+    modules, install = LOGGER_PACKAGES[name]
     if not any(importlib.util.find_spec(module) for module in modules):
         raise UserError(f"logger={name} needs {' or '.join(modules)}, which is not installed here; "
                         f"pip install {install}, or choose another logger ({', '.join(LOGGERS.names())})")

@@ -99,7 +99,8 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, mlflow_client):
 
 @pytest.mark.parametrize("name, missing, install", [("mlflow", {"mlflow"}, "pip install 'regbench[mlflow]'"),
                                                     ("tensorboard", {"tensorboardX", "tensorboard"},
-                                                     "pip install tensorboardX")])
+                                                     "pip install tensorboardX"),
+                                                    ("wandb", {"wandb"}, "pip install wandb")])
 def test_a_logger_without_its_package_is_refused_in_one_line(monkeypatch, name, missing, install):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda module: None if module in missing else find_spec(module))

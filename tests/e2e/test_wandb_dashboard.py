@@ -16,13 +16,15 @@ import yaml
 from regbench.compare.wandb_source import load_wandb_runs
 from regbench.data.module import ImageDataModule
 from regbench.loggers import wandb_config
-from regbench.run.dashboard import (FIRST_BATCH, MEMORIZATION, PER_CLASS, PREVIEW_IMAGES, PREVIEW_MIN_SIDE,
-                                    RELIABILITY, preview_pixels, reliability_rows, summary_ops, target_caption)
+from regbench.run.dashboard import (FIRST_BATCH, MEMORIZATION, PER_CLASS, PER_CLASS_BARS, PREVIEW_IMAGES,
+                                    PREVIEW_MIN_SIDE, RELIABILITY, RELIABILITY_DIAGRAM, preview_pixels,
+                                    reliability_rows, summary_ops, target_caption)
 
 pytestmark = pytest.mark.slow
 NOISY_CUTMIX_RUN = ["train", "trainer.max_epochs=2", "backbone.widths=[8]", "regularizer=[cutmix]",
                     "data.noise.type=symmetric", "data.noise.rate=0.2", "data.imbalance.type=exponential",
-                    "data.imbalance.factor=2", "hydra.run.dir=run"]
+                    "data.imbalance.factor=2", "data.crafted_val.shifts=[gaussian_noise,contrast]",
+                    "hydra.run.dir=run"]
 
 
 def test_preview_pixels_undo_the_data_modules_normalization_and_enlarge_small_images():
@@ -57,7 +59,8 @@ def test_summaries_keep_the_best_value_in_the_metrics_direction(metric, ops):
 
 @pytest.fixture(scope="module")
 def dashboard_run(tmp_path_factory, offline_wandb_run, run_command):
-    """A noisy, long-tailed CutMix run on digits with logger=wandb (offline), read back with W&B's reader."""
+    """A noisy, long-tailed CutMix run on digits with a crafted validation set and logger=wandb (offline), read back
+    with W&B's reader."""
     root = tmp_path_factory.mktemp("dashboard")
     done = run_command([*NOISY_CUTMIX_RUN, "logger=wandb"], root)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -84,6 +87,39 @@ def test_epoch_metrics_are_charted_by_epoch_with_their_best_and_last_values(dash
     assert summary["val_acc"]["last"] == pytest.approx(metrics["val_acc"])
     assert summary["val_nll"]["min"] == pytest.approx(min(row["val_nll"] for row in history))
     assert summary["train_loss"]["last"] == pytest.approx(metrics["train_loss"])
+
+
+def test_every_metric_logged_per_epoch_is_charted_by_epoch(dashboard_run):
+    definitions = dashboard_run.wandb.metric_definitions()
+    per_epoch = set(dashboard_run.history[0]) & set().union(*dashboard_run.wandb.history()) - {"epoch"}
+    assert {"val_crafted_acc", "train_acc_noisy", "images_per_s"} <= per_epoch
+    assert {name for name in per_epoch if definitions.get(name, {}).get("step_metric") != "epoch"} == set()
+    assert definitions["val_crafted_acc"]["summary"] == {"max": True, "last": True}
+
+
+def panels(offline) -> dict[str, dict]:
+    """The run's custom charts: logged key -> panel config (W&B files them as `_wandb.visualize.KEY` config)."""
+    prefix = "_wandb.visualize."
+    return {key.removeprefix(prefix): value["panel_config"] for update in offline.of_type("config")
+            for key, value in update.get("update", {}).items() if key.startswith(prefix)}
+
+
+def test_the_reliability_diagram_and_per_class_bars_chart_the_runs_test_results(dashboard_run):
+    charts = panels(dashboard_run.wandb)
+    assert charts[RELIABILITY_DIAGRAM]["panelDefId"] == "wandb/lineseries/v0"
+    assert charts[PER_CLASS_BARS]["panelDefId"] == "wandb/bar/v0"
+    assert f'"value": "{RELIABILITY_DIAGRAM}_table"' in json.dumps(charts[RELIABILITY_DIAGRAM]["userQuery"])
+    diagram = dashboard_run.wandb.table(f"{RELIABILITY_DIAGRAM}_table")
+    lines: dict[str, list] = {}
+    for x, line, y in diagram["data"]:
+        lines.setdefault(line, []).extend((x, y))
+    reliability = dashboard_run.wandb.table(RELIABILITY)["data"]
+    filled = [value for row in reliability if row[2] > 0 for value in (row[3], row[4])]
+    assert filled and lines["final model"] == pytest.approx(filled)
+    assert lines["perfect calibration"] == [0.0, 0.0, 1.0, 1.0]
+    bars = dashboard_run.wandb.table(f"{PER_CLASS_BARS}_table")
+    assert bars["columns"] == ["class", "accuracy"]
+    assert bars["data"] == dashboard_run.wandb.table(PER_CLASS)["data"]
 
 
 def test_the_reliability_table_and_per_class_accuracy_are_the_runs_test_results(dashboard_run):
