@@ -34,8 +34,9 @@ CRAFTED_BEST_CHECKPOINT = "crafted_best.ckpt"
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 # Every status metrics.json can hold; RUNNING is the only one that is not final.
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED)
-# Keys that say where a run writes, not what it computes: left out of the config hash.
-OUTPUT_KEYS = ("run_dir",)
+# Keys that say where a run writes or how its sweep is summarized, not what it computes: left out of the config
+# hash, so a relaunch that only changes them finds its runs done.
+UNHASHED_KEYS = ("run_dir", "sweep_summary")
 # Which way a metric is better, from its name: losses, calibration errors and OOD false positive rates down,
 # accuracies and OOD detection areas (AUROC, AUPR) up.
 LOWER_IS_BETTER_MARKERS = ("nll", "ece", "loss", "fpr95")
@@ -62,8 +63,8 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """The content hash of a resolved config (output paths left out): the same hash means the same run."""
-    content = {k: v for k, v in cfg.items() if k not in OUTPUT_KEYS}
+    """The content hash of a resolved config (UNHASHED_KEYS left out): the same hash means the same run."""
+    content = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -154,7 +154,8 @@ class SweepCallback(Callback):
             # Imported here: comparing and W&B are slow to import, and a sweep needs them only now.
             from regbench.sweeps.summary import log_sweep_summary
 
-            log_sweep_summary(index.sweep_dir, OmegaConf.to_container(config.logger.wandb, resolve=True))
+            log_sweep_summary(index.sweep_dir, OmegaConf.to_container(config.sweep_summary, resolve=True),
+                              OmegaConf.to_container(config.logger.wandb, resolve=True))
 
 
 # Read by the CLI after Hydra returns, to exit non-zero when a job of the sweep did not complete.

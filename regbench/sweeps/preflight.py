@@ -21,9 +21,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config.keys import check_override_keys, is_key_override
 from regbench.config.validate import check_config, check_seeds
-from regbench.errors import UserError, one_line
+from regbench.errors import UserError, check, one_line
 from regbench.run.plan import check_output_dir, inspect_run_dir
 from regbench.rundir_format import config_hash
+from regbench.sweeps.index import varying_keys
 from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
@@ -121,13 +122,34 @@ def sweep_jobs(overrides: list[str], parsed: list[Override],
     return [job for batch in BasicSweeper.split_arguments(expanded, None) for job in batch]
 
 
-def check_sweep(hydra_cfg: Any, resolved: dict[str, Any]) -> None:
-    """What a sweep's launcher and sweeper need beyond the run config."""
+def check_sweep(hydra_cfg: Any, resolved: dict[str, Any], overrides: list[str]) -> None:
+    """What a sweep's launcher, sweeper and summary need beyond the run config."""
     if hydra_cfg.launcher._target_ == LAUNCHER_TARGET:
         check_slurm_launcher(hydra_cfg.launcher, resolved["trainer"])
     sweeper = OmegaConf.to_container(hydra_cfg.sweeper, resolve=True)
-    sweeper.pop("params", None)  # the grid's values, e.g. seed: 0,1,2, are checked as each job's config
+    params = sweeper.pop("params", None)  # the grid's values, e.g. seed: 0,1,2, are checked as each job's config
     check_seeds(sweeper, "hydra.sweeper.", optional=True)
+    check_sweep_summary(resolved["sweep_summary"], varying_keys(overrides, params))
+
+
+def check_sweep_summary(summary: dict[str, Any], varying: list[str]) -> None:
+    """The summary's metric is a name, and its baseline names keys the sweep varies (any key where it varies a
+    preset, `+exp=a,b`, which may set anything)."""
+    from regbench.compare.grouping import parse_baseline  # a sweep's only: comparing imports numpy
+
+    metric, baseline = summary["metric"], summary["baseline"]
+    check(isinstance(metric, str) and metric != "", "sweep_summary.metric", metric,
+          "must be a metric of metrics.json, e.g. test_acc")
+    if baseline is None:
+        return
+    keys = [key.lstrip("+~") for key in varying]
+    try:
+        spec = parse_baseline(baseline) if isinstance(baseline, str) else None
+    except UserError:
+        spec = None
+    unknown = [] if spec is None or "exp" in keys else [key for key in spec if key not in keys]
+    check(spec is not None and not unknown, "sweep_summary.baseline", baseline,
+          f"must be null or KEY=VALUE[,KEY=VALUE] over keys the sweep varies ({', '.join(keys) or 'none'})")
 
 
 class CheckedJob(NamedTuple):
@@ -156,7 +178,7 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds:
                 check_config(resolved)
                 sweeping = multirun or hydra_cfg.mode == RunMode.MULTIRUN  # a preset may sweep: +hparams_search
                 if sweeping:
-                    check_sweep(hydra_cfg, resolved)
+                    check_sweep(hydra_cfg, resolved, overrides)
                 composed.append((job, resolved, not (sweeping and hydra_cfg.launcher._target_ in REMOTE_LAUNCHERS)))
     if writes:
         check_output_dirs(overrides, hydra_cfg, resolved, sweeping)

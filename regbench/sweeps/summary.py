@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from regbench.compare.grouping import detect_grouping_keys
-from regbench.compare.report import DEFAULT_METRIC, Report, build_report
+from regbench.compare.grouping import detect_grouping_keys, parse_baseline
+from regbench.compare.report import Report, build_report
 from regbench.compare.runs import load_run_dirs
 from regbench.compare.wandb_report import WandbTarget, log_report_run
 from regbench.errors import UserError
@@ -20,12 +20,14 @@ from regbench.sweeps.index import SweepIndex
 SUMMARY_DIR = "summary"
 
 
-def sweep_report(sweep_dir: Path) -> Report:
-    """What `regbench compare SWEEP_DIR` shows: the completed jobs grouped by the settings that vary."""
+def sweep_report(sweep_dir: Path, summary: Mapping[str, Any]) -> Report:
+    """What `regbench compare SWEEP_DIR` shows with the `sweep_summary` config's metric and baseline: the completed
+    jobs grouped by the settings that vary."""
     runs = load_run_dirs([str(sweep_dir)])
     if not runs.completed:
         raise UserError("no job of the sweep completed")
-    return build_report(runs.completed, DEFAULT_METRIC, detect_grouping_keys(runs.completed), baseline=None)
+    baseline = parse_baseline(summary["baseline"]) if summary["baseline"] is not None else None
+    return build_report(runs.completed, summary["metric"], detect_grouping_keys(runs.completed), baseline)
 
 
 def summary_target(sweep_dir: Path, wandb: Mapping[str, Any]) -> WandbTarget:
@@ -38,12 +40,12 @@ def summary_target(sweep_dir: Path, wandb: Mapping[str, Any]) -> WandbTarget:
                        name=f"summary {sweep_dir.name}")
 
 
-def log_sweep_summary(sweep_dir: Path, wandb: Mapping[str, Any]) -> None:
+def log_sweep_summary(sweep_dir: Path, summary: Mapping[str, Any], wandb: Mapping[str, Any]) -> None:
     """Log the sweep's comparison to W&B (as its jobs were: offline unless logged in), or say in one line why not."""
     try:
         target = summary_target(sweep_dir, wandb)
         if target.mode != "disabled":
-            log_report_run(sweep_report(sweep_dir), target)
+            log_report_run(sweep_report(sweep_dir, summary), target)
     except Exception as err:  # noqa: BLE001  (a summary that cannot be made must not fail a finished sweep)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"regbench train: warning: no W&B summary run for sweep {sweep_dir}: {reason}", file=sys.stderr,

@@ -89,3 +89,16 @@ def test_holm_adjusts_over_every_test_of_the_table(sweep):
     expected = {smaller: min(1.0, 2 * smaller), larger: max(min(1.0, 2 * smaller), larger)}
     assert (cutmix.p_holm, mixup.p_holm) == pytest.approx((expected[raw[0]], expected[raw[1]]))
     assert none.p_holm is None and report.tests == 2
+
+
+def test_a_sweeps_summary_compares_with_the_baseline_and_metric_its_config_names(tmp_path):
+    from regbench.sweeps.summary import sweep_report
+
+    for seed in range(3):
+        write_run(tmp_path / f"b{seed}", seed=seed, metrics=acc_metrics(0.8 + seed / 100), norm="batchnorm")
+        write_run(tmp_path / f"g{seed}", seed=seed, metrics=acc_metrics(0.7 + seed / 50), norm="groupnorm")
+    report = sweep_report(tmp_path, {"metric": "test_nll", "baseline": "norm=batchnorm"})
+    by_label = {row.label: row for row in report.rows}
+    assert report.metric == "test_nll" and by_label["norm=batchnorm"].is_baseline
+    assert by_label["norm=groupnorm"].comparison.diff == pytest.approx(0.8 + 0.01 - (0.7 + 0.02))  # nll = 1 - acc
+    assert sweep_report(tmp_path, {"metric": "test_acc", "baseline": None}).baseline is None

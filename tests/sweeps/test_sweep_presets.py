@@ -62,6 +62,13 @@ def test_sweep_preset_expands_to_valid_jobs(name):
     assert sorted(varying_keys([], params)) == sorted(varied)
 
 
+def test_a_summary_baseline_may_name_any_key_where_the_sweep_varies_presets():
+    preflight(["norm=batchnorm,groupnorm", "sweep_summary.baseline='norm=batchnorm'"], multirun=True, writes=False,
+              builds=False)
+    preflight(["+exp=baseline,mixup", "sweep_summary.baseline='regularizer=none'"], multirun=True, writes=False,
+              builds=False)
+
+
 def test_sweep_lists_can_be_overridden_on_the_command_line():
     jobs = expand(["+sweep=reg_vs_baseline", "hydra.sweeper.params.seed='0,1,2,3,4'"])
     assert len(jobs) == 17 * 5
@@ -92,6 +99,11 @@ def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
      "regularizer.cutmix.alpha=-1 sets a parameter of regularizer cutmix, which is not selected (regularizer=[none])"),
     (["optimized_metric=test_acc"], "optimized_metric='test_acc' is invalid"),
     (["hydra/launcher=bogus"], "hydra/launcher='bogus' is not a known hydra/launcher; allowed: basic, local,"),
+    (["norm=batchnorm,groupnorm", "sweep_summary.baseline='nrom=batchnorm'"],
+     "sweep_summary.baseline='nrom=batchnorm' is invalid: must be null or KEY=VALUE[,KEY=VALUE] over keys the sweep "
+     "varies (norm)"),
+    (["+sweep=norm_grid", "sweep_summary.baseline=batchnorm"], "sweep_summary.baseline='batchnorm' is invalid"),
+    (["seed=0,1", "sweep_summary.metric=''"], "sweep_summary.metric='' is invalid: must be a metric of metrics.json"),
 ])
 def test_a_bad_job_fails_the_whole_sweep_before_any_job_starts(overrides, message):
     with pytest.raises(UserError, match=None) as caught:
