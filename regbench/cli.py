@@ -1,19 +1,9 @@
-"""The `regbench` command: `train [overrides]` (a Hydra app) here, the other commands (`compare`, `reproduce`,
-`score`, `soup`, `probe`) dispatched to their own packages."""
+"""The `regbench` command: each command is the `main(args) -> exit code` of its own package's cli module, imported
+only when it runs (none of them imports torch before it needs to)."""
 from __future__ import annotations
 
 import importlib
 import sys
-import time
-
-# Taken at start-up so the first run of this process can report how long it waited for its first step.
-_PROCESS_START = [time.perf_counter()]
-
-import hydra  # noqa: E402  (after the start-up clock on purpose)
-from omegaconf import DictConfig  # noqa: E402
-
-from regbench.command import report  # noqa: E402
-from regbench.errors import ReportedError  # noqa: E402
 
 USAGE = """usage: regbench <command> [args]
 
@@ -25,80 +15,8 @@ commands:
   soup PATH...        average fine-tuned runs' weights into a model soup (regbench soup --help)
   probe PATH...       linear probes on the concatenated features of completed runs (regbench probe --help)
 """
-# The commands besides train, each the `main(args) -> exit code` of its own package's cli module, imported only
-# when it runs (none of them imports torch before it needs to).
-COMMANDS = {"compare": "regbench.compare.cli", "reproduce": "regbench.claims.cli", "score": "regbench.scoring.cli",
-            "soup": "regbench.soups.cli", "probe": "regbench.probing.cli"}
-# Hydra flags that print help or facts about Hydra itself: no config is checked.
-HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
-# Hydra flags that compose another config than regbench's (the preflight checks regbench's own).
-OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
-
-
-@hydra.main(version_base="1.3", config_path="pkg://regbench.conf", config_name="config")
-def hydra_train(cfg: DictConfig) -> float | None:
-    from regbench.run.job import run_job
-
-    try:
-        return run_job(cfg, process_start=_PROCESS_START.pop() if _PROCESS_START else None)
-    except ReportedError as err:  # a single run; a sweep records failed jobs and goes on
-        sys.exit(report(err, "regbench train"))
-
-
-def register_launchers() -> None:
-    """Make regbench's launcher plugins known to Hydra. Hydra finds plugins by listing the hydra_plugins package's
-    folders, which misses regbench's in an editable install (setuptools maps the package through an import hook)."""
-    from hydra.core.plugins import Plugins
-    from hydra_plugins.regbench_launcher import RegbenchSlurmLauncher
-
-    Plugins.instance().register(RegbenchSlurmLauncher)
-
-
-def parse_hydra_args(args: list[str]):
-    """The command line as Hydra will read it (its own parser), a mistake in it as one UserError line."""
-    from hydra._internal.utils import get_args_parser
-
-    from regbench.errors import UserError
-
-    def refuse(message: str):
-        raise UserError(f"{message}; see regbench train --help")
-
-    parser = get_args_parser()
-    parser.error = refuse
-    return parser.parse_args(args)
-
-
-def check_train_args(args: list[str]) -> None:
-    """Check the config a train command composes, also when it only prints it (--cfg, --resolve, --package):
-    every mistake is then one line with exit code 2 before Hydra starts. Printing runs the torch-free checks
-    only; a run also the checks that need the model code. A sweep's inactive components are warned about before
-    any job starts (a single run warns as it starts)."""
-    if (HELP_FLAGS | OTHER_CONFIG_FLAGS).intersection(arg.split("=", 1)[0] for arg in args):
-        return
-    from regbench.sweeps.preflight import preflight
-
-    parsed = parse_hydra_args(args)
-    prints_only = parsed.cfg is not None or parsed.resolve or parsed.package is not None
-    checked = preflight(parsed.overrides, parsed.multirun, writes=not prints_only, builds=not prints_only)
-    if parsed.multirun and not prints_only:
-        from regbench.config.inactivity import warn_inactive
-
-        for job in checked:
-            settings = " ".join(o for o in job.overrides if not o.startswith("hydra."))
-            warn_inactive(job.inactive, f"sweep job {settings}: ")
-
-
-def train_main(args: list[str]) -> int:
-    try:
-        check_train_args(args)
-    except ReportedError as err:
-        return report(err, "regbench train")
-    sys.argv = ["regbench train", *args]
-    register_launchers()  # also for presets that make a sweep without -m (hydra.mode=MULTIRUN)
-    hydra_train()
-    from regbench.sweeps.index import LAST_SWEEP  # set when a sweep ran (-m, or a preset with hydra.mode=MULTIRUN)
-
-    return 1 if LAST_SWEEP.get("not_completed") else 0
+COMMANDS = {"train": "regbench.run.cli", "compare": "regbench.compare.cli", "reproduce": "regbench.claims.cli",
+            "score": "regbench.scoring.cli", "soup": "regbench.soups.cli", "probe": "regbench.probing.cli"}
 
 
 def main() -> None:
@@ -107,9 +25,7 @@ def main() -> None:
         print(USAGE, end="")
         sys.exit(0 if args else 2)
     command, rest = args[0], args[1:]
-    if command == "train":
-        sys.exit(train_main(rest))
     if command in COMMANDS:
         sys.exit(importlib.import_module(COMMANDS[command]).main(rest))
-    print(f"regbench: error: unknown command {command!r}; allowed: train, {', '.join(COMMANDS)}", file=sys.stderr)
+    print(f"regbench: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
     sys.exit(2)

@@ -29,6 +29,7 @@ def warm_up() -> None:
     import torch  # noqa: F401
 
     import regbench.cli  # noqa: F401
+    import regbench.run.cli  # noqa: F401
     import regbench.run.job  # noqa: F401
     import regbench.run.train  # noqa: F401
 
@@ -59,8 +60,9 @@ def run_child(request: dict) -> None:
         # libgomp read OMP_NUM_THREADS when this interpreter loaded torch; the command may ask for another count.
         torch.set_num_threads(int(request["env"].get("OMP_NUM_THREADS") or os.cpu_count() or 1))
         import regbench.cli
+        import regbench.run.cli
 
-        regbench.cli._PROCESS_START[:] = [time.perf_counter()]  # its start-up is counted from the fork
+        regbench.run.cli._PROCESS_START[:] = [time.perf_counter()]  # its start-up is counted from the fork
         if script:
             runpy.run_path(script, run_name="__main__")
         else:

@@ -10,7 +10,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.fabric.accelerators.cuda import num_cuda_devices
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.sweeps.preflight import preflight
 from regbench.config.keys import check_override_keys
 from regbench.devices import DeviceMemory
@@ -40,6 +40,13 @@ def refused(args: list[str], tmp_path: Path, monkeypatch, capsys) -> str:
 def test_seeds_outside_numpys_range_are_refused_at_every_seed_key(args, message, tmp_path, monkeypatch, capsys):
     # The sweep's job 0 (seed=0) is fine: the bad job 1 fails the sweep before it starts (nothing written).
     assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)
+
+
+def test_a_sweep_and_a_printed_config_cannot_be_asked_at_once(tmp_path, monkeypatch, capsys):
+    # Hydra runs one of them, and would refuse the pair with a traceback.
+    assert refused(["--cfg", "job", "-m", "seed=0,1"], tmp_path, monkeypatch, capsys) == (
+        "--multirun and --cfg cannot be combined: a command runs, sweeps or prints its config; see regbench train "
+        "--help")
 
 
 def test_the_largest_seed_is_accepted():
@@ -132,7 +139,7 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
                                "precision, strategy); did you mean max_epochs?"),
     (["+calibrat=[x]"], "calibrat=[x] is not a key regbench reads (top-level keys: backbone, calibrate, data, "
                         "eval, exp_name, init, logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, "
-                        "trainer); did you mean calibrate?"),
+                        "sweep_summary, trainer); did you mean calibrate?"),
     (["+calibrate.temperature.max_iter=5"], "calibrate.temperature.max_iter=5 sets a parameter of calibrator "
                                             "temperature, which is not selected (calibrate=[]); select it first: "
                                             "calibrate=[temperature]"),

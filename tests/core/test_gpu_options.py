@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from regbench.backbones import build_backbone
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.regularizers import create_regularizer
 from regbench.run.module import ClassifierModule
 

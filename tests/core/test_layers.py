@@ -19,7 +19,7 @@ READER_ALLOWED = ("regbench.compare", "regbench.command", "regbench.errors", "re
 # Modules that import neither torch nor Lightning nor W&B nor timm when loaded. (submitit loads regbench.sweeps.slurm,
 # its executor plugin, in every process that looks up its executors.) The registries' declarations and the config
 # checks that read them are among them, so a config mistake or a printed config never loads torch.
-TORCH_FREE = ("regbench.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
+TORCH_FREE = ("regbench.cli", "regbench.run.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
               "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
               "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
               "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",

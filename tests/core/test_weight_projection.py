@@ -110,7 +110,7 @@ def test_a_backbone_without_normalization_is_refused_before_training():
 
 
 def test_the_cli_refuses_project_without_a_norm_and_a_bad_value_in_one_line(tmp_path, capsys):
-    from regbench.cli import train_main
+    from regbench.run.cli import main as train_main
 
     for override, message in [
         ("norm=none", "optim.project=true: no weight of backbone=convnet with norm=none feeds a normalization layer"),

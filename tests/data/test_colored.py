@@ -10,7 +10,7 @@ import torch
 from data_configs import dataset_config
 from test_data_loaders import write_tiny_idx
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.data import DATASETS, build_datamodule
 from regbench.data.colored import BINARY_CLASSES
 from regbench.data.digits import load_digits

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.errors import UserError
 from regbench.sweeps.preflight import preflight
 

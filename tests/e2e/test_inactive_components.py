@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 
 TINY = ["trainer.max_epochs=1", "backbone.widths=[8,16]", "logger=none"]
 SWA_REASON = ("regularizer.swa.start=0.75 averages only the run's single epoch: the average is the final weights "

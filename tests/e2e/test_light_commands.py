@@ -12,10 +12,15 @@ pytestmark = pytest.mark.slow
 HEAVY = {"torch", "lightning", "wandb", "timm", "sklearn"}
 
 
-def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+def imported(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "regbench", *args], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=300)
-    modules = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    return result, {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+
+
+def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+    result, modules = imported(args, cwd, env)
     return result, modules & HEAVY
 
 
@@ -47,12 +52,19 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data=cifar10", "data.augment.random_resized_crop=yes"], 2),
     (["train", "logger.wandb.mode=loud"], 2),
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
+    (["train", "-m", "seed=0,1", "--cfg", "job"], 2),
 ])
 def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_env):
     result, heavy = imported_heavy(args, tmp_path, cli_env)
     assert result.returncode == code, result.stderr[-2000:]
     assert heavy == set()
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_the_other_commands_do_not_load_hydra(tmp_path, cli_env):
+    """Only `train` is a Hydra app: `compare` and the dispatcher itself do not pay for Hydra's import."""
+    result, modules = imported(["compare", "--help"], tmp_path, cli_env)
+    assert result.returncode == 0 and "hydra" not in modules
 
 
 def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_component(tmp_path, cli_env):

@@ -120,7 +120,7 @@ def test_a_logger_without_its_package_is_refused_in_one_line(monkeypatch, name, 
 ])
 def test_a_bad_logger_setting_is_one_line_and_nothing_is_written(logger, override, message, tmp_path, monkeypatch,
                                                                  capsys):
-    from regbench.cli import train_main
+    from regbench.run.cli import main as train_main
 
     monkeypatch.chdir(tmp_path)
     assert train_main([f"logger={logger}", override]) == 2

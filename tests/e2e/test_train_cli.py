@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 
 pytestmark = pytest.mark.slow
 TINY = ["trainer.max_epochs=2", "backbone.widths=[8,16]"]

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.evaluation import build_evaluations
 
 

@@ -185,7 +185,7 @@ def test_nonsense_stacks_fail_with_one_line(stack, message):
 
 
 def test_the_cli_refuses_a_null_forget_rate_for_human_label_files_before_any_run_directory(tmp_path, capsys):
-    from regbench.cli import train_main
+    from regbench.run.cli import main as train_main
 
     label_file = tmp_path / "CIFAR-10_human.pt"
     label_file.write_bytes(b"")  # only its existence is checked before the data is loaded

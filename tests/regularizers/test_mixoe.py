@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.cli import train_main
+from regbench.run.cli import main as train_main
 from regbench.data.registry import DATASETS
 from regbench.regularizers import build_regularizers
 from regbench.regularizers.mixing import cutmix_box

@@ -35,7 +35,7 @@ def test_cutmix_label_smoothing_ema_stack_trains(train, tmp_path):
 
 def test_two_weight_averages_fail_with_one_line(tmp_path, capsys):
     # In process: the CLI refuses the stack in its preflight, before Hydra creates a run directory.
-    from regbench.cli import train_main
+    from regbench.run.cli import main as train_main
 
     assert train_main(["regularizer=[ema,swa]", *FAST, f"hydra.run.dir={tmp_path / 'bad'}"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
