@@ -13,8 +13,8 @@ from regbench.claims.plan import SweepPlan
 from regbench.compare.report import available_metrics
 from regbench.compare.runs import RunRecord, load_run_dirs
 from regbench.errors import ReportedError, UserError
-
-SWEEP_INDEX = "sweep.json"
+from regbench.rundir_format import COMPLETED, METRICS_FILE
+from regbench.sweeps.index import INDEX_NAME
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
     problems = [f"{arm} seed {seed}: " + (f"job {jobs[arm, seed]['job']} {jobs[arm, seed].get('status')}"
                                           + (f" ({jobs[arm, seed]['error']})" if jobs[arm, seed].get("error") else "")
                                           if (arm, seed) in jobs else "never started")
-                for arm, seed in wanted if jobs.get((arm, seed), {}).get("status") != "completed"]
+                for arm, seed in wanted if jobs.get((arm, seed), {}).get("status") != COMPLETED]
     if problems:
         raise ReportedError(f"{len(problems)} of {len(wanted)} jobs in {plan.sweep_dir} did not complete ("
                             + "; ".join(problems) + "); relaunch the same command to resume them")
@@ -49,7 +49,7 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
             raise ReportedError(f"{run_dir}: {metric} is {record.metrics[metric]}, not a finite number")
         values[arm][seed] = record.metrics[metric]
         records[arm].append(record)
-        summary = json.loads((run_dir / "metrics.json").read_text())
+        summary = json.loads((run_dir / METRICS_FILE).read_text())
         wall_time += float(summary.get("wall_time_s") or 0.0)
         versions = versions or summary.get("versions") or {}
     return SweepResults(values, records, wall_time, versions)
@@ -58,13 +58,13 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
 def launch_count(sweep_dir: Path) -> int:
     """How often the sweep was launched (sweep.json counts each start), 0 before the first."""
     try:
-        return len(json.loads((sweep_dir / SWEEP_INDEX).read_text())["launches"])
+        return len(json.loads((sweep_dir / INDEX_NAME).read_text())["launches"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
 
 def _jobs_by_arm_and_seed(sweep_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    path = sweep_dir / SWEEP_INDEX
+    path = sweep_dir / INDEX_NAME
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as err:

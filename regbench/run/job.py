@@ -20,6 +20,7 @@ from regbench.errors import EXIT_ON_INTERRUPT, EXIT_ON_SIGTERM, ReportedError
 from regbench.run.plan import HydraJob, plan_run
 from regbench.sweeps.index import SweepIndex, objective
 from regbench.run.train import train
+from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING
 
 
 
@@ -30,7 +31,7 @@ def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
     index = SweepIndex(job.sweep_dir)
     relative = os.path.relpath(run_dir, job.sweep_dir)
     common = {"overrides": list(job.overrides), "run_dir": relative,
-              "metrics": os.path.join(relative, "metrics.json")}
+              "metrics": os.path.join(relative, METRICS_FILE)}
     return lambda **fields: index.record_job(job.num, **common, **fields)
 
 
@@ -38,7 +39,7 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     job = HydraJob.current()
     record = index_recorder(job, Path(resolved["run_dir"]))
-    record(status="running", outcome=None, error=None)
+    record(status=RUNNING, outcome=None, error=None)
     try:
         validate_config(resolved)
         plan = plan_run(resolved, job)
@@ -51,14 +52,14 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
             outcome = "resumed" if plan.resumption.checkpoint else "restarted" if plan.resumption.attempts else "new"
             payload = train(resolved, plan, process_start)
     except SIGTERMException:
-        record(status="interrupted", error="SIGTERM")
+        record(status=INTERRUPTED, error="SIGTERM")
         raise SystemExit(EXIT_ON_SIGTERM) from None
     except (KeyboardInterrupt, SystemExit):
-        record(status="interrupted", error="interrupted")
+        record(status=INTERRUPTED, error="interrupted")
         raise SystemExit(EXIT_ON_INTERRUPT) from None
     except Exception as err:  # noqa: BLE001  (a failed job must not stop the sweep)
         message = str(err) if isinstance(err, ReportedError) else f"{type(err).__name__}: {err}"
-        record(status="failed", error=message)
+        record(status=FAILED, error=message)
         if not job.multirun:
             raise
         if not isinstance(err, ReportedError):

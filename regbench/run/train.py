@@ -42,9 +42,9 @@ from regbench.run.signals import SigtermFlag
 from regbench.run.selection import selected_epoch
 from regbench.run.subpopulations import group_metrics, groups_section
 from regbench.run.trainer import build_trainer, crafted_best_checkpoint
-from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
-                                    METRICS_FILE, RUNNING, component_names, config_hash, read_json, write_json_atomic,
-                                    write_text_atomic)
+from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
+                                    FAILED, INTERRUPTED, METRICS_FILE, RUNNING, component_names, config_hash, read_json,
+                                    write_json_atomic, write_text_atomic)
 
 
 def quiet_lightning() -> None:
@@ -257,7 +257,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             ckpt_path = str(plan.resumption.checkpoint) if plan.resumption.checkpoint else None
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             sigterm.raise_if_received()
-            payload = run_payload(resolved, "completed", started, plan, inactive=inactive, **init_section(init),
+            payload = run_payload(resolved, COMPLETED, started, plan, inactive=inactive, **init_section(init),
                                   **evaluate(trainer, module, datamodule, recorder,
                                              plan.run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT,
                                              build_calibrators(resolved["calibrate"], resolved["seed"]),
@@ -271,7 +271,7 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
             if rank == 0:
                 error = None if interrupted else f"{type(err).__name__}: {err}"
                 write_json_atomic(plan.run_dir / METRICS_FILE, run_payload(
-                    resolved, "interrupted" if interrupted else "failed", started, plan, error=error,
+                    resolved, INTERRUPTED if interrupted else FAILED, started, plan, error=error,
                     inactive=inactive, **init_section(init)))
             finish_logger(logger, exit_code=130 if interrupted else 1)
             raise
@@ -281,10 +281,10 @@ def outcome_of(run_dir: Path) -> dict[str, Any]:
     """The metrics.json that spawned ranks wrote, as this process's own result."""
     payload = read_json(run_dir / METRICS_FILE)
     if payload is None or payload["status"] == RUNNING:
-        payload = {"status": "failed", "error": "rank 0 ended without recording the outcome in metrics.json"}
-    if payload["status"] == "interrupted":
+        payload = {"status": FAILED, "error": f"rank 0 ended without recording the outcome in {METRICS_FILE}"}
+    if payload["status"] == INTERRUPTED:
         raise SIGTERMException()
-    if payload["status"] != "completed":
+    if payload["status"] != COMPLETED:
         raise ReportedError(payload["error"])
     return payload
 

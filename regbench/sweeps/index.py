@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, read_json, write_json_atomic
+from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, RUNNING, read_json, write_json_atomic
 
 INDEX_NAME = "sweep.json"
 # Ending states of a job; "running" is written when it starts.
@@ -116,13 +116,13 @@ def sweep_wandb_group(exp_name: str, sweep_dir: Path) -> str:
 def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
     """One summary line for the jobs of `launch`, and how many of them did not complete."""
     jobs = [job for job in index["jobs"] if job.get("launch") == launch]
-    counts = {status: sum(job.get("status") == status for job in jobs) for status in (*FINAL_STATUSES, "running")}
+    counts = {status: sum(job.get("status") == status for job in jobs) for status in (*FINAL_STATUSES, RUNNING)}
     skipped = sum(job.get("outcome") == "skipped" for job in jobs)
     resumed = sum(job.get("outcome") == "resumed" for job in jobs)
-    line = (f"sweep {index['sweep_dir']}: {len(jobs)} jobs, {counts['completed']} completed ({skipped} already "
-            f"done and skipped, {resumed} resumed), {counts['failed']} failed, {counts['interrupted']} interrupted")
-    if counts["running"]:
-        line += f", {counts['running']} never reported back"
+    line = (f"sweep {index['sweep_dir']}: {len(jobs)} jobs, {counts[COMPLETED]} completed ({skipped} already "
+            f"done and skipped, {resumed} resumed), {counts[FAILED]} failed, {counts[INTERRUPTED]} interrupted")
+    if counts[RUNNING]:
+        line += f", {counts[RUNNING]} never reported back"
     failed = [job for job in jobs if job.get("status") != COMPLETED]
     if failed:
         line += "; not completed: " + ", ".join(f"job {job['job']} ({job.get('status')}: {job.get('error') or '-'})"

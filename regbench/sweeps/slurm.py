@@ -28,6 +28,7 @@ from submitit.core.utils import DelayedSubmission, FailedJobError, UncompletedJo
 from submitit.slurm.slurm import SlurmExecutor, SlurmInfoWatcher, SlurmJob
 
 from regbench.errors import UserError, one_line
+from regbench.rundir_format import FAILED
 from regbench.sweeps.index import FINAL_STATUSES, SweepIndex, objective
 from regbench.sweeps.launchers import SUBMITIT_EXECUTOR
 
@@ -170,7 +171,7 @@ def record_lost_job(index: SweepIndex, num: int, overrides: Sequence[str], note:
     if entry is not None and entry.get("status") in FINAL_STATUSES:
         index.record_job(num, error="; ".join(filter(None, (entry.get("error"), note))))
     else:
-        index.record_job(num, overrides=list(overrides), status="failed", outcome=None, error=note)
+        index.record_job(num, overrides=list(overrides), status=FAILED, outcome=None, error=note)
 
 
 def report_lost_job(job: SlurmJob, err: Exception, num: int, overrides: Sequence[str],

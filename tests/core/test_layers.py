@@ -104,3 +104,26 @@ def test_modules_that_train_nothing_load_without_torch(module):
              f"print(','.join(heavy))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_run_and_sweep_directory_names_and_statuses_are_spelled_in_their_format_modules_only():
+    """The run directory's file names and metrics.json's statuses live in regbench.rundir_format, sweep.json's name in
+    regbench.sweeps.index: a writer or reader spelling one itself could drift from the format."""
+    from regbench.rundir_format import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
+                                        STATUSES)
+    from regbench.sweeps.index import INDEX_NAME
+
+    names = {CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE, INDEX_NAME}
+    owners = {"regbench.rundir_format", "regbench.sweeps.index"}
+    spelled = set()
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names and module not in owners:
+                spelled.add((module, node.lineno, node.value))
+            status = (node.value if isinstance(node, ast.keyword) and node.arg == "status" else
+                      next((value for key, value in zip(node.keys, node.values)
+                            if isinstance(key, ast.Constant) and key.value == "status"), None)
+                      if isinstance(node, ast.Dict) else None)
+            if isinstance(status, ast.Constant) and status.value in STATUSES and module != "regbench.rundir_format":
+                spelled.add((module, node.lineno, status.value))
+    assert spelled == set()
