@@ -104,10 +104,6 @@ class Registry:
         """The config parameters of entry `name`, in signature order: what its config mapping may hold."""
         return [*self.entry(name).params, *self.shared]
 
-    def has_default(self, name: str, key: str) -> bool:
-        """Whether config parameter `key` of entry `name` may be left out (its factory has a default)."""
-        return self.entry(name).params.get(key) == OPTIONAL
-
     def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """`params` plus the defaults of entry `name`'s parameters that it leaves out."""
         defaults = {key: p.default for key, p in inspect.signature(self.get(name)).parameters.items()

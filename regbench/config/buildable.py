@@ -22,7 +22,7 @@ from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
 from regbench.rundir_format import config_hash
 from regbench.runshape import RunShape
-from regbench.weight_projection import check_projection_acts
+from regbench.optim.projection import check_projection_acts
 
 # The configs this process found buildable, by (config hash, on_this_machine), with their inactive components:
 # the preflight checks every job of a command, and a job run by the same process then finds its config checked

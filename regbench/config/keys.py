@@ -88,12 +88,10 @@ def check_added_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> 
 
 
 def check_deleted_key(base: dict[str, Any], path: tuple[str, ...], shown: str) -> None:
-    """Deleting is fine for a factory parameter with a default; anything else regbench needs."""
+    """Every key the composed config holds is one regbench reads, and its default is the YAML's: a deleted key would
+    leave a component to a default of its code, which may differ (defaults live in the YAML only)."""
     if lookup(base, path) is _ABSENT:
         return  # Hydra says that there is nothing to delete
-    reader = reading_registry(base, path[:-1])
-    if reader is not None and reader[0].has_default(reader[1], path[-1]):
-        return
     key = ".".join(path)
     raise UserError(f"{shown} removes {key}, which regbench reads; set a value instead ({key}=VALUE)")
 

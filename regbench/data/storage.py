@@ -17,7 +17,7 @@ def in_memory_gib(decoded_bytes: int) -> float:
 
 def choose_storage(cfg: Mapping[str, Any], decoded_bytes: int) -> str:
     """'memory' or 'stream' for a dataset whose stored views take `decoded_bytes` as uint8."""
-    storage, limit = cfg.get("storage", "auto"), cfg.get("max_memory_gb", float("inf"))
+    storage, limit = cfg["storage"], cfg["max_memory_gb"]
     needed = in_memory_gib(decoded_bytes)
     if storage == "memory" and needed > limit:
         raise UserError(f"data.storage=memory: {cfg['name']} takes {needed:.1f} GiB in memory (float32), more than "

@@ -191,5 +191,5 @@ def folder_datamodule(data: FolderData, cfg: Mapping[str, Any], settings: dict[s
     """In memory when the dataset fits data.max_memory_gb (or data.storage says so), else streamed."""
     if choose_storage(cfg, data.decoded_bytes()) == "memory":
         return ImageDataModule(data.decode(), **settings)
-    return StreamingDataModule(with_statistics(data, cfg["split_seed"]), num_workers=cfg.get("num_workers", 0),
+    return StreamingDataModule(with_statistics(data, cfg["split_seed"]), num_workers=cfg["num_workers"],
                                **settings)

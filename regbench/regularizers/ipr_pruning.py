@@ -1,7 +1,7 @@
 """The grokking study's measure and pruning (Doshi, Das, He & Gromov, "To grok or not to grok", ICLR 2024, Sec. 2.1):
-after training, the per-neuron Fourier IPR of the quadratic MLP (regbench.fourier_ipr), and the network's accuracy
-on the test set and on the clean and the corrupted training pairs as its neurons are pruned one group after another,
-lowest IPR first (memorizing neurons: corrupted accuracy falls, test accuracy holds) and highest IPR first
+after training, the per-neuron Fourier IPR of the quadratic MLP (regbench.regularizers.fourier_ipr), and the network's
+accuracy on the test set and on the clean and the corrupted training pairs as its neurons are pruned one group after
+another, lowest IPR first (memorizing neurons: corrupted accuracy falls, test accuracy holds) and highest IPR first
 (generalizing neurons: test accuracy falls). Training itself is unchanged."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import UserError, check
-from regbench.fourier_ipr import per_neuron_ipr
+from regbench.regularizers.fourier_ipr import per_neuron_ipr
 from regbench.regularizers.base import Regularizer, evaluated_network
 from regbench.specs.regularizers import REGULARIZERS
 

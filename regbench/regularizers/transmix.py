@@ -81,7 +81,7 @@ class TransMix(Regularizer):
         if name != "vit_tiny":
             raise UserError(f"regularizer=transmix needs backbone=vit_tiny: it re-weights the CutMix targets by a "
                             f"vision transformer's class-token attention, which backbone={name} does not have")
-        pool = backbone.get("pool", "mean")
+        pool = backbone["pool"]
         if pool != "cls":
             raise UserError(f"regularizer=transmix needs backbone.pool=cls: it re-weights the CutMix targets by the "
                             f"class token's attention, and backbone.pool={pool} has no class token")

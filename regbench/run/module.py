@@ -16,7 +16,7 @@ from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import Exclusion
-from regbench.weight_projection import attach_projection, weights_feeding_norms
+from regbench.optim.projection import attach_projection, weights_feeding_norms
 
 
 class EvalMetrics(nn.Module):

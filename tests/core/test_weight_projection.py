@@ -12,7 +12,7 @@ import yaml
 from regbench.backbones import build_backbone, dry_build_backbone
 from regbench.errors import UserError
 from regbench.optim import build_optimizer
-from regbench.weight_projection import (INITIAL_NORMS, attach_projection, check_projection_acts,
+from regbench.optim.projection import (INITIAL_NORMS, attach_projection, check_projection_acts,
                                         modules_feeding_norms, weights_feeding_norms)
 
 NORM_CONFIGS = {os.path.basename(path)[:-5]: yaml.safe_load(open(path)) for path in sorted(glob.glob("conf/norm/*.yaml"))}

@@ -9,7 +9,7 @@ import torch
 
 from regbench.backbones import build_backbone
 from regbench.errors import UserError
-from regbench.fourier_ipr import fourier_ipr, per_neuron_ipr
+from regbench.regularizers.fourier_ipr import fourier_ipr, per_neuron_ipr
 from regbench.regularizers import create_regularizer
 from regbench.regularizers.ipr_pruning import network_ipr, pruned_copy, split_accuracies
 

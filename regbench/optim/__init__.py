@@ -61,7 +61,7 @@ def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[floa
     return AdamP(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), delta=delta, wd_ratio=wd_ratio)
 
 
-# Any optimizer's option: Normalize-and-Project after every step (regbench.weight_projection).
+# Any optimizer's option: Normalize-and-Project after every step (regbench.optim.projection).
 PROJECT = "project"
 
 
