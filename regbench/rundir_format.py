@@ -68,6 +68,17 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def stored_config_hash(run_dir: Path) -> str | None:
+    """The config hash of the run stored in `run_dir`, None where there is no readable config."""
+    from omegaconf import OmegaConf  # its YAML reading, as the writer's; readers that never call this stay lighter
+
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False)
+    except Exception:  # noqa: BLE001  (any unreadable file means "not the same run")
+        return None
+    return config_hash(stored) if isinstance(stored, dict) else None
+
+
 def better_direction(metric: str) -> str | None:
     """"min" or "max" for a metric with a known good direction (`val_nll`, `test_acc`), else None (`lr`)."""
     if any(marker in metric for marker in LOWER_IS_BETTER_MARKERS):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from regbench.run.calibration import ECE_BINS, ReliabilityBins, expected_calibration_error
+from regbench.calibration.bins import ECE_BINS, ReliabilityBins, expected_calibration_error
 
 CALIBRATED_KEY = "calibrated"
 

@@ -14,7 +14,7 @@ from regbench.compare.report import available_metrics
 from regbench.compare.runs import RunRecord, load_run_dirs
 from regbench.errors import ReportedError, UserError
 from regbench.rundir_format import COMPLETED, METRICS_FILE
-from regbench.sweeps.index import INDEX_NAME
+from regbench.sweepdir_format import INDEX_NAME
 
 
 @dataclass(frozen=True)

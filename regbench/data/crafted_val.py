@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import torch
 
-from regbench.evaluation.corruption_ops import apply_corruption, corrupt
+from regbench.corruptions.ops import apply_corruption, corrupt
 
 
 def fold_groups(shifts: list[str], folds: int) -> list[list[str]]:

@@ -12,7 +12,7 @@ import torch
 
 from regbench.data.labels import SplitLabels
 from regbench.errors import UserError
-from regbench.scoring.scores_file import kept_count, read_scores
+from regbench.scores_file import kept_count, read_scores
 
 
 def kept_indices(scores: torch.Tensor, fraction: float, keep: str, gen: torch.Generator) -> torch.Tensor:

@@ -12,7 +12,7 @@ from regbench.data.smote import minority_shortfall
 from regbench.data.split import kept_counts
 from regbench.errors import ParamError
 from regbench.runshape import RunShape, rs2_round_images
-from regbench.scoring.scores_file import check_training_count, kept_count, read_scores
+from regbench.scores_file import check_training_count, kept_count, read_scores
 
 
 def run_dataset_facts(cfg: Mapping[str, Any]) -> DatasetFacts:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from regbench.errors import check
-from regbench.evaluation.corruption_ops import corrupt
+from regbench.corruptions.ops import corrupt
 from regbench.evaluation.ood import check_names
 from regbench.evaluation.shift_data import (check_built_corruptions, check_colour_corruptions, check_shift_dataset,
                                             evaluated_network, predictions, test_pixels)

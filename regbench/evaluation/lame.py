@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import check, check_positive_int
-from regbench.evaluation.corruption_ops import corrupt
+from regbench.corruptions.ops import corrupt
 from regbench.evaluation.corruptions import SEVERITIES
 from regbench.evaluation.lame_math import lame
 from regbench.evaluation.ood import feature_function

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.init.source import InitSource, init_sources
-from regbench.run.plan import stored_config_hash
+from regbench.rundir_format import stored_config_hash
 
 HEAD = "head"
 # The prefix of a Lightning checkpoint's network keys (ClassifierModule.model).

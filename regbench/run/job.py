@@ -18,7 +18,7 @@ from regbench.config.validate import validate_config
 from regbench.run.distributed import global_rank
 from regbench.errors import EXIT_ON_INTERRUPT, EXIT_ON_SIGTERM, ReportedError
 from regbench.run.plan import HydraJob, plan_run
-from regbench.sweeps.index import SweepIndex, objective
+from regbench.sweepdir_format import SweepIndex, objective
 from regbench.run.train import train
 from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING
 

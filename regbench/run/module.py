@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
-from regbench.run.calibration import ECE_BINS, ReliabilityBins
+from regbench.calibration.bins import ECE_BINS, ReliabilityBins
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.optim import build_optimizer, build_schedule, projects_weights

@@ -11,12 +11,11 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf
 
 from regbench.errors import UserError
-from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE,
-                                    PREVIOUS_CHECKPOINT, RESULT_FILES, RUNNING, config_hash, read_json)
-from regbench.sweeps.index import SweepIndex, job_type
+from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, LAST_CHECKPOINT, METRICS_FILE, PREVIOUS_CHECKPOINT,
+                                    RESULT_FILES, RUNNING, config_hash, read_json, stored_config_hash)
+from regbench.sweepdir_format import SweepIndex
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,6 @@ class Resumption:
     checkpoint: Path | None = None  # the last checkpoint of an unfinished run: training continues from it
     attempts: tuple[dict[str, Any], ...] = ()  # how earlier attempts ended; kept in the next metrics.json
     notice: str | None = None  # one line for the user: an unreadable checkpoint and what is done about it
-
-
-def stored_config_hash(run_dir: Path) -> str | None:
-    try:
-        stored = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False)
-    except Exception:  # noqa: BLE001  (any unreadable file means "not the same run")
-        return None
-    return config_hash(stored) if isinstance(stored, dict) else None
 
 
 def check_output_dir(path: Path, key: str) -> None:
@@ -145,6 +136,18 @@ class RunPlan:
     wandb_name: str
     wandb_job_type: str | None
     wandb_id: str  # stable for the run directory, so a resumed run continues the same W&B run
+
+
+def job_type(overrides: list[str], varying: list[str], limit: int = 64) -> str | None:
+    """W&B job_type for a sweep job: its values of the varying keys, e.g. `regularizer=[cutmix,ema] norm=gn`."""
+    wanted = {key.lstrip("+~") for key in varying}
+    parts = [item for item in overrides if item.split("=", 1)[0].lstrip("+~") in wanted]
+    text = " ".join(parts)
+    if len(text) <= limit:
+        return text or None
+    # Cut to W&B's length with a digest of the whole, so two long settings never share a job type.
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{text[:limit - len(digest) - 1]}~{digest}"
 
 
 def plan_run(resolved: dict[str, Any], job: HydraJob) -> RunPlan:

@@ -19,7 +19,7 @@ from regbench.run.module import ClassifierModule, upgrade_epoch_sums
 from regbench.rundir_format import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, config_hash, read_json,
                                     write_json_atomic)
 from regbench.scoring.scores import el2n_in_batches, grand
-from regbench.scoring.scores_file import SCORES, data_key_hash
+from regbench.scores_file import SCORES, data_key_hash
 
 SAMPLE_SCORES_FILE = "sample_scores.json"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from regbench.errors import ReportedError, UserError
 from regbench.rundir_format import COMPLETED, METRICS_FILE, read_json, write_json_atomic, write_text_atomic
-from regbench.scoring.scores_file import FORMAT, SCORES, data_key
+from regbench.scores_file import FORMAT, SCORES, data_key
 from regbench.sweeps.child import run_child_sweep
 from regbench.sweeps.seed_overrides import override_key, split_seed_overrides
 

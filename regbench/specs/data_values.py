@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
 from regbench.specs.evaluation import TENSOR_DATASETS
-from regbench.scoring.scores_file import check_prune_config
+from regbench.scores_file import check_prune_config
 from regbench.specs.evaluation import DEVICE_CORRUPTIONS, SHIFT_DATASETS
 from regbench.specs.label_shift import (ASYMMETRIC_CONSTRUCTIONS, BALANCE_TYPES, CIFAR_N_KEYS, CONVENTIONS,
                                         ELR_ASYMMETRIC, IMBALANCE_TYPES, NOISE_TYPES, asymmetric_map)

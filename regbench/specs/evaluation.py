@@ -26,7 +26,7 @@ OOD_METHODS: tuple[str, ...] = (
     "class_gmm",
     "palm",
 )
-# CIFAR-10-C's corruptions regbench builds on the fly (regbench/evaluation/corruption_ops.py), each at severities 1..5.
+# CIFAR-10-C's corruptions regbench builds on the fly (regbench/corruptions/ops.py), each at severities 1..5.
 # saturate changes HSV saturation, so it takes colour images only; frost and spatter are refused (UNBUILT_CORRUPTIONS).
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "contrast", "brightness", "saturate",
                "pixelate", "speckle_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "snow", "fog",

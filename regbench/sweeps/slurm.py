@@ -29,7 +29,7 @@ from submitit.slurm.slurm import SlurmExecutor, SlurmInfoWatcher, SlurmJob
 
 from regbench.errors import UserError, one_line
 from regbench.rundir_format import FAILED
-from regbench.sweeps.index import FINAL_STATUSES, SweepIndex, objective
+from regbench.sweepdir_format import FINAL_STATUSES, SweepIndex, objective
 from regbench.sweeps.launchers import SUBMITIT_EXECUTOR
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from regbench.compare.runs import load_run_dirs
 from regbench.compare.wandb_report import WandbTarget, log_report_run
 from regbench.errors import UserError
 from regbench.loggers import resolve_wandb_mode
-from regbench.sweeps.index import SweepIndex
+from regbench.sweepdir_format import SweepIndex
 
 # Inside the sweep directory, beside the jobs' folders: the summary run's offline files (SUMMARY_DIR/wandb/).
 SUMMARY_DIR = "summary"

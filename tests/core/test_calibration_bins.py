@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
-from regbench.run.calibration import ReliabilityBins, expected_calibration_error
+from regbench.calibration.bins import ReliabilityBins, expected_calibration_error
 
 
 def saturated_batch():

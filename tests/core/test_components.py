@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
-from regbench.run.calibration import ReliabilityBins, expected_calibration_error
+from regbench.calibration.bins import ReliabilityBins, expected_calibration_error
 from regbench.errors import UserError
 from regbench.norms import NORMS, get_norm
 from regbench.optim import build_optimizer, param_groups, warmup_cosine

@@ -19,8 +19,8 @@ READER_ALLOWED = ("regbench.compare", "regbench.command", "regbench.errors", "re
 # Modules that import neither torch nor Lightning nor W&B nor timm when loaded. (submitit loads regbench.sweeps.slurm,
 # its executor plugin, in every process that looks up its executors.) The registries' declarations and the config
 # checks that read them are among them, so a config mistake or a printed config never loads torch.
-TORCH_FREE = ("regbench.cli", "regbench.run.cli", "regbench.rundir_format", "regbench.errors", "regbench.runshape",
-              "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
+TORCH_FREE = ("regbench.cli", "regbench.run.cli", "regbench.rundir_format", "regbench.sweepdir_format",
+              "regbench.scores_file", "regbench.errors", "regbench.runshape", "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
               "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
               "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",
@@ -86,6 +86,29 @@ def test_no_module_imports_one_that_imports_it_back():
     assert not cycles
 
 
+def room(module: str) -> str:
+    """A module's room: its subpackage (regbench.data), or itself for the shared modules at the top; each command's
+    entry (`cli` modules, the dispatcher) sits above every room, where it may import any of them."""
+    parts = module.split(".")
+    return "commands" if parts[-1] == "cli" else ".".join(parts[:2])
+
+
+def test_the_rooms_import_each_other_in_one_direction():
+    """No room reaches itself through the others' top-level imports: the rooms stack in layers (the shared formats,
+    specs, families, config and the single run, sweeps, command families), each importing only those below."""
+    graph: dict[str, set[str]] = {}
+    for module, imports in IMPORTS.items():
+        graph.setdefault(room(module), set()).update(room(m) for m in imports if room(m) != room(module))
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen)):
+                return True
+        return False
+
+    assert sorted(name for name in graph if reaches(name, name, set())) == []
+
+
 def test_the_specs_import_no_family_module():
     """The declarations are read by the torch-free checks; the families' modules fulfil them, never the reverse."""
     wrong = {(module, imported) for module, imports in IMPORTS.items() if within(module, ("regbench.specs",))
@@ -108,13 +131,13 @@ def test_modules_that_train_nothing_load_without_torch(module):
 
 def test_run_and_sweep_directory_names_and_statuses_are_spelled_in_their_format_modules_only():
     """The run directory's file names and metrics.json's statuses live in regbench.rundir_format, sweep.json's name in
-    regbench.sweeps.index: a writer or reader spelling one itself could drift from the format."""
+    regbench.sweepdir_format: a writer or reader spelling one itself could drift from the format."""
     from regbench.rundir_format import (CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
                                         STATUSES)
-    from regbench.sweeps.index import INDEX_NAME
+    from regbench.sweepdir_format import INDEX_NAME
 
     names = {CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE, INDEX_NAME}
-    owners = {"regbench.rundir_format", "regbench.sweeps.index"}
+    owners = {"regbench.rundir_format", "regbench.sweepdir_format"}
     spelled = set()
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):

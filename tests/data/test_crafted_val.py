@@ -10,7 +10,7 @@ from data_configs import dataset_config
 from regbench.data import build_datamodule
 from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.crafted_val import CraftedShifts, TrainingShift, fold_groups
-from regbench.evaluation.corruption_ops import CORRUPTION_OPS, apply_corruption, corrupt
+from regbench.corruptions.ops import CORRUPTION_OPS, apply_corruption, corrupt
 from regbench.run.module import ClassifierModule
 from regbench.run.selection import selected_epoch
 

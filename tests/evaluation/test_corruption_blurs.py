@@ -14,9 +14,9 @@ from PIL import Image
 from scipy.ndimage import correlate
 from test_corruption_filters import scipy_clipped_zoom
 
-from regbench.evaluation.corruption_blurs import (defocus_kernel, glass_blur, local_shuffle, motion_blur_at,
+from regbench.corruptions.blurs import (defocus_kernel, glass_blur, local_shuffle, motion_blur_at,
                                                   motion_offsets, motion_weights, shuffle_offsets)
-from regbench.evaluation.corruption_ops import CORRUPTION_OPS, corrupt
+from regbench.corruptions.ops import CORRUPTION_OPS, corrupt
 
 
 def three_taps(sigma: float) -> np.ndarray:

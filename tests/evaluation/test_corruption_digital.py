@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from scipy.ndimage import affine_transform, gaussian_filter, map_coordinates
 
-from regbench.evaluation.corruption_digital import affine_through, elastic_warp
-from regbench.evaluation.corruption_ops import CORRUPTION_OPS, corrupt
+from regbench.corruptions.digital import affine_through, elastic_warp
+from regbench.corruptions.ops import CORRUPTION_OPS, corrupt
 
 
 def pil_jpeg(picture: np.ndarray, quality: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 from scipy.ndimage import gaussian_filter as scipy_gaussian_filter
 from scipy.ndimage import map_coordinates, zoom
 
-from regbench.evaluation.corruption_filters import (clipped_zoom, clipped_zoom_matrix, fold_indices, gaussian_filter,
+from regbench.corruptions.filters import (clipped_zoom, clipped_zoom_matrix, fold_indices, gaussian_filter,
                                                     sample_bilinear)
 
 

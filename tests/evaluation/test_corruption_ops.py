@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from regbench.evaluation.corruption_ops import CORRUPTION_OPS, box_resize_matrix, corrupt
+from regbench.corruptions.ops import CORRUPTION_OPS, box_resize_matrix, corrupt
 from regbench.specs.evaluation import CORRUPTIONS
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from test_corruption_filters import scipy_clipped_zoom
 
-from regbench.evaluation.corruption_blurs import motion_blur_at
-from regbench.evaluation.corruption_ops import CORRUPTION_OPS, corrupt
-from regbench.evaluation.corruption_weather import plasma_fractal, snow
+from regbench.corruptions.blurs import motion_blur_at
+from regbench.corruptions.ops import CORRUPTION_OPS, corrupt
+from regbench.corruptions.weather import plasma_fractal, snow
 
 
 def paper_plasma(size: int, decay: float, uniform) -> np.ndarray:

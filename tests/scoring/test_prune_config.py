@@ -11,7 +11,7 @@ from data_configs import dataset_config
 
 from regbench.data import build_datamodule
 from regbench.errors import UserError
-from regbench.scoring.scores_file import FORMAT, data_key, data_key_hash
+from regbench.scores_file import FORMAT, data_key, data_key_hash
 from regbench.sweeps.preflight import preflight
 
 

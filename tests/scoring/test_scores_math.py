@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from regbench.data.prune import kept_indices
 from regbench.scoring.scores import el2n, el2n_in_batches, grand
-from regbench.scoring.scores_file import kept_count
+from regbench.scores_file import kept_count
 
 
 def test_el2n_is_the_norm_of_softmax_minus_onehot_by_hand():

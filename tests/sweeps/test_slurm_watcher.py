@@ -19,7 +19,7 @@ from submitit.core.utils import UncompletedJobError
 from regbench.sweeps import launchers, slurm
 from regbench.errors import UserError
 from regbench.sweeps.slurm import LEFT_QUEUE, SqueueFallbackWatcher, SqueueFollowedJob
-from regbench.sweeps.index import SweepIndex
+from regbench.sweepdir_format import SweepIndex
 
 SACCT_OFF = subprocess.CompletedProcess(["sacct"], 1, "", "Slurm accounting storage is disabled\n")
 

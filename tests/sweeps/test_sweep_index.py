@@ -5,8 +5,9 @@ import json
 import multiprocessing as mp
 from pathlib import Path
 
-from regbench.run.plan import HydraJob, plan_run
-from regbench.sweeps.index import SweepIndex, job_type, summarize, varying_keys
+from regbench.run.plan import HydraJob, job_type, plan_run
+from regbench.sweepdir_format import SweepIndex
+from regbench.sweeps.index import summarize, varying_keys
 
 
 def record_many(sweep_dir: str, job: int, updates: int) -> None:

@@ -7,7 +7,7 @@ import lightning.pytorch.loggers as pl_loggers
 
 from regbench.loggers import build_logger, finish_logger
 from regbench.run.plan import HydraJob, plan_run
-from regbench.sweeps.index import SweepIndex
+from regbench.sweepdir_format import SweepIndex
 
 
 class FakeWandbLogger:

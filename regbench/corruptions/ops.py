@@ -10,10 +10,10 @@ from typing import Callable
 
 import torch
 
-from regbench.evaluation.corruption_blurs import defocus_blur, glass_blur, motion_blur, zoom_blur
-from regbench.evaluation.corruption_digital import elastic_transform, jpeg_compression
-from regbench.evaluation.corruption_filters import gaussian_filter
-from regbench.evaluation.corruption_weather import fog, snow
+from regbench.corruptions.blurs import defocus_blur, glass_blur, motion_blur, zoom_blur
+from regbench.corruptions.digital import elastic_transform, jpeg_compression
+from regbench.corruptions.filters import gaussian_filter
+from regbench.corruptions.weather import fog, snow
 from regbench.specs.evaluation import CORRUPTIONS
 
 

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from regbench.evaluation.corruption_filters import clipped_zoom, filter2d, gaussian_filter
+from regbench.corruptions.filters import clipped_zoom, filter2d, gaussian_filter
 
 
 def defocus_kernel(radius: float, alias_sigma: float) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from regbench.evaluation.corruption_filters import gaussian_filter, sample_bilinear
+from regbench.corruptions.filters import gaussian_filter, sample_bilinear
 
 
 def jpeg_round_trip(picture: np.ndarray, quality: int) -> np.ndarray:

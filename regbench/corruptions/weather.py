@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from regbench.evaluation.corruption_blurs import motion_blur_at
-from regbench.evaluation.corruption_filters import clipped_zoom
+from regbench.corruptions.blurs import motion_blur_at
+from regbench.corruptions.filters import clipped_zoom
 
 # OpenCV's RGB -> grey weights (cv2.COLOR_RGB2GRAY)
 LUMA = (0.299, 0.587, 0.114)
