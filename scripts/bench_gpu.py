@@ -8,39 +8,62 @@ The first epoch warms up (and compiles); the second is timed. Finishes in under 
 
     python scripts/bench_gpu.py              # eager
     python scripts/bench_gpu.py --compile    # eager, then compiled
+    python scripts/bench_gpu.py --device cpu --num-samples 100 --batch-size 16   # the same code on a CPU (a check)
 
 Without a CUDA device it prints one line and exits 0.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import regbench_seconds_per_step  # noqa: E402  (the CLI side is the same as for CPUs)
-
-from regbench.backbones import build_backbone  # noqa: E402
-from regbench.data import build_datamodule  # noqa: E402
-from regbench.optim import build_optimizer, build_schedule  # noqa: E402
-from regbench.regularizers import soft_cross_entropy  # noqa: E402
+from omegaconf import OmegaConf
 
 # 50,000 training images after the synthetic set's 20 % test and 20 % validation splits.
 CIFAR_SHAPED = ["data=synthetic", "data.image_size=32", "data.channels=3", "data.num_classes=10",
-                "data.num_samples=78125", "data.batch_size=512", "data.augment.crop_padding=4",
-                "data.augment.hflip=true", "backbone=resnet18", "norm=batchnorm", "optim=sgd", "sched=cosine",
-                "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "trainer.channels_last=true",
-                "trainer.deterministic=false"]
+                "data.augment.crop_padding=4", "data.augment.hflip=true", "backbone=resnet18",
+                "norm=batchnorm", "optim=sgd", "sched=cosine", "trainer.precision=bf16-mixed",
+                "trainer.channels_last=true", "trainer.deterministic=false"]
+NUM_SAMPLES, BATCH_SIZE = 78125, 512
+ACCELERATORS = {"cuda": "gpu", "cpu": "cpu"}
 EPOCHS = 2
 
 
-def raw_seconds_per_step(config: dict, compiled: bool) -> tuple[float, int]:
+def regbench_seconds_per_step(overrides: list[str], epochs: int) -> tuple[float, float, dict]:
+    """Run the real CLI; the last epoch's seconds per step, the start-up, and the resolved config, from its run
+    directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "regbench", "train", "logger=none", f"trainer.max_epochs={epochs}",
+                   f"hydra.run.dir={tmp}/run", *overrides]
+        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "WANDB_MODE": "offline"})
+        last = list(csv.DictReader(open(f"{tmp}/run/history.csv")))[-1]
+        metrics = json.loads(Path(f"{tmp}/run/metrics.json").read_text())
+        config = OmegaConf.to_container(OmegaConf.load(f"{tmp}/run/config.yaml"))
+    steps = round(float(last["images_per_s"]) * float(last["train_time_s"]) / config["data"]["batch_size"])
+    return float(last["train_time_s"]) / steps, metrics["startup_s"], config
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def raw_seconds_per_step(config: dict, compiled: bool, device: torch.device) -> tuple[float, int]:
     """The same training as plain PyTorch: device-resident tensors, bf16 autocast, channels_last, optional
-    torch.compile; the second epoch timed between device synchronizations."""
-    device = torch.device("cuda")
+    torch.compile; the last epoch timed between device synchronizations."""
+    from regbench.backbones import build_backbone
+    from regbench.data import build_datamodule
+    from regbench.optim import build_optimizer, build_schedule
+    from regbench.regularizers import soft_cross_entropy
+
     torch.manual_seed(config["seed"])
     dm = build_datamodule(config["data"], config["seed"])
     images, labels, _ = dm.splits["train"]
@@ -57,36 +80,45 @@ def raw_seconds_per_step(config: dict, compiled: bool) -> tuple[float, int]:
     gen = torch.Generator(device=device).manual_seed(config["seed"])
     model.train()
     for epoch in range(EPOCHS):
-        torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         order = torch.randperm(len(labels), device=device, generator=gen)
         for i in range(steps_per_epoch):
             index = order[i * batch:(i + 1) * batch]
             x = dm.augment(stored[index], dm.image_shape[1:], gen).contiguous(memory_format=torch.channels_last)
             targets = torch.nn.functional.one_hot(labels[index], dm.num_classes).float()
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 loss = soft_cross_entropy(model(x), targets).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-        torch.cuda.synchronize()
+        synchronize(device)
     return (time.perf_counter() - start) / steps_per_epoch, steps_per_epoch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compile", action="store_true", help="also measure trainer.compile=true / torch.compile")
+    parser.add_argument("--device", choices=sorted(ACCELERATORS), default="cuda",
+                        help="cuda (the measurement); cpu runs the same code, to check it")
+    parser.add_argument("--num-samples", type=int, default=NUM_SAMPLES,
+                        help=f"generated images before the test and validation splits (default {NUM_SAMPLES}: "
+                             f"50,000 to train on)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"default {BATCH_SIZE}")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device; nothing measured")
         return
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, ResNet-18 on 50,000 generated 32x32x3 "
-          f"images, batch 512, bf16-mixed, channels_last; epoch 2 of {EPOCHS} timed")
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"{name}, torch {torch.__version__}, ResNet-18 on {args.num_samples} generated 32x32x3 images, batch "
+          f"{args.batch_size}, bf16-mixed, channels_last; epoch {EPOCHS} of {EPOCHS} timed")
     for compiled in (False, True) if args.compile else (False,):
-        overrides = [*CIFAR_SHAPED, f"trainer.compile={str(compiled).lower()}"]
+        overrides = [*CIFAR_SHAPED, f"data.num_samples={args.num_samples}", f"data.batch_size={args.batch_size}",
+                     f"trainer.accelerator={ACCELERATORS[args.device]}", f"trainer.compile={str(compiled).lower()}"]
         regbench_step, startup, config = regbench_seconds_per_step(overrides, EPOCHS)
-        raw_step, steps = raw_seconds_per_step(config, compiled)
+        raw_step, steps = raw_seconds_per_step(config, compiled, device)
         print(f"{'compiled' if compiled else 'eager'}: regbench {regbench_step * steps:.2f} s/epoch "
               f"({regbench_step * 1e3:.1f} ms/step), raw PyTorch {raw_step * steps:.2f} s/epoch "
               f"({raw_step * 1e3:.1f} ms/step), ratio {regbench_step / raw_step:.3f}; "
