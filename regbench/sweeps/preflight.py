@@ -20,11 +20,14 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config.keys import check_override_keys, is_key_override
-from regbench.config.validate import check_config, check_seeds
+from regbench.config.validate import OPTIMIZABLE_METRICS, check_config, check_seeds
 from regbench.errors import UserError, check, one_line
 from regbench.run.plan import check_output_dir, inspect_run_dir
 from regbench.rundir_format import config_hash
 from regbench.sweeps.index import varying_keys
+
+# Hydra's grid sweeper; any other searches, ranking its jobs by the metric they return.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
@@ -112,7 +115,7 @@ def sweep_jobs(overrides: list[str], parsed: list[Override],
     whose jobs are only known while they run)."""
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     _, hydra_cfg = compose_job(fixed, {} if bases is None else bases)
-    if hydra_cfg.sweeper._target_ != "hydra._internal.core_plugins.basic_sweeper.BasicSweeper":
+    if hydra_cfg.sweeper._target_ != BASIC_SWEEPER:
         return None
     params = [f"{key}={value}" for key, value in (hydra_cfg.sweeper.params or {}).items()]
     try:
@@ -129,6 +132,11 @@ def check_sweep(hydra_cfg: Any, resolved: dict[str, Any], overrides: list[str]) 
     sweeper = OmegaConf.to_container(hydra_cfg.sweeper, resolve=True)
     params = sweeper.pop("params", None)  # the grid's values, e.g. seed: 0,1,2, are checked as each job's config
     check_seeds(sweeper, "hydra.sweeper.", optional=True)
+    if sweeper["_target_"] != BASIC_SWEEPER and resolved["optimized_metric"] is None:
+        # A searching sweeper (Optuna) ranks the jobs by what they return: without a metric they return nothing.
+        raise UserError(f"hydra/sweeper={hydra_cfg.runtime.choices['hydra/sweeper']} needs optimized_metric, the "
+                        f"metric its jobs return ({', '.join(OPTIMIZABLE_METRICS)}); or use a +hparams_search=NAME "
+                        f"preset")
     check_sweep_summary(resolved["sweep_summary"], varying_keys(overrides, params))
 
 

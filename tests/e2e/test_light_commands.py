@@ -53,6 +53,7 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "logger.wandb.mode=loud"], 2),
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
     (["train", "-m", "seed=0,1", "--cfg", "job"], 2),
+    (["train", "-m", "seed=0", "hydra/sweeper=optuna"], 2),
 ])
 def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_env):
     result, heavy = imported_heavy(args, tmp_path, cli_env)

@@ -104,6 +104,8 @@ def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
      "varies (norm)"),
     (["+sweep=norm_grid", "sweep_summary.baseline=batchnorm"], "sweep_summary.baseline='batchnorm' is invalid"),
     (["seed=0,1", "sweep_summary.metric=''"], "sweep_summary.metric='' is invalid: must be a metric of metrics.json"),
+    (["seed=0", "hydra/sweeper=optuna"], "hydra/sweeper=optuna needs optimized_metric, the metric its jobs return "
+                                         "(best_val_acc, val_acc, "),
 ])
 def test_a_bad_job_fails_the_whole_sweep_before_any_job_starts(overrides, message):
     with pytest.raises(UserError, match=None) as caught:
