@@ -5,7 +5,7 @@ non-blocking copy; the check reads the previous step's copy, which the device fi
 current step's work is already queued. A non-finite loss at step k is therefore seen during step k+1, before
 its optimizer step: at most one optimizer step (step k's) is taken on it, and the weights it produced are
 never validated, checkpointed or tested, because `flush` reads the pending copy at once before any of those.
-The run then stops with an error naming step k.
+The run then stops with an error naming step k and saying that its step is discarded.
 """
 from __future__ import annotations
 
@@ -57,5 +57,6 @@ class LaggedFiniteCheck:
             pending.ready.synchronize()
         value = float(pending.value)
         if not math.isfinite(value):
-            raise TrainingDiverged(f"the training loss became {value} at epoch {pending.epoch}, batch "
-                                   f"{pending.batch}; lower optim.lr or check the data and regularizer settings")
+            raise TrainingDiverged(f"the training loss became {value} at epoch {pending.epoch}, batch {pending.batch} "
+                                   f"(the one optimizer step taken on it is discarded: nothing after it is validated "
+                                   f"or saved); lower optim.lr or check the data and regularizer settings")

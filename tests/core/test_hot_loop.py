@@ -137,7 +137,9 @@ def test_a_non_finite_loss_is_reported_at_the_next_step_naming_its_own_batch():
     for batch in range(3):
         check.push(torch.tensor(1.0), 2, batch)
     check.push(torch.tensor(float("nan")), 2, 3)  # queued: this step goes on
-    with pytest.raises(TrainingDiverged, match=r"^the training loss became nan at epoch 2, batch 3; lower optim.lr"):
+    with pytest.raises(TrainingDiverged, match=r"^the training loss became nan at epoch 2, batch 3 \(the one "
+                                               r"optimizer step taken on it is discarded: nothing after it is "
+                                               r"validated or saved\); lower optim.lr"):
         check.push(torch.tensor(1.0), 2, 4)
 
 
@@ -180,6 +182,19 @@ def test_the_module_queues_each_step_and_checks_before_validation_and_checkpoint
     module.training_loss((images * float("nan"), labels, index), 5)
     with pytest.raises(TrainingDiverged, match="batch 5"):
         module.train_epoch_stats()
+
+
+def test_a_fit_takes_at_most_one_optimizer_step_on_a_non_finite_loss_and_saves_nothing_after_it(tmp_path):
+    module, data = mlp_module(), batches(4)
+    images, labels, index = data[2]
+    data[2] = (images * float("nan"), labels, index)
+    optimizer, schedule = sgd_with_decaying_lr(module.parameters())
+    module.configure_optimizers = lambda: ([optimizer], [{"scheduler": schedule, "interval": "step"}])
+    trainer = build_trainer(TRAINER_CONFIG, tmp_path, None, [])
+    with pytest.raises(TrainingDiverged, match=r"at epoch 0, batch 2 \(the one optimizer step taken on it is "):
+        trainer.fit(module, train_dataloaders=loader(data))
+    assert trainer.global_step == 3  # batches 0 and 1, and batch 2's step, taken before the check read its loss
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 # --- multi-sample dropout reduces its own logits --------------------------------------------------------------
