@@ -1,9 +1,13 @@
-"""What every regbench command shares: a parser whose mistakes are one line, and a runner that reports any
-ReportedError as `regbench CMD: error: ...` with its exit code. Imports no torch, so parsing answers at once."""
+"""What every regbench command shares: a parser whose mistakes are one line, a runner that reports any
+ReportedError as `regbench CMD: error: ...` with its exit code, and the check of a directory or file a command will
+write. Imports no torch, so parsing answers at once."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, NoReturn
 
 from regbench.errors import ReportedError, UserError
@@ -35,3 +39,30 @@ def run_command(prog: str, parser: argparse.ArgumentParser, action: Callable[[ar
         return action(args) or 0
     except ReportedError as err:
         return report(err, prog)
+
+
+def check_output_dir(path: Path, key: str, given: Path | None = None) -> None:
+    """Refuse, before anything is written, an output directory that cannot be created and written: a path that is
+    or passes through a file, or one under a directory this process may not write (a read-only mount, or /sys,
+    which root's permission bits do not show: a folder is made there and removed to find out). Messages name
+    `given` (the file to be written in `path`) where there is one."""
+    shown = str(given or path)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == Path(shown) else "lies under"
+        raise UserError(f"{key}={shown!r} is invalid: it {what} {str(existing)!r}, which is not a directory; "
+                        f"choose another directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".regbench-write-check-", dir=existing))
+    except OSError:
+        raise UserError(f"{key}={shown!r} is invalid: {str(existing)!r} is not writable here; choose a directory "
+                        f"you can write") from None
+
+
+def check_output_file(path: Path, key: str) -> None:
+    """Refuse a file a command will write that is a directory or lies where nothing can be written."""
+    if path.is_dir():
+        raise UserError(f"{key}={str(path)!r} is invalid: it is a directory; give a file name")
+    check_output_dir(path.parent, key, given=path)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from regbench.claims.card import SCALES, card_names, check_scale, load_card
-from regbench.command import CommandParser, run_command
+from regbench.command import CommandParser, check_output_dir, check_output_file, run_command
 from regbench.errors import ReportedError, UserError
 
 PROG = "regbench reproduce"
@@ -52,7 +52,9 @@ def _reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     check_scale(args.scale)
     _check(args.scoreboard is None or args.all, "--scoreboard", "only together with --all")
+    check_output_dir(args.root, "--root")
     if args.all:
+        check_output_file(args.scoreboard or Path(DEFAULT_SCOREBOARD), "--scoreboard")
         return _reproduce_all(args, argv)
     if not args.args:
         raise UserError(f"no card given: give NAME (one of {', '.join(card_names())}), --all or --list")

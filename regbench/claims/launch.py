@@ -14,9 +14,10 @@ def preflight_sweep(plan: SweepPlan) -> None:
     or a dataset that is not there (MNIST not downloaded, a wrong data.root) is one line before any job starts
     rather than a failed run per job."""
     from regbench.sweeps.preflight import preflight
-    from regbench.data.module import load_images
 
     first_job, *_ = preflight(plan.train_args()[1:], multirun=True)  # without -m
+    from regbench.data.module import load_images  # torch: only once the config checks that need none have passed
+
     load_images(first_job.config["data"])
 
 

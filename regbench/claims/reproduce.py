@@ -2,6 +2,7 @@
 the files, log to W&B."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,30 @@ from regbench.errors import ReportedError
 
 
 def plan_card(name: str, scale: str, root: Path, overrides: list[str]) -> SweepPlan:
-    """Everything that can be refused without training: the card, the overrides, the directory, the dataset."""
+    """Everything that can be refused without training: the card, the overrides, the directory, the dataset. A
+    refused plan leaves nothing behind in a directory it created (the checks need the arm configs written)."""
     plan = make_plan(load_card(name), scale, root, overrides)
-    prepare(plan)
-    if plan.card.is_procedure:
-        preflight_steps(plan)
-    else:
-        preflight_sweep(plan)
+    created = first_missing(plan.sweep_dir)
+    try:
+        prepare(plan)
+        if plan.card.is_procedure:
+            preflight_steps(plan)
+        else:
+            preflight_sweep(plan)
+    except ReportedError:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     record_plan(plan)
     return plan
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None when `path` exists)."""
+    missing = None
+    while not path.exists():
+        missing, path = path, path.parent
+    return missing
 
 
 def reproduce(plan: SweepPlan) -> Claim:

@@ -3,7 +3,6 @@ or resumable from which checkpoint), and how W&B files it."""
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,21 +25,6 @@ class Resumption:
     checkpoint: Path | None = None  # the last checkpoint of an unfinished run: training continues from it
     attempts: tuple[dict[str, Any], ...] = ()  # how earlier attempts ended; kept in the next metrics.json
     notice: str | None = None  # one line for the user: an unreadable checkpoint and what is done about it
-
-
-def check_output_dir(path: Path, key: str) -> None:
-    """Refuse, before Hydra tries to create it, an output directory that cannot be created and written: a path
-    that is or passes through a file, or one under a directory this process may not write (a read-only mount)."""
-    existing = path
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is" if existing == path else "lies under"
-        raise UserError(f"{key}={str(path)!r} is invalid: it {what} {str(existing)!r}, which is not a directory; "
-                        f"choose another directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={str(path)!r} is invalid: {str(existing)!r} is not writable here; choose a "
-                        f"directory you can write")
 
 
 def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.dir") -> Resumption:

@@ -22,7 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench.config.keys import check_override_keys, is_key_override
 from regbench.config.validate import OPTIMIZABLE_METRICS, check_config, check_seeds
 from regbench.errors import UserError, check, one_line
-from regbench.run.plan import check_output_dir, inspect_run_dir
+from regbench.command import check_output_dir
+from regbench.run.plan import inspect_run_dir
 from regbench.rundir_format import config_hash
 from regbench.sweeps.index import varying_keys
 

@@ -38,6 +38,11 @@ def test_list_shows_every_card_without_importing_torch(cli_env, tmp_path):
     ([], "regbench reproduce: error: no card given: give NAME (one of "),
     (["--list", "x"], "regbench reproduce: error: --list takes no card, overrides or --all"),
     (["--scoreboard", "s.md", "x"], "regbench reproduce: error: --scoreboard only together with --all"),
+    ([str(TINY_CARD), "--root", "/etc/passwd/x"],
+     "regbench reproduce: error: --root='/etc/passwd/x' is invalid: it lies under '/etc/passwd', which is not a "),
+    (["--all", "--scoreboard", "."], "regbench reproduce: error: --scoreboard='.' is invalid: it is a directory"),
+    # The arm configs the check composes are written first, and removed with the folders made for them.
+    ([str(TINY_CARD), "norm=bogus"], "regbench reproduce: error: norm='bogus' is not a known norm; allowed:"),
 ])
 def test_mistakes_are_one_line_with_exit_code_2_and_no_torch(cli_env, tmp_path, args, message):
     result = run_without_torch(args, cli_env, tmp_path)

@@ -49,6 +49,12 @@ def test_a_sweep_and_a_printed_config_cannot_be_asked_at_once(tmp_path, monkeypa
         "--help")
 
 
+def test_an_output_directory_where_nothing_can_be_made_is_refused_though_its_mode_bits_allow_root(
+        tmp_path, monkeypatch, capsys):
+    assert refused(["hydra.run.dir=/proc/regbench-run"], tmp_path, monkeypatch, capsys) == (
+        "hydra.run.dir='/proc/regbench-run' is invalid: '/proc' is not writable here; choose a directory you can write")
+
+
 def test_the_largest_seed_is_accepted():
     preflight(["seed=4294967295", "data.split_seed=4294967295"], multirun=False, writes=False)
 
