@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import timm
 import torch
 import torch.nn as nn
 
@@ -11,6 +10,9 @@ from regbench.backbones.base import Classifier
 from regbench.backbones.registry import register_backbone
 from regbench.errors import UserError, check
 from regbench.norms import NormLayer, swap_convs
+from regbench.timm_import import import_timm
+
+timm = import_timm()
 
 
 class TimmClassifier(Classifier):

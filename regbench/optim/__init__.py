@@ -10,6 +10,7 @@ import torch.nn as nn
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
 from regbench.specs.values import boolean
+from regbench.timm_import import import_timm
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
@@ -47,7 +48,7 @@ def adamw(model: nn.Module, *, lr: float, weight_decay: float,
 @OPTIMIZERS.register("sgdp")
 def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9, nesterov: bool = True,
          delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
-    from timm.optim import SGDP  # timm takes seconds to import; only runs that use it pay
+    SGDP = import_timm("timm.optim").SGDP  # timm takes seconds to import; only runs that use it pay
 
     return SGDP(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                 delta=delta, wd_ratio=wd_ratio)
@@ -56,7 +57,7 @@ def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 
 @OPTIMIZERS.register("adamp")
 def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
           delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
-    from timm.optim import AdamP  # timm takes seconds to import; only runs that use it pay
+    AdamP = import_timm("timm.optim").AdamP  # timm takes seconds to import; only runs that use it pay
 
     return AdamP(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), delta=delta, wd_ratio=wd_ratio)
 

@@ -11,6 +11,7 @@ from regbench.errors import UserError, check
 from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.timm_import import import_timm
 
 
 def wrap_head(model: nn.Module, name: str, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
@@ -61,7 +62,7 @@ class DropPathRegularizer(Regularizer):
         return [Inactive("drop_prob", self.drop_prob, "never drops a residual branch")] if self.drop_prob == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
-        from timm.layers import DropPath  # timm takes seconds to import; only runs that use droppath pay
+        DropPath = import_timm("timm.layers").DropPath  # timm takes seconds to import; only droppath runs pay
 
         blocks = residual_blocks(model)
         if not blocks:
