@@ -177,10 +177,10 @@ class ClassifierModule(L.LightningModule):
         if self.class_weights is not None:
             per_sample = per_sample * self.class_weights[labels]
         loss = per_sample.mean()
-        self.stop_if_diverged(loss, batch_idx)
         correct = logits.detach().argmax(dim=-1) == labels
+        self.stop_if_diverged(loss, correct, batch_idx)
         self.train_sums.update(loss, correct, self.is_noisy[index] if self.is_noisy is not None else None)
-        self.log_step(loss, correct)
+        self.log_step(loss, labels.shape[0])
         return loss
 
     def optimize(self, loss: torch.Tensor) -> None:
@@ -202,32 +202,27 @@ class ClassifierModule(L.LightningModule):
                 return per_sample
         return soft_cross_entropy(logits, targets)
 
-    def log_step(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+    def log_step(self, loss: torch.Tensor, batch_size: int) -> None:
         """The step's loss as `train_loss_step` (history.csv's and W&B's `train_loss` is the epoch's mean), only on
-        the steps where Lightning writes to the loggers or a progress bar shows it: each self.log costs a walk over
-        Lightning's result collection."""
+        the steps where Lightning writes to the loggers: each self.log costs a walk over Lightning's result
+        collection, and a read of the value on the host (a wait for the device). A terminal's progress bar shows
+        the values the finite check has read anyway (StepValuesBar)."""
         if self._trainer is None:
             return
         trainer = self.trainer
-        on_terminal = trainer.progress_bar_callback is not None
-        if not (on_terminal or (trainer.loggers and writes_logs_this_step(trainer))):
+        if not (trainer.loggers and writes_logs_this_step(trainer)):
             return
-        batch_size = correct.shape[0]
-        self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
-        if on_terminal:
-            # Only for the terminal's progress bar: nothing is logged, and non-terminal runs skip it.
-            self.log("train_acc_step", correct.float().mean(), prog_bar=True, logger=False, on_step=True,
-                     on_epoch=False, batch_size=batch_size)
+        self.log("train_loss_step", loss, on_step=True, on_epoch=False, batch_size=batch_size)
 
-    def stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """A NaN or infinite loss ends the run (see regbench.run.finite_check): this step's loss is queued and the
-        previous step's checked, so the step never waits for the device. Under DDP the loss is summed over the
-        ranks first: every rank must stop at the same step, or the others would wait forever in the gradient
-        all-reduce."""
+    def stop_if_diverged(self, loss: torch.Tensor, correct: torch.Tensor, batch_idx: int) -> None:
+        """A NaN or infinite loss ends the run (see regbench.run.finite_check): this step's loss (and its `correct`
+        predictions, for the progress bar) is queued and the previous step's checked, so the step never waits for
+        the device. Under DDP the loss is summed over the ranks first: every rank must stop at the same step, or the
+        others would wait forever in the gradient all-reduce."""
         reduce = None
         if self.world_size > 1:
             reduce = lambda value: self.trainer.strategy.reduce(value, reduce_op="sum")  # noqa: E731
-        self.finite_check.push(loss, self.current_epoch, batch_idx, reduce)
+        self.finite_check.push(loss, self.current_epoch, batch_idx, reduce, correct, self.world_size)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if not self.regularizers:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -82,6 +82,15 @@ def crafted_best_checkpoint(run_dir: Path) -> ModelCheckpoint:
                            enable_version_counter=False, every_n_epochs=1, save_on_train_epoch_end=True)
 
 
+class StepValuesBar(RichProgressBar):
+    """The terminal's progress bar, showing the training loss and accuracy of the last step the finite-loss check
+    has read (one step behind): Lightning's own bar would read the logged values on the host at every step, each
+    read a wait for the device."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        return {**super().get_metrics(trainer, pl_module), **pl_module.finite_check.last_step}
+
+
 def build_trainer(cfg: Mapping[str, Any], run_dir: Path, logger, callbacks: list[L.Callback],
                   plugins: list[Any] = ()) -> L.Trainer:
     check_trainer_config(cfg)
@@ -98,7 +107,7 @@ def build_trainer(cfg: Mapping[str, Any], run_dir: Path, logger, callbacks: list
         max_epochs=cfg["max_epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"],
         strategy=cfg["strategy"], precision=cfg["precision"], deterministic=cfg["deterministic"],
         logger=logger if logger is not None else False,
-        callbacks=[*callbacks, ResumableRandomness(), best, last],
+        callbacks=[*callbacks, ResumableRandomness(), best, last, *([StepValuesBar()] if on_terminal else [])],
         plugins=[AtomicCheckpointIO(), *plugins], profiler=NoProfiler(),
         enable_progress_bar=on_terminal, enable_model_summary=on_terminal, num_sanity_val_steps=0,
         default_root_dir=str(run_dir), log_every_n_steps=10)

@@ -24,7 +24,7 @@ from regbench.run.distributed import free_port
 from regbench.run.epoch_sums import TrainEpochSums
 from regbench.run.finite_check import LaggedFiniteCheck
 from regbench.run.module import ClassifierModule, upgrade_step_count, writes_logs_this_step
-from regbench.run.trainer import build_trainer
+from regbench.run.trainer import StepValuesBar, build_trainer
 from data_configs import dataset_config
 from test_run_resumption import TRAINER_CONFIG
 
@@ -143,6 +143,33 @@ def test_a_non_finite_loss_is_reported_at_the_next_step_naming_its_own_batch():
         check.push(torch.tensor(1.0), 2, 4)
 
 
+def test_the_check_keeps_the_last_read_steps_loss_and_accuracy_for_the_progress_bar():
+    check = LaggedFiniteCheck()
+    check.push(torch.tensor(0.5), 0, 0, correct=torch.tensor([True, False, True, True]))
+    assert check.last_step == {}  # nothing read yet
+    check.push(torch.tensor(0.25), 0, 1, correct=torch.tensor([False, False, False, True]))
+    assert check.last_step == {"train_loss_step": 0.5, "train_acc_step": 0.75}
+    # Under DDP the pushed values are sums over the ranks: the bar shows the mean loss and the accuracy of all.
+    check.push(torch.tensor(3.0), 0, 2, reduce=lambda value: value * 2, correct=torch.tensor([True, False]),
+               ranks=2)
+    check.flush()
+    assert check.last_step == {"train_loss_step": 3.0, "train_acc_step": 0.5}
+
+
+def test_the_progress_bar_reads_nothing_more_on_the_host_than_a_run_without_it(capsys):
+    reads = {}
+    for bar in ([], [StepValuesBar()]):
+        module, data = mlp_module(), batches(12)
+        optimizer, schedule = sgd_with_decaying_lr(module.parameters())
+        module.configure_optimizers = lambda: ([optimizer], [{"scheduler": schedule, "interval": "step"}])
+        trainer = quiet_trainer(max_epochs=1, log_every_n_steps=5, callbacks=bar, enable_progress_bar=bool(bar))
+        with HostReads() as counted:
+            trainer.fit(module, train_dataloaders=loader(data))
+        reads[bool(bar)] = len(counted.read)
+    assert reads[True] == reads[False]
+    assert "train_loss_step" in capsys.readouterr().out  # what the bar showed
+
+
 def test_flush_reads_the_queued_loss_at_once():
     check = LaggedFiniteCheck()
     check.push(torch.tensor(float("inf")), 0, 7)
@@ -152,17 +179,16 @@ def test_flush_reads_the_queued_loss_at_once():
 
 
 def test_a_step_never_reads_its_own_loss_on_the_host():
-    # On a GPU a host read of the current loss waits for the device; the check only reads the previous step's
-    # loss, which the device finished before the current step's work was queued. CPU has no device queue, so
-    # this checks what is read when, not the device's timeline.
+    # On a GPU a host read of the current loss waits for the device. The check reads only the copy it queued a
+    # step earlier (the lag is test_a_non_finite_loss_is_reported_at_the_next_step_naming_its_own_batch's), and
+    # reads that copy's memory directly: no step makes the dispatcher read a tensor's value (.item(), float()).
     check = LaggedFiniteCheck()
-    storage = []
     for step in range(5):
         loss = torch.tensor(float(step)) * 1
-        storage.append(loss.untyped_storage().data_ptr())
         with HostReads() as reads:
-            check.push(loss, 0, step)
-        assert reads.read == storage[step - 1:step]  # the previous step's loss, once; nothing at the first step
+            check.push(loss, 0, step, correct=torch.tensor([True, False]))
+        assert reads.read == []
+    assert check.last_step == {"train_loss_step": 3.0, "train_acc_step": 0.5}
 
 
 def test_the_module_queues_each_step_and_checks_before_validation_and_checkpoints():
@@ -239,7 +265,8 @@ class FakeTrainer:
     (["wandb"], None, 19, False, ["train_loss_step"]),
     (["wandb"], None, 10, False, []),
     (["wandb"], None, 4, True, ["train_loss_step"]),     # the step where the run stops is written
-    ([], "bar", 3, False, ["train_loss_step", "train_acc_step"]),
+    ([], "bar", 9, False, []),                           # a terminal's bar shows the finite check's values
+    (["wandb"], "bar", 9, False, ["train_loss_step"]),
 ])
 def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, progress_bar, global_step, should_stop,
                                                         logged):
@@ -248,7 +275,7 @@ def test_the_step_loss_is_logged_only_where_it_is_shown(monkeypatch, loggers, pr
     module._trainer = FakeTrainer(loggers, progress_bar, global_step, should_stop)
     names = []
     module.log = lambda name, *args, **kwargs: names.append(name)
-    module.log_step(torch.tensor(1.0), torch.tensor([True, False]))
+    module.log_step(torch.tensor(1.0), 2)
     assert names == logged
 
 
@@ -282,8 +309,8 @@ def loader(data) -> DataLoader:
 
 
 def quiet_trainer(**settings) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, **settings)
+    return L.Trainer(**{"accelerator": "cpu", "logger": False, "enable_checkpointing": False,
+                        "enable_progress_bar": False, "enable_model_summary": False, **settings})
 
 
 def sgd_with_decaying_lr(parameters):
