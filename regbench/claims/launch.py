@@ -10,15 +10,12 @@ from regbench.sweeps.child import run_child_sweep
 
 
 def preflight_sweep(plan: SweepPlan) -> None:
-    """Check every job's config here (as `regbench train` will), then load the first job's dataset, so a typo
-    or a dataset that is not there (MNIST not downloaded, a wrong data.root) is one line before any job starts
-    rather than a failed run per job."""
+    """Check every job's config here (as `regbench train` will), its dataset included, so a typo or a dataset
+    that is not there (MNIST not downloaded, a wrong data.root) is one line before any job starts rather than a
+    failed run per job."""
     from regbench.sweeps.preflight import preflight
 
-    first_job, *_ = preflight(plan.train_args()[1:], multirun=True)  # without -m
-    from regbench.data.module import load_images  # torch: only once the config checks that need none have passed
-
-    load_images(first_job.config["data"])
+    preflight(plan.train_args()[1:], multirun=True)  # without -m
 
 
 def run_sweep(plan: SweepPlan) -> int:

@@ -199,7 +199,25 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds:
     for job, resolved, on_this_machine in composed:
         with job_errors(job, multirun):
             checked.append(CheckedJob(job, resolved, check_buildable(resolved, on_this_machine)))
+    if sweeping:
+        check_sweep_data([(job, resolved) for job, resolved, on_this_machine in composed if on_this_machine])
     return checked
+
+
+def check_sweep_data(jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
+    """Load each dataset a sweep trains on here once (a job loads it again), so missing files or a wrong
+    data.root are one line before any job starts, not one failure per job. Jobs on another machine (SLURM) read
+    files this one may not have: they are left to their own checks."""
+    from regbench.data.module import load_images  # torch: only once every config check has passed
+
+    seen = set()
+    for job, resolved in jobs:
+        data = resolved["data"]
+        key = (data["name"], str(data["root"]), data["download"])
+        if key not in seen:
+            seen.add(key)
+            with job_errors(job, multirun=True):
+                load_images(data)
 
 
 @contextlib.contextmanager

@@ -104,6 +104,9 @@ def test_hparams_search_preset_tunes_its_technique_with_optuna(name):
      "varies (norm)"),
     (["+sweep=norm_grid", "sweep_summary.baseline=batchnorm"], "sweep_summary.baseline='batchnorm' is invalid"),
     (["seed=0,1", "sweep_summary.metric=''"], "sweep_summary.metric='' is invalid: must be a metric of metrics.json"),
+    # The dataset is loaded once before the sweep starts: missing files are one line, not a failure per job.
+    (["seed=0,1", "data=mnist", "data.root=/no/such"], "MNIST files not found: /no/such/MNIST/raw/"
+                                                       "train-images-idx3-ubyte is missing; "),
     (["seed=0", "hydra/sweeper=optuna"], "hydra/sweeper=optuna needs optimized_metric, the metric its jobs return "
                                          "(best_val_acc, val_acc, "),
 ])
