@@ -10,6 +10,7 @@ from hydra import initialize_config_module
 from regbench.claims.arms import arm_config, conf_groups
 from regbench.claims.card import MIN_SEEDS, SCALES, card_names, cards_dir, load_card, parse_card
 from regbench.claims.plan import make_plan, prepare
+import regbench.sweeps.preflight
 from regbench.sweeps.preflight import preflight, sweep_jobs
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from regbench.errors import UserError
@@ -35,6 +36,16 @@ PROCEDURES = {"data_diet", "model_soups", "concat_representations", "nested_cote
 CLASSIC_CARDS = sorted(set(card_names()) - PROCEDURES)
 
 
+@pytest.fixture
+def datasets_listed(monkeypatch) -> list[str]:
+    """The datasets a sweep's preflight would load, listed instead: the paper-scale cards train on datasets this
+    machine does not have, and these tests check the cards' configs."""
+    listed = []
+    monkeypatch.setattr(regbench.sweeps.preflight, "check_sweep_data",
+                        lambda jobs: listed.extend(config["data"]["name"] for _, config in jobs))
+    return listed
+
+
 def test_every_seed_technique_has_a_card():
     assert set(card_names()) == SEED_TECHNIQUES | PROCEDURES
     assert {name for name in card_names() if load_card(name).is_procedure} == PROCEDURES
@@ -53,7 +64,7 @@ def test_card_is_complete_and_cites_its_paper(name):
 
 
 @pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in sorted(PROCEDURES) for scale in SCALES])
-def test_the_first_steps_of_every_procedure_card_validate(tmp_path, name, scale):
+def test_the_first_steps_of_every_procedure_card_validate(tmp_path, name, scale, datasets_listed):
     """The train steps that need no earlier step's output, every job as reproduce checks them before the steps;
     the later steps' inputs exist only once the earlier steps have run (the e2e test runs a procedure card)."""
     from regbench.claims.procedure import preflight_steps
@@ -64,7 +75,7 @@ def test_the_first_steps_of_every_procedure_card_validate(tmp_path, name, scale)
 
 
 @pytest.mark.parametrize(("name", "scale"), [(name, scale) for name in CLASSIC_CARDS for scale in SCALES])
-def test_every_job_of_every_card_validates(tmp_path, name, scale):
+def test_every_job_of_every_card_validates(tmp_path, name, scale, datasets_listed):
     plan = make_plan(load_card(name), scale, tmp_path, [])
     prepare(plan)
     overrides = plan.train_args()[1:]  # without -m
@@ -75,7 +86,7 @@ def test_every_job_of_every_card_validates(tmp_path, name, scale):
     # reproduce does for every job before launching (the card tests check the seed lists).
     one_seed = [override for override in overrides if not override.startswith("seed=")] + [f"seed={plan.seeds[0]}"]
     arms = [job.config for job in preflight(one_seed, multirun=True)]
-    assert len(arms) == 2
+    assert len(arms) == 2 and datasets_listed == [arm["data"]["name"] for arm in arms]  # both would be loaded
     # The arms differ, and only where the card says they do.
     assert arms[0] != arms[1] and {arm["exp_name"] for arm in arms} == {f"claim_{name}"}
     if scale == "quick":
