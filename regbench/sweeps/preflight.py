@@ -26,12 +26,11 @@ from regbench.command import check_output_dir
 from regbench.run.plan import inspect_run_dir
 from regbench.rundir_format import config_hash
 from regbench.sweeps.index import varying_keys
-
-# Hydra's grid sweeper; any other searches, ranking its jobs by the metric they return.
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 from regbench.sweeps.launchers import LAUNCHER_TARGET, REMOTE_LAUNCHERS, check_slurm_launcher
 
 CONFIG_MODULE = "regbench.conf"
+# Hydra's grid sweeper; any other searches, ranking its jobs by the metric they return.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 GROUPS = ("data", "backbone", "norm", "regularizer", "calibrate", "eval", "optim", "sched", "trainer", "logger", "exp",
           "sweep", "hparams_search")
 # Hydra's own groups a user selects on the command line, checked the same way.
