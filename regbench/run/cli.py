@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from importlib.resources import files
 
 # Taken when the command starts, so the first run of this process can report how long it waited for its first step.
 _PROCESS_START = [time.perf_counter()]
@@ -16,6 +17,15 @@ from regbench.errors import ReportedError, UserError  # noqa: E402
 
 # Hydra flags that print help or facts about Hydra itself: no config is checked.
 HELP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--version", "--shell-completion", "-sc"}
+# The config groups a user selects, as `regbench train --help` lists them; the list-valued ones take [NAME,...].
+SELECTED_GROUPS = ("data", "backbone", "norm", "regularizer", "optim", "sched", "calibrate", "eval", "logger",
+                   "trainer")
+PRESET_GROUPS = ("exp", "sweep", "hparams_search")
+USAGE = """usage: regbench train [OVERRIDE ...]              train one run (e.g. norm=groupnorm seed=1 optim.lr=0.05)
+       regbench train -m [OVERRIDE ...]           a sweep: comma lists sweep a key (seed=0,1,2 norm=batchnorm,layernorm)
+       regbench train --cfg job [OVERRIDE ...]    print the composed config instead of training
+       regbench train --hydra-help                Hydra's own flags
+"""
 # Hydra flags that compose another config than regbench's (the preflight checks regbench's own).
 OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
 
@@ -76,7 +86,30 @@ def check_train_args(args: list[str]) -> None:
             warn_inactive(job.inactive, f"sweep job {settings}: ")
 
 
+def options(group: str) -> list[str]:
+    """The options of config group `group`: its YAML files in the config package (no config is composed)."""
+    folder = files("regbench.conf").joinpath(group)
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def print_help() -> None:
+    """The command's usage and every config group's options, listed from the config package's folders: Hydra's
+    own help composes the config once per group it lists (about half a second)."""
+    lines = [USAGE, "config groups (GROUP=NAME; regularizer, calibrate and eval take lists, e.g. regularizer=[cutmix,"
+                    "ema]):"]
+    lines += [f"  {group}: {', '.join(options(group))}" for group in SELECTED_GROUPS]
+    lines += [f"  hydra/launcher: {', '.join(options('hydra/launcher'))} (Hydra's basic, one job after another, by "
+              f"default)"]
+    lines += ["", "presets (+GROUP=NAME, e.g. +exp=cutmix, +sweep=norm_grid):"]
+    lines += [f"  {group}: {', '.join(options(group))}" for group in PRESET_GROUPS]
+    lines += ["", "any key of the config can be set (trainer.max_epochs=5); README.md lists every option's paper."]
+    print("\n".join(lines))
+
+
 def main(args: list[str]) -> int:
+    if {"--help", "-h"}.intersection(args):
+        print_help()
+        return 0
     try:
         check_train_args(args)
     except ReportedError as err:

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf, open_dict
 
 from image_trees import write_class_folders, write_imagenet, write_tiny_imagenet
 from regbench.config.validate import validate_config
-from regbench.sweeps.preflight import GROUPS, preflight
+from regbench.sweeps.preflight import GROUPS, group_options, preflight
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # Presets added with `+group=name` have tests of their own (exp below, sweep and hparams_search in tests/sweeps).
@@ -129,3 +129,15 @@ def test_every_dataset_takes_crafted_validation_from_its_one_definition(dataset)
     cfg = composed([f"data={dataset}", "seed=7"])
     assert cfg["data"]["crafted_val"] == common["crafted_val"]
     assert common["crafted_val"]["shifts"] == []  # off unless asked for
+
+
+def test_train_help_lists_each_groups_options_as_hydra_composes_them(capsys):
+    from regbench.run.cli import PRESET_GROUPS, SELECTED_GROUPS, main, options
+
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        for group in (*SELECTED_GROUPS, *PRESET_GROUPS):
+            assert options(group) == group_options(group), group
+        assert set(options("hydra/launcher")) < set(group_options("hydra/launcher"))
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(f"  {group}: {', '.join(options(group))}" in shown for group in (*SELECTED_GROUPS, *PRESET_GROUPS))

@@ -77,7 +77,7 @@ def test_a_run_imports_wandb_only_for_its_logger_and_timm_only_for_a_timm_compon
     assert result.returncode == 0, result.stderr[-2000:]
     assert heavy == {"torch", "lightning"}
     # timm tries to import W&B for its own scripts: a timm component alone does not load it.
-    result, heavy = imported_heavy(["train", "logger=none", "optim=sgdp", "regularizer=[droppath]",
-                                    "backbone=resnet18", *tiny[:1], "hydra.run.dir=timm_run"], tmp_path, cli_env)
+    result, heavy = imported_heavy(["train", "logger=none", "optim=sgdp", *tiny[:2], "hydra.run.dir=timm_run"],
+                                   tmp_path, cli_env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert heavy == {"torch", "lightning", "timm"}
