@@ -1,10 +1,11 @@
-"""The run directory's format, shared by the writer (regbench.run) and its readers (compare, sweeps, claims):
-file names, metrics.json's statuses and keys, the history columns, atomic writes and the config hash.
+"""The run directory's format, shared by its writers (regbench.run, a soup) and its readers (compare, sweeps,
+claims): file names, metrics.json's statuses and layout (metrics_payload), the history columns, atomic writes and
+the config hash.
 Torch-free, so readers that train nothing stay light.
 
     RUN_DIR/config.yaml            the resolved config
     RUN_DIR/history.csv            one row per epoch (HISTORY_COLUMNS, then any extra columns)
-    RUN_DIR/metrics.json           status (STATUSES) and results, written atomically
+    RUN_DIR/metrics.json           status (STATUSES) and results (metrics_payload), written atomically
     RUN_DIR/checkpoints/{last,previous,best,crafted_best}.ckpt
 """
 from __future__ import annotations
@@ -66,6 +67,16 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     """The content hash of a resolved config (UNHASHED_KEYS left out): the same hash means the same run."""
     content = {k: v for k, v in cfg.items() if k not in UNHASHED_KEYS}
     return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def metrics_payload(cfg: Mapping[str, Any], status: str, *, wall_time_s: float, attempts: list[dict[str, Any]],
+                    provenance: Mapping[str, Any], error: str | None = None, inactive: list | None = None,
+                    **results: Any) -> dict[str, Any]:
+    """metrics.json, as every writer (a trained run, a soup) lays it out: the status and what identifies the run,
+    its `results`, then how it ran (the earlier attempts, the code's provenance, the config hash)."""
+    return {"status": status, "error": error, "seed": cfg["seed"], "exp_name": cfg["exp_name"],
+            "components": component_names(cfg), "inactive": inactive, **results, "wall_time_s": wall_time_s,
+            "attempts": attempts, **provenance, "config_hash": config_hash(cfg)}
 
 
 def stored_config_hash(run_dir: Path) -> str | None:

@@ -6,6 +6,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import regbench
+
 VERSIONED_PACKAGES = ("regbench", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "timm", "numpy")
 
 
@@ -38,3 +40,8 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+
+
+def provenance() -> dict[str, Any]:
+    """metrics.json's record of what produced the run: the source's commit and the packages' versions."""
+    return {**git_state(), "versions": {**package_versions(), "regbench": regbench.__version__}}

@@ -16,7 +16,6 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
-import regbench
 from regbench.backbones import build_backbone
 from regbench.calibration import build_calibrators
 from regbench.calibration.report import CALIBRATED_KEY, calibrated_report
@@ -36,15 +35,15 @@ from regbench.run.dashboard import WandbDashboard
 from regbench.run.distributed import global_rank, ranks_started_outside, run_local_ranks
 from regbench.run.module import ClassifierModule, upgrade_epoch_sums
 from regbench.run.plan import RunPlan, checkpoint_problem
-from regbench.run.provenance import git_state, package_versions
+from regbench.run.provenance import provenance
 from regbench.run.recorder import RunRecorder
 from regbench.run.signals import SigtermFlag
 from regbench.run.selection import selected_epoch
 from regbench.run.subpopulations import group_metrics, groups_section
 from regbench.run.trainer import build_trainer, crafted_best_checkpoint
 from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
-                                    FAILED, INTERRUPTED, METRICS_FILE, RUNNING, component_names, config_hash, read_json,
-                                    write_json_atomic, write_text_atomic)
+                                    FAILED, INTERRUPTED, METRICS_FILE, RUNNING, component_names, metrics_payload,
+                                    read_json, write_json_atomic, write_text_atomic)
 
 
 def quiet_lightning() -> None:
@@ -66,13 +65,8 @@ def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
 
 
 def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan, **fields: Any) -> dict[str, Any]:
-    return {
-        "status": status, "error": fields.pop("error", None), "seed": cfg["seed"], "exp_name": cfg["exp_name"],
-        "components": component_names(cfg), "inactive": fields.pop("inactive", None), **fields,
-        "wall_time_s": time.perf_counter() - started,
-        "attempts": list(plan.resumption.attempts), **git_state(),
-        "versions": {**package_versions(), "regbench": regbench.__version__}, "config_hash": config_hash(cfg),
-    }
+    return metrics_payload(cfg, status, wall_time_s=time.perf_counter() - started,
+                           attempts=list(plan.resumption.attempts), provenance=provenance(), **fields)
 
 
 def init_section(init: dict[str, Any]) -> dict[str, Any]:

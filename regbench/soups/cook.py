@@ -17,16 +17,15 @@ import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-import regbench
 from regbench.backbones import build_backbone
 from regbench.data import build_datamodule
 from regbench.data.shape import loaded_run_shape
 from regbench.errors import UserError
 from regbench.init.weights import backbone_key, network_state, timm_classifier
 from regbench.run.module import EvalMetrics
-from regbench.run.provenance import git_state, package_versions
+from regbench.run.provenance import provenance
 from regbench.rundir_format import (COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE,
-                                    component_names, config_hash, write_json_atomic, write_text_atomic)
+                                    metrics_payload, write_json_atomic, write_text_atomic)
 from regbench.soups.batch_stats import check_recomputable, recompute_batch_statistics
 from regbench.soups.ingredients import SOUP_KEY, Ingredient
 from regbench.soups.recipes import State, greedy_soup, uniform_average
@@ -174,14 +173,10 @@ def write_soup(kitchen: Kitchen, soup: dict[str, Any], out: Path, group: str, st
     config = {**shared, "run_dir": str(out),
               SOUP_KEY: {"recipe": soup["recipe"], "checkpoint": soup["checkpoint"], "group": group or None,
                          "varied": varied}}
-    payload = {
-        "status": COMPLETED, "error": None, "seed": config["seed"], "exp_name": config["exp_name"],
-        "components": component_names(config), "inactive": None, "metrics": {**test, **val},
-        "calibration": bins, "epochs": 0, "classes": first.metrics.get("classes"), "init": first.metrics["init"],
-        SOUP_KEY: {**soup, "group": group or None}, "wall_time_s": time.perf_counter() - started, "attempts": [],
-        **git_state(), "versions": {**package_versions(), "regbench": regbench.__version__},
-        "config_hash": config_hash(config),
-    }
+    payload = metrics_payload(config, COMPLETED, wall_time_s=time.perf_counter() - started, attempts=[],
+                              provenance=provenance(), metrics={**test, **val}, calibration=bins, epochs=0,
+                              classes=first.metrics.get("classes"), init=first.metrics["init"],
+                              **{SOUP_KEY: {**soup, "group": group or None}})
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / CONFIG_FILE, OmegaConf.to_yaml(config))
     write_text_atomic(out / HISTORY_FILE, history_header())
