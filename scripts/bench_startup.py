@@ -117,6 +117,7 @@ def main() -> None:
              "reference"),
             ("regbench --help", lambda: timed([*REGBENCH, "--help"], work, 0), "light"),
             ("regbench compare --help", lambda: timed([*REGBENCH, "compare", "--help"], work, 0), "light"),
+            ("regbench train --help", lambda: timed([*REGBENCH, "train", "--help"], work, 0), "light"),
             ("regbench train --cfg job", lambda: timed([*REGBENCH, "train", "--cfg", "job"], work, 0), "light"),
             ("regbench train norm=no_such_norm", lambda: timed([*REGBENCH, "train", "norm=no_such_norm"], work, 2),
              "light"),
