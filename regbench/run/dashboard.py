@@ -22,6 +22,8 @@ PREVIEW_IMAGES = 16
 PREVIEW_MIN_SIDE = 64
 # Mixing blends two samples' labels: a caption names the two largest target weights.
 CAPTION_LABELS = 2
+# The accuracy on the noisy samples' given (wrong) labels measures memorization: none of its values is the best.
+WITHOUT_BEST = ("train_acc_noisy",)
 # Keys of the logged media, one panel section per prefix.
 FIRST_BATCH, MEMORIZATION = "train/first_batch", "train/memorization"
 RELIABILITY, RELIABILITY_DIAGRAM = "test/reliability", "test/reliability_diagram"
@@ -30,7 +32,7 @@ PER_CLASS, PER_CLASS_BARS = "test/per_class_acc", "test/per_class_acc_bars"
 
 def summary_ops(metric: str) -> str | None:
     """The best value (min or max, by the metric's direction) and the last one; None keeps W&B's default (last)."""
-    direction = better_direction(metric)
+    direction = None if metric in WITHOUT_BEST else better_direction(metric)
     return f"{direction},last" if direction else None
 
 

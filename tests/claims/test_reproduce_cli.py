@@ -5,7 +5,6 @@ import sys
 
 import pytest
 from conftest import TINY_CARD, TINY_PROCEDURE_CARD
-from wandb_offline import read_records, run_record
 
 from regbench.claims import card as card_module
 from regbench.claims.card import card_names
@@ -76,7 +75,8 @@ def test_a_missing_dataset_is_one_line_before_any_job_starts(run_regbench, tmp_p
 
 
 @pytest.mark.slow
-def test_reproduce_runs_the_card_as_a_sweep_judges_it_and_resumes(run_regbench, tmp_path, monkeypatch, capsys):
+def test_reproduce_runs_the_card_as_a_sweep_judges_it_and_resumes(run_regbench, tmp_path, monkeypatch, capsys,
+                                                                   offline_wandb_run):
     result = run_regbench("reproduce", str(TINY_CARD), *TINY, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = tmp_path / "reproductions" / "tiny" / "quick"
@@ -98,16 +98,18 @@ def test_reproduce_runs_the_card_as_a_sweep_judges_it_and_resumes(run_regbench, 
     assert (sweep_dir / "claim.png").read_bytes().startswith(b"\x89PNG")
     assert f"tiny (quick): {claim['verdict']} -- test_acc" in result.stdout
 
-    # The W&B claim run sits in the group of the card's jobs, with the verdict, the table and the plot.
-    [job_run] = (sweep_dir / "0" / "wandb").glob("offline-run-*/run-*.wandb")
-    [claim_run] = (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    assert run_record(job_run).run_group == run_record(claim_run).run_group == "claim_tiny/quick"
-    assert run_record(claim_run).job_type == "claim"
-    summary = {item.key: json.loads(item.value_json) for record in read_records(claim_run)
-               if record.WhichOneof("record_type") == "summary" for item in record.summary.update if item.key}
+    # The W&B claim run sits in the group of the card's jobs, with the verdict, the table and the plot (read with
+    # W&B's own reader).
+    job_run, claim_run = offline_wandb_run(sweep_dir / "0" / "wandb"), offline_wandb_run(sweep_dir / "wandb")
+    assert job_run.run["run_group"] == claim_run.run["run_group"] == "claim_tiny/quick"
+    assert claim_run.run["job_type"] == "claim"
+    summary = claim_run.summary
     assert summary["verdict"] == claim["verdict"] and summary["effect"] == pytest.approx(claim["effect"])
-    media = {path.parent.name for path in claim_run.parent.glob("files/media/*/*")}
-    assert media == {"table", "images"}
+    per_seed = claim_run.table("claim/per_seed")
+    assert per_seed["columns"] == ["seed", "baseline", "treatment", "difference"]
+    assert [row[0] for row in per_seed["data"]] == claim["seeds"]
+    assert [row[2] for row in per_seed["data"]] == pytest.approx(claim["arms"]["treatment"]["values"])
+    assert summary["claim/plot"]["_type"] == "image-file"
 
     # --all over a cards folder holding only this card: the same sweep directory, so every job is skipped.
     monkeypatch.setattr(card_module, "cards_dir", lambda: TINY_CARD.parent)

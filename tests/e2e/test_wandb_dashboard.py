@@ -51,6 +51,7 @@ def test_reliability_rows_keep_every_bin_and_leave_empty_ones_blank():
 
 
 @pytest.mark.parametrize("metric, ops", [("val_acc", "max,last"), ("train_acc_clean", "max,last"),
+                                         ("train_acc_noisy", None),
                                          ("val_nll", "min,last"), ("val_ece", "min,last"), ("train_loss", "min,last"),
                                          ("lr", None), ("images_per_s", None)])
 def test_summaries_keep_the_best_value_in_the_metrics_direction(metric, ops):
