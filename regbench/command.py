@@ -41,15 +41,27 @@ def run_command(prog: str, parser: argparse.ArgumentParser, action: Callable[[ar
         return report(err, prog)
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` itself where it exists, else its closest ancestor that does."""
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet, which making `path` would create (None when `path`
+    exists)."""
+    existing = nearest_existing(path)
+    return None if existing == path else existing / path.relative_to(existing).parts[0]
+
+
 def check_output_dir(path: Path, key: str, given: Path | None = None) -> None:
     """Refuse, before anything is written, an output directory that cannot be created and written: a path that is
     or passes through a file, or one under a directory this process may not write (a read-only mount, or /sys,
     which root's permission bits do not show: a folder is made there and removed to find out). Messages name
     `given` (the file to be written in `path`) where there is one."""
     shown = str(given or path)
-    existing = path
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         what = "is" if existing == Path(shown) else "lies under"
         raise UserError(f"{key}={shown!r} is invalid: it {what} {str(existing)!r}, which is not a directory; "

@@ -15,6 +15,7 @@ from regbench.claims.report import Claim, summary_line, write_claim_files
 from regbench.claims.results import launch_count, read_results
 from regbench.claims.verdict import judge
 from regbench.claims.wandb_log import log_claim
+from regbench.command import first_missing
 from regbench.errors import ReportedError
 
 
@@ -35,14 +36,6 @@ def plan_card(name: str, scale: str, root: Path, overrides: list[str]) -> SweepP
         raise
     record_plan(plan)
     return plan
-
-
-def first_missing(path: Path) -> Path | None:
-    """The outermost folder of `path` that does not exist yet (None when `path` exists)."""
-    missing = None
-    while not path.exists():
-        missing, path = path, path.parent
-    return missing
 
 
 def reproduce(plan: SweepPlan) -> Claim:

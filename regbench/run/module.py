@@ -222,7 +222,7 @@ class ClassifierModule(L.LightningModule):
         reduce = None
         if self.world_size > 1:
             reduce = lambda value: self.trainer.strategy.reduce(value, reduce_op="sum")  # noqa: E731
-        self.finite_check.push(loss, self.current_epoch, batch_idx, reduce, correct, self.world_size)
+        self.finite_check.push(loss, self.current_epoch, batch_idx, reduce, correct=correct, ranks=self.world_size)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if not self.regularizers:

@@ -12,6 +12,7 @@ from lightning.fabric.accelerators.cuda import num_cuda_devices
 
 from regbench.run.cli import main as train_main
 from regbench.sweeps.preflight import preflight
+from regbench.command import first_missing, nearest_existing
 from regbench.config.keys import check_override_keys
 from regbench.devices import DeviceMemory
 from regbench.errors import ParamError, UserError
@@ -53,6 +54,12 @@ def test_an_output_directory_where_nothing_can_be_made_is_refused_though_its_mod
         tmp_path, monkeypatch, capsys):
     assert refused(["hydra.run.dir=/proc/regbench-run"], tmp_path, monkeypatch, capsys) == (
         "hydra.run.dir='/proc/regbench-run' is invalid: '/proc' is not writable here; choose a directory you can write")
+
+
+def test_the_folder_a_command_would_create_first_is_the_outermost_missing_one(tmp_path):
+    assert first_missing(tmp_path) is None
+    assert first_missing(tmp_path / "a" / "b" / "c") == tmp_path / "a"
+    assert nearest_existing(tmp_path / "a" / "b") == tmp_path
 
 
 def test_the_largest_seed_is_accepted():
