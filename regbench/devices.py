@@ -1,7 +1,9 @@
 """What this machine can train on: which accelerator a trainer config gets here, and that device's memory."""
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -9,6 +11,8 @@ from regbench.errors import UserError
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 NVML_LIBRARY = "libnvidia-ml.so.1"
+CUDA_DRIVER_LIBRARY = "libcuda.so.1"
+ROCM_DEVICE = "/dev/kfd"
 BYTE_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 UNIT_STEP = 1000
 
@@ -33,20 +37,30 @@ def skip_failing_nvml_check() -> None:
     (no NVIDIA driver), it asks CUDA anyway, so the attempt only adds a failed library load to each step (0.2-0.3 ms
     on a 2-core CPU, a fifth of a small MLP's step): the setting is dropped there. ROCm builds ask AMD's library
     instead."""
-    import ctypes
-
     import torch
 
-    if os.environ.get(NVML_CHECK) != "1" or torch.version.hip is not None:
-        return
-    try:
-        ctypes.CDLL(NVML_LIBRARY)  # what torch loads
-    except OSError:
+    if os.environ.get(NVML_CHECK) == "1" and torch.version.hip is None and not loadable(NVML_LIBRARY):
         del os.environ[NVML_CHECK]
+
+
+def loadable(library: str) -> bool:
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def has_no_gpu() -> bool:
+    """Whether this machine certainly has no GPU for torch, known without importing it (which takes seconds): not
+    macOS (Apple's MPS), no ROCm device, and no NVIDIA driver library, without which CUDA sees no device."""
+    return sys.platform != "darwin" and not os.path.exists(ROCM_DEVICE) and not loadable(CUDA_DRIVER_LIBRARY)
 
 
 def _available() -> dict[str, int]:
     """Devices of each kind here, counted as Lightning counts them (without initializing CUDA)."""
+    if has_no_gpu():
+        return {"cpu": 1, "cuda": 0, "mps": 0}
     from lightning.fabric.accelerators.cuda import num_cuda_devices
     from lightning.fabric.accelerators.mps import MPSAccelerator
 

@@ -7,18 +7,18 @@ from typing import Any, Mapping
 import torch
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.compat import check_backbone_norm
-from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
 from regbench.norms import NormLayer, norm_layer_from_config
 from regbench.runshape import RunShape
+from regbench.specs.backbones import BACKBONES
+from regbench.specs.compat import check_backbone_norm
 
 
 def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
     """The checked norm layer for backbone `cfg.name` (fitted to the `run`, see norm_layer_from_config); an
     incompatible pair is one UserError line."""
-    BACKBONES.get(cfg["name"])
+    BACKBONES.entry(cfg["name"])
     norm_layer = norm_layer_from_config(norm_cfg, run)
-    check_backbone_norm(cfg["name"], norm_layer)
+    check_backbone_norm(cfg["name"], norm_layer.name, norm_layer.placement)
     return norm_layer
 
 
@@ -57,4 +57,4 @@ def check_feature_maps(model: Classifier, image_shape: tuple[int, int, int]) -> 
     model.train()
 
 
-__all__ = ["BACKBONES", "BACKBONE_TRAITS", "Classifier", "build_backbone", "dry_build_backbone", "norm_for_backbone"]
+__all__ = ["BACKBONES", "Classifier", "build_backbone", "dry_build_backbone", "norm_for_backbone"]

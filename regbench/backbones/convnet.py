@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.norms import NormLayer
 
 
@@ -53,6 +53,6 @@ class ConvNet(Classifier):
         return [[output] for output in self.stage_outputs]
 
 
-@register_backbone("convnet", conv_stages=lambda params: len(params["widths"]))
+@BACKBONES.register("convnet")
 def convnet(*, image_shape, num_classes, norm_layer, conv_layer, widths: list[int] = (32, 64, 128)) -> ConvNet:
     return ConvNet(image_shape[0], list(widths), num_classes, image_shape[1], norm_layer, conv_layer)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier, apply_norm_1d
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.norms import NormLayer
 
 
@@ -26,7 +26,7 @@ class MLP(Classifier):
 
 
 # An MLP has no convolutions: `conv_layer` is accepted like every backbone's and unused (compat refuses ws norms).
-@register_backbone("mlp", convs=False, spatial=False)
+@BACKBONES.register("mlp")
 def mlp(*, image_shape, num_classes, norm_layer, conv_layer, hidden: list[int] = (256, 256)) -> MLP:
     channels, height, width = image_shape
     return MLP(channels * height * width, list(hidden), num_classes, norm_layer)

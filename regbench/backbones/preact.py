@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.backbones.resnet import branch_scale, split_stages
 from regbench.errors import check
 from regbench.norms import NormLayer
@@ -58,13 +58,13 @@ class PreActResNet(Classifier):
         return split_stages(list(self.blocks), self.blocks_per_stage)
 
 
-@register_backbone("preact_resnet18", conv_stages=lambda params: 4)
+@BACKBONES.register("preact_resnet18")
 def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> PreActResNet:
     return PreActResNet(image_shape[0], [width * 2 ** i for i in range(4)], 2, width, num_classes, norm_layer,
                         conv_layer)
 
 
-@register_backbone("wrn16_4", conv_stages=lambda params: 3)
+@BACKBONES.register("wrn16_4")
 def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int = 16,
             widen_factor: int = 4) -> PreActResNet:
     check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,

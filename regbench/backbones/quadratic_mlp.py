@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier, apply_norm_1d
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.norms import NormLayer
 
 
@@ -33,7 +33,7 @@ class QuadraticMLP(Classifier):
 
 
 # Its activation is the square: a norm that brings its own activation cannot stand in for it.
-@register_backbone("quadratic_mlp", convs=False, spatial=False, acting_norms=False)
+@BACKBONES.register("quadratic_mlp")
 def quadratic_mlp(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 500) -> QuadraticMLP:
     channels, height, image_width = image_shape
     return QuadraticMLP(channels * height * image_width, width, num_classes, norm_layer)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.norms import NormLayer, SkipInit
 
 
@@ -66,6 +66,6 @@ def split_stages(blocks: list[nn.Module], blocks_per_stage: list[int]) -> list[l
     return [blocks[end - count:end] for end, count in zip(ends, blocks_per_stage)]
 
 
-@register_backbone("resnet18", conv_stages=lambda params: 4)
+@BACKBONES.register("resnet18")
 def resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> ResNet:
     return ResNet(image_shape[0], [2, 2, 2, 2], width, num_classes, norm_layer, conv_layer)

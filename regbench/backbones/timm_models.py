@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.errors import UserError, check
 from regbench.norms import NormLayer, swap_convs
 from regbench.timm_import import import_timm
@@ -38,7 +38,7 @@ def probe(model: nn.Module, image_shape: tuple[int, int, int], where: str) -> No
     model.train()
 
 
-@register_backbone("timm", acting_norms=False)
+@BACKBONES.register("timm")
 def timm_model(*, image_shape, num_classes, norm_layer: NormLayer, conv_layer, model_name: str = "resnet18",
                model_kwargs: Mapping[str, Any] | None = None) -> TimmClassifier:
     check(isinstance(model_name, str) and model_name in timm.list_models(), "model_name", model_name,

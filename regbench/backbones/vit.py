@@ -1,5 +1,5 @@
 """ViT-Tiny (Dosovitskiy et al., 2021; tiny = 192 wide, 12 blocks, 3 heads, as in DeiT) for small images,
-with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.norms.placement).
+with the norm placement as an ablation: pre, post, Mix-LN, Peri-LN, LayerNorm Scaling (regbench.specs.placement).
 Features are the mean of the output tokens (pool=mean) or a class token's output (pool=cls, as in ViT/DeiT).
 A norm that compresses the stream (crmsnorm) makes the residual stream embed_dim - 1 wide: the zero-mean
 embed_dim vectors of a Pre-CRMSNorm Transformer without their last coordinate (Jiang et al., 2023)."""
@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.backbones.base import Classifier
-from regbench.backbones.registry import register_backbone
+from regbench.specs.backbones import BACKBONES
 from regbench.errors import UserError, check
 from regbench.norms import NormLayer
 
@@ -185,7 +185,7 @@ class VisionTransformer(Classifier):
         return weights[:, 0, 1:]
 
 
-@register_backbone("vit_tiny", tokens=True, convs=False, spatial=False, acting_norms=False)
+@BACKBONES.register("vit_tiny")
 def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
              num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
              pool: str = "mean") -> VisionTransformer:

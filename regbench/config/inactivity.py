@@ -8,11 +8,12 @@ from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 from regbench.errors import ParamError, UserError
-from regbench.norms import NORM_TRAITS, NORMS
-from regbench.norms.layer import split_norm_config
+from regbench.norms import NORMS
+from regbench.norms.registry import NORM_HOOKS
 from regbench.optim import SCHEDULE_CHECKS, SCHEDULES
 from regbench.regularizers import Regularizer
 from regbench.runshape import Inactive, RunShape
+from regbench.specs.placement import split_norm_config
 
 RunCheck = Callable[[RunShape], list[Inactive]]
 
@@ -22,9 +23,9 @@ def component_checks(cfg: Mapping[str, Any], regularizers: Sequence[Regularizer]
     checks: list[tuple[str, str, RunCheck]] = [
         (f"regularizer={reg.name}", f"regularizer.{reg.name}", reg.check_run) for reg in regularizers]
     norm, norm_params, _ = split_norm_config(cfg["norm"])
-    if NORM_TRAITS[norm].check_run is not None:
+    if NORM_HOOKS[norm].check_run is not None:
         checks.append((f"norm={norm}", "norm",
-                       partial(NORM_TRAITS[norm].check_run, NORMS.with_defaults(norm, norm_params))))
+                       partial(NORM_HOOKS[norm].check_run, NORMS.with_defaults(norm, norm_params))))
     sched = cfg["sched"]["name"]
     sched_params = SCHEDULES.with_defaults(sched, {k: v for k, v in cfg["sched"].items() if k != "name"})
     checks.append((f"sched={sched}", "sched", partial(SCHEDULE_CHECKS[sched], sched_params)))

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
+from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
 from regbench.data.shape import run_dataset_facts
 from regbench.errors import check, check_non_negative, check_positive, check_positive_int, UserError
 from regbench.evaluation.detection_metrics import detection_metrics

@@ -13,8 +13,7 @@ from regbench.norms import (  # noqa: F401  (registration side effects)
 from regbench.norms.conv import WSConv2d, get_conv, swap_convs
 from regbench.norms.identity import SkipInit
 from regbench.norms.layer import NormLayer, norm_layer_from_config
-from regbench.norms.placement import PLACEMENTS, Placement
-from regbench.norms.registry import NORM_TRAITS, NORMS, NormTraits
+from regbench.norms.registry import NORMS
 
 
 def get_norm(name: str, num_channels: int, **params: Any) -> nn.Module:
@@ -26,5 +25,5 @@ def uses_batch_statistics(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm) or getattr(module, "batch_statistics", False)
 
 
-__all__ = ["NORMS", "NORM_TRAITS", "NormLayer", "NormTraits", "PLACEMENTS", "Placement", "SkipInit", "WSConv2d",
-           "get_conv", "get_norm", "norm_layer_from_config", "swap_convs", "uses_batch_statistics"]
+__all__ = ["NORMS", "NormLayer", "SkipInit", "WSConv2d", "get_conv", "get_norm", "norm_layer_from_config", "swap_convs",
+           "uses_batch_statistics"]

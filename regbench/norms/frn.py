@@ -26,6 +26,6 @@ class FilterResponseNorm(nn.Module):
         return y if self.tau is None else torch.maximum(y, self.tau.view(CHANNEL))
 
 
-@register_norm("frn", includes_activation=True, spatial=True)
+@register_norm("frn")
 def frn(num_channels: int, *, apply_act: bool = True, eps: float = 1e-6) -> nn.Module:
     return FilterResponseNorm(num_channels, apply_act, eps)

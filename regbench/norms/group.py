@@ -37,6 +37,6 @@ class InstanceNorm(nn.InstanceNorm2d):
         return super().forward(x)
 
 
-@register_norm("instancenorm", spatial=True)
+@register_norm("instancenorm")
 def instancenorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
     return InstanceNorm(num_channels, eps=eps, affine=True, track_running_stats=False)

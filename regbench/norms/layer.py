@@ -7,9 +7,10 @@ import torch.nn as nn
 
 from regbench.errors import ParamError, UserError
 from regbench.norms.conv import get_conv
-from regbench.norms.placement import PLACEMENT_KEYS, Placement
-from regbench.norms.registry import NORM_TRAITS, NORMS, with_activation
+from regbench.norms.registry import NORM_HOOKS, NORMS, with_activation
 from regbench.runshape import RunShape
+from regbench.specs.norms import NORM_TRAITS
+from regbench.specs.placement import Placement, split_norm_config
 
 
 class NormLayer:
@@ -18,7 +19,7 @@ class NormLayer:
 
     def __init__(self, name: str, params: Mapping[str, Any], placement: Placement):
         self.name, self.params, self.placement = name, dict(params), placement
-        self.traits = NORM_TRAITS[name]
+        self.traits, self.hooks = NORM_TRAITS[name], NORM_HOOKS[name]
 
     def __call__(self, num_channels: int, act: bool = False) -> nn.Module:
         if self.traits.includes_activation:
@@ -27,10 +28,10 @@ class NormLayer:
 
     def tokens(self, dim: int) -> nn.Module:
         """The norm for (..., dim) token features of a transformer."""
-        if self.traits.tokens is None:
+        if self.hooks.tokens is None:
             raise UserError(f"norm={self.name} cannot normalize transformer tokens")
         try:
-            return self.traits.tokens(dim, **self.params)
+            return self.hooks.tokens(dim, **self.params)
         except ParamError as err:
             raise UserError(str(err.at("norm"))) from None
 
@@ -52,34 +53,15 @@ class NormLayer:
         return self.name == "none"
 
     def prepare(self, model: nn.Module) -> None:
-        if self.traits.prepare is not None:
-            self.traits.prepare(model)
-
-
-def split_norm_config(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any], Placement]:
-    """The norm's name, its factory's parameters, and where a transformer puts it."""
-    name = cfg["name"]
-    NORMS.get(name)
-    params = {k: v for k, v in cfg.items() if k != "name"}
-    placement = Placement()
-    if NORM_TRAITS[name].tokens is not None:  # only transformer-capable norms carry placement keys
-        try:
-            placement = Placement.from_params(params)
-        except ParamError as err:
-            raise UserError(str(err.at("norm"))) from None
-        allowed = NORM_TRAITS[name].placements
-        if allowed is not None and placement.kind not in allowed:
-            raise UserError(f"norm.placement={placement.kind} is invalid for norm={name}: allowed: "
-                            f"{', '.join(allowed)}")
-        params = {k: v for k, v in params.items() if k not in PLACEMENT_KEYS}
-    return name, params, placement
+        if self.hooks.prepare is not None:
+            self.hooks.prepare(model)
 
 
 def norm_layer_from_config(cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
     """The `norm_layer` for backbones, with every parameter checked once up front on a probe layer. Given the
     `run`'s shape, parameters set relative to the run (fractions) are made absolute for it."""
     name, params, placement = split_norm_config(cfg)
-    fit_run = NORM_TRAITS[name].fit_run
+    fit_run = NORM_HOOKS[name].fit_run
     if run is not None and fit_run is not None:
         params = {**params, **fit_run(NORMS.with_defaults(name, params), run)}
     layer = NormLayer(name, params, placement)

@@ -1,5 +1,5 @@
-"""The norm registry (declared in regbench.specs.norms): name -> factory `(num_channels, **params) -> nn.Module`,
-plus each norm's traits."""
+"""The norm registry (declared in regbench.specs.norms, with each norm's traits): name -> factory
+`(num_channels, **params) -> nn.Module`, plus each norm's hooks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,27 +10,15 @@ import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.norms import NORMS
+from regbench.specs.norms import NORM_TRAITS, NORMS
 
 
 @dataclass(frozen=True)
-class NormTraits:
-    """What a backbone must know about a norm beyond `norm(num_channels)`."""
+class NormHooks:
+    """The code a norm brings beyond its factory (its declared traits are regbench.specs.norms.NORM_TRAITS)."""
 
-    # The factory takes `apply_act` and the norm is its own nonlinearity, so the backbone adds no ReLU.
-    includes_activation: bool = False
-    # Which conv the backbone builds (see regbench.norms.conv.get_conv).
-    conv: str = "plain"
-    # Statistics over H x W of each sample: meaningless on the (B, C, 1, 1) features of an MLP.
-    spatial: bool = False
-    # Builder for token features (..., D), which makes the norm selectable on transformer backbones.
+    # Builder for token features (..., D): exactly the norms whose traits say `tokens` have one.
     tokens: Callable[..., nn.Module] | None = None
-    # The norm works on a transformer's residual stream compressed to embed_dim - 1 coordinates (CRMSNorm).
-    compresses_stream: bool = False
-    # The transformer placements the norm supports (regbench.norms.placement.PLACEMENTS; None: all).
-    placements: tuple[str, ...] | None = None
-    # Only these backbones can use the norm (None: any).
-    backbones: tuple[str, ...] | None = None
     # Applied to the finished backbone (freezing, initialization).
     prepare: Callable[[nn.Module], None] | None = None
     # (params, run shape) -> why the norm would be inactive on the run; raises ParamError for a harmful setting.
@@ -39,13 +27,18 @@ class NormTraits:
     fit_run: Callable[[dict[str, Any], RunShape], dict[str, Any]] | None = None
 
 
-NORM_TRAITS: dict[str, NormTraits] = {}
+NORM_HOOKS: dict[str, NormHooks] = {}
 
 
-def register_norm(name: str, **traits) -> Callable:
+def register_norm(name: str, **hooks) -> Callable:
     def add(factory: Callable) -> Callable:
-        NORM_TRAITS[name] = NormTraits(**traits)
-        return NORMS.register(name)(factory)
+        found = NormHooks(**hooks)
+        if (found.tokens is not None) != NORM_TRAITS[name].tokens:
+            raise ValueError(f"norm {name!r}: its traits say tokens={NORM_TRAITS[name].tokens} but its module "
+                             f"registers {'a' if found.tokens else 'no'} token builder")
+        registered = NORMS.register(name)(factory)
+        NORM_HOOKS[name] = found
+        return registered
     return add
 
 

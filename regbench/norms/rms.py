@@ -53,7 +53,6 @@ def crmsnorm_tokens(width: int, *, eps: float = 1e-5) -> nn.Module:
 
 # Only Pre-Norm transformers keep a zero-mean stream: a post-norm's output (and Peri-LN's output norm) joins the
 # stream with its gain and bias, which need not have zero mean.
-@register_norm("crmsnorm", tokens=crmsnorm_tokens, compresses_stream=True, placements=("pre",),
-               backbones=("vit_tiny",))
+@register_norm("crmsnorm", tokens=crmsnorm_tokens)
 def crmsnorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
     return crmsnorm_tokens(num_channels, eps=eps)

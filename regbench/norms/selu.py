@@ -16,7 +16,7 @@ def lecun_normal_init(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-@register_norm("selu", includes_activation=True, backbones=("mlp",), prepare=lecun_normal_init)
+@register_norm("selu", prepare=lecun_normal_init)
 def selu(num_channels: int, *, apply_act: bool = True, alpha_dropout: float = 0.05) -> nn.Module:
     if not apply_act:
         return nn.Identity()

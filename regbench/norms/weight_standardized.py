@@ -8,11 +8,11 @@ from regbench.norms.group import groupnorm
 from regbench.norms.registry import register_norm
 
 
-@register_norm("ws_batchnorm", conv="ws")
+@register_norm("ws_batchnorm")
 def ws_batchnorm(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
     return batchnorm(num_channels, momentum=momentum, eps=eps)
 
 
-@register_norm("ws_groupnorm", conv="ws")
+@register_norm("ws_groupnorm")
 def ws_groupnorm(num_channels: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
     return groupnorm(num_channels, groups=groups, eps=eps)

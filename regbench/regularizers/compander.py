@@ -17,10 +17,10 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from regbench.errors import UserError, check
-from regbench.norms import NORM_TRAITS
-from regbench.norms.layer import split_norm_config
 from regbench.optim import projects_weights
 from regbench.regularizers.base import Regularizer
+from regbench.specs.norms import NORM_TRAITS
+from regbench.specs.placement import split_norm_config
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 

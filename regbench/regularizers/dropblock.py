@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.backbones.registry import BACKBONE_TRAITS, BACKBONES
+from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
 from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape

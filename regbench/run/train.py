@@ -44,6 +44,7 @@ from regbench.run.trainer import build_trainer, crafted_best_checkpoint
 from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
                                     FAILED, INTERRUPTED, METRICS_FILE, RUNNING, component_names, metrics_payload,
                                     read_json, write_json_atomic, write_text_atomic)
+from regbench.specs.compat import BATCH_OF_ONE
 
 
 def quiet_lightning() -> None:
@@ -59,9 +60,10 @@ def quiet_lightning() -> None:
 
 
 def check_batch_norm_batch(model: nn.Module, batch_size: int) -> None:
+    """The config checks refuse a batch-statistics norm at batch 1 (check_norm_batch); a timm model may also build
+    batch norms of its own, found only in the built model."""
     if batch_size == 1 and any(uses_batch_statistics(m) for m in model.modules()):
-        raise UserError("data.batch_size=1 cannot be batch-normalized in training; use a larger batch size or a "
-                        "batch-independent norm (norm=groupnorm, layernorm, rmsnorm, evonorm_s0, frn or bcn_ws)")
+        raise UserError(BATCH_OF_ONE)
 
 
 def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan, **fields: Any) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""The backbone registry's declared entries (timm's only imports timm when a run selects it)."""
+"""The backbone registry's declared entries (timm's only imports timm when a run selects it), and each backbone's
+traits, which decide the norms it can take (torch-free, so a pair that cannot work is refused before the model code
+loads)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
 from regbench.errors import check_positive, check_positive_int
 from regbench.registry import OPTIONAL, Entry, Registry
 from regbench.specs.values import widths
@@ -19,3 +26,34 @@ BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classe
     "wrn16_4": Entry("regbench.backbones.preact", {"depth": OPTIONAL, "widen_factor": OPTIONAL},
                      {"widen_factor": check_positive_int}),
 })
+
+
+@dataclass(frozen=True)
+class BackboneTraits:
+    # Normalizes (B, N, D) tokens through `norm_layer.tokens` and honours the norm's placement keys.
+    tokens: bool = False
+    # Has convolutions over feature maps that weight standardization can act on.
+    convs: bool = True
+    # Its norms see feature maps with H x W > 1.
+    spatial: bool = True
+    # Lets a norm that includes its activation replace norm + ReLU.
+    acting_norms: bool = True
+    # How many convolutional stages the model built from these parameters (defaults filled in) has, each a list
+    # of blocks with a `drop_block` slot (the model's `stage_blocks()`); None: no such stages (regularizer
+    # dropblock refuses the backbone).
+    conv_stages: Callable[[Mapping[str, Any]], int] | None = None
+
+
+BACKBONE_TRAITS = {
+    "convnet": BackboneTraits(conv_stages=lambda params: len(params["widths"])),
+    "mlp": BackboneTraits(convs=False, spatial=False),
+    "preact_resnet18": BackboneTraits(conv_stages=lambda params: 4),
+    "quadratic_mlp": BackboneTraits(convs=False, spatial=False, acting_norms=False),
+    "resnet18": BackboneTraits(conv_stages=lambda params: 4),
+    "timm": BackboneTraits(acting_norms=False),
+    "vit_tiny": BackboneTraits(tokens=True, convs=False, spatial=False, acting_norms=False),
+    "wrn16_4": BackboneTraits(conv_stages=lambda params: 3),
+}
+if sorted(BACKBONE_TRAITS) != BACKBONES.names():
+    raise ValueError(f"backbone traits are declared for {sorted(BACKBONE_TRAITS)} but the backbones are "
+                     f"{BACKBONES.names()}")

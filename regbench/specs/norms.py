@@ -1,4 +1,10 @@
-"""The norm registry's declared entries."""
+"""The norm registry's declared entries, and each norm's traits: what a backbone and the config checks must know
+about a norm beyond `norm(num_channels)`, declared here (torch-free) so that an unusable norm/backbone pair is
+refused before the model code loads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from regbench.errors import check_fraction, check_positive, check_positive_int, check_probability
 from regbench.registry import OPTIONAL, Entry, Registry
 from regbench.specs.values import at_least, below_one, boolean, running_momentum
@@ -37,3 +43,47 @@ NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"), entries=
     "ws_batchnorm": Entry("regbench.norms.weight_standardized", {"momentum": OPTIONAL, "eps": OPTIONAL}, BN),
     "ws_groupnorm": Entry("regbench.norms.weight_standardized", {"groups": OPTIONAL, "eps": OPTIONAL}, GROUPS),
 })
+
+
+@dataclass(frozen=True)
+class NormTraits:
+    # The factory takes `apply_act` and the norm is its own nonlinearity, so the backbone adds no ReLU.
+    includes_activation: bool = False
+    # Which conv the backbone builds (see regbench.norms.conv.get_conv).
+    conv: str = "plain"
+    # Statistics over H x W of each sample: meaningless on the (B, C, 1, 1) features of an MLP.
+    spatial: bool = False
+    # Has a builder for token features (..., D) (its module registers it), so transformers can select it.
+    tokens: bool = False
+    # The norm works on a transformer's residual stream compressed to embed_dim - 1 coordinates (CRMSNorm).
+    compresses_stream: bool = False
+    # The transformer placements the norm supports (regbench.specs.placement.PLACEMENTS; None: all).
+    placements: tuple[str, ...] | None = None
+    # Only these backbones can use the norm (None: any).
+    backbones: tuple[str, ...] | None = None
+    # Normalizes a training batch by that batch's own statistics: degenerate for a batch of one sample.
+    batch_statistics: bool = False
+
+
+NORM_TRAITS = {
+    "batchnorm": NormTraits(batch_statistics=True),
+    "bcn_ws": NormTraits(conv="ws"),
+    "bn_only": NormTraits(batch_statistics=True),
+    "crmsnorm": NormTraits(tokens=True, compresses_stream=True, placements=("pre",), backbones=("vit_tiny",)),
+    "evonorm_b0": NormTraits(includes_activation=True, spatial=True, batch_statistics=True),
+    "evonorm_s0": NormTraits(includes_activation=True),
+    "frn": NormTraits(includes_activation=True, spatial=True),
+    "ghost_batchnorm": NormTraits(batch_statistics=True),
+    "groupnorm": NormTraits(),
+    "instancenorm": NormTraits(spatial=True),
+    "layernorm": NormTraits(tokens=True),
+    "none": NormTraits(),
+    "powernorm": NormTraits(tokens=True),
+    "rmsnorm": NormTraits(tokens=True),
+    "selu": NormTraits(includes_activation=True, backbones=("mlp",)),
+    "unified_norm": NormTraits(tokens=True),
+    "ws_batchnorm": NormTraits(conv="ws", batch_statistics=True),
+    "ws_groupnorm": NormTraits(conv="ws"),
+}
+if sorted(NORM_TRAITS) != NORMS.names():
+    raise ValueError(f"norm traits are declared for {sorted(NORM_TRAITS)} but the norms are {NORMS.names()}")

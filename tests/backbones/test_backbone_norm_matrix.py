@@ -7,7 +7,10 @@ import yaml
 
 from regbench.backbones import BACKBONES, build_backbone, dry_build_backbone
 from regbench.errors import UserError
-from regbench.norms import NORMS
+from regbench.norms import NORMS, uses_batch_statistics
+from regbench.specs.compat import check_backbone_norm, check_norm_batch
+from regbench.specs.norms import NORM_TRAITS
+from regbench.specs.placement import Placement
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -59,6 +62,29 @@ def test_backbone_norm_pair(backbone, norm):
     logits.sum().backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None for p in trainable if p is not model.head.bias)
+
+
+@pytest.mark.parametrize("norm", NORMS.names())
+@pytest.mark.parametrize("backbone", sorted(TINY_BACKBONES))
+def test_the_torch_free_traits_refuse_exactly_the_pairs_the_build_refuses(backbone, norm):
+    """The config checks refuse a pair from the declared traits alone, before the model code loads."""
+    if (backbone, norm) in INCOMPATIBLE:
+        with pytest.raises(UserError, match=f"norm={norm} with backbone={backbone} is not supported"):
+            check_backbone_norm(backbone, norm, Placement())
+    else:
+        check_backbone_norm(backbone, norm, Placement())
+
+
+@pytest.mark.parametrize("norm", NORMS.names())
+def test_the_batch_statistics_trait_is_what_the_built_norms_do(norm):
+    backbone = {"crmsnorm": "vit_tiny", "selu": "mlp"}.get(norm, "convnet")
+    model = build_backbone({"name": backbone, **TINY_BACKBONES[backbone]},
+                           {"name": norm, **({"groups": 2} if norm in GROUPED else {})}, IMAGE_SHAPE, 3)
+    assert any(uses_batch_statistics(m) for m in model.modules()) == NORM_TRAITS[norm].batch_statistics
+    if NORM_TRAITS[norm].batch_statistics:
+        with pytest.raises(UserError, match="data.batch_size=1 cannot be batch-normalized"):
+            check_norm_batch(norm, 1)
+    check_norm_batch(norm, 2)
 
 
 def test_spatial_norm_on_a_backbone_that_shrinks_maps_to_1x1_is_one_line():

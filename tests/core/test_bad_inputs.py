@@ -3,6 +3,7 @@ value, exit code 2, and nothing written. In process, through the CLI entry (the 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,21 @@ def test_an_accelerator_this_machine_lacks_is_refused(tmp_path, monkeypatch, cap
         assert message.startswith("trainer.accelerator='cuda' is invalid: this machine has no CUDA device")
     assert refused(["trainer.accelerator=mps"], tmp_path, monkeypatch, capsys).startswith(
         "trainer.accelerator='mps' is invalid: this machine has no MPS device")
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS may have Apple's MPS")
+def test_a_machine_without_a_gpu_is_known_without_torch(tmp_path, monkeypatch):
+    from regbench import devices
+
+    monkeypatch.setattr(devices, "ROCM_DEVICE", str(tmp_path / "kfd"))
+    monkeypatch.setattr(devices, "loadable", lambda library: library != devices.CUDA_DRIVER_LIBRARY)
+    assert devices.has_no_gpu()
+    assert devices.training_accelerator({"accelerator": "auto", "devices": 1}) == "cpu"
+    (tmp_path / "kfd").touch()  # a ROCm device: torch must count it
+    assert not devices.has_no_gpu()
+    (tmp_path / "kfd").unlink()
+    monkeypatch.setattr(devices, "loadable", lambda library: True)  # an NVIDIA driver: torch must count its GPUs
+    assert not devices.has_no_gpu()
 
 
 def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():

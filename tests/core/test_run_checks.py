@@ -7,7 +7,8 @@ import torch
 
 from regbench.errors import ParamError, UserError
 from regbench.config.inactivity import inactive_components
-from regbench.norms import NORM_TRAITS, norm_layer_from_config
+from regbench.norms import norm_layer_from_config
+from regbench.norms.registry import NORM_HOOKS
 from regbench.optim import SCHEDULE_CHECKS
 from regbench.regularizers import build_regularizers, create_regularizer
 from regbench.runshape import Inactive, RunShape, count_or_fraction
@@ -146,7 +147,7 @@ def test_label_smoothing_of_one_is_refused():
 
 # --- norms -----------------------------------------------------------------------------------------------------
 def norm_check(name: str, shape: RunShape = DIGITS_RUN, **params) -> list[Inactive]:
-    return NORM_TRAITS[name].check_run(params, shape)
+    return NORM_HOOKS[name].check_run(params, shape)
 
 
 @pytest.mark.parametrize("setting,inactive", [(128, True), (32, False), (33, True), (0.25, False), (0.6, True)])

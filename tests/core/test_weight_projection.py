@@ -45,7 +45,7 @@ def test_a_pre_ln_transformer_has_no_weight_feeding_a_norm():
 
 
 def fits_convnet(norm: str) -> bool:
-    from regbench.norms import NORM_TRAITS
+    from regbench.specs.norms import NORM_TRAITS
 
     return NORM_TRAITS[norm].backbones is None or "convnet" in NORM_TRAITS[norm].backbones
 

@@ -216,3 +216,14 @@ def test_ghost_batchnorm_running_statistics_follow_batchnorm_per_virtual_batch_a
         assert torch.allclose(ghost.running_mean, reference.running_mean, atol=1e-6)
         assert torch.allclose(ghost.running_var, reference.running_var, atol=1e-6)
         assert int(ghost.num_batches_tracked) == int(reference.num_batches_tracked) == 3
+
+
+def test_a_norm_module_whose_token_builder_contradicts_its_traits_is_refused_at_registration():
+    from regbench.norms.registry import NORM_HOOKS, register_norm
+
+    hooks = NORM_HOOKS["batchnorm"]
+    with pytest.raises(ValueError, match="norm 'batchnorm': its traits say tokens=False but its module registers a"):
+        register_norm("batchnorm", tokens=lambda dim: None)(lambda num_channels: None)
+    with pytest.raises(ValueError, match="norm 'layernorm': its traits say tokens=True but its module registers no"):
+        register_norm("layernorm")(lambda num_channels: None)
+    assert NORM_HOOKS["batchnorm"] is hooks

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from timm.layers.drop import drop_block_2d
 
 from regbench.backbones import build_backbone
-from regbench.backbones.registry import BACKBONE_TRAITS
+from regbench.specs.backbones import BACKBONE_TRAITS
 from regbench.run.module import ClassifierModule
 from regbench.errors import UserError
 from regbench.regularizers import Regularizer, TrainProgress, build_regularizers, create_regularizer

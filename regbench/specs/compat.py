@@ -1,26 +1,28 @@
-"""Which norm goes with which backbone: every refused pair is one line naming both and what would work."""
+"""Which norm goes with which backbone and batch size: every refused choice is one line naming it and what would
+work."""
 from __future__ import annotations
 
-from regbench.backbones.registry import BACKBONE_TRAITS
 from regbench.errors import UserError
-from regbench.norms import NORM_TRAITS, NormLayer
+from regbench.specs.backbones import BACKBONE_TRAITS
+from regbench.specs.norms import NORM_TRAITS
+from regbench.specs.placement import Placement
 
 
 def _names(predicate) -> str:
     return ", ".join(name for name, traits in sorted(NORM_TRAITS.items()) if predicate(traits))
 
 
-def check_backbone_norm(backbone: str, norm: NormLayer) -> None:
-    backbone_traits, norm_traits = BACKBONE_TRAITS[backbone], norm.traits
-    pair = f"norm={norm.name} with backbone={backbone}"
+def check_backbone_norm(backbone: str, norm: str, placement: Placement) -> None:
+    backbone_traits, norm_traits = BACKBONE_TRAITS[backbone], NORM_TRAITS[norm]
+    pair = f"norm={norm} with backbone={backbone}"
     if norm_traits.backbones is not None and backbone not in norm_traits.backbones:
-        raise UserError(f"{pair} is not supported: norm={norm.name} is only for backbone="
+        raise UserError(f"{pair} is not supported: norm={norm} is only for backbone="
                         f"{'|'.join(norm_traits.backbones)}")
-    if backbone_traits.tokens and norm_traits.tokens is None:
+    if backbone_traits.tokens and not norm_traits.tokens:
         raise UserError(f"{pair} is not supported: a transformer normalizes tokens; allowed norms: "
-                        f"{_names(lambda t: t.tokens is not None)}")
-    if not backbone_traits.tokens and not norm.placement.is_default:
-        setting = (f"norm.placement={norm.placement.kind}" if norm.placement.kind != "pre"
+                        f"{_names(lambda t: t.tokens)}")
+    if not backbone_traits.tokens and not placement.is_default:
+        setting = (f"norm.placement={placement.kind}" if placement.kind != "pre"
                    else "norm.depth_scaling=true")
         raise UserError(f"{setting} only applies to transformer backbones (backbone=vit_tiny); backbone={backbone} "
                         f"has fixed norm positions, so drop it")
@@ -33,3 +35,14 @@ def check_backbone_norm(backbone: str, norm: NormLayer) -> None:
     if norm_traits.includes_activation and not backbone_traits.acting_norms:
         raise UserError(f"{pair} is not supported: the norm replaces norm + activation, which backbone="
                         f"{backbone} cannot switch; use a convnet/resnet backbone")
+
+
+
+# Also said when a timm model's own batch norms meet a batch of one (regbench.run.train).
+BATCH_OF_ONE = ("data.batch_size=1 cannot be batch-normalized in training; use a larger batch size or a "
+                "batch-independent norm (norm=groupnorm, layernorm, rmsnorm, evonorm_s0, frn or bcn_ws)")
+
+
+def check_norm_batch(norm: str, batch_size: int) -> None:
+    if batch_size == 1 and NORM_TRAITS[norm].batch_statistics:
+        raise UserError(BATCH_OF_ONE)

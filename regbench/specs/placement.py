@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from regbench.errors import check
+from regbench.errors import ParamError, UserError, check
+from regbench.specs.norms import NORM_TRAITS, NORMS
 
 PLACEMENTS = ("pre", "post", "mix", "peri")
 PLACEMENT_KEYS = ("placement", "mix_alpha", "depth_scaling")
@@ -40,3 +41,22 @@ class Placement:
         if self.kind == "mix":
             return "post" if index < int(self.mix_alpha * depth) else "pre"
         return self.kind
+
+
+def split_norm_config(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any], Placement]:
+    """The norm's name, its factory's parameters, and where a transformer puts it."""
+    name = cfg["name"]
+    NORMS.entry(name)
+    params = {k: v for k, v in cfg.items() if k != "name"}
+    placement = Placement()
+    if NORM_TRAITS[name].tokens:  # only transformer-capable norms carry placement keys
+        try:
+            placement = Placement.from_params(params)
+        except ParamError as err:
+            raise UserError(str(err.at("norm"))) from None
+        allowed = NORM_TRAITS[name].placements
+        if allowed is not None and placement.kind not in allowed:
+            raise UserError(f"norm.placement={placement.kind} is invalid for norm={name}: allowed: "
+                            f"{', '.join(allowed)}")
+        params = {k: v for k, v in params.items() if k not in PLACEMENT_KEYS}
+    return name, params, placement
