@@ -60,7 +60,7 @@ def raw_seconds_per_step(config: dict, compiled: bool, device: torch.device) -> 
     """The same training as plain PyTorch: device-resident tensors, bf16 autocast, channels_last, optional
     torch.compile; the last epoch timed between device synchronizations."""
     from regbench.backbones import build_backbone
-    from regbench.data import build_datamodule
+    from regbench.data.module import build_datamodule
     from regbench.optim import build_optimizer, build_schedule
     from regbench.regularizers import soft_cross_entropy
 

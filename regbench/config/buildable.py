@@ -12,9 +12,8 @@ from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.evaluation import build_evaluations
 from regbench.evaluation.shift_data import check_colour_corruptions
-from regbench.data.batches import check_crop_padding
 from regbench.specs.data_values import check_cooldown_epoch
-from regbench.data.shape import planned_run_shape, run_dataset_facts
+from regbench.data.shape import check_crop_padding, planned_run_shape, run_dataset_facts
 from regbench.devices import local_world_size, training_accelerator, training_memory
 from regbench.errors import ParamError, UserError, check
 from regbench.init.weights import check_init_fits

@@ -1,4 +1,5 @@
-"""What every dataset loader returns: decoded uint8 images as tensors plus the facts the pipeline needs."""
+"""What every dataset loader returns: decoded uint8 images as tensors plus the facts the pipeline needs (what is
+known before loading is in facts.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,21 +34,6 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
-
-
-@dataclass(frozen=True)
-class DatasetFacts:
-    """What a loader will return, known without loading it: kept beside each loader in its registry entry, so
-    a run's shape (and every setting that depends on it) is checked before any data is read."""
-
-    image_shape: tuple[int, int, int]  # (C, H, W)
-    train_class_counts: tuple[int, ...]  # training images of each class, in label order
-    # Validation images of each class when the dataset gives its validation split (then not drawn from training).
-    val_class_counts: tuple[int, ...] | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.train_class_counts)
 
 
 def check_label_range(labels: np.ndarray, low: int, high: int, source: str) -> None:

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from regbench.data.imbalance import UpsampleWeights
 from regbench.data.images import resized_crop_batch, resized_crop_boxes
 from regbench.data.rs2 import RepeatedRandomSubsets
-from regbench.errors import check
 from regbench.runshape import batches_per_epoch
 
 
@@ -37,13 +36,6 @@ def random_crop(padded: torch.Tensor, size: tuple[int, int], gen: torch.Generato
 def random_hflip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     flip = torch.rand(images.shape[0], generator=gen, device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
-def check_crop_padding(padding: int, image_shape: tuple[int, int, int]) -> None:
-    """Reflect padding mirrors the image inside itself, so torch needs it smaller than each side."""
-    height, width = image_shape[1:]
-    check(padding < min(height, width), "augment.crop_padding", padding,
-          f"reflect padding must be smaller than the {height}x{width} images (at most {min(height, width) - 1})")
 
 
 class BatchAugment:

@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 import torch
 
-from regbench.data.base import DatasetFacts
+from regbench.data.facts import DatasetFacts
+from regbench.data.folder import CACHE_DIR
 from regbench.errors import UserError
 
-CACHE_DIR = "regbench_cache"
 CACHE_KEYS = {"train_x", "train_y", "test_x", "test_y"}
 
 

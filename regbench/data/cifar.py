@@ -7,19 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData, check_label_range
+from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import fixed_facts, register_dataset
+from regbench.data.facts import CIFAR10_FACTS, CIFAR100_FACTS
 from regbench.errors import UserError
+from regbench.specs.data import DATASETS
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR10_TEST = ["test_batch"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR10_FACTS = DatasetFacts((3, 32, 32), (5000,) * 10)
 CIFAR100_FOLDER = "cifar-100-python"
-CIFAR100_FACTS = DatasetFacts((3, 32, 32), (500,) * 100)
 CIFAR100_CLASSES = [
     "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
     "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
@@ -74,7 +73,7 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
     return out
 
 
-@register_dataset("cifar10", facts=fixed_facts(CIFAR10_FACTS))
+@DATASETS.register("cifar10")
 def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR10
 
@@ -85,7 +84,7 @@ def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = Tr
                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), hflip_ok=True)
 
 
-@register_dataset("cifar100", facts=fixed_facts(CIFAR100_FACTS))
+@DATASETS.register("cifar100")
 def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR100
 

@@ -7,24 +7,15 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
-from regbench.data.digits import DIGITS_CLASS_COUNTS, load_digits
-from regbench.data.mnist import MNIST_FACTS, load_mnist
-from regbench.data.registry import register_dataset
-from regbench.data.split import kept_counts
+from regbench.data.base import ImageData
+from regbench.data.digits import load_digits
+from regbench.data.facts import FIRST_HIGH_DIGIT
+from regbench.data.mnist import load_mnist
 from regbench.data.subpopulations import assign_colors, colorize
-from regbench.errors import check_fraction
+from regbench.specs.data import DATASETS
 
 # spurious.labels=binary: digits 0-4 are class 0, 5-9 class 1 (the coloured MNIST of Arjovsky et al., 2019).
 BINARY_CLASSES = ["0-4", "5-9"]
-_FIRST_HIGH_DIGIT = 5
-
-
-def colored_counts(digit_counts: tuple[int, ...], labels: str) -> tuple[int, ...]:
-    """Training images per class of the coloured task, from the images per digit."""
-    if labels == "digit":
-        return tuple(digit_counts)
-    return sum(digit_counts[:_FIRST_HIGH_DIGIT]), sum(digit_counts[_FIRST_HIGH_DIGIT:])
 
 
 def color_dataset(grey: ImageData, spurious: Mapping[str, Any]) -> ImageData:
@@ -32,7 +23,7 @@ def color_dataset(grey: ImageData, spurious: Mapping[str, Any]) -> ImageData:
     each one's colour; the training colours follow `spurious.correlation`, the test colours `test_correlation`,
     both drawn from `spurious.seed`."""
     def task_labels(digits: torch.Tensor) -> torch.Tensor:
-        return digits if spurious["labels"] == "digit" else (digits >= _FIRST_HIGH_DIGIT).long()
+        return digits if spurious["labels"] == "digit" else (digits >= FIRST_HIGH_DIGIT).long()
 
     train_y, test_y = task_labels(grey.train_y), task_labels(grey.test_y)
     classes = grey.classes if spurious["labels"] == "digit" else BINARY_CLASSES
@@ -46,23 +37,14 @@ def color_dataset(grey: ImageData, spurious: Mapping[str, Any]) -> ImageData:
                      train_colors=train_colors, test_colors=test_colors)
 
 
-def colored_digits_facts(*, spurious: Mapping[str, Any], test_fraction: float, **_) -> DatasetFacts:
-    check_fraction("test_fraction", test_fraction)
-    return DatasetFacts((3, 8, 8), colored_counts(kept_counts(DIGITS_CLASS_COUNTS, test_fraction), spurious["labels"]))
-
-
-def colored_mnist_facts(*, spurious: Mapping[str, Any], **_) -> DatasetFacts:
-    return DatasetFacts((3, 28, 28), colored_counts(MNIST_FACTS.train_class_counts, spurious["labels"]))
-
-
-@register_dataset("colored_digits", facts=colored_digits_facts)
+@DATASETS.register("colored_digits")
 def load_colored_digits(*, root: str, download: bool, split_seed: int, spurious: Mapping[str, Any],
                         test_fraction: float = 0.2) -> ImageData:
     grey = load_digits(root=root, download=download, split_seed=split_seed, test_fraction=test_fraction)
     return color_dataset(grey, spurious)
 
 
-@register_dataset("colored_mnist", facts=colored_mnist_facts)
+@DATASETS.register("colored_mnist")
 def load_colored_mnist(*, root: str, download: bool, split_seed: int, spurious: Mapping[str, Any],
                        cache: bool = True) -> ImageData:
     grey = load_mnist(root=root, download=download, split_seed=split_seed, cache=cache)

@@ -7,26 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
-from regbench.data.registry import register_dataset
-from regbench.data.split import kept_counts, stratified_split
+from regbench.data.base import ImageData
+from regbench.data.split import stratified_split
 from regbench.errors import check_fraction
+from regbench.specs.data import DATASETS
 
 # sklearn stores pixels as integers 0..16.
 _DIGITS_MAX = 16
 # Pixel mean/std of the whole set on the [0, 1] scale.
 DIGITS_MEAN, DIGITS_STD = (0.3053,), (0.3760,)
-DIGITS_SHAPE = (1, 8, 8)
-# Images per digit 0..9 (1797 in all), before the test split.
-DIGITS_CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
 
 
-def digits_facts(*, test_fraction: float, **_) -> DatasetFacts:
-    check_fraction("test_fraction", test_fraction)
-    return DatasetFacts(DIGITS_SHAPE, kept_counts(DIGITS_CLASS_COUNTS, test_fraction))
-
-
-@register_dataset("digits", facts=digits_facts)
+@DATASETS.register("digits")
 def load_digits(*, root: str, download: bool, split_seed: int, test_fraction: float = 0.2) -> ImageData:
     check_fraction("test_fraction", test_fraction)
     pixels, targets = read_sklearn_digits()

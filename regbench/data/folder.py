@@ -7,6 +7,7 @@
   val/val_annotations.txt}; val is the test split (the test split has no labels).
 - imagenet: ILSVRC-2012 as torchvision's ImageNet reads it: DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG (the
   validation images sorted into class folders); val is the test split.
+No torch: the config checks list a folder (its classes, split sizes and image channels) before torch loads.
 """
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from regbench.data.cache import CACHE_DIR
-from regbench.data.images import IMAGE_EXTENSIONS, is_image_file
-from regbench.data.split import stratified_split
+from regbench.data.class_counts import stratified_indices
 from regbench.errors import UserError
 
 SPLIT_FOLDERS = ("train", "val", "test")
 TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
+# The decoded-tensor cache's folder under data.root (see cache.py): never a class folder.
+CACHE_DIR = "regbench_cache"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# PIL modes of one channel; every other mode decodes to RGB.
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,25 @@ class FolderListing:
                 stat = os.stat(path)
                 h.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
+
+
+def is_image_file(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def image_mode(path: str) -> str:
+    """The PIL mode from the file's header alone (nothing decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise UserError(f"{path} is not a readable image ({type(err).__name__}); delete or replace it") from None
+
+
+def mode_channels(mode: str) -> int:
+    return 1 if mode in GRAY_MODES else 3
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -97,8 +119,7 @@ def check_same_classes(train_dir: Path, other_dir: Path) -> None:
         raise UserError(f"{other_dir} {what}; every split needs the same class folders as {train_dir}")
 
 
-def _select(split: Split, idx: torch.Tensor) -> Split:
-    idx = idx.numpy()
+def _select(split: Split, idx: np.ndarray) -> Split:
     return Split(split.paths[idx], split.labels[idx])
 
 
@@ -113,7 +134,7 @@ def list_image_folder(root: str, test_fraction: float, split_seed: int) -> Folde
         if not classes:
             raise UserError(f"{base} holds no class folders; expected DIR/<class>/*.jpg (or DIR/train/<class>/...)")
         everything = class_split(base, classes)
-        kept, held = stratified_split(torch.from_numpy(everything.labels), test_fraction, split_seed)
+        kept, held = stratified_indices(everything.labels, test_fraction, split_seed)
         return FolderListing(tuple(classes), _select(everything, kept), None, _select(everything, held))
     if "train" not in present:
         raise UserError(f"{base} has {'/'.join(present)} but no train folder; expected DIR/train/<class>/... "
@@ -200,3 +221,20 @@ def list_imagenet(root: str) -> FolderListing:
                    if " " in line}
         names = tuple(f"{w} {mapping[w]}" if w in mapping else w for w in wnids)
     return FolderListing(names, class_split(base / "train", wnids), None, class_split(base / "val", wnids))
+
+
+def images_channels(listing: FolderListing, channels: int | None, every_file: bool) -> int:
+    """`channels` when set; else the channels of the images' common mode (headers only: the first training
+    image's, or with `every_file` all of them, refusing mixed modes)."""
+    if channels is not None:
+        return channels
+    first = str(listing.train.paths[0])
+    mode = image_mode(first)
+    if every_file:
+        for split in (listing.train, listing.val, listing.test):
+            for path in (split.paths if split is not None else ()):
+                other = image_mode(str(path))
+                if mode_channels(other) != mode_channels(mode):
+                    raise UserError(f"the images have mixed modes: {first} is {mode} but {path} is {other}; set "
+                                    f"data.channels=1 or data.channels=3 to convert them all")
+    return mode_channels(mode)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
+from regbench.data.base import ImageData
 from regbench.data.cache import cached_arrays
-from regbench.data.folder import FolderListing, list_image_folder, list_imagenet, list_tiny_imagenet
-from regbench.data.images import image_mode, mode_channels, read_image, stored_view
-from regbench.data.registry import register_dataset
-from regbench.errors import UserError, check, check_fraction, check_positive_int
+from regbench.data.facts import DatasetFacts, check_decoding_params
+from regbench.data.folder import (FolderListing, images_channels, list_image_folder, list_imagenet,
+                                  list_tiny_imagenet)
+from regbench.data.images import read_image, stored_view
+from regbench.errors import UserError, check_fraction
+from regbench.specs.data import DATASETS
 
 DECODE_THREADS = 8
 
@@ -126,63 +127,6 @@ def channel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[f
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def check_decoding_params(image_size, channels, crop_fraction, mean, std, cache) -> None:
-    """ParamErrors with keys relative to `data`."""
-    check_positive_int("image_size", image_size)
-    check(channels in (None, 1, 3) and not isinstance(channels, bool), "channels", channels,
-          "allowed: 1 (grayscale), 3 (RGB), or null (from the images, which must then share one mode)")
-    check(isinstance(crop_fraction, (int, float)) and not isinstance(crop_fraction, bool) and 0 < crop_fraction <= 1,
-          "crop_fraction", crop_fraction, "must be a number in (0, 1] (0.875: resize to 256, centre-crop 224)")
-    check(isinstance(cache, bool), "cache", cache, "must be true or false")
-    for key, values in (("mean", mean), ("std", std)):
-        check(values is None or (isinstance(values, (list, tuple)) and len(values) > 0
-                                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)),
-              key, values, "must be null (computed from the training images) or a list with one number per channel")
-    check((mean is None) == (std is None), "mean", mean, "give both data.mean and data.std, or neither")
-    if std is not None:
-        check(all(v > 0 for v in std), "std", std, "must be > 0 for every channel")
-    if mean is not None and channels is not None:
-        check(len(mean) == channels and len(std) == channels, "mean", mean,
-              f"must have {channels} values (data.channels={channels}), like data.std")
-
-
-def images_channels(listing: FolderListing, channels: int | None, every_file: bool) -> int:
-    """`channels` when set; else the channels of the images' common mode (headers only: the first training
-    image's, or with `every_file` all of them, refusing mixed modes)."""
-    if channels is not None:
-        return channels
-    first = str(listing.train.paths[0])
-    mode = image_mode(first)
-    if every_file:
-        for split in (listing.train, listing.val, listing.test):
-            for path in (split.paths if split is not None else ()):
-                other = image_mode(str(path))
-                if mode_channels(other) != mode_channels(mode):
-                    raise UserError(f"the images have mixed modes: {first} is {mode} but {path} is {other}; set "
-                                    f"data.channels=1 or data.channels=3 to convert them all")
-    return mode_channels(mode)
-
-
-def folder_facts(list_folder: Callable[..., FolderListing]) -> Callable[..., DatasetFacts]:
-    def facts(*, root: str, split_seed: int = 0, image_size: int, channels: int | None, crop_fraction: float,
-              mean=None, std=None, cache: bool = True, test_fraction: float | None = None, **_) -> DatasetFacts:
-        check_decoding_params(image_size, channels, crop_fraction, mean, std, cache)
-        if root is None:
-            raise UserError("data.root is not set: name the image folder, data=image_folder data.root=DIR")
-        listing = list_folder(**listing_args(root, test_fraction, split_seed))
-        channels = images_channels(listing, channels, every_file=False)
-        return DatasetFacts((channels, image_size, image_size), listing.class_counts(listing.train),
-                            listing.class_counts(listing.val) if listing.val is not None else None)
-    return facts
-
-
-def listing_args(root, test_fraction, split_seed) -> dict[str, Any]:
-    if test_fraction is None:
-        return {"root": str(root)}
-    check_fraction("test_fraction", test_fraction)
-    return {"root": str(root), "test_fraction": test_fraction, "split_seed": split_seed}
-
-
 def refuse_download(name: str, download: bool, where: str) -> None:
     if download:
         raise UserError(f"data.download=true: regbench does not download {name}; {where}, then set "
@@ -209,7 +153,7 @@ def folder_data(name: str, listing: FolderListing, root: str, image_size: int, c
                       val_idx, root, cache_name)
 
 
-@register_dataset("image_folder", facts=folder_facts(list_image_folder))
+@DATASETS.register("image_folder")
 def load_image_folder(*, root: str, download: bool, split_seed: int, image_size: int = 64, channels: int | None = None,
                       crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
                       test_fraction: float = 0.2, cache: bool = True) -> FolderData:
@@ -221,7 +165,7 @@ def load_image_folder(*, root: str, download: bool, split_seed: int, image_size:
     return folder_data("image_folder", listing, root, image_size, channels, crop_fraction, mean, std, cache)
 
 
-@register_dataset("tiny_imagenet", facts=folder_facts(list_tiny_imagenet))
+@DATASETS.register("tiny_imagenet")
 def load_tiny_imagenet(*, root: str, download: bool, image_size: int = 64, channels: int | None = 3,
                        crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
                        cache: bool = True) -> FolderData:
@@ -230,7 +174,7 @@ def load_tiny_imagenet(*, root: str, download: bool, image_size: int = 64, chann
                        mean, std, cache)
 
 
-@register_dataset("imagenet", facts=folder_facts(list_imagenet))
+@DATASETS.register("imagenet")
 def load_imagenet(*, root: str, download: bool, image_size: int = 224, channels: int | None = 3,
                   crop_fraction: float = 0.875, mean: list[float] | None = None, std: list[float] | None = None,
                   cache: bool = True) -> FolderData:

@@ -1,34 +1,14 @@
 """Held-out classes (`data.holdout_classes`): the classes listed are dropped from the training, validation and test
 splits, the remaining K classes relabelled 0..K-1 in their order, and the held-out classes' test images kept aside
-as an out-distribution set (eval.ood.datasets=[heldout])."""
+as an out-distribution set (eval.ood.datasets=[heldout]). The facts without them: facts.held_in_facts."""
 from __future__ import annotations
 
 import dataclasses
 
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
-from regbench.errors import check
-
-
-def check_holdout_range(holdout: list[int], num_classes: int) -> None:
-    """A ParamError (key relative to `data`) unless every held-out class exists and at least one class is left."""
-    check(all(c < num_classes for c in holdout), "holdout_classes", holdout,
-          f"the dataset's classes are 0..{num_classes - 1}")
-    check(len(holdout) < num_classes, "holdout_classes", holdout,
-          f"must leave at least one of the {num_classes} classes to train on")
-
-
-def held_in_facts(facts: DatasetFacts, holdout: list[int]) -> DatasetFacts:
-    """The facts of the dataset without its held-out classes."""
-    if not holdout:
-        return facts
-    check_holdout_range(holdout, facts.num_classes)
-
-    def kept(counts: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        return None if counts is None else tuple(n for c, n in enumerate(counts) if c not in holdout)
-
-    return DatasetFacts(facts.image_shape, kept(facts.train_class_counts), kept(facts.val_class_counts))
+from regbench.data.base import ImageData
+from regbench.data.facts import check_holdout_range
 
 
 def hold_out_classes(data: ImageData, holdout: list[int]) -> ImageData:

@@ -15,31 +15,9 @@ import torch.nn.functional as F
 
 from regbench.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 RESIZED_CROP_SCALE = (0.08, 1.0)
 RESIZED_CROP_RATIO = (3 / 4, 4 / 3)
 RESIZED_CROP_TRIES = 10
-# PIL modes of one channel; every other mode decodes to RGB.
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-
-
-def is_image_file(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def image_mode(path: str) -> str:
-    """The PIL mode from the file's header alone (nothing decoded)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.mode
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise UserError(f"{path} is not a readable image ({type(err).__name__}); delete or replace it") from None
-
-
-def mode_channels(mode: str) -> int:
-    return 1 if mode in GRAY_MODES else 3
 
 
 def read_image(path: str, channels: int) -> torch.Tensor:

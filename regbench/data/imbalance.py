@@ -9,34 +9,14 @@ distribution p_c ~ n_c^(1/tau) (tau=1: natural frequencies, tau=inf: uniform), r
 the mean weight over the training set is 1 and both spend the same number of steps).
 Cooldown (the same paper's proposal): upsample at a high temperature first, for fast convergence, then lower it
 (`tau_end`) from `switch_epoch` on, so the rare classes are repeated less once they would be overfitted.
-SMOTE (smote.py) rebalances by synthesizing minority samples instead.
+SMOTE (smote.py) rebalances by synthesizing minority samples instead. The profiles' counts are in class_counts.py.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
-
-
-def exponential_counts(n_max: int, num_classes: int, factor: float) -> list[int]:
-    if num_classes == 1:
-        return [n_max]
-    return [math.floor(n_max * factor ** (-c / (num_classes - 1))) for c in range(num_classes)]
-
-
-def step_counts(n_max: int, num_classes: int, factor: float, minority_fraction: float) -> list[int]:
-    first_minority = num_classes - round(minority_fraction * num_classes)
-    return [n_max if c < first_minority else math.floor(n_max / factor) for c in range(num_classes)]
-
-
-def profile_counts(cfg: Mapping[str, Any], available: list[int]) -> list[int]:
-    """Per-class target counts; n_max is the smallest class available, so every class can supply its count."""
-    n_max, num_classes = min(available), len(available)
-    if cfg["type"] == "exponential":
-        return exponential_counts(n_max, num_classes, cfg["factor"])
-    return step_counts(n_max, num_classes, cfg["factor"], cfg["minority_fraction"])
 
 
 def select_per_class(labels: torch.Tensor, counts: list[int], gen: torch.Generator) -> torch.Tensor:

@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import torch
 
 from regbench.data.base import ImageData
-from regbench.data.imbalance import profile_counts, select_per_class
+from regbench.data.class_counts import profile_counts
+from regbench.data.imbalance import select_per_class
 from regbench.data.noise import corrupt_labels, noise_summary
 
 

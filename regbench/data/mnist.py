@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData, check_label_range
+from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import fixed_facts, register_dataset
+from regbench.data.facts import FASHION_FACTS, MNIST_FACTS, DatasetFacts
 from regbench.errors import UserError
+from regbench.specs.data import DATASETS
 
 MNIST_FILES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -18,9 +19,6 @@ MNIST_FILES = {
 }
 # Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
 _IDX_MAGIC = {3: 2051, 1: 2049}
-# Training images per class (60,000 in all) of the published files.
-MNIST_FACTS = DatasetFacts((1, 28, 28), (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949))
-FASHION_FACTS = DatasetFacts((1, 28, 28), (6000,) * 10)
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 
@@ -78,7 +76,7 @@ def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, ca
     return cached_arrays(root, folder, decode, cache, facts)
 
 
-@register_dataset("mnist", facts=fixed_facts(MNIST_FACTS))
+@DATASETS.register("mnist")
 def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import MNIST
 
@@ -87,7 +85,7 @@ def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True
                      classes=[str(d) for d in range(10)], mean=(0.1307,), std=(0.3081,), hflip_ok=False)
 
 
-@register_dataset("fashion_mnist", facts=fixed_facts(FASHION_FACTS))
+@DATASETS.register("fashion_mnist")
 def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import FashionMNIST
 

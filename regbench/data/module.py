@@ -9,30 +9,19 @@ import torch
 from regbench.specs.data_values import check_data_values
 from regbench.data.base import ImageData
 from regbench.data.batches import BatchAugment, TensorBatches
+from regbench.data.facts import loader_params
 from regbench.data.holdout import hold_out_classes
 from regbench.data.imbalance import UpsampleWeights, upweight_class_weights
 from regbench.data.labels import build_split_labels
 from regbench.data.prune import prune_split
 from regbench.data.rs2 import RepeatedRandomSubsets
-from regbench.data.registry import DATASETS
 from regbench.data.smote import smote_oversample
 from regbench.data.split import stratified_split
 from regbench.errors import ParamError, UserError
+from regbench.specs.data import DATASETS
 
 if TYPE_CHECKING:
     from regbench.data.crafted_val import CraftedShifts
-
-# Keys every data config has; the rest are the dataset loader's own parameters.
-COMMON_KEYS = ("name", "root", "download", "batch_size", "val_fraction", "split_seed", "augment", "noise",
-               "imbalance", "balance", "prune", "sampler", "rs2", "crafted_val", "holdout_classes")
-# Keys of the folder datasets' configs that choose where their images live (see storage.py), not loader parameters.
-STORAGE_KEYS = ("storage", "max_memory_gb", "num_workers")
-
-
-def loader_params(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The dataset loader's own parameters: the data config minus the keys every dataset has."""
-    return {k: v for k, v in cfg.items() if k not in COMMON_KEYS + STORAGE_KEYS}
-
 
 class ImageDataModule(L.LightningDataModule):
     """Exposes for the module: `clean_train_labels`, `is_noisy` (per training position; None without noise),

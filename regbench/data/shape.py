@@ -1,18 +1,17 @@
-"""A run's shape from its data config and the dataset's facts (no data loaded), or from a loaded datamodule."""
+"""A run's shape from its data config and the dataset's facts (no data loaded, no torch: the config checks read it
+before torch loads), or from a loaded datamodule."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from regbench.data.base import DatasetFacts
-from regbench.data.holdout import held_in_facts
-from regbench.data.imbalance import profile_counts
-from regbench.data.module import ImageDataModule, loader_params
-from regbench.data.registry import dataset_facts
-from regbench.data.smote import minority_shortfall
-from regbench.data.split import kept_counts
-from regbench.errors import ParamError
+from regbench.data.class_counts import kept_counts, minority_shortfall, profile_counts
+from regbench.data.facts import DatasetFacts, dataset_facts, held_in_facts, loader_params
+from regbench.errors import ParamError, check
 from regbench.runshape import RunShape, rs2_round_images
 from regbench.scores_file import check_training_count, kept_count, read_scores
+
+if TYPE_CHECKING:
+    from regbench.data.module import ImageDataModule
 
 
 def run_dataset_facts(cfg: Mapping[str, Any]) -> DatasetFacts:
@@ -43,6 +42,13 @@ def check_smote_counts(counts: list[int], k: int) -> None:
         c, n = shortfall
         raise ParamError("balance.smote_k", k, f"class {c} has only {n} training images; SMOTE needs more than "
                          f"smote_k images in every class it oversamples (lower it or data.imbalance.factor)")
+
+
+def check_crop_padding(padding: int, image_shape: tuple[int, int, int]) -> None:
+    """Reflect padding mirrors the image inside itself, so torch needs it smaller than each side."""
+    height, width = image_shape[1:]
+    check(padding < min(height, width), "augment.crop_padding", padding,
+          f"reflect padding must be smaller than the {height}x{width} images (at most {min(height, width) - 1})")
 
 
 def planned_run_shape(cfg: Mapping[str, Any], max_epochs: int, world_size: int) -> RunShape:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from regbench.data.class_counts import minority_shortfall, smote_deficits
+
 
 @dataclass
 class Synthesis:
@@ -22,20 +24,6 @@ class Synthesis:
     base: torch.Tensor  # (G,) the sample x each one starts from
     neighbour: torch.Tensor  # (G,) the neighbour x_nn it moves towards
     step: torch.Tensor  # (G,) u in [0, 1)
-
-
-def smote_deficits(counts: list[int]) -> list[int]:
-    """Synthetic samples each class needs to reach the largest class."""
-    largest = max(counts)
-    return [largest - n for n in counts]
-
-
-def minority_shortfall(counts: list[int], k: int) -> tuple[int, int] | None:
-    """(class, count) of the first class that needs synthetic samples but has no k neighbours of its own."""
-    for c, (n, deficit) in enumerate(zip(counts, smote_deficits(counts))):
-        if deficit > 0 and n <= k:
-            return c, n
-    return None
 
 
 def nearest_neighbours(points: torch.Tensor, k: int) -> torch.Tensor:

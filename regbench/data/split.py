@@ -1,28 +1,13 @@
-"""Seeded stratified splits: every class keeps its share in both parts."""
+"""Seeded stratified splits of label tensors: every class keeps its share in both parts (the positions are drawn
+by class_counts.stratified_indices, which the torch-free folder listing uses too)."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-
-def held_out_count(class_size: int, fraction: float) -> int:
-    return int(round(fraction * class_size))
-
-
-def kept_counts(class_counts: tuple[int, ...], fraction: float) -> tuple[int, ...]:
-    """Per-class sizes of the kept part of `stratified_split`, from the class sizes alone."""
-    return tuple(n - held_out_count(n, fraction) for n in class_counts)
+from regbench.data.class_counts import stratified_indices
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (kept, held_out) index tensors; held_out takes round(fraction * n_c) samples of each class c."""
-    rng = np.random.default_rng(seed)
-    labels_np = labels.cpu().numpy()
-    kept, held = [], []
-    for c in np.unique(labels_np):
-        members = rng.permutation(np.flatnonzero(labels_np == c))
-        n_held = held_out_count(len(members), fraction)
-        held.append(members[:n_held])
-        kept.append(members[n_held:])
-    kept_idx, held_idx = np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
-    return torch.from_numpy(kept_idx), torch.from_numpy(held_idx)
+    kept, held = stratified_indices(labels.cpu().numpy(), fraction, seed)
+    return torch.from_numpy(kept), torch.from_numpy(held)

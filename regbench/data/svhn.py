@@ -6,15 +6,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData, check_label_range
+from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
-from regbench.data.registry import fixed_facts, register_dataset
+from regbench.data.facts import SVHN_FACTS
 from regbench.errors import UserError
+from regbench.specs.data import DATASETS
 
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
-# Training images per digit 0..9 (73,257 in all; the files' label 10 is the digit 0).
-SVHN_FACTS = DatasetFacts((3, 32, 32), (4948, 13861, 10585, 8497, 7458, 6882, 5727, 5595, 5045, 4659))
 SVHN_FILE_LABELS = (1, 10)
 
 
@@ -53,7 +52,7 @@ def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
     return out
 
 
-@register_dataset("svhn", facts=fixed_facts(SVHN_FACTS))
+@DATASETS.register("svhn")
 def load_svhn(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     t = cached_arrays(root, "svhn", lambda: read_svhn(root, download), cache, SVHN_FACTS)
     # A mirrored digit is a different glyph, so no horizontal flip.

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from regbench.data.base import DatasetFacts, ImageData
-from regbench.data.registry import register_dataset
-from regbench.data.split import kept_counts, stratified_split
-from regbench.errors import check_fraction, check_non_negative, check_positive_int
+from regbench.data.base import ImageData
+from regbench.data.facts import check_synthetic_params
+from regbench.data.split import stratified_split
+from regbench.specs.data import DATASETS
 
 
 def render_blobs(num_samples: int, num_classes: int, image_size: int, channels: int, noise_std: float,
@@ -27,24 +27,7 @@ def render_blobs(num_samples: int, num_classes: int, image_size: int, channels: 
     return images.clamp(0, 1).mul(255).round().to(torch.uint8), labels
 
 
-def check_synthetic_params(num_samples: int, num_classes: int, image_size: int, channels: int, noise_std: float,
-                           test_fraction: float) -> None:
-    for key, value in (("num_samples", num_samples), ("num_classes", num_classes), ("image_size", image_size),
-                       ("channels", channels)):
-        check_positive_int(key, value)
-    check_non_negative("noise_std", noise_std)
-    check_fraction("test_fraction", test_fraction)
-
-
-def synthetic_facts(*, num_samples: int, num_classes: int, image_size: int, channels: int, noise_std: float,
-                    test_fraction: float, **_) -> DatasetFacts:
-    check_synthetic_params(num_samples, num_classes, image_size, channels, noise_std, test_fraction)
-    # render_blobs labels sample i with class i mod C.
-    class_counts = tuple(num_samples // num_classes + (c < num_samples % num_classes) for c in range(num_classes))
-    return DatasetFacts((channels, image_size, image_size), kept_counts(class_counts, test_fraction))
-
-
-@register_dataset("synthetic", facts=synthetic_facts)
+@DATASETS.register("synthetic")
 def load_synthetic(*, root: str, download: bool, split_seed: int, num_samples: int = 600, num_classes: int = 4,
                    image_size: int = 8, channels: int = 1, noise_std: float = 0.3,
                    test_fraction: float = 0.2) -> ImageData:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from regbench.data.registry import DATASETS
+from regbench.specs.data import DATASETS
 from regbench.specs.evaluation import HELD_OUT
 
 

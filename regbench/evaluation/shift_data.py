@@ -8,8 +8,7 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.data.module import loader_params
-from regbench.data.registry import dataset_facts
+from regbench.data.facts import dataset_facts, loader_params
 from regbench.errors import UserError, check
 from regbench.specs.evaluation import SHIFT_DATASETS, UNBUILT_CORRUPTIONS
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from regbench.data.registry import DATASETS
+from regbench.specs.data import DATASETS
 from regbench.errors import UserError
 from regbench.evaluation.ood_data import like_in_distribution
 from regbench.regularizers.base import Regularizer, soft_cross_entropy

@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.data.batches import BatchAugment
-from regbench.data.imbalance import exponential_counts, select_per_class
+from regbench.data.class_counts import exponential_counts
+from regbench.data.imbalance import select_per_class
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer, evaluated_network, refuse_rebalancing_stack, soft_cross_entropy
 from regbench.regularizers.dropout import wrap_head

@@ -20,7 +20,7 @@ from regbench.backbones import build_backbone
 from regbench.calibration import build_calibrators
 from regbench.calibration.report import CALIBRATED_KEY, calibrated_report
 from regbench.config.inactivity import inactive_components, warn_inactive
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.data.report import label_sections, log_label_report, sampler_sections
 from regbench.data.shape import loaded_run_shape
 from regbench.devices import local_world_size, skip_failing_nvml_check

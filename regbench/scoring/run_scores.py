@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from regbench.backbones import build_backbone
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.data.shape import loaded_run_shape
 from regbench.regularizers import build_regularizers
 from regbench.run.module import ClassifierModule, upgrade_epoch_sums

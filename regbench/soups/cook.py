@@ -18,7 +18,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from regbench.backbones import build_backbone
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.data.shape import loaded_run_shape
 from regbench.errors import UserError
 from regbench.init.weights import backbone_key, network_state, timm_classifier

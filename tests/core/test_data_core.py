@@ -8,10 +8,10 @@ import pytest
 import torch
 from data_configs import dataset_config
 
-from regbench.data import build_datamodule
 from regbench.data import batches as batches_module
 from regbench.data.batches import BatchAugment, TensorBatches, random_crop
 from regbench.data.mnist import MNIST_FILES, load_mnist
+from regbench.data.module import build_datamodule
 from regbench.data.split import stratified_split
 from regbench.errors import UserError
 

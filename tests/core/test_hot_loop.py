@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
 from regbench.backbones import build_backbone
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.errors import TrainingDiverged
 from regbench.regularizers import create_regularizer
 from regbench.run.distributed import free_port

@@ -11,11 +11,12 @@ from data_configs import dataset_config
 from test_data_loaders import write_tiny_idx
 
 from regbench.run.cli import main as train_main
-from regbench.data import DATASETS, build_datamodule
 from regbench.data.colored import BINARY_CLASSES
 from regbench.data.digits import load_digits
-from regbench.data.registry import dataset_facts
+from regbench.data.facts import dataset_facts, loader_params
+from regbench.data.module import build_datamodule
 from regbench.data.subpopulations import PALETTE, assign_colors, colorize, group_accuracy
+from regbench.specs.data import DATASETS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SPURIOUS = {"labels": "binary", "correlation": 0.9, "test_correlation": 0.5, "seed": 0}
@@ -68,7 +69,8 @@ def test_colored_digits_has_the_exact_training_share_and_the_test_share(correlat
     red = data.train_colors == 0
     assert torch.equal(data.train_x[red][:, 0], grey.train_x[red][:, 0])
     assert data.train_x[red][:, 1:].max() == 0
-    assert dataset_facts("colored_digits", {"spurious": {**SPURIOUS, "correlation": correlation}}).train_class_counts \
+    params = {**loader_params(dataset_config("colored_digits")), "spurious": {**SPURIOUS, "correlation": correlation}}
+    assert dataset_facts("colored_digits", params, None, 0).train_class_counts \
         == tuple(torch.bincount(data.train_y).tolist())
 
 
@@ -76,7 +78,8 @@ def test_colored_digits_ten_classes_and_reversed_test_colours():
     data = load("colored_digits", labels="digit", correlation=1.0, test_correlation=0.0)
     assert data.num_classes == 10 and torch.equal(data.train_colors, data.train_y)
     assert not (data.test_colors == data.test_y).any()
-    facts = dataset_facts("colored_digits", {"spurious": {**SPURIOUS, "labels": "digit"}})
+    params = {**loader_params(dataset_config("colored_digits")), "spurious": {**SPURIOUS, "labels": "digit"}}
+    facts = dataset_facts("colored_digits", params, None, 0)
     assert facts.image_shape == (3, 8, 8) and facts.train_class_counts == tuple(torch.bincount(data.train_y).tolist())
 
 
@@ -99,7 +102,7 @@ def test_colored_mnist_paints_the_mnist_files(tmp_path):
 def test_colored_mnist_facts_match_the_real_files(labels):
     params = {"spurious": {**SPURIOUS, "labels": labels}, "cache": False}
     data = DATASETS.create("colored_mnist", params, root=str(SHARED_DATA), download=False, split_seed=0)
-    facts = dataset_facts("colored_mnist", params)
+    facts = dataset_facts("colored_mnist", params, None, 0)
     assert facts.image_shape == data.image_shape == (3, 28, 28)
     assert facts.train_class_counts == tuple(torch.bincount(data.train_y).tolist())
     for y in range(data.num_classes):

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from data_configs import dataset_config
 
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.data.batches import BatchAugment, TensorBatches
 from regbench.data.crafted_val import CraftedShifts, TrainingShift, fold_groups
 from regbench.corruptions.ops import CORRUPTION_OPS, apply_corruption, corrupt

@@ -8,8 +8,8 @@ from data_configs import label_shift
 
 from regbench.data.base import ImageData
 from regbench.data.batches import TensorBatches
-from regbench.data.imbalance import (UpsampleWeights, class_probabilities, exponential_counts, step_counts,
-                                     upweight_class_weights)
+from regbench.data.class_counts import exponential_counts, step_counts
+from regbench.data.imbalance import UpsampleWeights, class_probabilities, upweight_class_weights
 from regbench.data.module import ImageDataModule
 from regbench.run.module import ClassifierModule
 

@@ -5,15 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from regbench.data.cache import CACHE_DIR
-from regbench.data.folder import list_image_folder
+from regbench.data.facts import dataset_facts, loader_params
+from regbench.data.folder import CACHE_DIR, list_image_folder
 from regbench.data.folder_datasets import load_image_folder, load_imagenet, load_tiny_imagenet
 from regbench.data.images import read_image, stored_view
 from regbench.data.module import ImageDataModule
-from regbench.data.registry import dataset_facts
 from regbench.data.storage import choose_storage
 from regbench.errors import UserError
-from data_configs import label_shift
+from data_configs import dataset_config, label_shift
 from image_trees import CLASSES, WNIDS, write_class_folders, write_image, write_imagenet, write_tiny_imagenet
 
 
@@ -28,7 +27,8 @@ def test_flat_class_folders_of_jpeg_and_png_draw_a_stratified_test_split(tmp_pat
     assert torch.bincount(data.train_y).tolist() == [8, 8, 8] and torch.bincount(data.test_y).tolist() == [2, 2, 2]
     assert {Path(p).suffix for p in data.train_x.paths} == {".jpg", ".png"}
     assert not set(data.train_x.paths) & set(data.test_x.paths)
-    facts = dataset_facts("image_folder", {"image_size": 8, "test_fraction": 0.2}, str(tmp_path), 0)
+    params = {**loader_params(dataset_config("image_folder")), "image_size": 8, "test_fraction": 0.2}
+    facts = dataset_facts("image_folder", params, str(tmp_path), 0)
     assert facts.image_shape == (3, 8, 8) and facts.train_class_counts == (8, 8, 8) and facts.val_class_counts is None
     decoded = data.decode()
     assert decoded.train_x.shape == (24, 3, 8, 8) and decoded.train_x.dtype == torch.uint8
@@ -40,7 +40,8 @@ def test_train_val_test_folders_give_the_validation_split_and_train_val_alone_te
     for split, n in (("train", 4), ("val", 2), ("test", 3)):
         write_class_folders(tmp_path / "full" / split, n, seed=len(split))
     data = load_image_folder(download=False, root=str(tmp_path / "full"), split_seed=0, image_size=8)
-    facts = dataset_facts("image_folder", {"image_size": 8}, str(tmp_path / "full"), 0)
+    params = {**loader_params(dataset_config("image_folder")), "image_size": 8}
+    facts = dataset_facts("image_folder", params, str(tmp_path / "full"), 0)
     assert facts.train_class_counts == (4, 4, 4) and facts.val_class_counts == (2, 2, 2)
     module = ImageDataModule(data.decode(), batch_size=2, val_fraction=0.5, split_seed=0, seed=0, crop_padding=0,
                              hflip=True, dataset="image_folder", **label_shift())
@@ -63,7 +64,8 @@ def test_tiny_imagenet_reads_wnids_words_and_the_val_annotations(tmp_path):
     assert not any("/test/" in p for p in data.test_x.paths)
     decoded = data.decode()
     assert decoded.train_x.shape == (9, 3, 64, 64) and decoded.test_x.shape == (6, 3, 64, 64)
-    assert dataset_facts("tiny_imagenet", {}, str(tmp_path), 0).train_class_counts == (3, 3, 3)
+    params = loader_params(dataset_config("tiny_imagenet"))
+    assert dataset_facts("tiny_imagenet", params, str(tmp_path), 0).train_class_counts == (3, 3, 3)
 
 
 def test_imagenet_reads_train_and_val_class_folders(tmp_path):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from data_configs import dataset_config
 
-from regbench.data.base import DatasetFacts, ImageData
-from regbench.data.holdout import held_in_facts, hold_out_classes
+from regbench.data.base import ImageData
+from regbench.data.facts import DatasetFacts, held_in_facts
+from regbench.data.holdout import hold_out_classes
 from regbench.data.module import build_datamodule, load_images
 from regbench.data.shape import training_class_counts
 from regbench.errors import ParamError

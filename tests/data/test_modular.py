@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from regbench.data.facts import dataset_facts
 from regbench.data.module import build_datamodule
-from regbench.data.registry import dataset_facts
 from regbench.errors import ParamError
 
 from data_configs import dataset_config
@@ -54,7 +54,7 @@ def test_the_split_is_seeded_and_its_facts_match_the_loaded_data():
 
     other = load_modular(root="data", download=False, split_seed=1, **params)
     assert not torch.equal(other.train_y, data.train_y)
-    facts = dataset_facts("modular", params, split_seed=0)
+    facts = dataset_facts("modular", params, None, split_seed=0)
     assert facts.image_shape == (1, 2, 13)
     assert list(facts.train_class_counts) == torch.bincount(data.train_y, minlength=13).tolist()
 

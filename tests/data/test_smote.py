@@ -5,8 +5,9 @@ import torch
 from data_configs import label_shift
 
 from regbench.data.base import ImageData
+from regbench.data.class_counts import minority_shortfall
 from regbench.data.module import ImageDataModule
-from regbench.data.smote import minority_shortfall, nearest_neighbours, smote_oversample, synthesize_class
+from regbench.data.smote import nearest_neighbours, smote_oversample, synthesize_class
 
 
 def segment_step(point: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> float | None:

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.run.cli import main as train_main
-from regbench.data.registry import DATASETS
+from regbench.specs.data import DATASETS
 from regbench.regularizers import build_regularizers
 from regbench.regularizers.mixing import cutmix_box
 from regbench.regularizers.mixoe import OutlierBatches, cutmix_outliers, mixup_outliers, outlier_targets

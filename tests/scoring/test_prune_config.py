@@ -9,7 +9,7 @@ import pytest
 import torch
 from data_configs import dataset_config
 
-from regbench.data import build_datamodule
+from regbench.data.module import build_datamodule
 from regbench.errors import UserError
 from regbench.scores_file import FORMAT, data_key, data_key_hash
 from regbench.sweeps.preflight import preflight
