@@ -1,6 +1,6 @@
-"""The checks of a run config that need the model code (torch), made only for a run that will train: the
-accelerator and device memory, every component against the run's shape (from the dataset's facts), the
-regularizer stack, the model built on the meta device and the init source's keys and shapes against it."""
+"""The checks of a run config that need the model code (torch), made only for a run that will train, after the
+torch-free ones (regbench.config.planned): every component against the run's shape, the regularizer stack, the
+model built on the meta device, the init source's keys and shapes against it, and the device memory."""
 from __future__ import annotations
 
 from typing import Any
@@ -12,10 +12,9 @@ from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.evaluation import build_evaluations
 from regbench.evaluation.shift_data import check_colour_corruptions
-from regbench.specs.data_values import check_cooldown_epoch
-from regbench.data.shape import check_crop_padding, planned_run_shape, run_dataset_facts
-from regbench.devices import local_world_size, training_accelerator, training_memory
-from regbench.errors import ParamError, UserError, check
+from regbench.data.shape import run_dataset_facts
+from regbench.devices import training_memory
+from regbench.errors import ParamError, UserError
 from regbench.init.weights import check_init_fits
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
@@ -29,20 +28,17 @@ from regbench.optim.projection import check_projection_acts
 _BUILDABLE: dict[tuple[str, bool], list[dict[str, str]]] = {}
 
 
-def check_buildable(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
-    """`on_this_machine`: the job trains here, so the accelerator and the device memory must be this machine's
-    (false for SLURM jobs, which check again on their node). Returns the components that would be inactive. Made
-    once per config and process."""
+def check_buildable(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool = True) -> list[dict[str, str]]:
+    """`shape`: the run's, as check_planned_run returned it. `on_this_machine`: the job trains here, so the device
+    memory must be this machine's (false for SLURM jobs, which check again on their node). Returns the components
+    that would be inactive. Made once per config and process."""
     key = (config_hash(cfg), on_this_machine)
     if key not in _BUILDABLE:
-        _BUILDABLE[key] = checked_components(cfg, on_this_machine)
+        _BUILDABLE[key] = checked_components(cfg, shape, on_this_machine)
     return [dict(component) for component in _BUILDABLE[key]]
 
 
-def checked_components(cfg: dict[str, Any], on_this_machine: bool) -> list[dict[str, str]]:
-    if on_this_machine:
-        training_accelerator(cfg["trainer"])
-    shape = checked_run_shape(cfg)
+def checked_components(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool) -> list[dict[str, str]]:
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
@@ -83,24 +79,3 @@ def check_crafted_val(data: dict[str, Any], has_validation: bool) -> None:
         check_colour_corruptions("crafted_val.shifts", shifts, data)
     except ParamError as err:
         raise UserError(str(err.at("data"))) from None
-
-
-def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
-    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
-    (per device), an RS2 fraction too small for one batch per epoch and crop padding that reflect padding cannot give
-    the images are refused."""
-    world = local_world_size(cfg["trainer"])
-    try:
-        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
-        per_device = shape.train_images // world
-        check(per_device >= shape.batch_size, "batch_size", shape.batch_size,
-              f"must be at most the {per_device} training images (after the validation split"
-              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
-        check(shape.epoch_images != 0, "rs2.fraction", cfg["data"]["rs2"]["fraction"],
-              f"leaves fewer than one batch of {shape.batch_size}{' per device' if world > 1 else ''} of the "
-              f"{shape.train_images} training images per epoch; raise it or lower data.batch_size")
-        check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
-        check_cooldown_epoch(cfg["data"]["balance"], cfg["trainer"]["max_epochs"])
-    except ParamError as err:
-        raise UserError(str(err.at("data"))) from None
-    return shape

@@ -1,7 +1,8 @@
-"""Checks of one composed run config, in two stages. `check_config` needs no torch: every name known, every
-component's keys its own, seeds, the trainer and logger settings; it is all that a command that only prints the
-config runs. `validate_config` adds, for a run that will train, the checks that need the model code (see
-regbench.config.buildable), importing it only then."""
+"""Checks of one composed run config, in stages. `check_config` needs no torch: every name known, every component's
+keys its own, seeds, the trainer and logger settings; it is all that a command that only prints the config runs.
+`validate_config` adds, for a run that will train, the checks of its planned shape and devices, still torch-free
+(regbench.config.planned), then those that need the model code (regbench.config.buildable), importing it only
+then."""
 from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
@@ -26,12 +27,16 @@ SEED_LIMIT = 2 ** 32
 
 
 def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
-    """check_config, then every component checked against the run's shape and the model built on the meta device
-    (see check_buildable). Returns the components that would be inactive (metrics.json's `inactive`)."""
+    """check_config, check_planned_run, then every component checked against the run's shape and the model built on
+    the meta device (see check_buildable). Returns the components that would be inactive (metrics.json's
+    `inactive`)."""
+    from regbench.config.planned import check_planned_run  # numpy, the data facts: only for a run that trains
+
     check_config(cfg)
+    shape = check_planned_run(cfg, on_this_machine)
     from regbench.config.buildable import check_buildable  # torch, Lightning: only for a run that trains
 
-    return check_buildable(cfg, on_this_machine)
+    return check_buildable(cfg, shape, on_this_machine)
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:

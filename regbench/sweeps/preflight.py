@@ -192,12 +192,18 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds:
         check_output_dirs(overrides, hydra_cfg, resolved, sweeping)
     if not builds:
         return [CheckedJob(job, resolved, []) for job, resolved, _ in composed]
+    from regbench.config.planned import check_planned_run  # numpy, the data facts: only for a run that trains
+
+    shapes = []
+    for job, resolved, on_this_machine in composed:
+        with job_errors(job, multirun):
+            shapes.append(check_planned_run(resolved, on_this_machine))
     from regbench.config.buildable import check_buildable  # torch and the model code: only for a run that trains
 
     checked = []
-    for job, resolved, on_this_machine in composed:
+    for (job, resolved, on_this_machine), shape in zip(composed, shapes):
         with job_errors(job, multirun):
-            checked.append(CheckedJob(job, resolved, check_buildable(resolved, on_this_machine)))
+            checked.append(CheckedJob(job, resolved, check_buildable(resolved, shape, on_this_machine)))
     if sweeping:
         check_sweep_data([(job, resolved) for job, resolved, on_this_machine in composed if on_this_machine])
     return checked

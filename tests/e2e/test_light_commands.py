@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from regbench.devices import has_no_gpu
+
 pytestmark = pytest.mark.slow
 # scikit-learn too: even a digits run reads sklearn's digits file without importing it.
 HEAVY = {"torch", "lightning", "wandb", "timm", "sklearn"}
@@ -57,6 +59,15 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "-m", "norm=batchnorm,no_such_norm"], 2),
     (["train", "-m", "seed=0,1", "--cfg", "job"], 2),
     (["train", "-m", "seed=0", "hydra/sweeper=optuna"], 2),
+    # Mistakes found from the run's planned shape, the norm's traits or this machine's devices.
+    (["train", "data.batch_size=5000"], 2),
+    (["train", "-m", "seed=0,1", "data.batch_size=5000"], 2),
+    (["train", "data.augment.crop_padding=8"], 2),
+    (["train", "data.sampler=rs2", "data.rs2.fraction=0.01"], 2),
+    (["train", "backbone=vit_tiny"], 2),
+    (["train", "data.batch_size=1"], 2),
+    pytest.param(["train", "trainer.accelerator=gpu"], 2,
+                 marks=pytest.mark.skipif(not has_no_gpu(), reason="this machine may have a GPU")),
 ])
 def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_env):
     result, heavy = imported_heavy(args, tmp_path, cli_env)

@@ -1,0 +1,47 @@
+"""The checks of a run config that need the run's planned shape or this machine's devices but no model code, made
+torch-free for a run that will train: the accelerator, the batch size and augmentation against the dataset's facts,
+the norm against the backbone and the batch size. The checks that build the model follow (regbench.config.buildable)."""
+from __future__ import annotations
+
+from typing import Any
+
+from regbench.data.shape import check_crop_padding, planned_run_shape
+from regbench.devices import local_world_size, training_accelerator
+from regbench.errors import ParamError, UserError, check
+from regbench.runshape import RunShape
+from regbench.specs.compat import check_backbone_norm, check_norm_batch
+from regbench.specs.data_values import check_cooldown_epoch
+from regbench.specs.placement import split_norm_config
+
+
+def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunShape:
+    """`on_this_machine`: the job trains here, so the accelerator must be this machine's (false for SLURM jobs,
+    which check again on their node). Returns the run's shape."""
+    if on_this_machine:
+        training_accelerator(cfg["trainer"])
+    shape = checked_run_shape(cfg)
+    norm, _, placement = split_norm_config(cfg["norm"])
+    check_backbone_norm(cfg["backbone"]["name"], norm, placement)
+    check_norm_batch(norm, shape.batch_size)
+    return shape
+
+
+def checked_run_shape(cfg: dict[str, Any]) -> RunShape:
+    """The run's shape from the data config and the dataset's facts; a batch larger than the training split
+    (per device), an RS2 fraction too small for one batch per epoch and crop padding that reflect padding cannot give
+    the images are refused."""
+    world = local_world_size(cfg["trainer"])
+    try:
+        shape = planned_run_shape(cfg["data"], cfg["trainer"]["max_epochs"], world)
+        per_device = shape.train_images // world
+        check(per_device >= shape.batch_size, "batch_size", shape.batch_size,
+              f"must be at most the {per_device} training images (after the validation split"
+              f"{', per device' if world > 1 else ''}) so that an epoch has a full batch")
+        check(shape.epoch_images != 0, "rs2.fraction", cfg["data"]["rs2"]["fraction"],
+              f"leaves fewer than one batch of {shape.batch_size}{' per device' if world > 1 else ''} of the "
+              f"{shape.train_images} training images per epoch; raise it or lower data.batch_size")
+        check_crop_padding(cfg["data"]["augment"]["crop_padding"], shape.image_shape)
+        check_cooldown_epoch(cfg["data"]["balance"], cfg["trainer"]["max_epochs"])
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
+    return shape
