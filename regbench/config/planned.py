@@ -1,10 +1,12 @@
-"""The checks of a run config that need the run's planned shape or this machine's devices but no model code, made
-torch-free for a run that will train: the accelerator, the batch size and augmentation against the dataset's facts,
-the norm against the backbone and the batch size. The checks that build the model follow (regbench.config.buildable)."""
+"""The checks of a run config that need the run's planned shape, this machine's devices or its files but no model
+code, made torch-free for a run that will train: the accelerator, the dataset's raw files, the batch size and
+augmentation against the dataset's facts, the norm against the backbone and the batch size. The checks that build the
+model follow (regbench.config.buildable)."""
 from __future__ import annotations
 
 from typing import Any
 
+from regbench.data.files import check_data_files
 from regbench.data.shape import check_crop_padding, planned_run_shape
 from regbench.devices import local_world_size, training_accelerator
 from regbench.errors import ParamError, UserError, check
@@ -15,10 +17,11 @@ from regbench.specs.placement import split_norm_config
 
 
 def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunShape:
-    """`on_this_machine`: the job trains here, so the accelerator must be this machine's (false for SLURM jobs,
-    which check again on their node). Returns the run's shape."""
+    """`on_this_machine`: the job trains here, so the accelerator and the data files must be this machine's (false
+    for SLURM jobs, which check again on their node). Returns the run's shape."""
     if on_this_machine:
         training_accelerator(cfg["trainer"])
+        check_data_files(cfg["data"])
     shape = checked_run_shape(cfg)
     norm, _, placement = split_norm_config(cfg["norm"])
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)

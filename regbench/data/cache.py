@@ -9,14 +9,10 @@ from typing import Any, Callable
 import torch
 
 from regbench.data.facts import DatasetFacts
-from regbench.data.folder import CACHE_DIR
+from regbench.data.files import cache_path
 from regbench.errors import UserError
 
 CACHE_KEYS = {"train_x", "train_y", "test_x", "test_y"}
-
-
-def cache_path(root: str, name: str) -> Path:
-    return Path(root).expanduser() / CACHE_DIR / f"{name}.uint8.pt"
 
 
 def _split_problem(images: Any, labels: Any, split: str, facts: DatasetFacts) -> str | None:

@@ -11,14 +11,11 @@ from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.facts import CIFAR10_FACTS, CIFAR100_FACTS
+from regbench.data.files import CIFAR10_FILES, CIFAR10_FOLDER, CIFAR100_FILES, CIFAR100_FOLDER, missing_cifar_files
 from regbench.errors import UserError
 from regbench.specs.data import DATASETS
 
-CIFAR10_FOLDER = "cifar-10-batches-py"
-CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-CIFAR10_TEST = ["test_batch"]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR100_FOLDER = "cifar-100-python"
 CIFAR100_CLASSES = [
     "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
     "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
@@ -54,17 +51,15 @@ def read_cifar_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np
 def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str]], label_key: bytes,
                num_classes: int, torchvision_cls) -> dict[str, torch.Tensor]:
     base = Path(root).expanduser() / folder
-    names = files["train"] + files["test"]
-    if download and not all((base / n).is_file() for n in names):
+    if download and missing_cifar_files(root, folder, files):
         def download_both() -> None:
             torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
             torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
 
         fetch(folder, base, download_both)
-    missing = [n for n in names if not (base / n).is_file()]
-    if missing:
-        raise UserError(f"{folder} files not found: {base / missing[0]} is missing; put the CIFAR python batches "
-                        f"in {base} (data.root={root!r}) or set data.download=true to fetch them")
+    problem = missing_cifar_files(root, folder, files)
+    if problem:
+        raise UserError(problem)
     out = {}
     for split in ("train", "test"):
         parts = [read_cifar_batch(base / n, label_key, num_classes) for n in files[split]]
@@ -77,8 +72,7 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
 def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR10
 
-    files = {"train": CIFAR10_TRAIN, "test": CIFAR10_TEST}
-    t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, files, b"labels",
+    t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, CIFAR10_FILES, b"labels",
                                                           CIFAR10_FACTS.num_classes, CIFAR10), cache, CIFAR10_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR10_CLASSES,
                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), hflip_ok=True)
@@ -88,8 +82,8 @@ def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = Tr
 def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
     from torchvision.datasets import CIFAR100
 
-    files = {"train": ["train"], "test": ["test"]}
-    t = cached_arrays(root, "cifar100", lambda: read_cifar(root, download, CIFAR100_FOLDER, files, b"fine_labels",
-                                                           CIFAR100_FACTS.num_classes, CIFAR100), cache, CIFAR100_FACTS)
+    t = cached_arrays(root, "cifar100", lambda: read_cifar(root, download, CIFAR100_FOLDER, CIFAR100_FILES,
+                                                           b"fine_labels", CIFAR100_FACTS.num_classes, CIFAR100),
+                      cache, CIFAR100_FACTS)
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=CIFAR100_CLASSES,
                      mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), hflip_ok=True)

@@ -10,13 +10,10 @@ from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.facts import FASHION_FACTS, MNIST_FACTS, DatasetFacts
+from regbench.data.files import MNIST_FILES, missing_idx_files, mnist_raw_dir
 from regbench.errors import UserError
 from regbench.specs.data import DATASETS
 
-MNIST_FILES = {
-    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
-}
 # Magic numbers of the idx format: 0x0803 = uint8 with 3 dims, 0x0801 = uint8 with 1 dim.
 _IDX_MAGIC = {3: 2051, 1: 2049}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -33,24 +30,18 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def mnist_raw_dir(root: str, folder: str) -> Path:
-    return Path(root).expanduser() / folder / "raw"
-
-
 def load_idx_dataset(root: str, download: bool, folder: str, torchvision_cls,
                      facts: DatasetFacts) -> dict[str, np.ndarray]:
     raw = mnist_raw_dir(root, folder)
-    missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
-    if missing and download:
+    if download and missing_idx_files(root, folder):
         def download_both() -> None:
             torchvision_cls(root=str(Path(root).expanduser()), train=True, download=True)
             torchvision_cls(root=str(Path(root).expanduser()), train=False, download=True)
 
         fetch(folder, raw, download_both)
-        missing = [name for name in MNIST_FILES.values() if not (raw / name).is_file()]
-    if missing:
-        raise UserError(f"{folder} files not found: {raw / missing[0]} is missing; put the four {folder} idx files "
-                        f"in {raw} (data.root={root!r}) or set data.download=true to fetch them")
+    problem = missing_idx_files(root, folder)
+    if problem:
+        raise UserError(problem)
     arrays = {key: read_idx(raw / name, 3 if key.endswith("x") else 1) for key, name in MNIST_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]

@@ -10,10 +10,10 @@ from regbench.data.base import ImageData, check_label_range
 from regbench.data.cache import cached_arrays
 from regbench.data.download import fetch
 from regbench.data.facts import SVHN_FACTS
+from regbench.data.files import SVHN_FILES, missing_svhn_files
 from regbench.errors import UserError
 from regbench.specs.data import DATASETS
 
-SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 SVHN_FILE_LABELS = (1, 10)
 
 
@@ -41,10 +41,9 @@ def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
     for split, name in SVHN_FILES.items():
         if download and not (base / name).is_file():
             fetch(name, base, lambda split=split: SVHN(root=str(base), split=split, download=True))
-    missing = [name for name in SVHN_FILES.values() if not (base / name).is_file()]
-    if missing:
-        raise UserError(f"SVHN files not found: {base / missing[0]} is missing; put train_32x32.mat and "
-                        f"test_32x32.mat in {base} (data.root={root!r}) or set data.download=true to fetch them")
+    problem = missing_svhn_files(root)
+    if problem:
+        raise UserError(problem)
     out = {}
     for split, name in SVHN_FILES.items():
         images, labels = read_svhn_mat(base / name)

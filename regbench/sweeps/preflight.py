@@ -210,9 +210,9 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds:
 
 
 def check_sweep_data(jobs: list[tuple[list[str], dict[str, Any]]]) -> None:
-    """Load each dataset a sweep trains on here once (a job loads it again), so missing files or a wrong
-    data.root are one line before any job starts, not one failure per job. Jobs on another machine (SLURM) read
-    files this one may not have: they are left to their own checks."""
+    """Load each dataset a sweep trains on here once (a job loads it again), so a corrupt data file is one line
+    before any job starts, not one failure per job (a missing one is refused earlier, without torch). Jobs on
+    another machine (SLURM) read files this one may not have: they are left to their own checks."""
     from regbench.data.module import load_images  # torch: only once every config check has passed
 
     seen = set()

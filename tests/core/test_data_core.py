@@ -10,7 +10,8 @@ from data_configs import dataset_config
 
 from regbench.data import batches as batches_module
 from regbench.data.batches import BatchAugment, TensorBatches, random_crop
-from regbench.data.mnist import MNIST_FILES, load_mnist
+from regbench.data.files import MNIST_FILES
+from regbench.data.mnist import load_mnist
 from regbench.data.module import build_datamodule
 from regbench.data.split import stratified_split
 from regbench.errors import UserError

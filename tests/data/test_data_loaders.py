@@ -8,8 +8,8 @@ import pytest
 import scipy.io
 import torch
 
-from regbench.data.cache import cache_path
 from regbench.data.cifar import load_cifar10, load_cifar100
+from regbench.data.files import RAW_FILES, cache_path, check_data_files
 from regbench.data.mnist import load_fashion_mnist, load_mnist
 from regbench.data.svhn import load_svhn
 from regbench.errors import UserError
@@ -250,3 +250,35 @@ def test_a_cache_with_wrong_tensors_is_rebuilt_from_the_raw_files_or_refused_in_
                                                    f"from the raw files")):
         loaded = load_mnist(root=str(tmp_path), download=False, split_seed=0)
     assert torch.equal(torch.load(path, weights_only=True)["train_x"], loaded.train_x)
+
+
+def data_config(name: str, root: Path) -> dict:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={name}", f"data.root={root}"])
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+@pytest.mark.parametrize("name", sorted(RAW_FILES))
+def test_missing_raw_files_are_refused_before_loading_in_the_loaders_words(name, tmp_path):
+    from regbench.data.module import load_images
+
+    data = data_config(name, tmp_path)
+    with pytest.raises(UserError) as checked:
+        check_data_files(data)
+    with pytest.raises(UserError) as loading:
+        load_images(data)
+    assert str(checked.value) == str(loading.value) and "files not found" in str(checked.value)
+    check_data_files({**data, "download": True})  # the loader fetches them
+    cache_name, _ = RAW_FILES[name]
+    cache_path(str(tmp_path), cache_name).parent.mkdir()
+    cache_path(str(tmp_path), cache_name).touch()  # read instead of the raw files (and checked as it loads)
+    check_data_files(data)
+    with pytest.raises(UserError, match="files not found"):
+        check_data_files({**data, "cache": False})
+
+
+def test_datasets_without_raw_files_pass_the_file_check(tmp_path):
+    check_data_files(data_config("digits", tmp_path))

@@ -66,6 +66,9 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data.sampler=rs2", "data.rs2.fraction=0.01"], 2),
     (["train", "backbone=vit_tiny"], 2),
     (["train", "data.batch_size=1"], 2),
+    (["train", "data=mnist", "data.root=nowhere"], 2),
+    (["train", "data=cifar10", "data.root=nowhere"], 2),
+    (["train", "data=image_folder"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
                  marks=pytest.mark.skipif(not has_no_gpu(), reason="this machine may have a GPU")),
 ])

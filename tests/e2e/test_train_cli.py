@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from regbench.data.files import MNIST_FILES
 from regbench.run.cli import main as train_main
 
 pytestmark = pytest.mark.slow
@@ -132,12 +133,23 @@ def test_an_unwritable_output_directory_is_one_line_before_anything_runs(cli_env
     assert list(read_only.iterdir()) == [] and not (tmp_path / "outputs").exists()
 
 
-def test_errors_found_while_running_mark_the_run_failed(run_regbench, tmp_path):
+def test_missing_data_files_are_refused_before_the_run_directory_exists(run_regbench, tmp_path):
     result = run_regbench("train", "logger=none", "data=mnist", f"data.root={tmp_path / 'nowhere'}")
     assert result.returncode == 2
-    assert "data.download=true" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert "MNIST files not found" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_errors_found_while_running_mark_the_run_failed(run_regbench, tmp_path):
+    raw = tmp_path / "corrupt" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES.values():
+        (raw / name).write_bytes(b"not an idx file")
+    result = run_regbench("train", "logger=none", "data=mnist", f"data.root={tmp_path / 'corrupt'}")
+    assert result.returncode == 2
+    assert "is not a valid idx file" in result.stderr and result.stderr.strip().count("\n") == 0
     metrics = json.loads(only_run_dir(tmp_path / "outputs").joinpath("metrics.json").read_text())
-    assert metrics["status"] == "failed" and "MNIST files not found" in metrics["error"]
+    assert metrics["status"] == "failed" and "is not a valid idx file" in metrics["error"]
 
 
 def test_an_existing_run_directory_is_never_overwritten(run_regbench, tmp_path):
