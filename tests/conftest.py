@@ -176,6 +176,17 @@ def run_regbench(tmp_path: Path, run_command):
 
 
 @pytest.fixture
+def absent_data_files(monkeypatch) -> list[str]:
+    """The datasets whose raw files the config checks look for, listed instead of looked for: for tests of configs
+    on datasets this machine may not have (their loading is tested on generated files)."""
+    import regbench.config.planned
+
+    asked = []
+    monkeypatch.setattr(regbench.config.planned, "check_data_files", lambda data: asked.append(data["name"]))
+    return asked
+
+
+@pytest.fixture
 def start_regbench(tmp_path: Path, start_command):
     """Start `regbench ARGS` in tmp_path (or cwd) without waiting for it; for tests that signal or kill it."""
     def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):

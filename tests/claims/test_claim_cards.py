@@ -37,9 +37,9 @@ CLASSIC_CARDS = sorted(set(card_names()) - PROCEDURES)
 
 
 @pytest.fixture
-def datasets_listed(monkeypatch) -> list[str]:
-    """The datasets a sweep's preflight would load, listed instead: the paper-scale cards train on datasets this
-    machine does not have, and these tests check the cards' configs."""
+def datasets_listed(monkeypatch, absent_data_files) -> list[str]:
+    """The datasets a sweep's preflight would load, listed instead (their files are not looked for either): the
+    paper-scale cards train on datasets this machine does not have, and these tests check the cards' configs."""
     listed = []
     monkeypatch.setattr(regbench.sweeps.preflight, "check_sweep_data",
                         lambda jobs: listed.extend(config["data"]["name"] for _, config in jobs))

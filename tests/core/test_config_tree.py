@@ -40,7 +40,7 @@ def options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in SELECTABLE for o in options(g)])
-def test_every_group_option_composes_and_validates(group, option, tmp_path):
+def test_every_group_option_composes_and_validates(group, option, tmp_path, absent_data_files):
     value = f"[{option}]" if group == "regularizer" else option
     partners = PARTNERS.get((group, option), [])
     if group == "data" and option in FOLDER_TREES:
@@ -48,6 +48,7 @@ def test_every_group_option_composes_and_validates(group, option, tmp_path):
         partners = [f"data.root={tmp_path}", "data.batch_size=2"]
     cfg = composed([f"{group}={value}", *partners])
     assert validate_config(cfg) == []  # its defaults act on the default data
+    assert absent_data_files == [cfg["data"]["name"]]
     if group == "regularizer":
         assert list(cfg["regularizer"]) == ([] if option == "none" else [option])
     elif "name" in cfg[group]:

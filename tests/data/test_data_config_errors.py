@@ -67,6 +67,6 @@ def test_bad_settings_are_one_line_errors(overrides, expected):
 
 
 @pytest.mark.parametrize("dataset", ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn", "synthetic"])
-def test_every_dataset_config_passes_preflight_with_noise_and_imbalance(dataset):
+def test_every_dataset_config_passes_preflight_with_noise_and_imbalance(dataset, absent_data_files):
     preflight([f"data={dataset}", "data.noise.type=symmetric", "data.noise.rate=0.2",
                "data.imbalance.type=step", "data.imbalance.factor=10", "data.balance.type=upweight"], multirun=False)

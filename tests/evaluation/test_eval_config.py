@@ -140,5 +140,5 @@ def test_saturate_is_taken_for_colour_images():
      "eval.ood.scores=['mahalanobis_ensemble'] is invalid: mahalanobis_ensemble fits its layer weights on the "
      "validation split, but data.val_fraction=0 leaves none"),
 ])
-def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys):
+def test_bad_evaluations_are_refused_in_one_line(args, message, tmp_path, monkeypatch, capsys, absent_data_files):
     assert refused(args, tmp_path, monkeypatch, capsys).startswith(message)

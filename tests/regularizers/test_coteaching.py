@@ -184,7 +184,8 @@ def test_nonsense_stacks_fail_with_one_line(stack, message):
     assert "\n" not in str(err.value)
 
 
-def test_the_cli_refuses_a_null_forget_rate_for_human_label_files_before_any_run_directory(tmp_path, capsys):
+def test_the_cli_refuses_a_null_forget_rate_for_human_label_files_before_any_run_directory(tmp_path, capsys,
+                                                                                          absent_data_files):
     from regbench.run.cli import main as train_main
 
     label_file = tmp_path / "CIFAR-10_human.pt"
