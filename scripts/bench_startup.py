@@ -121,6 +121,11 @@ def main() -> None:
             ("regbench train --cfg job", lambda: timed([*REGBENCH, "train", "--cfg", "job"], work, 0), "light"),
             ("regbench train norm=no_such_norm", lambda: timed([*REGBENCH, "train", "norm=no_such_norm"], work, 2),
              "light"),
+            # Mistakes found from the run's planned shape and this machine's files, still before torch loads.
+            ("regbench train data.batch_size=5000",
+             lambda: timed([*REGBENCH, "train", "data.batch_size=5000"], work, 2), "light"),
+            ("regbench train data=mnist data.root=nowhere",
+             lambda: timed([*REGBENCH, "train", "data=mnist", "data.root=nowhere"], work, 2), "light"),
         ]
         for logger in ("none", "wandb"):
             cases.append((f"regbench train logger={logger} (digits), to the first step",
