@@ -1,6 +1,7 @@
 """The checks of a run config that need the model code (torch), made only for a run that will train, after the
 torch-free ones (regbench.config.planned): every component against the run's shape, the regularizer stack, the
-model built on the meta device, the init source's keys and shapes against it, and the device memory."""
+calibrators and evaluations built, the model built on the meta device, the init source's keys and shapes against it,
+and the device memory."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,10 +12,8 @@ from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
 from regbench.config.inactivity import inactive_components
 from regbench.evaluation import build_evaluations
-from regbench.evaluation.shift_data import check_colour_corruptions
 from regbench.data.shape import run_dataset_facts
 from regbench.devices import training_memory
-from regbench.errors import ParamError, UserError
 from regbench.init.weights import check_init_fits
 from regbench.optim import build_optimizer, build_schedule, projects_weights
 from regbench.regularizers import MemoryBudget, build_regularizers, check_regularizers_memory
@@ -42,11 +41,8 @@ def checked_components(cfg: dict[str, Any], shape: RunShape, on_this_machine: bo
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
     inactive = inactive_components(cfg, shape, regularizers)
-    facts = run_dataset_facts(cfg["data"])
-    num_classes = facts.num_classes
-    has_validation = facts.val_class_counts is not None or cfg["data"]["val_fraction"] > 0
-    check_calibration(cfg, has_validation)
-    check_crafted_val(cfg["data"], has_validation)
+    num_classes = run_dataset_facts(cfg["data"]).num_classes
+    build_calibrators(cfg["calibrate"], cfg["seed"])
     build_evaluations(cfg["eval"], cfg["data"], cfg["seed"], cfg["backbone"]["name"])
     model = dry_build_backbone(cfg["backbone"], cfg["norm"], shape.image_shape, num_classes, shape)
     check_init_fits(cfg["init"], model)
@@ -57,25 +53,3 @@ def checked_components(cfg: dict[str, Any], shape: RunShape, on_this_machine: bo
     memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
     check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
     return inactive
-
-
-def check_calibration(cfg: dict[str, Any], has_validation: bool) -> None:
-    """Every selected calibrator's parameters; calibrators fit on the validation split, so there must be one."""
-    build_calibrators(cfg["calibrate"], cfg["seed"])
-    if cfg["calibrate"] and not has_validation:
-        raise UserError(f"calibrate=[{','.join(cfg['calibrate'])}] fits on the validation split, but "
-                        f"data.val_fraction={cfg['data']['val_fraction']!r} leaves none; set data.val_fraction in "
-                        f"(0, 1) or drop calibrate")
-
-
-def check_crafted_val(data: dict[str, Any], has_validation: bool) -> None:
-    """Crafted-shift validation shifts the validation split, so there must be one; saturate needs colour images."""
-    shifts = list(data["crafted_val"]["shifts"])
-    if shifts and not has_validation:
-        raise UserError(f"data.crafted_val.shifts={shifts!r} shifts the validation split, but "
-                        f"data.val_fraction={data['val_fraction']!r} leaves none; set data.val_fraction in (0, 1) or "
-                        f"set data.crafted_val.shifts=[]")
-    try:
-        check_colour_corruptions("crafted_val.shifts", shifts, data)
-    except ParamError as err:
-        raise UserError(str(err.at("data"))) from None

@@ -1,13 +1,15 @@
 """The checks of a run config that need the run's planned shape, this machine's devices or its files but no model
 code, made torch-free for a run that will train: the accelerator, the dataset's raw files, the batch size and
-augmentation against the dataset's facts, the norm against the backbone and the batch size. The checks that build the
-model follow (regbench.config.buildable)."""
+augmentation against the dataset's facts, the validation split that calibration and crafted-shift validation need,
+the norm against the backbone and the batch size. The checks that build the model follow
+(regbench.config.buildable)."""
 from __future__ import annotations
 
 from typing import Any
 
 from regbench.data.files import check_data_files
-from regbench.data.shape import check_crop_padding, planned_run_shape
+from regbench.data.shape import (check_colour_corruptions, check_crop_padding, has_validation_split,
+                                 planned_run_shape)
 from regbench.devices import local_world_size, training_accelerator
 from regbench.errors import ParamError, UserError, check
 from regbench.runshape import RunShape
@@ -23,10 +25,30 @@ def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunS
         training_accelerator(cfg["trainer"])
         check_data_files(cfg["data"])
     shape = checked_run_shape(cfg)
+    check_validation_users(cfg)
     norm, _, placement = split_norm_config(cfg["norm"])
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)
     check_norm_batch(norm, shape.batch_size)
     return shape
+
+
+def check_validation_users(cfg: dict[str, Any]) -> None:
+    """Calibrators fit on the validation split and crafted-shift validation shifts it, so there must be one; its
+    saturate shift needs colour images."""
+    data, has_validation = cfg["data"], has_validation_split(cfg["data"])
+    if cfg["calibrate"] and not has_validation:
+        raise UserError(f"calibrate=[{','.join(cfg['calibrate'])}] fits on the validation split, but "
+                        f"data.val_fraction={data['val_fraction']!r} leaves none; set data.val_fraction in (0, 1) or "
+                        f"drop calibrate")
+    shifts = list(data["crafted_val"]["shifts"])
+    if shifts and not has_validation:
+        raise UserError(f"data.crafted_val.shifts={shifts!r} shifts the validation split, but "
+                        f"data.val_fraction={data['val_fraction']!r} leaves none; set data.val_fraction in (0, 1) or "
+                        f"set data.crafted_val.shifts=[]")
+    try:
+        check_colour_corruptions("crafted_val.shifts", shifts, data)
+    except ParamError as err:
+        raise UserError(str(err.at("data"))) from None
 
 
 def checked_run_shape(cfg: dict[str, Any]) -> RunShape:

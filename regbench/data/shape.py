@@ -20,6 +20,21 @@ def run_dataset_facts(cfg: Mapping[str, Any]) -> DatasetFacts:
                          cfg["holdout_classes"])
 
 
+def has_validation_split(cfg: Mapping[str, Any]) -> bool:
+    """The dataset gives its own validation split, or data.val_fraction draws one from training."""
+    return run_dataset_facts(cfg).val_class_counts is not None or cfg["val_fraction"] > 0
+
+
+def check_colour_corruptions(key: str, value: list[str] | str | None, data: Mapping[str, Any]) -> None:
+    """saturate (a list of corruptions holding it, or the name itself) needs RGB images: refuse it for a dataset
+    of another channel count."""
+    if value != "saturate" and not (isinstance(value, list) and "saturate" in value):
+        return
+    channels = run_dataset_facts(data).image_shape[0]
+    check(channels == 3, key, value, f"saturate needs colour (3-channel) images, but data={data['name']} has "
+                                     f"{channels} channel(s); leave it out")
+
+
 def training_class_counts(cfg: Mapping[str, Any]) -> tuple[tuple[int, int, int], list[int]]:
     """The image shape and the per-class sizes of the training split the run will see: the loader's training
     set without the held-out classes, minus the validation split (none when the dataset gives its own), subsampled

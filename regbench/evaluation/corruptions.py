@@ -8,7 +8,8 @@ from typing import Any, Mapping
 from regbench.errors import check
 from regbench.corruptions.ops import corrupt
 from regbench.evaluation.ood import check_names
-from regbench.evaluation.shift_data import (check_built_corruptions, check_colour_corruptions, check_shift_dataset,
+from regbench.data.shape import check_colour_corruptions
+from regbench.evaluation.shift_data import (check_built_corruptions, check_shift_dataset,
                                             evaluated_network, predictions, test_pixels)
 from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
 

@@ -14,7 +14,8 @@ from regbench.corruptions.ops import corrupt
 from regbench.evaluation.corruptions import SEVERITIES
 from regbench.evaluation.lame_math import lame
 from regbench.evaluation.ood import feature_function
-from regbench.evaluation.shift_data import (check_built_corruptions, check_colour_corruptions, check_shift_dataset,
+from regbench.data.shape import check_colour_corruptions
+from regbench.evaluation.shift_data import (check_built_corruptions, check_shift_dataset,
                                             evaluated_network, normalized, test_pixels)
 from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
 

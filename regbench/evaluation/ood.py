@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
-from regbench.data.shape import run_dataset_facts
+from regbench.data.shape import has_validation_split
 from regbench.errors import check, check_non_negative, check_positive, check_positive_int, UserError
 from regbench.evaluation.detection_metrics import detection_metrics
 from regbench.evaluation.mahalanobis import TiedGaussians, preprocessed_score
@@ -94,7 +94,7 @@ class OODDetection:
         check_positive("mahalanobis_ensemble_l2", mahalanobis_ensemble_l2)
         check_positive("mahalanobis_fgsm_epsilon", mahalanobis_fgsm_epsilon)
         if MAHALANOBIS_ENSEMBLE in self.scores:
-            check(run_dataset_facts(data).val_class_counts is not None or data["val_fraction"] > 0, "scores",
+            check(has_validation_split(data), "scores",
                   self.scores, f"{MAHALANOBIS_ENSEMBLE} fits its layer weights on the validation split, but "
                   f"data.val_fraction={data['val_fraction']!r} leaves none; set data.val_fraction in (0, 1)")
         self.energy_temperature, self.epsilon, self.max_images = energy_temperature, mahalanobis_epsilon, max_images

@@ -8,7 +8,6 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.data.facts import dataset_facts, loader_params
 from regbench.errors import UserError, check
 from regbench.specs.evaluation import SHIFT_DATASETS, UNBUILT_CORRUPTIONS
 
@@ -24,16 +23,6 @@ def check_built_corruptions(key: str, value: Any) -> None:
     for name in value if isinstance(value, (list, tuple)) else [value]:
         if isinstance(name, str) and name in UNBUILT_CORRUPTIONS:
             check(False, key, value, f"{name} is not built: {UNBUILT_CORRUPTIONS[name]}; leave it out")
-
-
-def check_colour_corruptions(key: str, value: list[str] | str | None, data: Mapping[str, Any]) -> None:
-    """saturate (a list of corruptions holding it, or the name itself) needs RGB images: refuse it for a dataset
-    of another channel count."""
-    if value != "saturate" and not (isinstance(value, list) and "saturate" in value):
-        return
-    channels = dataset_facts(data["name"], loader_params(data), data["root"], data["split_seed"]).image_shape[0]
-    check(channels == 3, key, value, f"saturate needs colour (3-channel) images, but data={data['name']} has "
-                                     f"{channels} channel(s); leave it out")
 
 
 def test_pixels(datamodule) -> tuple[torch.Tensor, torch.Tensor]:

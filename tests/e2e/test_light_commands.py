@@ -69,6 +69,8 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data=mnist", "data.root=nowhere"], 2),
     (["train", "data=cifar10", "data.root=nowhere"], 2),
     (["train", "data=image_folder"], 2),
+    (["train", "calibrate=[temperature]", "data.val_fraction=0"], 2),
+    (["train", "data.crafted_val.shifts=[saturate]"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
                  marks=pytest.mark.skipif(not has_no_gpu(), reason="this machine may have a GPU")),
 ])
