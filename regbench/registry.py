@@ -4,14 +4,17 @@ checks read the declarations (torch-free); building an entry imports its module,
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, Callable, Iterable, Mapping
 
 from regbench.errors import ParamError, UserError
 
-# How an entry reads a config parameter: it must be given, or its factory has a default.
+# How a factory reads a config parameter: it must be given, or the factory has a default. regbench's own entries
+# are all REQUIRED: their defaults live in the YAML of their config option (see Registry.defaults), not in code.
 REQUIRED, OPTIONAL = "required", "optional"
 
 
@@ -24,7 +27,8 @@ def near_names(name: str, known: Iterable[str]) -> str:
 @dataclass(frozen=True)
 class Entry:
     """A declared entry: `module` registers its factory when imported; `params` are the factory's config
-    parameters in signature order, each REQUIRED or OPTIONAL; `values` the rules (regbench.specs.values) of those
+    parameters in signature order, each REQUIRED or OPTIONAL (regbench's own: REQUIRED, their defaults are their
+    option's YAML, see Registry.defaults); `values` the rules (regbench.specs.values) of those
     whose allowed values need no knowledge of the run (a value that depends on the run is checked when it is
     built)."""
 
@@ -104,11 +108,16 @@ class Registry:
         """The config parameters of entry `name`, in signature order: what its config mapping may hold."""
         return [*self.entry(name).params, *self.shared]
 
+    def defaults(self, name: str) -> dict[str, Any]:
+        """The defaults of entry `name`'s parameters, from its config option's YAML in the config package
+        (conf/<config_key>/<name>.yaml; a list group's file holds them under the name), the one place they live:
+        what a run composes, and what a Python caller that leaves a parameter out gets. A value that interpolates
+        the run's config (`${data.augment.hflip}`, also inside a mapping) has no default outside a run."""
+        return dict(_option_defaults(self.config_key, name, tuple(self.entry(name).params)))
+
     def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """`params` plus the defaults of entry `name`'s parameters that it leaves out."""
-        defaults = {key: p.default for key, p in inspect.signature(self.get(name)).parameters.items()
-                    if p.default is not inspect.Parameter.empty}
-        return {**defaults, **params}
+        return {**self.defaults(name), **params}
 
     def check_parameters(self, name: str, params: Iterable[str], path: str | None = None) -> None:
         """Refuse, naming `path.key`, a key that is not a config parameter of entry `name`."""
@@ -138,7 +147,7 @@ class Registry:
         path = path or self.config_key
         self.check_parameters(name, params, path)
         self.check_values(name, params, path)
-        params = {key: value for key, value in params.items() if key not in self.shared}
+        params = {key: value for key, value in self.with_defaults(name, params).items() if key not in self.shared}
         accepted = inspect.signature(self.get(name)).parameters
         context = {k: v for k, v in context.items() if k in accepted}
         try:
@@ -146,3 +155,13 @@ class Registry:
         except ParamError as err:
             # A plain UserError from here on, so enclosing builders do not prefix the path again.
             raise UserError(str(err.at(path))) from None
+
+
+@functools.cache  # the config package does not change within a process
+def _option_defaults(group: str, name: str, params: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    import yaml  # omegaconf's own YAML reader; only callers that leave parameters out load it
+
+    text = files("regbench.conf").joinpath(group, f"{name}.yaml").read_text()
+    raw = yaml.safe_load(text) or {}
+    section = raw[name] if isinstance(raw.get(name), dict) else raw
+    return tuple((key, section[key]) for key in params if key in section and "${" not in str(section[key]))

@@ -27,3 +27,13 @@ def label_shift(seed: int = 0, **changes: dict[str, Any]) -> dict[str, dict[str,
     for section, values in changes.items():
         sections[section].update(values)
     return sections
+
+
+def load_dataset(name: str, **arguments: Any):
+    """Dataset `name` as its registry entry loads it: `root`, `download` (default false) and `split_seed` (default
+    0) as a run passes them; the loader's parameters left out take their defaults from the dataset's YAML."""
+    from regbench.specs.data import DATASETS
+
+    context = {"download": False, "split_seed": 0, "root": None}
+    context.update({key: arguments.pop(key) for key in list(arguments) if key in context})
+    return DATASETS.create(name, arguments, **context)

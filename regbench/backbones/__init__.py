@@ -11,15 +11,16 @@ from regbench.norms import NormLayer, norm_layer_from_config
 from regbench.runshape import RunShape
 from regbench.specs.backbones import BACKBONES
 from regbench.specs.compat import check_backbone_norm
+from regbench.specs.placement import split_norm_config
 
 
 def norm_for_backbone(cfg: Mapping[str, Any], norm_cfg: Mapping[str, Any], run: RunShape | None = None) -> NormLayer:
     """The checked norm layer for backbone `cfg.name` (fitted to the `run`, see norm_layer_from_config); an
     incompatible pair is one UserError line."""
     BACKBONES.entry(cfg["name"])
-    norm_layer = norm_layer_from_config(norm_cfg, run)
-    check_backbone_norm(cfg["name"], norm_layer.name, norm_layer.placement)
-    return norm_layer
+    norm, _, placement = split_norm_config(norm_cfg)
+    check_backbone_norm(cfg["name"], norm, placement)
+    return norm_layer_from_config(norm_cfg, run)
 
 
 def _build(cfg: Mapping[str, Any], norm_layer: NormLayer, image_shape: tuple[int, int, int],

@@ -54,5 +54,5 @@ class ConvNet(Classifier):
 
 
 @BACKBONES.register("convnet")
-def convnet(*, image_shape, num_classes, norm_layer, conv_layer, widths: list[int] = (32, 64, 128)) -> ConvNet:
+def convnet(*, image_shape, num_classes, norm_layer, conv_layer, widths: list[int]) -> ConvNet:
     return ConvNet(image_shape[0], list(widths), num_classes, image_shape[1], norm_layer, conv_layer)

@@ -27,6 +27,6 @@ class MLP(Classifier):
 
 # An MLP has no convolutions: `conv_layer` is accepted like every backbone's and unused (compat refuses ws norms).
 @BACKBONES.register("mlp")
-def mlp(*, image_shape, num_classes, norm_layer, conv_layer, hidden: list[int] = (256, 256)) -> MLP:
+def mlp(*, image_shape, num_classes, norm_layer, conv_layer, hidden: list[int]) -> MLP:
     channels, height, width = image_shape
     return MLP(channels * height * width, list(hidden), num_classes, norm_layer)

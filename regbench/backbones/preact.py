@@ -59,14 +59,14 @@ class PreActResNet(Classifier):
 
 
 @BACKBONES.register("preact_resnet18")
-def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> PreActResNet:
+def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int) -> PreActResNet:
     return PreActResNet(image_shape[0], [width * 2 ** i for i in range(4)], 2, width, num_classes, norm_layer,
                         conv_layer)
 
 
 @BACKBONES.register("wrn16_4")
-def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int = 16,
-            widen_factor: int = 4) -> PreActResNet:
+def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int,
+            widen_factor: int) -> PreActResNet:
     check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,
           "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
     widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]

@@ -34,6 +34,6 @@ class QuadraticMLP(Classifier):
 
 # Its activation is the square: a norm that brings its own activation cannot stand in for it.
 @BACKBONES.register("quadratic_mlp")
-def quadratic_mlp(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 500) -> QuadraticMLP:
+def quadratic_mlp(*, image_shape, num_classes, norm_layer, conv_layer, width: int) -> QuadraticMLP:
     channels, height, image_width = image_shape
     return QuadraticMLP(channels * height * image_width, width, num_classes, norm_layer)

@@ -67,5 +67,5 @@ def split_stages(blocks: list[nn.Module], blocks_per_stage: list[int]) -> list[l
 
 
 @BACKBONES.register("resnet18")
-def resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int = 64) -> ResNet:
+def resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: int) -> ResNet:
     return ResNet(image_shape[0], [2, 2, 2, 2], width, num_classes, norm_layer, conv_layer)

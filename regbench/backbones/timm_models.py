@@ -39,8 +39,8 @@ def probe(model: nn.Module, image_shape: tuple[int, int, int], where: str) -> No
 
 
 @BACKBONES.register("timm")
-def timm_model(*, image_shape, num_classes, norm_layer: NormLayer, conv_layer, model_name: str = "resnet18",
-               model_kwargs: Mapping[str, Any] | None = None) -> TimmClassifier:
+def timm_model(*, image_shape, num_classes, norm_layer: NormLayer, conv_layer, model_name: str,
+               model_kwargs: Mapping[str, Any] | None) -> TimmClassifier:
     check(isinstance(model_name, str) and model_name in timm.list_models(), "model_name", model_name,
           "must be a timm model name (see timm.list_models())")
     where = f"backbone=timm model_name={model_name} with norm={norm_layer.name}"

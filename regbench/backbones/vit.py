@@ -186,9 +186,9 @@ class VisionTransformer(Classifier):
 
 
 @BACKBONES.register("vit_tiny")
-def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int = 192, depth: int = 12,
-             num_heads: int = 3, mlp_ratio: float = 4.0, patch_size: int | None = None,
-             pool: str = "mean") -> VisionTransformer:
+def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int, depth: int,
+             num_heads: int, mlp_ratio: float, patch_size: int | None,
+             pool: str) -> VisionTransformer:
     check(embed_dim % num_heads == 0, "num_heads", num_heads, f"must divide embed_dim ({embed_dim})")
     check(pool in POOLS, "pool", pool, f"must be one of {', '.join(POOLS)}")
     patch_size = pick_patch_size(patch_size, image_shape[1], image_shape[2])

@@ -69,7 +69,7 @@ def read_cifar(root: str, download: bool, folder: str, files: dict[str, list[str
 
 
 @DATASETS.register("cifar10")
-def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool) -> ImageData:
     from torchvision.datasets import CIFAR10
 
     t = cached_arrays(root, "cifar10", lambda: read_cifar(root, download, CIFAR10_FOLDER, CIFAR10_FILES, b"labels",
@@ -79,7 +79,7 @@ def load_cifar10(*, root: str, download: bool, split_seed: int, cache: bool = Tr
 
 
 @DATASETS.register("cifar100")
-def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+def load_cifar100(*, root: str, download: bool, split_seed: int, cache: bool) -> ImageData:
     from torchvision.datasets import CIFAR100
 
     t = cached_arrays(root, "cifar100", lambda: read_cifar(root, download, CIFAR100_FOLDER, CIFAR100_FILES,

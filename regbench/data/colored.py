@@ -39,13 +39,13 @@ def color_dataset(grey: ImageData, spurious: Mapping[str, Any]) -> ImageData:
 
 @DATASETS.register("colored_digits")
 def load_colored_digits(*, root: str, download: bool, split_seed: int, spurious: Mapping[str, Any],
-                        test_fraction: float = 0.2) -> ImageData:
+                        test_fraction: float) -> ImageData:
     grey = load_digits(root=root, download=download, split_seed=split_seed, test_fraction=test_fraction)
     return color_dataset(grey, spurious)
 
 
 @DATASETS.register("colored_mnist")
 def load_colored_mnist(*, root: str, download: bool, split_seed: int, spurious: Mapping[str, Any],
-                       cache: bool = True) -> ImageData:
+                       cache: bool) -> ImageData:
     grey = load_mnist(root=root, download=download, split_seed=split_seed, cache=cache)
     return color_dataset(grey, spurious)

@@ -19,7 +19,7 @@ DIGITS_MEAN, DIGITS_STD = (0.3053,), (0.3760,)
 
 
 @DATASETS.register("digits")
-def load_digits(*, root: str, download: bool, split_seed: int, test_fraction: float = 0.2) -> ImageData:
+def load_digits(*, root: str, download: bool, split_seed: int, test_fraction: float) -> ImageData:
     check_fraction("test_fraction", test_fraction)
     pixels, targets = read_sklearn_digits()
     images = torch.from_numpy(pixels).mul(255.0 / _DIGITS_MAX).round().to(torch.uint8).unsqueeze(1)

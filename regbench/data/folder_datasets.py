@@ -154,9 +154,9 @@ def folder_data(name: str, listing: FolderListing, root: str, image_size: int, c
 
 
 @DATASETS.register("image_folder")
-def load_image_folder(*, root: str, download: bool, split_seed: int, image_size: int = 64, channels: int | None = None,
-                      crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
-                      test_fraction: float = 0.2, cache: bool = True) -> FolderData:
+def load_image_folder(*, root: str, download: bool, split_seed: int, image_size: int, channels: int | None,
+                      crop_fraction: float, mean: list[float] | None, std: list[float] | None,
+                      test_fraction: float, cache: bool) -> FolderData:
     refuse_download("your own images", download, "point data.root at their folder")
     if root is None:
         raise UserError("data.root is not set: name the image folder, data=image_folder data.root=DIR")
@@ -166,18 +166,18 @@ def load_image_folder(*, root: str, download: bool, split_seed: int, image_size:
 
 
 @DATASETS.register("tiny_imagenet")
-def load_tiny_imagenet(*, root: str, download: bool, image_size: int = 64, channels: int | None = 3,
-                       crop_fraction: float = 1.0, mean: list[float] | None = None, std: list[float] | None = None,
-                       cache: bool = True) -> FolderData:
+def load_tiny_imagenet(*, root: str, download: bool, image_size: int, channels: int | None,
+                       crop_fraction: float, mean: list[float] | None, std: list[float] | None,
+                       cache: bool) -> FolderData:
     refuse_download("tiny_imagenet", download, "extract tiny-imagenet-200.zip (CS231n) into data.root")
     return folder_data("tiny_imagenet", list_tiny_imagenet(str(root)), root, image_size, channels, crop_fraction,
                        mean, std, cache)
 
 
 @DATASETS.register("imagenet")
-def load_imagenet(*, root: str, download: bool, image_size: int = 224, channels: int | None = 3,
-                  crop_fraction: float = 0.875, mean: list[float] | None = None, std: list[float] | None = None,
-                  cache: bool = True) -> FolderData:
+def load_imagenet(*, root: str, download: bool, image_size: int, channels: int | None,
+                  crop_fraction: float, mean: list[float] | None, std: list[float] | None,
+                  cache: bool) -> FolderData:
     refuse_download("imagenet", download, "extract ILSVRC-2012 (image-net.org, after sign-up) into data.root")
     return folder_data("imagenet", list_imagenet(str(root)), root, image_size, channels, crop_fraction, mean, std,
                        cache)

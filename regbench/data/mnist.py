@@ -68,7 +68,7 @@ def load_idx_tensors(root: str, download: bool, folder: str, torchvision_cls, ca
 
 
 @DATASETS.register("mnist")
-def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool) -> ImageData:
     from torchvision.datasets import MNIST
 
     t = load_idx_tensors(root, download, "MNIST", MNIST, cache, MNIST_FACTS)
@@ -77,7 +77,7 @@ def load_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True
 
 
 @DATASETS.register("fashion_mnist")
-def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+def load_fashion_mnist(*, root: str, download: bool, split_seed: int, cache: bool) -> ImageData:
     from torchvision.datasets import FashionMNIST
 
     t = load_idx_tensors(root, download, "FashionMNIST", FashionMNIST, cache, FASHION_FACTS)

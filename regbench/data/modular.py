@@ -26,8 +26,8 @@ def one_hot_pairs(m: torch.Tensor, n: torch.Tensor, modulus: int) -> torch.Tenso
 
 
 @DATASETS.register("modular")
-def load_modular(*, root: str, download: bool, split_seed: int, modulus: int = 97, operation: str = "addition",
-                 train_fraction: float = 0.5) -> ImageData:
+def load_modular(*, root: str, download: bool, split_seed: int, modulus: int, operation: str,
+                 train_fraction: float) -> ImageData:
     check_modular_params(modulus, operation, train_fraction)
     m, n = all_pairs(modulus)
     images, labels = one_hot_pairs(m, n, modulus), modular_answers(m, n, modulus, operation)

@@ -52,7 +52,7 @@ def read_svhn(root: str, download: bool) -> dict[str, torch.Tensor]:
 
 
 @DATASETS.register("svhn")
-def load_svhn(*, root: str, download: bool, split_seed: int, cache: bool = True) -> ImageData:
+def load_svhn(*, root: str, download: bool, split_seed: int, cache: bool) -> ImageData:
     t = cached_arrays(root, "svhn", lambda: read_svhn(root, download), cache, SVHN_FACTS)
     # A mirrored digit is a different glyph, so no horizontal flip.
     return ImageData(t["train_x"], t["train_y"], t["test_x"], t["test_y"], classes=[str(d) for d in range(10)],

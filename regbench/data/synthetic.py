@@ -28,9 +28,9 @@ def render_blobs(num_samples: int, num_classes: int, image_size: int, channels: 
 
 
 @DATASETS.register("synthetic")
-def load_synthetic(*, root: str, download: bool, split_seed: int, num_samples: int = 600, num_classes: int = 4,
-                   image_size: int = 8, channels: int = 1, noise_std: float = 0.3,
-                   test_fraction: float = 0.2) -> ImageData:
+def load_synthetic(*, root: str, download: bool, split_seed: int, num_samples: int, num_classes: int,
+                   image_size: int, channels: int, noise_std: float,
+                   test_fraction: float) -> ImageData:
     check_synthetic_params(num_samples, num_classes, image_size, channels, noise_std, test_fraction)
     images, labels = render_blobs(num_samples, num_classes, image_size, channels, noise_std, split_seed)
     train_idx, test_idx = stratified_split(labels, test_fraction, split_seed)

@@ -14,7 +14,7 @@ MIN_STATISTICS_BATCH = 2
 
 
 @register_norm("batchnorm")
-def batchnorm(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+def batchnorm(num_channels: int, *, momentum: float, eps: float) -> nn.Module:
     return nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum)
 
 
@@ -63,10 +63,10 @@ def fit_ghost_batches(params: dict, shape: RunShape) -> dict:
 
 
 @register_norm("ghost_batchnorm", check_run=check_ghost_batches, fit_run=fit_ghost_batches)
-def ghost_batchnorm(num_channels: int, *, virtual_batch_size: int = 128, momentum: float = 0.1,
-                    eps: float = 1e-5) -> nn.Module:
-    """`virtual_batch_size` in samples (the paper's 128); a run's config may give it as a fraction of the batch,
-    made absolute by `fit_ghost_batches` before the layer is built."""
+def ghost_batchnorm(num_channels: int, *, virtual_batch_size: int, momentum: float,
+                    eps: float) -> nn.Module:
+    """`virtual_batch_size` in samples (the paper's 128); the config's default is a fraction of the batch, made
+    absolute by `fit_ghost_batches` for the run before the layer is built."""
     check(isinstance(virtual_batch_size, int) and not isinstance(virtual_batch_size, bool)
           and virtual_batch_size >= MIN_STATISTICS_BATCH, "virtual_batch_size", virtual_batch_size,
           f"must be an integer >= {MIN_STATISTICS_BATCH}")
@@ -82,5 +82,5 @@ def train_only_batchnorm(model: nn.Module) -> None:
 
 
 @register_norm("bn_only", prepare=train_only_batchnorm)
-def bn_only(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+def bn_only(num_channels: int, *, momentum: float, eps: float) -> nn.Module:
     return nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum)

@@ -73,6 +73,6 @@ def check_estimates(params: dict, shape: RunShape) -> list[Inactive]:
 
 
 @register_norm("bcn_ws", check_run=check_estimates)
-def bcn_ws(num_channels: int, *, groups: int = 32, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+def bcn_ws(num_channels: int, *, groups: int, momentum: float, eps: float) -> nn.Module:
     check_groups(groups, num_channels)
     return BatchChannelNorm(num_channels, groups, momentum, eps)

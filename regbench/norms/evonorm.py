@@ -70,11 +70,11 @@ class EvoNormS0(EvoNormBase):
 
 
 @register_norm("evonorm_b0")
-def evonorm_b0(num_channels: int, *, apply_act: bool = True, momentum: float = 0.1, eps: float = 1e-3) -> nn.Module:
+def evonorm_b0(num_channels: int, *, apply_act: bool = True, momentum: float, eps: float) -> nn.Module:
     return EvoNormB0(num_channels, apply_act, momentum, eps)
 
 
 @register_norm("evonorm_s0")
-def evonorm_s0(num_channels: int, *, apply_act: bool = True, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+def evonorm_s0(num_channels: int, *, apply_act: bool = True, groups: int, eps: float) -> nn.Module:
     check_groups(groups, num_channels)
     return EvoNormS0(num_channels, apply_act, groups, eps)

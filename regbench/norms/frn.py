@@ -27,5 +27,5 @@ class FilterResponseNorm(nn.Module):
 
 
 @register_norm("frn")
-def frn(num_channels: int, *, apply_act: bool = True, eps: float = 1e-6) -> nn.Module:
+def frn(num_channels: int, *, apply_act: bool = True, eps: float) -> nn.Module:
     return FilterResponseNorm(num_channels, apply_act, eps)

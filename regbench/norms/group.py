@@ -16,17 +16,17 @@ def check_groups(groups: int, num_channels: int) -> None:
 
 
 @register_norm("groupnorm")
-def groupnorm(num_channels: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+def groupnorm(num_channels: int, *, groups: int, eps: float) -> nn.Module:
     check_groups(groups, num_channels)
     return nn.GroupNorm(groups, num_channels, eps=eps)
 
 
-def layernorm_tokens(dim: int, *, eps: float = 1e-5) -> nn.Module:
+def layernorm_tokens(dim: int, *, eps: float) -> nn.Module:
     return nn.LayerNorm(dim, eps=eps)
 
 
 @register_norm("layernorm", tokens=layernorm_tokens)
-def layernorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+def layernorm(num_channels: int, *, eps: float) -> nn.Module:
     # One group = statistics over (C, H, W) of each sample, with a per-channel affine.
     return nn.GroupNorm(1, num_channels, eps=eps)
 
@@ -38,5 +38,5 @@ class InstanceNorm(nn.InstanceNorm2d):
 
 
 @register_norm("instancenorm")
-def instancenorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+def instancenorm(num_channels: int, *, eps: float) -> nn.Module:
     return InstanceNorm(num_channels, eps=eps, affine=True, track_running_stats=False)

@@ -61,9 +61,10 @@ def norm_layer_from_config(cfg: Mapping[str, Any], run: RunShape | None = None) 
     """The `norm_layer` for backbones, with every parameter checked once up front on a probe layer. Given the
     `run`'s shape, parameters set relative to the run (fractions) are made absolute for it."""
     name, params, placement = split_norm_config(cfg)
+    params = NORMS.with_defaults(name, params)
     fit_run = NORM_HOOKS[name].fit_run
     if run is not None and fit_run is not None:
-        params = {**params, **fit_run(NORMS.with_defaults(name, params), run)}
+        params = {**params, **fit_run(params, run)}
     layer = NormLayer(name, params, placement)
     groups = params.get("groups")
     probe_channels = groups if isinstance(groups, int) and groups > 0 else 1  # a width every group count divides

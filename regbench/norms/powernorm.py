@@ -101,12 +101,12 @@ def fit_warmup(params: dict, shape: RunShape) -> dict:
     return {"warmup_iters": count_or_fraction(params["warmup_iters"], shape.total_steps)}
 
 
-def powernorm_tokens(dim: int, *, alpha_fwd: float = 0.9, alpha_bkw: float = 0.9, eps: float = 1e-5,
-                     warmup_iters: int = 4000) -> nn.Module:
+def powernorm_tokens(dim: int, *, alpha_fwd: float, alpha_bkw: float, eps: float,
+                     warmup_iters: int) -> nn.Module:
     return make_powernorm(dim, -1, alpha_fwd, alpha_bkw, eps, warmup_iters)
 
 
 @register_norm("powernorm", tokens=powernorm_tokens, check_run=check_warmup, fit_run=fit_warmup)
-def powernorm(num_channels: int, *, alpha_fwd: float = 0.9, alpha_bkw: float = 0.9, eps: float = 1e-5,
-              warmup_iters: int = 4000) -> nn.Module:
+def powernorm(num_channels: int, *, alpha_fwd: float, alpha_bkw: float, eps: float,
+              warmup_iters: int) -> nn.Module:
     return make_powernorm(num_channels, 1, alpha_fwd, alpha_bkw, eps, warmup_iters)

@@ -22,12 +22,12 @@ class RMSNormChannels(nn.Module):
         return x * scale * self.weight.view(shape)
 
 
-def rmsnorm_tokens(dim: int, *, eps: float = 1e-6) -> nn.Module:
+def rmsnorm_tokens(dim: int, *, eps: float) -> nn.Module:
     return RMSNormChannels(dim, eps, dim=-1)
 
 
 @register_norm("rmsnorm", tokens=rmsnorm_tokens)
-def rmsnorm(num_channels: int, *, eps: float = 1e-6) -> nn.Module:
+def rmsnorm(num_channels: int, *, eps: float) -> nn.Module:
     return RMSNormChannels(num_channels, eps, dim=1)
 
 
@@ -47,12 +47,12 @@ class CompressedRMSNorm(nn.Module):
         return x * square_sum.div(x.shape[-1] + 1).add(self.eps).rsqrt() * self.weight
 
 
-def crmsnorm_tokens(width: int, *, eps: float = 1e-5) -> nn.Module:
+def crmsnorm_tokens(width: int, *, eps: float) -> nn.Module:
     return CompressedRMSNorm(width, eps)
 
 
 # Only Pre-Norm transformers keep a zero-mean stream: a post-norm's output (and Peri-LN's output norm) joins the
 # stream with its gain and bias, which need not have zero mean.
 @register_norm("crmsnorm", tokens=crmsnorm_tokens)
-def crmsnorm(num_channels: int, *, eps: float = 1e-5) -> nn.Module:
+def crmsnorm(num_channels: int, *, eps: float) -> nn.Module:
     return crmsnorm_tokens(num_channels, eps=eps)

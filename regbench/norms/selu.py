@@ -17,7 +17,7 @@ def lecun_normal_init(model: nn.Module) -> None:
 
 
 @register_norm("selu", prepare=lecun_normal_init)
-def selu(num_channels: int, *, apply_act: bool = True, alpha_dropout: float = 0.05) -> nn.Module:
+def selu(num_channels: int, *, apply_act: bool = True, alpha_dropout: float) -> nn.Module:
     if not apply_act:
         return nn.Identity()
     return nn.Sequential(nn.SELU(), nn.AlphaDropout(alpha_dropout))

@@ -128,12 +128,12 @@ def make_unified_norm(num_features: int, dim: int, window: int, momentum: float,
     return UnifiedNorm(num_features, dim, window, float(momentum), eps, warmup_iters, outlier_filtration)
 
 
-def unified_norm_tokens(dim: int, *, window: int = 4, momentum: float = 0.9, eps: float = 1e-5,
-                        warmup_iters: int = 4000, outlier_filtration: bool = True) -> nn.Module:
+def unified_norm_tokens(dim: int, *, window: int, momentum: float, eps: float,
+                        warmup_iters: int, outlier_filtration: bool) -> nn.Module:
     return make_unified_norm(dim, -1, window, momentum, eps, warmup_iters, outlier_filtration)
 
 
 @register_norm("unified_norm", tokens=unified_norm_tokens, check_run=check_warmup, fit_run=fit_warmup)
-def unified_norm(num_channels: int, *, window: int = 4, momentum: float = 0.9, eps: float = 1e-5,
-                 warmup_iters: int = 4000, outlier_filtration: bool = True) -> nn.Module:
+def unified_norm(num_channels: int, *, window: int, momentum: float, eps: float,
+                 warmup_iters: int, outlier_filtration: bool) -> nn.Module:
     return make_unified_norm(num_channels, 1, window, momentum, eps, warmup_iters, outlier_filtration)

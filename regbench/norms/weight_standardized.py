@@ -9,10 +9,10 @@ from regbench.norms.registry import register_norm
 
 
 @register_norm("ws_batchnorm")
-def ws_batchnorm(num_channels: int, *, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
+def ws_batchnorm(num_channels: int, *, momentum: float, eps: float) -> nn.Module:
     return batchnorm(num_channels, momentum=momentum, eps=eps)
 
 
 @register_norm("ws_groupnorm")
-def ws_groupnorm(num_channels: int, *, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+def ws_groupnorm(num_channels: int, *, groups: int, eps: float) -> nn.Module:
     return groupnorm(num_channels, groups=groups, eps=eps)

@@ -34,20 +34,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9,
-        nesterov: bool = True) -> torch.optim.Optimizer:
+def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float,
+        nesterov: bool) -> torch.optim.Optimizer:
     return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(model: nn.Module, *, lr: float, weight_decay: float,
-          betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+          betas: tuple[float, float]) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas))
 
 
 @OPTIMIZERS.register("sgdp")
-def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 0.9, nesterov: bool = True,
-         delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
+def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float, nesterov: bool,
+         delta: float, wd_ratio: float) -> torch.optim.Optimizer:
     SGDP = import_timm("timm.optim").SGDP  # timm takes seconds to import; only runs that use it pay
 
     return SGDP(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
@@ -55,8 +55,8 @@ def sgdp(model: nn.Module, *, lr: float, weight_decay: float, momentum: float = 
 
 
 @OPTIMIZERS.register("adamp")
-def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-          delta: float = 0.1, wd_ratio: float = 0.1) -> torch.optim.Optimizer:
+def adamp(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
+          delta: float, wd_ratio: float) -> torch.optim.Optimizer:
     AdamP = import_timm("timm.optim").AdamP  # timm takes seconds to import; only runs that use it pay
 
     return AdamP(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), delta=delta, wd_ratio=wd_ratio)
@@ -110,7 +110,7 @@ SCHEDULE_CHECKS: dict[str, Callable[[Mapping[str, Any], RunShape], list[Inactive
 
 def register_schedule(name: str, rule: Callable[[int, int, int], float]) -> None:
     """A per-step rule(step, warmup_steps, total_steps) -> learning-rate factor, with linear warmup."""
-    def factory(*, warmup_epochs: float = 0, steps_per_epoch: int, total_steps: int):
+    def factory(*, warmup_epochs: float, steps_per_epoch: int, total_steps: int):
         warmup = warmup_steps(warmup_epochs, steps_per_epoch)
         return lambda step: rule(step, warmup, total_steps)
 

@@ -55,8 +55,8 @@ class EMA(Regularizer, nn.Module):
     name = "ema"
     exclusive = AVERAGING_TAGS
 
-    def __init__(self, *, decay: float, warmup: bool = False, warmup_gamma: float = 1.0,
-                 warmup_power: float = 2 / 3, seed: int):
+    def __init__(self, *, decay: float, warmup: bool, warmup_gamma: float,
+                 warmup_power: float, seed: int):
         super().__init__()
         self.decay, self.warmup = float(decay), warmup
         self.warmup_gamma, self.warmup_power = float(warmup_gamma), float(warmup_power)

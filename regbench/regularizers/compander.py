@@ -147,8 +147,8 @@ class WeightCompander(Regularizer):
     # Added after every other technique's changes: co-teaching's peer network is companded too.
     wraps_after_others = True
 
-    def __init__(self, *, function: str = "arctan", learnable: bool = False, a: float | None = None,
-                 b: float | None = None, seed: int, dataset: str | None = None,
+    def __init__(self, *, function: str, learnable: bool, a: float | None,
+                 b: float | None, seed: int, dataset: str | None = None,
                  backbone: Mapping[str, Any] | None = None):
         check(function in COMPANDERS, "function", function, f"allowed: {', '.join(COMPANDERS)}")
         for key, value in (("a", a), ("b", b)):

@@ -91,7 +91,7 @@ class CutMix(_Mixing):
     name = "cutmix"
     exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT)
 
-    def __init__(self, *, alpha: float, prob: float, seed: int, box: str = "exact"):
+    def __init__(self, *, alpha: float, prob: float, seed: int, box: str):
         super().__init__(alpha=alpha, prob=prob, seed=seed)
         check_cutmix_box(box)
         self.box = box

@@ -55,7 +55,7 @@ class RankMixup(Regularizer):
     exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, variant: str, mixup_alpha: float, loss_weight: float, margin: float, num_mixes: int,
-                 seed: int, mrl_mask: str = "per_sample"):
+                 seed: int, mrl_mask: str):
         check(variant in VARIANTS, "variant", variant, f"must be one of {', '.join(VARIANTS)}")
         check(mrl_mask in MRL_MASKS, "mrl_mask", mrl_mask, f"must be one of {', '.join(MRL_MASKS)}")
         self.variant, self.mixup_alpha, self.loss_weight = variant, mixup_alpha, loss_weight

@@ -64,7 +64,7 @@ class TransMix(Regularizer):
     exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT, Exclusion.LABEL_SMOOTHING)
 
     def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int,
-                 box: str = "exact"):
+                 box: str):
         check(isinstance(attention_weight, (int, float)) and not isinstance(attention_weight, bool)
               and 0.0 <= attention_weight <= 1.0, "attention_weight", attention_weight,
               "must be in [0, 1] (0.5: the paper's mean of area and attention lambda, 1: attention alone)")

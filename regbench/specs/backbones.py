@@ -7,23 +7,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from regbench.errors import check_positive, check_positive_int
-from regbench.registry import OPTIONAL, Entry, Registry
+from regbench.registry import REQUIRED, Entry, Registry
 from regbench.specs.values import widths
 
 BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classes", "norm_layer", "conv_layer"),
                      entries={
-    "convnet": Entry("regbench.backbones.convnet", {"widths": OPTIONAL}, {"widths": widths}),
-    "mlp": Entry("regbench.backbones.mlp", {"hidden": OPTIONAL}, {"hidden": widths}),
-    "preact_resnet18": Entry("regbench.backbones.preact", {"width": OPTIONAL}, {"width": check_positive_int}),
-    "quadratic_mlp": Entry("regbench.backbones.quadratic_mlp", {"width": OPTIONAL}, {"width": check_positive_int}),
-    "resnet18": Entry("regbench.backbones.resnet", {"width": OPTIONAL}, {"width": check_positive_int}),
-    "timm": Entry("regbench.backbones.timm_models", {"model_name": OPTIONAL, "model_kwargs": OPTIONAL}),
+    "convnet": Entry("regbench.backbones.convnet", {"widths": REQUIRED}, {"widths": widths}),
+    "mlp": Entry("regbench.backbones.mlp", {"hidden": REQUIRED}, {"hidden": widths}),
+    "preact_resnet18": Entry("regbench.backbones.preact", {"width": REQUIRED}, {"width": check_positive_int}),
+    "quadratic_mlp": Entry("regbench.backbones.quadratic_mlp", {"width": REQUIRED}, {"width": check_positive_int}),
+    "resnet18": Entry("regbench.backbones.resnet", {"width": REQUIRED}, {"width": check_positive_int}),
+    "timm": Entry("regbench.backbones.timm_models", {"model_name": REQUIRED, "model_kwargs": REQUIRED}),
     "vit_tiny": Entry("regbench.backbones.vit", {
-        "embed_dim": OPTIONAL, "depth": OPTIONAL, "num_heads": OPTIONAL, "mlp_ratio": OPTIONAL,
-        "patch_size": OPTIONAL, "pool": OPTIONAL},
+        "embed_dim": REQUIRED, "depth": REQUIRED, "num_heads": REQUIRED, "mlp_ratio": REQUIRED,
+        "patch_size": REQUIRED, "pool": REQUIRED},
         {"embed_dim": check_positive_int, "depth": check_positive_int, "num_heads": check_positive_int,
          "mlp_ratio": check_positive}),
-    "wrn16_4": Entry("regbench.backbones.preact", {"depth": OPTIONAL, "widen_factor": OPTIONAL},
+    "wrn16_4": Entry("regbench.backbones.preact", {"depth": REQUIRED, "widen_factor": REQUIRED},
                      {"widen_factor": check_positive_int}),
 })
 

@@ -7,7 +7,7 @@ from enum import Enum
 from typing import Mapping
 
 from regbench.errors import check, check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
-from regbench.registry import OPTIONAL, REQUIRED, Entry, Registry
+from regbench.registry import REQUIRED, Entry, Registry
 from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing
 
@@ -67,7 +67,7 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
          "covariance_ridge": check_non_negative}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
         "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}, {"num_gradual": check_positive_int}),
-    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": OPTIONAL}, MIXING),
+    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": REQUIRED}, MIXING),
     "cutout": Entry("regbench.regularizers.erasing", {"length": REQUIRED, "n_holes": REQUIRED},
                     {"n_holes": check_positive_int}),
     "dropblock": Entry("regbench.regularizers.dropblock", {
@@ -79,7 +79,7 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED},
                  {"lam": check_non_negative, "beta": below_one}),
     "ema": Entry("regbench.regularizers.averaging", {
-        "decay": REQUIRED, "warmup": OPTIONAL, "warmup_gamma": OPTIONAL, "warmup_power": OPTIONAL},
+        "decay": REQUIRED, "warmup": REQUIRED, "warmup_gamma": REQUIRED, "warmup_power": REQUIRED},
         {"decay": below_one, "warmup": boolean, "warmup_gamma": check_positive, "warmup_power": check_positive}),
     "ipr_pruning": Entry("regbench.regularizers.ipr_pruning", {
         "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED}),
@@ -113,7 +113,7 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
          "contrastive_weight": check_non_negative}),
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
-        "num_mixes": REQUIRED, "mrl_mask": OPTIONAL},
+        "num_mixes": REQUIRED, "mrl_mask": REQUIRED},
         {"mixup_alpha": check_positive, "loss_weight": check_non_negative, "margin": check_non_negative,
          "num_mixes": check_positive_int}),
     "rcal": Entry("regbench.regularizers.rcal", {
@@ -134,10 +134,10 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
-        "box": OPTIONAL},
+        "box": REQUIRED},
         {**MIXING, "label_smoothing": smoothing}),
     "weight_compander": Entry("regbench.regularizers.compander", {
-        "function": OPTIONAL, "learnable": OPTIONAL, "a": OPTIONAL, "b": OPTIONAL}, {"learnable": boolean}),
+        "function": REQUIRED, "learnable": REQUIRED, "a": REQUIRED, "b": REQUIRED}, {"learnable": boolean}),
 })
 
 

@@ -34,6 +34,10 @@ INCOMPATIBLE = {
 } | {("quadratic_mlp", "evonorm_s0")} | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
     (b, "crmsnorm") for b in TINY_BACKBONES if b != "vit_tiny"
 } | {("vit_tiny", n) for n in NORMS.names() if n not in TOKEN_NORMS} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
+# Norms whose config defaults are fractions of the run (see fit_run) take absolute values when built outside a run:
+# the papers' (Hoffer et al.'s 128 samples, 4000 warm-up iterations).
+OUTSIDE_A_RUN = {"ghost_batchnorm": {"virtual_batch_size": 128}, "powernorm": {"warmup_iters": 4000},
+                 "unified_norm": {"warmup_iters": 4000}}
 # timm's test_resnet downsamples 32x: its last maps are 1x1 (checked at build time, before any training).
 TOO_SMALL = {("timm", "instancenorm")}
 
@@ -45,7 +49,7 @@ def test_every_backbone_has_a_tiny_config():
 @pytest.mark.parametrize("norm", NORMS.names())
 @pytest.mark.parametrize("backbone", sorted(TINY_BACKBONES))
 def test_backbone_norm_pair(backbone, norm):
-    norm_cfg = {"name": norm, **({"groups": 2} if norm in GROUPED else {})}
+    norm_cfg = {"name": norm, **({"groups": 2} if norm in GROUPED else {}), **OUTSIDE_A_RUN.get(norm, {})}
     cfg = {"name": backbone, **TINY_BACKBONES[backbone]}
     if (backbone, norm) in INCOMPATIBLE:
         with pytest.raises(UserError, match=f"norm={norm} with backbone={backbone} is not supported") as err:
@@ -78,8 +82,8 @@ def test_the_torch_free_traits_refuse_exactly_the_pairs_the_build_refuses(backbo
 @pytest.mark.parametrize("norm", NORMS.names())
 def test_the_batch_statistics_trait_is_what_the_built_norms_do(norm):
     backbone = {"crmsnorm": "vit_tiny", "selu": "mlp"}.get(norm, "convnet")
-    model = build_backbone({"name": backbone, **TINY_BACKBONES[backbone]},
-                           {"name": norm, **({"groups": 2} if norm in GROUPED else {})}, IMAGE_SHAPE, 3)
+    norm_cfg = {"name": norm, **({"groups": 2} if norm in GROUPED else {}), **OUTSIDE_A_RUN.get(norm, {})}
+    model = build_backbone({"name": backbone, **TINY_BACKBONES[backbone]}, norm_cfg, IMAGE_SHAPE, 3)
     assert any(uses_batch_statistics(m) for m in model.modules()) == NORM_TRAITS[norm].batch_statistics
     if NORM_TRAITS[norm].batch_statistics:
         with pytest.raises(UserError, match="data.batch_size=1 cannot be batch-normalized"):

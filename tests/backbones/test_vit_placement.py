@@ -60,7 +60,8 @@ def test_layernorm_scaling_multiplies_norm_outputs_in_block_l_by_one_over_sqrt_l
 @pytest.mark.parametrize("placement", ["pre", "post", "mix", "peri"])
 @pytest.mark.parametrize("norm", ["rmsnorm", "powernorm"])
 def test_every_placement_trains_with_every_token_norm(placement, norm):
-    model = build_backbone(VIT, {"name": norm, "placement": placement, "depth_scaling": True}, (1, 8, 8), 3)
+    warmup = {"warmup_iters": 4000} if norm == "powernorm" else {}  # outside a run, not a fraction of it
+    model = build_backbone(VIT, {"name": norm, "placement": placement, "depth_scaling": True, **warmup}, (1, 8, 8), 3)
     model(torch.randn(2, 1, 8, 8)).sum().backward()
 
 

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_configs import dataset_config
+from data_configs import dataset_config, load_dataset
 
 from regbench.data import batches as batches_module
 from regbench.data.batches import BatchAugment, TensorBatches, random_crop
 from regbench.data.files import MNIST_FILES
-from regbench.data.mnist import load_mnist
 from regbench.data.module import build_datamodule
 from regbench.data.split import stratified_split
 from regbench.errors import UserError
@@ -52,25 +51,25 @@ def test_mnist_reads_idx_files(tmp_path):
     for key, name in MNIST_FILES.items():
         n = 12 if key.startswith("train") else 5
         write_idx(raw / name, rng.integers(0, 256, (n, 28, 28)) if key.endswith("x") else rng.integers(0, 10, n))
-    data = load_mnist(root=str(tmp_path), download=False, split_seed=0)
+    data = load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
     assert data.train_x.shape == (12, 1, 28, 28) and data.train_x.dtype == torch.uint8
     assert data.test_y.shape == (5,)
 
 
 def test_mnist_missing_or_corrupt_files_give_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="data.download=true"):
-        load_mnist(root=str(tmp_path), download=False, split_seed=0)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in MNIST_FILES.values():
         (raw / name).write_bytes(b"\x00" * 20)
     with pytest.raises(UserError, match="not a valid idx file"):
-        load_mnist(root=str(tmp_path), download=False, split_seed=0)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="real MNIST not present")
 def test_real_mnist_has_its_published_shape_and_mean():
-    data = load_mnist(root=str(SHARED_DATA), download=False, split_seed=0)
+    data = load_dataset("mnist", root=str(SHARED_DATA), download=False, split_seed=0)
     assert data.train_x.shape == (60000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
     assert data.train_x.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-4)
     assert torch.bincount(data.train_y).sum() == 60000

@@ -100,3 +100,33 @@ def test_the_specs_and_the_config_checks_import_no_torch():
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+COMPONENT_REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, EVALUATIONS, OPTIMIZERS, SCHEDULES)
+
+
+@pytest.mark.parametrize("registry", COMPONENT_REGISTRIES, ids=lambda registry: registry.family)
+def test_defaults_live_in_the_yaml_alone(registry):
+    """A factory declares no default for a config parameter; the registry's defaults are what its option's YAML
+    composes to (a value interpolating the run's config has none outside a run)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    for name in registry.names():
+        assert set(config_parameters(registry.get(name), registry.context).values()) <= {REQUIRED}, name
+        option = f"[{name}]" if registry.config_key in ("regularizer", "calibrate", "eval") else name
+        with initialize_config_module("regbench.conf", version_base="1.3"):
+            composed = compose("config", overrides=[f"{registry.config_key}={option}"])
+        section = OmegaConf.to_container(composed[registry.config_key], resolve=False)
+        section = section.get(name, section) if registry.config_key in ("regularizer", "calibrate", "eval") else section
+        literal = {key: value for key, value in section.items() if key in registry.entry(name).params
+                   and "${" not in str(value)}
+        assert registry.defaults(name) == literal, name
+
+
+def test_a_python_caller_gets_the_yamls_defaults():
+    from regbench.regularizers import create_regularizer
+
+    assert create_regularizer("ema", decay=0.9).warmup is True  # conf/regularizer/ema.yaml (the code's was false)
+    assert NORMS.with_defaults("groupnorm", {"eps": 1e-3}) == {"groups": 32, "eps": 1e-3}
+    assert "test_imbalance_factor" not in REGULARIZERS.defaults("sade")  # ${data.imbalance.factor}: a run's own

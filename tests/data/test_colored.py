@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_configs import dataset_config
+from data_configs import dataset_config, load_dataset
 from test_data_loaders import write_tiny_idx
 
 from regbench.run.cli import main as train_main
 from regbench.data.colored import BINARY_CLASSES
-from regbench.data.digits import load_digits
 from regbench.data.facts import dataset_facts, loader_params
 from regbench.data.module import build_datamodule
 from regbench.data.subpopulations import PALETTE, assign_colors, colorize, group_accuracy
@@ -57,7 +56,7 @@ def test_colorize_scales_each_pixel_by_its_images_colour():
 @pytest.mark.parametrize("correlation, seed", [(0.9, 0), (0.75, 5)])
 def test_colored_digits_has_the_exact_training_share_and_the_test_share(correlation, seed):
     data = load("colored_digits", correlation=correlation, seed=seed)
-    grey = load_digits(root="unused", download=False, split_seed=0)
+    grey = load_dataset("digits", root="unused", download=False, split_seed=0)
     assert data.image_shape == (3, 8, 8) and data.classes == BINARY_CLASSES
     assert torch.equal(data.train_y, (grey.train_y >= 5).long())
     for y in (0, 1):

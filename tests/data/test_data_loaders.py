@@ -5,13 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_configs import load_dataset
 import scipy.io
 import torch
 
-from regbench.data.cifar import load_cifar10, load_cifar100
 from regbench.data.files import RAW_FILES, cache_path, check_data_files
-from regbench.data.mnist import load_fashion_mnist, load_mnist
-from regbench.data.svhn import load_svhn
 from regbench.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -35,7 +33,7 @@ def write_tiny_cifar10(root: Path) -> tuple[np.ndarray, list[int]]:
 
 def test_cifar10_pickle_batches(tmp_path):
     data, labels = write_tiny_cifar10(tmp_path)
-    loaded = load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    loaded = load_dataset("cifar10", root=str(tmp_path), download=False, split_seed=0, cache=False)
     assert loaded.train_x.shape == (15, 3, 32, 32) and loaded.test_x.shape == (4, 3, 32, 32)
     assert loaded.train_y.tolist() == labels and loaded.num_classes == 10 and loaded.hflip_ok
     # Row layout: 1024 red, then 1024 green, then 1024 blue values, each row-major over 32x32.
@@ -46,7 +44,7 @@ def test_cifar10_pickle_batches(tmp_path):
 def test_cifar100_fine_labels(tmp_path):
     _, labels = write_cifar_batch(tmp_path / "cifar-100-python" / "train", 6, b"fine_labels", 1)
     write_cifar_batch(tmp_path / "cifar-100-python" / "test", 2, b"fine_labels", 2)
-    loaded = load_cifar100(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    loaded = load_dataset("cifar100", root=str(tmp_path), download=False, split_seed=0, cache=False)
     assert loaded.train_y.tolist() == labels and loaded.num_classes == 100
 
 
@@ -56,7 +54,7 @@ def test_svhn_mat_files(tmp_path):
     y = np.array([[10], [1], [9], [10], [5]], dtype=np.uint8)
     scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": X, "y": y})
     scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": X[..., :2], "y": y[:2]})
-    loaded = load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    loaded = load_dataset("svhn", root=str(tmp_path), download=False, split_seed=0, cache=False)
     assert loaded.train_y.tolist() == [0, 1, 9, 0, 5]  # label 10 is the digit 0
     assert loaded.train_x.shape == (5, 3, 32, 32) and not loaded.hflip_ok
     assert loaded.train_x[3, 1, 4, 20].item() == X[4, 20, 1, 3]
@@ -77,13 +75,13 @@ def write_tiny_idx(root: Path, folder: str) -> None:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
 
 
-@pytest.mark.parametrize("loader, folder, torchvision_name", [(load_mnist, "MNIST", "MNIST"),
-                                                              (load_fashion_mnist, "FashionMNIST", "FashionMNIST")])
+@pytest.mark.parametrize("loader, folder, torchvision_name", [("mnist", "MNIST", "MNIST"),
+                                                              ("fashion_mnist", "FashionMNIST", "FashionMNIST")])
 def test_idx_files_read_like_torchvision(tmp_path, loader, folder, torchvision_name):
     import torchvision.datasets
 
     write_tiny_idx(tmp_path, folder)
-    loaded = loader(root=str(tmp_path), download=False, split_seed=0, cache=False)
+    loaded = load_dataset(loader, root=str(tmp_path), download=False, split_seed=0, cache=False)
     reference = getattr(torchvision.datasets, torchvision_name)(root=str(tmp_path), train=True, download=False)
     assert torch.equal(loaded.train_x[:, 0], reference.data) and torch.equal(loaded.train_y, reference.targets)
     assert loaded.test_x.shape == (3, 1, 28, 28)
@@ -91,11 +89,11 @@ def test_idx_files_read_like_torchvision(tmp_path, loader, folder, torchvision_n
 
 def test_cache_file_is_used_on_the_second_load(tmp_path):
     write_tiny_cifar10(tmp_path)
-    first = load_cifar10(root=str(tmp_path), download=False, split_seed=0)
+    first = load_dataset("cifar10", root=str(tmp_path), download=False, split_seed=0)
     assert cache_path(str(tmp_path), "cifar10").is_file()
     for batch in (tmp_path / "cifar-10-batches-py").iterdir():
         batch.write_bytes(b"gone")  # the raw files are no longer readable: only the cache can serve
-    second = load_cifar10(root=str(tmp_path), download=False, split_seed=0)
+    second = load_dataset("cifar10", root=str(tmp_path), download=False, split_seed=0)
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
 
 
@@ -103,18 +101,18 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     write_tiny_idx(tmp_path, "MNIST")
     cache_path(str(tmp_path), "MNIST").parent.mkdir(parents=True)
     cache_path(str(tmp_path), "MNIST").write_bytes(b"truncated")
-    loaded = load_mnist(root=str(tmp_path), download=False, split_seed=0)
+    loaded = load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
     assert loaded.train_x.shape == (6, 1, 28, 28)
     assert torch.load(cache_path(str(tmp_path), "MNIST"), weights_only=True)["train_x"].shape == (6, 1, 28, 28)
 
 
-@pytest.mark.parametrize("loader, expected", [(load_cifar10, "cifar-10-batches-py/data_batch_1"),
-                                              (load_cifar100, "cifar-100-python/train"),
-                                              (load_svhn, "train_32x32.mat"),
-                                              (load_fashion_mnist, "FashionMNIST/raw/train-images-idx3-ubyte")])
+@pytest.mark.parametrize("loader, expected", [("cifar10", "cifar-10-batches-py/data_batch_1"),
+                                              ("cifar100", "cifar-100-python/train"),
+                                              ("svhn", "train_32x32.mat"),
+                                              ("fashion_mnist", "FashionMNIST/raw/train-images-idx3-ubyte")])
 def test_missing_files_name_the_expected_path(tmp_path, loader, expected):
     with pytest.raises(UserError, match=str(tmp_path / expected)) as err:
-        loader(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset(loader, root=str(tmp_path), download=False, split_seed=0, cache=False)
     assert "\n" not in str(err.value) and "data.download=true" in str(err.value)
 
 
@@ -122,16 +120,16 @@ def test_corrupt_files_name_the_path(tmp_path):
     write_tiny_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match=r"data_batch_3 is not a valid CIFAR python batch"):
-        load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("cifar10", root=str(tmp_path), download=False, split_seed=0, cache=False)
     (tmp_path / "train_32x32.mat").write_bytes(b"not a mat file")
     (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file")
     with pytest.raises(UserError, match=r"train_32x32.mat is not a valid SVHN .mat file"):
-        load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("svhn", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy on this machine")
 def test_real_mnist():
-    loaded = load_mnist(root=str(SHARED_DATA), download=False, split_seed=0, cache=False)
+    loaded = load_dataset("mnist", root=str(SHARED_DATA), download=False, split_seed=0, cache=False)
     assert loaded.train_x.shape == (60000, 1, 28, 28) and loaded.test_x.shape == (10000, 1, 28, 28)
     assert loaded.train_x.float().div(255).mean().item() == pytest.approx(0.1307, abs=1e-4)
     assert torch.bincount(loaded.test_y).tolist()[:2] == [980, 1135]
@@ -146,16 +144,16 @@ class OfflineDataset:
 
 
 @pytest.mark.parametrize("loader, dataset_class, expected", [
-    (load_mnist, "MNIST", "MNIST/raw"), (load_fashion_mnist, "FashionMNIST", "FashionMNIST/raw"),
-    (load_cifar10, "CIFAR10", "cifar-10-batches-py"), (load_cifar100, "CIFAR100", "cifar-100-python"),
-    (load_svhn, "SVHN", "train_32x32.mat"),
+    ("mnist", "MNIST", "MNIST/raw"), ("fashion_mnist", "FashionMNIST", "FashionMNIST/raw"),
+    ("cifar10", "CIFAR10", "cifar-10-batches-py"), ("cifar100", "CIFAR100", "cifar-100-python"),
+    ("svhn", "SVHN", "train_32x32.mat"),
 ])
 def test_a_failed_download_is_one_line_naming_the_folder(tmp_path, monkeypatch, loader, dataset_class, expected):
     import torchvision.datasets
 
     monkeypatch.setattr(torchvision.datasets, dataset_class, OfflineDataset)
     with pytest.raises(UserError) as err:
-        loader(root=str(tmp_path), download=True, split_seed=0, cache=False)
+        load_dataset(loader, root=str(tmp_path), download=True, split_seed=0, cache=False)
     message = str(err.value)
     assert "\n" not in message and message.startswith("data.download=true could not fetch")
     assert expected in message and str(tmp_path) in message and "Name or service not known" in message
@@ -166,14 +164,14 @@ def test_idx_files_with_different_image_and_label_counts_are_refused(tmp_path):
     write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(5))  # 6 images, 5 labels
     with pytest.raises(UserError, match=r"train-labels-idx1-ubyte holds 5 labels but .*train-images-idx3-ubyte "
                                         r"holds 6 images"):
-        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
 
 def test_a_cache_file_of_other_tensors_is_rebuilt(tmp_path):
     write_tiny_idx(tmp_path, "MNIST")
     cache_path(str(tmp_path), "MNIST").parent.mkdir(parents=True)
     torch.save({"images": torch.zeros(2)}, cache_path(str(tmp_path), "MNIST"))  # valid file, foreign content
-    assert load_mnist(root=str(tmp_path), download=False, split_seed=0).train_x.shape == (6, 1, 28, 28)
+    assert load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0).train_x.shape == (6, 1, 28, 28)
 
 
 def write_tiny_svhn(root: Path, test_labels: np.ndarray) -> None:
@@ -189,7 +187,7 @@ def test_labels_outside_the_classes_name_the_file_the_label_and_the_range(tmp_pa
     labels_file = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     write_idx(labels_file, np.array([0, 1, 2, 25, 4, 5]))
     with pytest.raises(UserError) as err:
-        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0, cache=False)
     assert str(err.value) == (f"{labels_file} holds label 25 (at position 3); allowed labels: 0..9; the file is "
                               f"corrupt or from another dataset: re-fetch it")
 
@@ -198,18 +196,18 @@ def test_labels_outside_the_classes_name_the_file_the_label_and_the_range(tmp_pa
     with batch.open("wb") as handle:
         pickle.dump({b"labels": [3, 99], b"data": np.zeros((2, 3072), dtype=np.uint8)}, handle)
     with pytest.raises(UserError, match=rf"^{batch} holds label 99 \(at position 1\); allowed labels: 0..9;"):
-        load_cifar10(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("cifar10", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
     write_cifar_batch(tmp_path / "cifar-100-python" / "train", 6, b"fine_labels", 1)
     with (tmp_path / "cifar-100-python" / "test").open("wb") as handle:
         pickle.dump({b"fine_labels": [100], b"data": np.zeros((1, 3072), dtype=np.uint8)}, handle)
     with pytest.raises(UserError, match=r"cifar-100-python/test holds label 100 \(at position 0\); allowed labels: "
                                         r"0..99;"):
-        load_cifar100(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("cifar100", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
     write_tiny_svhn(tmp_path, np.array([[3], [11]]))  # SVHN's files number the digits 1..10
     with pytest.raises(UserError, match=r"test_32x32.mat holds label 11 \(at position 1\); allowed labels: 1..10;"):
-        load_svhn(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("svhn", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
 
 def test_idx_images_of_another_size_are_refused(tmp_path):
@@ -217,7 +215,7 @@ def test_idx_images_of_another_size_are_refused(tmp_path):
     images_file = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     write_idx(images_file, np.zeros((3, 20, 20)))
     with pytest.raises(UserError, match=rf"^{images_file} holds 20x20 images; MNIST's are 28x28"):
-        load_mnist(root=str(tmp_path), download=False, split_seed=0, cache=False)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0, cache=False)
 
 
 def mnist_cache_with(tmp_path: Path, **changes) -> Path:
@@ -241,14 +239,14 @@ def test_a_cache_with_wrong_tensors_is_rebuilt_from_the_raw_files_or_refused_in_
                                                                                          problem):
     path = mnist_cache_with(tmp_path, **changes)
     with pytest.raises(UserError) as err:  # no raw files: nothing to rebuild it from
-        load_mnist(root=str(tmp_path), download=False, split_seed=0)
+        load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
     assert str(err.value).startswith(f"the data cache {path} is corrupt ({problem}) and rebuilding it from the raw "
                                      f"files failed: MNIST files not found:")
     assert "\n" not in str(err.value)
     write_tiny_idx(tmp_path, "MNIST")
     with pytest.warns(UserWarning, match=re.escape(f"the data cache {path} was corrupt ({problem}); rebuilt it "
                                                    f"from the raw files")):
-        loaded = load_mnist(root=str(tmp_path), download=False, split_seed=0)
+        loaded = load_dataset("mnist", root=str(tmp_path), download=False, split_seed=0)
     assert torch.equal(torch.load(path, weights_only=True)["train_x"], loaded.train_x)
 
 

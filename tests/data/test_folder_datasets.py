@@ -7,17 +7,16 @@ import torch
 
 from regbench.data.facts import dataset_facts, loader_params
 from regbench.data.folder import CACHE_DIR, list_image_folder
-from regbench.data.folder_datasets import load_image_folder, load_imagenet, load_tiny_imagenet
 from regbench.data.images import read_image, stored_view
 from regbench.data.module import ImageDataModule
 from regbench.data.storage import choose_storage
 from regbench.errors import UserError
-from data_configs import dataset_config, label_shift
+from data_configs import dataset_config, label_shift, load_dataset
 from image_trees import CLASSES, WNIDS, write_class_folders, write_image, write_imagenet, write_tiny_imagenet
 
 
 def folder(tmp_path: Path, **params):
-    return load_image_folder(download=False, root=str(tmp_path), split_seed=0, **{"image_size": 8, **params})
+    return load_dataset("image_folder", download=False, root=str(tmp_path), split_seed=0, **{"image_size": 8, **params})
 
 
 def test_flat_class_folders_of_jpeg_and_png_draw_a_stratified_test_split(tmp_path):
@@ -39,7 +38,7 @@ def test_flat_class_folders_of_jpeg_and_png_draw_a_stratified_test_split(tmp_pat
 def test_train_val_test_folders_give_the_validation_split_and_train_val_alone_tests_on_val(tmp_path):
     for split, n in (("train", 4), ("val", 2), ("test", 3)):
         write_class_folders(tmp_path / "full" / split, n, seed=len(split))
-    data = load_image_folder(download=False, root=str(tmp_path / "full"), split_seed=0, image_size=8)
+    data = load_dataset("image_folder", download=False, root=str(tmp_path / "full"), split_seed=0, image_size=8)
     params = {**loader_params(dataset_config("image_folder")), "image_size": 8}
     facts = dataset_facts("image_folder", params, str(tmp_path / "full"), 0)
     assert facts.train_class_counts == (4, 4, 4) and facts.val_class_counts == (2, 2, 2)
@@ -50,13 +49,13 @@ def test_train_val_test_folders_give_the_validation_split_and_train_val_alone_te
 
     for split, n in (("train", 4), ("val", 2)):
         write_class_folders(tmp_path / "two" / split, n, seed=len(split))
-    data = load_image_folder(download=False, root=str(tmp_path / "two"), split_seed=0, image_size=8)
+    data = load_dataset("image_folder", download=False, root=str(tmp_path / "two"), split_seed=0, image_size=8)
     assert data.val_idx is None and len(data.test_y) == 6 and all("/val/" in p for p in data.test_x.paths)
 
 
 def test_tiny_imagenet_reads_wnids_words_and_the_val_annotations(tmp_path):
     write_tiny_imagenet(tmp_path, per_class=3, val_per_class=2)
-    data = load_tiny_imagenet(download=False, root=str(tmp_path))
+    data = load_dataset("tiny_imagenet", download=False, root=str(tmp_path))
     assert data.classes == [f"{w} {name}" for w, name in zip(WNIDS, CLASSES)]
     assert torch.bincount(data.train_y).tolist() == [3, 3, 3]
     # val_annotations.txt labels image i with class i mod 3; the unlabelled test split is not read.
@@ -70,7 +69,8 @@ def test_tiny_imagenet_reads_wnids_words_and_the_val_annotations(tmp_path):
 
 def test_imagenet_reads_train_and_val_class_folders(tmp_path):
     write_imagenet(tmp_path, per_class=3, val_per_class=2)
-    data = load_imagenet(download=False, root=str(tmp_path), image_size=16, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
+    data = load_dataset("imagenet", download=False, root=str(tmp_path), image_size=16, mean=[0.5, 0.4, 0.3],
+                        std=[0.2, 0.2, 0.2])
     assert data.classes == list(WNIDS) and data.mean == (0.5, 0.4, 0.3)
     assert torch.bincount(data.test_y).tolist() == [2, 2, 2] and all("/val/" in p for p in data.test_x.paths)
     assert data.decode().test_x.shape == (6, 3, 16, 16)
@@ -139,26 +139,26 @@ def test_bad_folders_are_one_line_naming_the_problem(tmp_path):
 
     with pytest.raises(UserError, match=r"^data.download=true: regbench does not download imagenet; extract "
                                         r"ILSVRC-2012 \(image-net.org, after sign-up\) into data.root, then set"):
-        load_imagenet(download=True, root=str(tmp_path))
+        load_dataset("imagenet", download=True, root=str(tmp_path))
     with pytest.raises(UserError, match=r"^data.root is not set: name the image folder"):
-        load_image_folder(download=False, root=None, split_seed=0)
+        load_dataset("image_folder", download=False, root=None, split_seed=0)
     with pytest.raises(UserError, match=r"^.*nowhere not found: set data.root to a folder of class folders"):
         folder(tmp_path / "nowhere")
     (tmp_path / "imagenet" / "train" / WNIDS[0]).mkdir(parents=True)
     with pytest.raises(UserError, match=r"^.*imagenet/val not found: expected ILSVRC-2012 extracted as "
                                         r"DIR/train/<wnid>/\*.JPEG and DIR/val/<wnid>/\*.JPEG"):
-        load_imagenet(download=False, root=str(tmp_path / "imagenet"))
+        load_dataset("imagenet", download=False, root=str(tmp_path / "imagenet"))
     with pytest.raises(UserError, match=r"^.*tiny-imagenet-200 not found: extract tiny-imagenet-200.zip into "
                                         r"data.root="):
-        load_tiny_imagenet(download=False, root=str(tmp_path / "no_tiny"))
+        load_dataset("tiny_imagenet", download=False, root=str(tmp_path / "no_tiny"))
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"image_size": 0}, r"^image_size=0 is invalid: must be an integer > 0$"),
-    ({"channels": 2}, r"^channels=2 is invalid: allowed: 1 \(grayscale\), 3 \(RGB\), or null"),
-    ({"crop_fraction": 1.5}, r"^crop_fraction=1.5 is invalid: must be a number in \(0, 1\]"),
-    ({"mean": [0.5], "std": None}, r"^mean=\[0.5\] is invalid: give both data.mean and data.std, or neither$"),
-    ({"mean": [0.5], "std": [0.2], "channels": 3}, r"^mean=\[0.5\] is invalid: must have 3 values"),
+    ({"image_size": 0}, r"^data.image_size=0 is invalid: must be an integer > 0$"),
+    ({"channels": 2}, r"^data.channels=2 is invalid: allowed: 1 \(grayscale\), 3 \(RGB\), or null"),
+    ({"crop_fraction": 1.5}, r"^data.crop_fraction=1.5 is invalid: must be a number in \(0, 1\]"),
+    ({"mean": [0.5], "std": None}, r"^data.mean=\[0.5\] is invalid: give both data.mean and data.std, or neither$"),
+    ({"mean": [0.5], "std": [0.2], "channels": 3}, r"^data.mean=\[0.5\] is invalid: must have 3 values"),
 ])
 def test_bad_decoding_parameters_name_the_key(tmp_path, params, message):
     write_class_folders(tmp_path, 2)

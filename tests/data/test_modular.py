@@ -7,9 +7,9 @@ import torch
 
 from regbench.data.facts import dataset_facts
 from regbench.data.module import build_datamodule
-from regbench.errors import ParamError
+from regbench.errors import UserError
 
-from data_configs import dataset_config
+from data_configs import dataset_config, load_dataset
 
 
 def data_cfg(name: str, noise: dict | None = None, **changes) -> dict:
@@ -19,9 +19,7 @@ def data_cfg(name: str, noise: dict | None = None, **changes) -> dict:
 
 
 def load(**params):
-    from regbench.data.modular import load_modular
-
-    return load_modular(root="data", download=False, split_seed=0, **params)
+    return load_dataset("modular", root="data", download=False, split_seed=0, **params)
 
 
 def decode(images: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,9 +48,8 @@ def test_the_split_is_seeded_and_its_facts_match_the_loaded_data():
     params = dict(modulus=13, operation="addition", train_fraction=0.5)
     data = load(**params)
     assert torch.equal(load(**params).train_x, data.train_x)
-    from regbench.data.modular import load_modular
 
-    other = load_modular(root="data", download=False, split_seed=1, **params)
+    other = load_dataset("modular", root="data", download=False, split_seed=1, **params)
     assert not torch.equal(other.train_y, data.train_y)
     facts = dataset_facts("modular", params, None, split_seed=0)
     assert facts.image_shape == (1, 2, 13)
@@ -91,6 +88,6 @@ def test_a_share_of_the_training_labels_is_corrupted_and_only_those():
     ({"train_fraction": 0.0}, "train_fraction"), ({"train_fraction": 1.0}, "train_fraction"),
 ])
 def test_bad_values_are_one_line(params, key):
-    with pytest.raises(ParamError, match=f"^{key}=") as err:
+    with pytest.raises(UserError, match=f"^data.{key}=") as err:
         load(**{"modulus": 7, **params})
     assert "\n" not in str(err.value)

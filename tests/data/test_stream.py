@@ -13,13 +13,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 
-from regbench.data.folder_datasets import load_image_folder
 from regbench.data.images import resized_crop_boxes
 from regbench.data.module import ImageDataModule
 from regbench.data.stream import StreamingDataModule
 from regbench.errors import UserError
 from regbench.run.trainer import LastCheckpoint
-from data_configs import label_shift
+from data_configs import label_shift, load_dataset
 from image_trees import write_class_folders
 
 SETTINGS = dict(batch_size=4, val_fraction=0.2, split_seed=0, seed=3, crop_padding=0, hflip=True,
@@ -34,7 +33,7 @@ def tree(tmp_path_factory):
 
 
 def both_paths(root, num_workers=0, **settings):
-    data = load_image_folder(download=False, root=str(root), split_seed=0, image_size=12, cache=False)
+    data = load_dataset("image_folder", download=False, root=str(root), split_seed=0, image_size=12, cache=False)
     memory = ImageDataModule(data.decode(), **{**SETTINGS, **settings})
     same_statistics = dataclasses.replace(data, mean=memory.mean.flatten().tolist(), std=memory.std.flatten().tolist())
     stream = StreamingDataModule(same_statistics, num_workers=num_workers, **{**SETTINGS, **settings})

@@ -49,7 +49,7 @@ def test_ema_matches_timm_model_ema_v3(warmup):
 
 def test_ema_parameters_match_torch_averaged_model():
     model = small_bn_net().train()
-    ema = create_regularizer("ema", decay=0.8)
+    ema = create_regularizer("ema", decay=0.8, warmup=False)  # the plain EMA torch averages (the config warms up)
     ema.wrap_model(model)
     reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
