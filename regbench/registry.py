@@ -116,7 +116,10 @@ class Registry:
         return dict(_option_defaults(self.config_key, name, tuple(self.entry(name).params)))
 
     def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """`params` plus the defaults of entry `name`'s parameters that it leaves out."""
+        """`params` plus the defaults of entry `name`'s parameters that it leaves out (a run's config leaves none
+        out: its YAML is then not read again)."""
+        if all(key in params for key in self.entry(name).params):
+            return dict(params)
         return {**self.defaults(name), **params}
 
     def check_parameters(self, name: str, params: Iterable[str], path: str | None = None) -> None:
