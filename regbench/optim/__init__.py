@@ -36,7 +36,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, *, lr: float, weight_decay: float, momentum: float,
         nesterov: bool) -> torch.optim.Optimizer:
-    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
+                           nesterov=nesterov and momentum > 0)
 
 
 @OPTIMIZERS.register("adamw")

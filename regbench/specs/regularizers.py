@@ -6,7 +6,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Mapping
 
-from regbench.errors import check, check_fraction, check_non_negative, check_positive, check_positive_int, check_probability
+from regbench.errors import (check, check_fraction, check_non_negative, check_positive, check_positive_int,
+                             check_probability)
 from regbench.registry import REQUIRED, Entry, Registry
 from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing

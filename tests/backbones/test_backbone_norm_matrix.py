@@ -33,7 +33,8 @@ INCOMPATIBLE = {
     for n in ("instancenorm", "frn", "evonorm_b0", "ws_batchnorm", "ws_groupnorm", "bcn_ws")
 } | {("quadratic_mlp", "evonorm_s0")} | {(b, "selu") for b in TINY_BACKBONES if b != "mlp"} | {
     (b, "crmsnorm") for b in TINY_BACKBONES if b != "vit_tiny"
-} | {("vit_tiny", n) for n in NORMS.names() if n not in TOKEN_NORMS} | {("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
+} | {("vit_tiny", n) for n in NORMS.names() if n not in TOKEN_NORMS} | {
+    ("timm", n) for n in ("evonorm_b0", "evonorm_s0", "frn")}
 # Norms whose config defaults are fractions of the run (see fit_run) take absolute values when built outside a run:
 # the papers' (Hoffer et al.'s 128 samples, 4000 warm-up iterations).
 OUTSIDE_A_RUN = {"ghost_batchnorm": {"virtual_batch_size": 128}, "powernorm": {"warmup_iters": 4000},
