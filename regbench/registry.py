@@ -3,6 +3,7 @@ importing them: each names the module that registers its factory and the config 
 checks read the declarations (torch-free); building an entry imports its module, whose registration must match."""
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import importlib
@@ -113,7 +114,7 @@ class Registry:
         (conf/<config_key>/<name>.yaml; a list group's file holds them under the name), the one place they live:
         what a run composes, and what a Python caller that leaves a parameter out gets. A value that interpolates
         the run's config (`${data.augment.hflip}`, also inside a mapping) has no default outside a run."""
-        return dict(_option_defaults(self.config_key, name, tuple(self.entry(name).params)))
+        return copy.deepcopy(dict(_option_defaults(self.config_key, name, tuple(self.entry(name).params))))
 
     def with_defaults(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """`params` plus the defaults of entry `name`'s parameters that it leaves out (a run's config leaves none

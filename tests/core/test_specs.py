@@ -129,4 +129,6 @@ def test_a_python_caller_gets_the_yamls_defaults():
 
     assert create_regularizer("ema", decay=0.9).warmup is True  # conf/regularizer/ema.yaml (the code's was false)
     assert NORMS.with_defaults("groupnorm", {"eps": 1e-3}) == {"groups": 32, "eps": 1e-3}
+    BACKBONES.defaults("convnet")["widths"].append(1)  # a caller's change to its copy is not the next caller's
+    assert BACKBONES.defaults("convnet") == {"widths": [32, 64, 128]}
     assert "test_imbalance_factor" not in REGULARIZERS.defaults("sade")  # ${data.imbalance.factor}: a run's own
