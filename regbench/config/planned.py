@@ -1,7 +1,7 @@
 """The checks of a run config that need the run's planned shape, this machine's devices or its files but no model
 code, made torch-free for a run that will train: the accelerator, the dataset's raw files, the batch size and
 augmentation against the dataset's facts, the validation split that calibration and crafted-shift validation need,
-the norm against the backbone and the batch size. The checks that build the model follow
+the regularizers that cannot be stacked, the norm against the backbone and the batch size. The checks that build the model follow
 (regbench.config.buildable)."""
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from regbench.runshape import RunShape
 from regbench.specs.compat import check_backbone_norm, check_norm_batch
 from regbench.specs.data_values import check_cooldown_epoch
 from regbench.specs.placement import split_norm_config
+from regbench.specs.regularizers import check_stackable
 
 
 def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunShape:
@@ -26,6 +27,7 @@ def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunS
         check_data_files(cfg["data"])
     shape = checked_run_shape(cfg)
     check_validation_users(cfg)
+    check_stackable(cfg["regularizer"])
     norm, _, placement = split_norm_config(cfg["norm"])
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)
     check_norm_batch(norm, shape.batch_size)

@@ -8,7 +8,7 @@ from regbench.regularizers import (  # noqa: F401  (registration side effects)
     abet, averaging, batchformer, class_gmm, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing,
     meta_rescaling, mixing, mixoe, nested_dropout, noise_mask, noisy_labels, palm, rankmixup, rcal, sade, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
-from regbench.specs.regularizers import REGULARIZERS, Exclusion, check_exclusive
+from regbench.specs.regularizers import REGULARIZERS, check_stackable
 
 
 def create_regularizer(name: str, seed: int = 0, label_noise: Mapping[str, Any] | None = None,
@@ -30,18 +30,7 @@ def build_regularizers(cfg: Mapping[str, Mapping[str, Any]], seed: int,
     regularizers = [REGULARIZERS.create(name, params or {}, path=f"regularizer.{name}", seed=seed + i,
                                         label_noise=label_noise, dataset=dataset, backbone=backbone)
                     for i, (name, params) in enumerate(cfg.items())]
-    claimed: dict[str, str] = {}
-    for reg in regularizers:
-        for tag in exclusive_tags(reg):
-            if tag in claimed:
-                raise UserError(f"regularizer=[{','.join(cfg)}]: {claimed[tag]} and {reg.name} both do "
-                                f"{tag.value}; keep only one of them")
-            claimed[tag] = reg.name
-    for reg in regularizers:
-        for other in regularizers:
-            if other.name in reg.incompatible:
-                raise UserError(f"regularizer={reg.name} cannot be stacked with {other.name}: "
-                                f"{reg.incompatible[other.name]}")
+    check_stackable(cfg)
     if backbone is not None:
         for reg in regularizers:
             reg.check_backbone(backbone)
@@ -57,12 +46,6 @@ def check_regularizers_memory(regularizers: list[Regularizer], budget: MemoryBud
             reg.check_memory(budget)
         except ParamError as err:
             raise UserError(str(err.at(f"regularizer.{reg.name}"))) from None
-
-
-def exclusive_tags(reg: Regularizer) -> tuple[Exclusion, ...]:
-    """The tags `reg` claims, checked again as a regularizer may set them when it is built (mixup_cutmix)."""
-    check_exclusive(reg.name, reg.exclusive)
-    return reg.exclusive
 
 
 __all__ = ["REGULARIZERS", "MemoryBudget", "Regularizer", "TrainProgress", "build_regularizers",

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 # The official floor under the learned temperature: T stays > 0 where the sigmoid underflows to 0.
 TEMPERATURE_FLOOR = 1e-12
@@ -60,17 +60,6 @@ def ablated_energy_score(logits: torch.Tensor) -> torch.Tensor:
 @REGULARIZERS.register("abet")
 class AbeT(Regularizer):
     name = "abet"
-    exclusive = (Exclusion.OOD_METHOD,)
-    # Techniques whose own head around the classifier AbeT's temperature cannot sit inside, and why.
-    incompatible = {
-        "batchformer": "BatchFormer classifies encoder-transformed features too, which AbeT's temperature never "
-                       "sees",
-        "multisample_dropout": "its several dropped copies of the features per sample would each get their own "
-                               "temperature, and AbeT's score reads one",
-        "sade": "each of SADE's three experts would get its own temperature and loss, and AbeT's score reads one "
-                "head",
-        "rcal": "RCAL's representation head replaces the classifier that AbeT divides by its temperature",
-    }
 
     def __init__(self, *, numerator: str, seed: int):
         self.numerator = numerator

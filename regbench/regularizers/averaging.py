@@ -15,9 +15,7 @@ import torch.nn as nn
 from regbench.errors import ParamError, check
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
-
-AVERAGING_TAGS = (Exclusion.WEIGHT_AVERAGING, Exclusion.EVALUATED_NETWORK)
+from regbench.specs.regularizers import REGULARIZERS
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -53,7 +51,6 @@ class EMA(Regularizer, nn.Module):
     """Exponential moving average of the weights, updated after every optimizer step; evaluation uses it."""
 
     name = "ema"
-    exclusive = AVERAGING_TAGS
 
     def __init__(self, *, decay: float, warmup: bool, warmup_gamma: float,
                  warmup_power: float, seed: int):
@@ -127,7 +124,6 @@ class SWA(Regularizer, nn.Module):
     statistics of the average recomputed on the training data after each update; evaluation uses it."""
 
     name = "swa"
-    exclusive = AVERAGING_TAGS
 
     def __init__(self, *, start: float, seed: int):
         super().__init__()

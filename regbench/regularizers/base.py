@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from regbench.errors import UserError
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import Exclusion, check_exclusive, check_incompatible
+from regbench.specs.regularizers import EXCLUSIVE_TAGS, Exclusion
 
 if TYPE_CHECKING:  # MemoryBudget only names the type
     from regbench.devices import DeviceMemory
@@ -49,10 +49,6 @@ class Regularizer:
     registers them, so their tensors follow the device and are saved in checkpoints."""
 
     name: str = ""
-    # Regularizers sharing a tag cannot be stacked (e.g. two input-mixing methods); see Exclusion.
-    exclusive: tuple[Exclusion, ...] = ()
-    # Registered regularizers this one cannot be stacked with, beyond the shared tags: name -> why.
-    incompatible: Mapping[str, str] = {}
     # A technique that trains copies of the network (co-teaching's pair) wraps it after every other technique's
     # architecture change, whatever the list order, so each copy carries them (its own nested dropout layer).
     copies_network: bool = False
@@ -60,10 +56,11 @@ class Regularizer:
     # list order, so that the layers and copies the others add are reparameterized too.
     wraps_after_others: bool = False
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        check_exclusive(cls.__name__, cls.exclusive)
-        check_incompatible(cls.__name__, cls.incompatible)
+    @property
+    def exclusive(self) -> tuple[Exclusion, ...]:
+        """The tags this regularizer claims (regbench.specs.regularizers.EXCLUSIVE_TAGS): regularizers sharing one
+        cannot be stacked (e.g. two input-mixing methods)."""
+        return EXCLUSIVE_TAGS.get(self.name, ())
 
     def check_backbone(self, backbone: Mapping[str, Any]) -> None:
         """Refuse, with one UserError line, a `backbone` config the technique cannot act on; runs with the

@@ -102,7 +102,6 @@ def class_count(classifier: nn.Module) -> int:
 @REGULARIZERS.register("class_gmm")
 class ClassGMM(Regularizer):
     name = "class_gmm"
-    exclusive = (Exclusion.OOD_METHOD,)
 
     def __init__(self, *, components: int, attribute_dim: int, bottleneck_dim: int, covariance: str, weight: float,
                  center_weight: float, weight_momentum: float, covariance_ridge: float, seed: int):

@@ -10,7 +10,7 @@ from regbench.devices import format_bytes
 from regbench.errors import UserError, check
 from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 from regbench.timm_import import import_timm
 
 
@@ -36,7 +36,6 @@ class Dropout(Regularizer):
     """Dropout on the penultimate features (Srivastava et al., 2014)."""
 
     name = "dropout"
-    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, seed: int):
         self.rate = rate
@@ -79,7 +78,6 @@ class AlphaDropoutRegularizer(Regularizer):
     saturation value and an affine correction keeps zero mean and unit variance (torch.nn.AlphaDropout)."""
 
     name = "alpha_dropout"
-    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, seed: int):
         self.rate = rate
@@ -110,7 +108,6 @@ class MultiSampleDropoutHead(nn.Module):
 @REGULARIZERS.register("multisample_dropout")
 class MultiSampleDropout(Regularizer):
     name = "multisample_dropout"
-    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, rate: float, num_samples: int, seed: int):
         self.rate, self.num_samples = rate, num_samples

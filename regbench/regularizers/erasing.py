@@ -6,7 +6,7 @@ import torch
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 # A hole spans [c - length // 2, c + length // 2) (the paper's code), so a side below 2 cuts nothing.
 MIN_HOLE_LENGTH = 2
@@ -32,7 +32,6 @@ class Cutout(Regularizer):
     dataset."""
 
     name = "cutout"
-    exclusive = (Exclusion.REGIONAL_DROPOUT,)
 
     def __init__(self, *, length: int | float, n_holes: int, seed: int):
         check_count_or_fraction("length", length, MIN_HOLE_LENGTH, "pixels", "the image side")

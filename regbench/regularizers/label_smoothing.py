@@ -5,7 +5,7 @@ import torch
 
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 
 def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
@@ -16,7 +16,6 @@ def smooth_targets(targets: torch.Tensor, eps: float) -> torch.Tensor:
 @REGULARIZERS.register("label_smoothing")
 class LabelSmoothing(Regularizer):
     name = "label_smoothing"
-    exclusive = (Exclusion.LABEL_SMOOTHING,)
 
     def __init__(self, *, eps: float, seed: int):
         self.eps = eps

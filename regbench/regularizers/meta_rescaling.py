@@ -27,7 +27,7 @@ from torch.func import functional_call
 
 from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 # The official feature set: 6 sample statistics, each with its group's mean and std, and the agreement flag.
 NUM_FEATURES = 19
@@ -154,7 +154,6 @@ def functional_logits(network: nn.Module, params: Mapping[str, torch.Tensor], im
 @REGULARIZERS.register("storm")
 class STORM(Regularizer, nn.Module):
     name = "storm"
-    exclusive = (Exclusion.NOISY_LABEL_LOSS,)
 
     def __init__(self, *, meta_lr: float, dropout_rounds: int, seed: int):
         super().__init__()

@@ -15,7 +15,7 @@ from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.label_smoothing import smooth_targets
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS, Exclusion, exclusive_tags
 
 # exact: the box has the paper's side int(sqrt(1 - lam) * size) (timm >= 1.0.31); official: cut // 2 on both
 # sides of the centre, a pixel short for odd sides (clovaai/CutMix-PyTorch rand_bbox, and the timm 0.5.4 that
@@ -61,8 +61,6 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor,
 
 
 class _Mixing(Regularizer):
-    exclusive = (Exclusion.INPUT_MIXING,)
-
     def __init__(self, *, alpha: float, prob: float, seed: int):
         self.alpha, self.prob = alpha, prob
         self.rng = random.Random(seed)
@@ -89,7 +87,6 @@ class Mixup(_Mixing):
 @REGULARIZERS.register("cutmix")
 class CutMix(_Mixing):
     name = "cutmix"
-    exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT)
 
     def __init__(self, *, alpha: float, prob: float, seed: int, box: str):
         super().__init__(alpha=alpha, prob=prob, seed=seed)
@@ -115,10 +112,11 @@ class MixupCutMix(Regularizer):
                  label_smoothing: float, seed: int):
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
-        # Smoothing here and in `label_smoothing` would smooth twice.
-        self.exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT) + (
-            (Exclusion.LABEL_SMOOTHING,) if label_smoothing > 0 else ())
         self.rng = random.Random(seed)
+
+    @property
+    def exclusive(self) -> tuple[Exclusion, ...]:
+        return exclusive_tags(self.name, {"label_smoothing": self.label_smoothing})
 
     def check_run(self, shape: RunShape) -> list[Inactive]:
         if self.prob > 0:

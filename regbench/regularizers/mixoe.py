@@ -23,7 +23,7 @@ from regbench.evaluation.ood_data import like_in_distribution
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.mixing import cutmix_box
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 
 def outlier_targets(targets: torch.Tensor, lam: float) -> torch.Tensor:
@@ -78,7 +78,6 @@ class OutlierBatches:
 @REGULARIZERS.register("mixoe")
 class MixOE(Regularizer, nn.Module):
     name = "mixoe"
-    exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, outliers: str, mode: str, alpha: float, beta: float, seed: int):
         super().__init__()

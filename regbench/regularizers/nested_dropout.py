@@ -12,7 +12,7 @@ import torch.nn as nn
 from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, evaluated_network
 from regbench.regularizers.dropout import wrap_head
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 
 def keep_distribution(num_features: int, mu: float, sigma: float) -> list[float]:
@@ -59,7 +59,6 @@ class NestedDropoutLayer(nn.Module):
 @REGULARIZERS.register("nested_dropout")
 class NestedDropout(Regularizer):
     name = "nested_dropout"
-    exclusive = (Exclusion.FEATURE_DROPOUT,)
 
     def __init__(self, *, mu: float, sigma: float, seed: int):
         self.mu, self.sigma, self.seed = mu, sigma, seed

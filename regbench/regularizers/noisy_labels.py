@@ -11,7 +11,7 @@ import torch.nn as nn
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -39,7 +39,6 @@ class ELR(Regularizer, nn.Module):
     """CE + lambda * log(1 - <t_i, p_i>), t_i a running average of the sample's own past predictions."""
 
     name = "elr"
-    exclusive = (Exclusion.NOISY_LABEL_LOSS,)
 
     def __init__(self, *, lam: float, beta: float, seed: int):
         super().__init__()
@@ -180,7 +179,6 @@ class CoTeachingPair(nn.Module):
 @REGULARIZERS.register("coteaching")
 class CoTeaching(Regularizer):
     name = "coteaching"
-    exclusive = (Exclusion.NOISY_LABEL_LOSS, Exclusion.EVALUATED_NETWORK)
     copies_network = True
 
     def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,

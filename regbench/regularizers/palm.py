@@ -62,14 +62,6 @@ def embedding_head(model: nn.Module) -> EmbeddingHead:
 @REGULARIZERS.register("palm")
 class PALM(Regularizer, nn.Module):
     name = "palm"
-    # It scores OOD inputs itself, and it taps the penultimate features by wrapping the head.
-    exclusive = (Exclusion.OOD_METHOD, Exclusion.FEATURE_DROPOUT)
-    # Regularizers PALM cannot be stacked with (besides the shared exclusive tags), and why.
-    incompatible = {
-        "batchformer": "its transformer mixes the batch's features, which PALM embeds as each image's own",
-        "sade": "it copies the head into three experts, and PALM's projection with it",
-        "storm": "its meta step runs the network again on other images, overwriting the features PALM embeds",
-    }
 
     def __init__(self, *, prototypes: int, top_k: int, embedding_dim: int, temperature: float,
                  prototype_temperature: float, momentum: float, sinkhorn_epsilon: float, sinkhorn_iterations: int,

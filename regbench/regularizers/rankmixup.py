@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 VARIANTS = ("mrl", "mndcg")
 # per_sample: each sample's margin term counts only when its mix is a real one (partner of another class);
@@ -52,7 +52,6 @@ def mndcg_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance
 @REGULARIZERS.register("rankmixup")
 class RankMixup(Regularizer):
     name = "rankmixup"
-    exclusive = (Exclusion.INPUT_MIXING,)
 
     def __init__(self, *, variant: str, mixup_alpha: float, loss_weight: float, margin: float, num_mixes: int,
                  seed: int, mrl_mask: str):

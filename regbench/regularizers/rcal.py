@@ -68,14 +68,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 @REGULARIZERS.register("rcal")
 class RCAL(Regularizer, nn.Module):
     name = "rcal"
-    # It replaces the loss on the noisy labels, and it taps the penultimate features by wrapping the head.
-    exclusive = (Exclusion.NOISY_LABEL_LOSS, Exclusion.FEATURE_DROPOUT)
-    # Regularizers RCAL cannot be stacked with (besides the shared exclusive tags), and why.
-    incompatible = {
-        "sade": "both replace the head: SADE's three experts and RCAL's representation tap",
-        "batchformer": "its transformer mixes the batch's features, which RCAL's Gaussians and contrastive views "
-                       "assume are each image's own",
-    }
 
     def __init__(self, *, representation_epochs: int | float, temperature: float, projection_dim: int,
                  view_crop_padding: int, view_hflip: bool, lof_neighbors: int, tail_count_fraction: float,

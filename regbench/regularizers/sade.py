@@ -152,12 +152,6 @@ def distribution_counts(available: Sequence[int], train_counts: Sequence[int], f
 @REGULARIZERS.register("sade")
 class SADE(Regularizer, nn.Module):
     name = "sade"
-    # Regularizers that SADE cannot be stacked with, and why.
-    incompatible = {
-        "multisample_dropout": "both make the head return several logits per sample and compute the loss from them",
-        "nested_dropout": "its per-width evaluation assumes one head, and each expert would draw its own width",
-        "coteaching": "co-teaching selects samples by the plain cross-entropy of one head, not SADE's three losses",
-    }
 
     def __init__(self, *, inverse_lambda: float, test_imbalance_factor: float, aggregation_epochs: int,
                  aggregation_lr: float, aggregation_batch_size: int, view_crop_padding: int, seed: int):

@@ -25,7 +25,7 @@ from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.label_smoothing import smooth_targets
 from regbench.regularizers.mixing import check_cutmix_box, cutmix, cutmix_box, mix_targets
 from regbench.runshape import Inactive, RunShape
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import REGULARIZERS
 
 
 def patch_mask(box: tuple[int, int, int, int], image_size: tuple[int, int], grid: tuple[int, int],
@@ -59,9 +59,6 @@ def transmix_targets(targets: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
 @REGULARIZERS.register("transmix")
 class TransMix(Regularizer):
     name = "transmix"
-    # Label smoothing is folded into both targets before the re-weighting (as in the official code); a
-    # smoothing applied after this in the stack would act on targets the loss hook no longer uses.
-    exclusive = (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT, Exclusion.LABEL_SMOOTHING)
 
     def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int,
                  box: str):

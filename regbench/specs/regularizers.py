@@ -1,13 +1,14 @@
-"""The regularizer registry's declared entries, and the one set of `exclusive` tags: regularizers that claim the
-same tag cannot be stacked, and a tag outside this set is refused when a regularizer registers or is built, so a
-misspelt tag can never silently drop an exclusion."""
+"""The regularizer registry's declared entries, the one set of `exclusive` tags and which regularizers claim them
+(regularizers that claim the same tag cannot be stacked), and the pairs that cannot be stacked for their own
+reasons. Declared here, torch-free, so the config checks refuse a stack before the model code loads; a tag outside
+the set or a misspelt name fails at import, so it can never silently drop an exclusion."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import Mapping
+from typing import Any, Mapping
 
-from regbench.errors import (check, check_fraction, check_non_negative, check_positive, check_positive_int,
-                             check_probability)
+from regbench.errors import (UserError, check, check_fraction, check_non_negative, check_positive,
+                             check_positive_int, check_probability)
 from regbench.registry import REQUIRED, Entry, Registry
 from regbench.specs.evaluation import TENSOR_DATASETS
 from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing
@@ -142,10 +143,107 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
 })
 
 
-def check_incompatible(owner: str, incompatible: Mapping[str, str]) -> None:
-    """Refuse (a programming error) an `incompatible` mapping naming a regularizer that is not registered, so that
-    a misspelt name can never silently drop an exclusion."""
-    unknown = sorted(set(incompatible) - set(REGULARIZERS.entries))
-    if unknown:
-        raise TypeError(f"{owner}.incompatible names unregistered regularizers {unknown}; registered: "
-                        f"{', '.join(REGULARIZERS.names())}")
+# The exclusive tags each regularizer claims (regularizers sharing a tag cannot be stacked);
+# PARAMETER_TAGS adds those a regularizer claims only with some parameters.
+EXCLUSIVE_TAGS: dict[str, tuple[Exclusion, ...]] = {
+    "abet": (Exclusion.OOD_METHOD,),
+    "alpha_dropout": (Exclusion.FEATURE_DROPOUT,),
+    "class_gmm": (Exclusion.OOD_METHOD,),
+    "coteaching": (Exclusion.NOISY_LABEL_LOSS, Exclusion.EVALUATED_NETWORK),
+    "cutmix": (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT),
+    "cutout": (Exclusion.REGIONAL_DROPOUT,),
+    "dropout": (Exclusion.FEATURE_DROPOUT,),
+    "elr": (Exclusion.NOISY_LABEL_LOSS,),
+    "ema": (Exclusion.WEIGHT_AVERAGING, Exclusion.EVALUATED_NETWORK),
+    "label_smoothing": (Exclusion.LABEL_SMOOTHING,),
+    "mixoe": (Exclusion.INPUT_MIXING,),
+    "mixup": (Exclusion.INPUT_MIXING,),
+    "mixup_cutmix": (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT),
+    "multisample_dropout": (Exclusion.FEATURE_DROPOUT,),
+    "nested_dropout": (Exclusion.FEATURE_DROPOUT,),
+    # PALM scores OOD inputs itself, and it taps the penultimate features by wrapping the head.
+    "palm": (Exclusion.OOD_METHOD, Exclusion.FEATURE_DROPOUT),
+    "rankmixup": (Exclusion.INPUT_MIXING,),
+    # RCAL replaces the loss on the noisy labels, and it taps the penultimate features by wrapping the head.
+    "rcal": (Exclusion.NOISY_LABEL_LOSS, Exclusion.FEATURE_DROPOUT),
+    "storm": (Exclusion.NOISY_LABEL_LOSS,),
+    "swa": (Exclusion.WEIGHT_AVERAGING, Exclusion.EVALUATED_NETWORK),
+    # TransMix folds label smoothing into both targets before the re-weighting (as the official code does); a
+    # smoothing applied after it in the stack would act on targets its loss hook no longer uses.
+    "transmix": (Exclusion.INPUT_MIXING, Exclusion.REGIONAL_DROPOUT, Exclusion.LABEL_SMOOTHING),
+}
+# name -> {parameter: tag}: the tag is claimed when the parameter is above 0 (mixup_cutmix's own label smoothing
+# would smooth the targets twice with `label_smoothing`).
+PARAMETER_TAGS: dict[str, dict[str, Exclusion]] = {"mixup_cutmix": {"label_smoothing": Exclusion.LABEL_SMOOTHING}}
+# The registered regularizers each cannot be stacked with, beyond the shared tags: name -> {other: why}.
+INCOMPATIBLE: dict[str, dict[str, str]] = {
+    # Techniques whose own head around the classifier AbeT's temperature cannot sit inside.
+    "abet": {
+        "batchformer": "BatchFormer classifies encoder-transformed features too, which AbeT's temperature never "
+                       "sees",
+        "multisample_dropout": "its several dropped copies of the features per sample would each get their own "
+                               "temperature, and AbeT's score reads one",
+        "sade": "each of SADE's three experts would get its own temperature and loss, and AbeT's score reads one "
+                "head",
+        "rcal": "RCAL's representation head replaces the classifier that AbeT divides by its temperature",
+    },
+    "palm": {
+        "batchformer": "its transformer mixes the batch's features, which PALM embeds as each image's own",
+        "sade": "it copies the head into three experts, and PALM's projection with it",
+        "storm": "its meta step runs the network again on other images, overwriting the features PALM embeds",
+    },
+    "rcal": {
+        "sade": "both replace the head: SADE's three experts and RCAL's representation tap",
+        "batchformer": "its transformer mixes the batch's features, which RCAL's Gaussians and contrastive views "
+                       "assume are each image's own",
+    },
+    "sade": {
+        "multisample_dropout": "both make the head return several logits per sample and compute the loss from them",
+        "nested_dropout": "its per-width evaluation assumes one head, and each expert would draw its own width",
+        "coteaching": "co-teaching selects samples by the plain cross-entropy of one head, not SADE's three losses",
+    },
+}
+
+
+def exclusive_tags(name: str, params: Mapping[str, Any] | None) -> tuple[Exclusion, ...]:
+    """The tags regularizer `name` claims with its `params` (those left out take their YAML defaults)."""
+    params = REGULARIZERS.with_defaults(name, params or {})
+    return EXCLUSIVE_TAGS.get(name, ()) + tuple(tag for key, tag in PARAMETER_TAGS.get(name, {}).items()
+                                                if params[key] > 0)
+
+
+def check_stackable(regularizers: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """Refuse a stack (name -> params, in list order) in which two regularizers claim one exclusive tag, or one
+    names another as incompatible; needs no torch, so the config checks refuse it before the model code loads."""
+    claimed: dict[Exclusion, str] = {}
+    for name, params in regularizers.items():
+        for tag in exclusive_tags(name, params):
+            if tag in claimed:
+                raise UserError(f"regularizer=[{','.join(regularizers)}]: {claimed[tag]} and {name} both do "
+                                f"{tag.value}; keep only one of them")
+            claimed[tag] = name
+    for name in regularizers:
+        for other in regularizers:
+            if other in INCOMPATIBLE.get(name, {}):
+                raise UserError(f"regularizer={name} cannot be stacked with {other}: {INCOMPATIBLE[name][other]}")
+
+
+def check_exclusion_tables() -> None:
+    """Refuse (a programming error, at import) a table naming a regularizer that is not declared, or a tag that is
+    not an Exclusion member, so a misspelt name can never silently drop an exclusion."""
+    for table in (EXCLUSIVE_TAGS, PARAMETER_TAGS, INCOMPATIBLE):
+        unknown = sorted(set(table) - set(REGULARIZERS.entries))
+        if unknown:
+            raise TypeError(f"exclusions name undeclared regularizers {unknown}")
+    for name, others in INCOMPATIBLE.items():
+        unknown = sorted(set(others) - set(REGULARIZERS.entries))
+        if unknown:
+            raise TypeError(f"INCOMPATIBLE[{name!r}] names unregistered regularizers {unknown}; registered: "
+                            f"{', '.join(REGULARIZERS.names())}")
+    for name, tags in EXCLUSIVE_TAGS.items():
+        check_exclusive(name, tags)
+    for name, params in PARAMETER_TAGS.items():
+        check_exclusive(name, tuple(params.values()))
+
+
+check_exclusion_tables()

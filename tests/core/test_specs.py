@@ -16,7 +16,7 @@ from regbench.specs.data import DATASETS
 from regbench.specs.evaluation import EVALUATIONS, OOD_METHODS
 from regbench.specs.norms import NORMS
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import EXCLUSIVE_TAGS, REGULARIZERS, Exclusion
 
 REGISTRIES = (DATASETS, BACKBONES, NORMS, REGULARIZERS, CALIBRATORS, EVALUATIONS, OPTIMIZERS, SCHEDULES,
               LOGGERS)
@@ -64,22 +64,24 @@ def test_a_registration_that_drifts_from_its_declaration_is_refused():
         declared.register("drifted")(sgd_like)
 
 
-def test_an_exclusive_tag_outside_the_declared_set_is_refused():
-    from regbench.regularizers import Regularizer, exclusive_tags
+def test_an_exclusive_tag_outside_the_declared_set_or_an_undeclared_name_is_refused(monkeypatch):
+    from regbench.specs import regularizers as specs
 
-    with pytest.raises(TypeError, match=r"Typo.exclusive must be a tuple of Exclusion members \(INPUT_MIXING, "):
-        type("Typo", (Regularizer,), {"exclusive": ("input mixng",)})
-    with pytest.raises(TypeError, match=r"Bare.exclusive must be a tuple"):
-        type("Bare", (Regularizer,), {"exclusive": Exclusion.INPUT_MIXING})
-    built = type("Built", (Regularizer,), {"name": "built"})()
-    built.exclusive = ("label smoothing",)  # set when built (as mixup_cutmix does): checked where stacks are
-    with pytest.raises(TypeError, match=r"built.exclusive must be a tuple of Exclusion members"):
-        exclusive_tags(built)
+    monkeypatch.setitem(specs.EXCLUSIVE_TAGS, "cutout", ("input mixng",))
+    with pytest.raises(TypeError, match=r"cutout.exclusive must be a tuple of Exclusion members \(INPUT_MIXING, "):
+        specs.check_exclusion_tables()
+    monkeypatch.setitem(specs.EXCLUSIVE_TAGS, "cutout", Exclusion.INPUT_MIXING)
+    with pytest.raises(TypeError, match=r"cutout.exclusive must be a tuple"):
+        specs.check_exclusion_tables()
+    monkeypatch.setitem(specs.EXCLUSIVE_TAGS, "cutout", (Exclusion.REGIONAL_DROPOUT,))
+    monkeypatch.setitem(specs.EXCLUSIVE_TAGS, "cutuot", (Exclusion.REGIONAL_DROPOUT,))
+    with pytest.raises(TypeError, match=r"exclusions name undeclared regularizers \['cutuot'\]"):
+        specs.check_exclusion_tables()
 
 
 def test_the_trained_ood_methods_are_exactly_the_regularizers_tagged_as_one():
     # eval=[ood]'s `method` score is allowed for OOD_METHODS and read from the regularizer tagged OOD_METHOD
-    tagged = [name for name in REGULARIZERS.names() if Exclusion.OOD_METHOD in REGULARIZERS.get(name).exclusive]
+    tagged = [name for name, tags in EXCLUSIVE_TAGS.items() if Exclusion.OOD_METHOD in tags]
     assert sorted(tagged) == sorted(OOD_METHODS)
 
 

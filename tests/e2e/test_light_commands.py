@@ -71,6 +71,8 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data=image_folder"], 2),
     (["train", "calibrate=[temperature]", "data.val_fraction=0"], 2),
     (["train", "data.crafted_val.shifts=[saturate]"], 2),
+    (["train", "regularizer=[ema,swa]"], 2),
+    (["train", "regularizer=[sade,coteaching]"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
                  marks=pytest.mark.skipif(not has_no_gpu(), reason="this machine may have a GPU")),
 ])

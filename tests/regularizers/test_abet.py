@@ -17,7 +17,7 @@ from regbench.regularizers import build_regularizers, create_regularizer
 from regbench.regularizers.abet import (TEMPERATURE_FLOOR, CosineNumerator, LearnedTemperatureHead,
                                         ablated_energy_score)
 from regbench.run.module import ClassifierModule
-from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.regularizers import Exclusion
 
 WIDTH, CLASSES = 6, 3
 
@@ -159,7 +159,7 @@ def test_the_training_loss_is_cross_entropy_of_the_tempered_logits_and_trains_th
 
 
 def test_it_is_a_trained_ood_method_and_refuses_stacks_its_head_cannot_join():
-    assert Exclusion.OOD_METHOD in REGULARIZERS.get("abet").exclusive
+    assert Exclusion.OOD_METHOD in create_regularizer("abet").exclusive
     run = {"data": {"name": "digits"}, "norm": {"name": "batchnorm"}, "optim": {"name": "sgd"}}
     for other, params in (("batchformer", {"num_heads": 4, "ffn_dim": None, "dropout": 0.5}),
                           ("multisample_dropout", {"rate": 0.5, "num_samples": 2})):
