@@ -1,8 +1,8 @@
 """The checks of a run config that need the run's planned shape, this machine's devices or its files but no model
 code, made torch-free for a run that will train: the accelerator, the dataset's raw files, the batch size and
 augmentation against the dataset's facts, the validation split that calibration and crafted-shift validation need,
-the regularizers that cannot be stacked, the norm against the backbone and the batch size. The checks that build the model follow
-(regbench.config.buildable)."""
+the regularizers that cannot be stacked, the norm against the backbone and the batch size. The checks that build
+the model follow (regbench.config.buildable)."""
 from __future__ import annotations
 
 from typing import Any
