@@ -73,6 +73,8 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data.crafted_val.shifts=[saturate]"], 2),
     (["train", "regularizer=[ema,swa]"], 2),
     (["train", "regularizer=[sade,coteaching]"], 2),
+    (["score", "scores", "data=mnist", "data.root=nowhere"], 2),
+    (["score", "scores", "data.batch_size=5000"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
                  marks=pytest.mark.skipif(not has_no_gpu(), reason="this machine may have a GPU")),
 ])
