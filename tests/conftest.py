@@ -183,6 +183,7 @@ def absent_data_files(monkeypatch) -> list[str]:
 
     asked = []
     monkeypatch.setattr(regbench.config.planned, "check_data_files", lambda data: asked.append(data["name"]))
+    monkeypatch.setattr(regbench.config.planned, "_PLANNED", {})  # configs this process planned are asked again
     return asked
 
 

@@ -12,6 +12,7 @@ from regbench.data.shape import (check_colour_corruptions, check_crop_padding, h
                                  planned_run_shape)
 from regbench.devices import local_world_size, training_accelerator
 from regbench.errors import ParamError, UserError, check
+from regbench.rundir_format import config_hash
 from regbench.runshape import RunShape
 from regbench.specs.compat import check_backbone_norm, check_norm_batch
 from regbench.specs.data_values import check_cooldown_epoch
@@ -19,9 +20,22 @@ from regbench.specs.placement import split_norm_config
 from regbench.specs.regularizers import check_stackable
 
 
+# The run shapes this process planned, by (config hash, on_this_machine): as with the model checks
+# (regbench.config.buildable), the preflight's check serves the job the same process then runs. A refused config is
+# never kept.
+_PLANNED: dict[tuple[str, bool], RunShape] = {}
+
+
 def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunShape:
     """`on_this_machine`: the job trains here, so the accelerator and the data files must be this machine's (false
-    for SLURM jobs, which check again on their node). Returns the run's shape."""
+    for SLURM jobs, which check again on their node). Returns the run's shape. Made once per config and process."""
+    key = (config_hash(cfg), on_this_machine)
+    if key not in _PLANNED:
+        _PLANNED[key] = planned_checks(cfg, on_this_machine)
+    return _PLANNED[key]
+
+
+def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
     if on_this_machine:
         training_accelerator(cfg["trainer"])
         check_data_files(cfg["data"])

@@ -1,12 +1,13 @@
-"""The checks that need the model code run once per config and process: the preflight's check serves the job that
-the same process then runs, while a refused config is refused every time and another config is checked anew."""
+"""The planned checks and those that need the model code run once per config and process: the preflight's check
+serves the job that the same process then runs, while a refused config is refused every time and another config is
+checked anew."""
 from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
 
-from regbench.config import buildable
+from regbench.config import buildable, planned
 from regbench.config.validate import validate_config
 from regbench.errors import UserError
 
@@ -46,3 +47,18 @@ def test_a_refused_config_is_refused_every_time(checks):
         with pytest.raises(UserError, match="norm.groups=3"):
             validate_config(too_many)
     assert checks == [True, True]
+
+
+def test_the_planned_stage_runs_once_per_config_and_process(monkeypatch):
+    made, check = [], planned.planned_checks
+    monkeypatch.setattr(planned, "_PLANNED", {})
+    monkeypatch.setattr(planned, "planned_checks", lambda cfg, here: made.append(here) or check(cfg, here))
+    shape = planned.check_planned_run(run_config("seed=3"))
+    assert planned.check_planned_run(run_config("seed=3", run_dir="elsewhere")) is shape  # run_dir is not hashed
+    planned.check_planned_run(run_config("seed=3"), on_this_machine=False)
+    assert made == [True, False]
+    too_large = run_config("data.batch_size=5000")  # digits has 1295 training images
+    for _ in range(2):
+        with pytest.raises(UserError, match="data.batch_size=5000"):
+            planned.check_planned_run(too_large)
+    assert made == [True, False, True, True]
