@@ -206,10 +206,12 @@ INCOMPATIBLE: dict[str, dict[str, str]] = {
 
 
 def exclusive_tags(name: str, params: Mapping[str, Any] | None) -> tuple[Exclusion, ...]:
-    """The tags regularizer `name` claims with its `params` (those left out take their YAML defaults)."""
-    params = REGULARIZERS.with_defaults(name, params or {})
-    return EXCLUSIVE_TAGS.get(name, ()) + tuple(tag for key, tag in PARAMETER_TAGS.get(name, {}).items()
-                                                if params[key] > 0)
+    """The tags regularizer `name` claims with its `params` (a parameter that adds a tag and is left out takes its
+    YAML default; a built regularizer passes its own, so asking reads no file)."""
+    conditional, params = PARAMETER_TAGS.get(name, {}), params or {}
+    if any(key not in params for key in conditional):
+        params = REGULARIZERS.with_defaults(name, params)
+    return EXCLUSIVE_TAGS.get(name, ()) + tuple(tag for key, tag in conditional.items() if params[key] > 0)
 
 
 def check_stackable(regularizers: Mapping[str, Mapping[str, Any] | None]) -> None:
