@@ -70,7 +70,12 @@ RAW_FILES: dict[str, tuple[str, Callable[[str], str | None]]] = {
 def check_data_files(data: Mapping[str, Any]) -> None:
     """A file-based dataset with raw files missing, no cache file to read instead and no download asked for is
     refused in the line its loader would give (a cache file present is checked as the data loads)."""
-    if data["name"] not in RAW_FILES or data["download"]:
+    if data["name"] not in RAW_FILES:
+        return
+    if not isinstance(data["root"], str):
+        raise UserError(f"data.root={data['root']!r} is invalid: data={data['name']} reads its files under it; set "
+                        f"data.root=DIR")
+    if data["download"]:
         return
     cache_name, missing = RAW_FILES[data["name"]]
     if data["cache"] and cache_path(data["root"], cache_name).is_file():

@@ -280,3 +280,10 @@ def test_missing_raw_files_are_refused_before_loading_in_the_loaders_words(name,
 
 def test_datasets_without_raw_files_pass_the_file_check(tmp_path):
     check_data_files(data_config("digits", tmp_path))
+
+
+def test_a_file_dataset_without_a_root_is_one_line():
+    data = {**data_config("mnist", Path("unused")), "root": None}
+    with pytest.raises(UserError, match=r"^data.root=None is invalid: data=mnist reads its files under it; set "
+                                        r"data.root=DIR$"):
+        check_data_files(data)

@@ -68,6 +68,7 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data.batch_size=1"], 2),
     (["train", "data=mnist", "data.root=nowhere"], 2),
     (["train", "data=cifar10", "data.root=nowhere"], 2),
+    (["train", "data=mnist", "data.root=null"], 2),
     (["train", "data=image_folder"], 2),
     (["train", "calibrate=[temperature]", "data.val_fraction=0"], 2),
     (["train", "data.crafted_val.shifts=[saturate]"], 2),
