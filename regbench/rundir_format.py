@@ -1,6 +1,6 @@
 """The run directory's format, shared by its writers (regbench.run, a soup) and its readers (compare, sweeps,
-claims): file names, metrics.json's statuses and layout (metrics_payload), the history columns, atomic writes and
-the config hash.
+claims, soups, scores): file names, metrics.json's keys (MetricsKey), statuses and layout (metrics_payload), the
+history columns, atomic writes and the config hash.
 Torch-free, so readers that train nothing stay light.
 
     RUN_DIR/config.yaml            the resolved config
@@ -35,6 +35,46 @@ CRAFTED_BEST_CHECKPOINT = "crafted_best.ckpt"
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 # Every status metrics.json can hold; RUNNING is the only one that is not final.
 STATUSES = (RUNNING, COMPLETED, FAILED, INTERRUPTED)
+# An earlier attempt's status in metrics.json's `attempts` when it ended without a final one (killed).
+KILLED = "killed"
+
+
+class MetricsKey:
+    """metrics.json's top-level keys that more than one module writes or reads, spelled once."""
+
+    STATUS = "status"  # one of STATUSES
+    ERROR = "error"  # why a failed run failed, else null
+    SEED = "seed"
+    EXP_NAME = "exp_name"
+    COMPONENTS = "components"  # component_names
+    INACTIVE = "inactive"  # the selected regularizers that the run's shape turns off
+    METRICS = "metrics"  # metric name -> number: the final, best-checkpoint and test metrics
+    CALIBRATION = "calibration"  # the test set's reliability bins
+    EPOCHS = "epochs"  # epochs trained
+    CLASSES = "classes"  # the class names, in label order
+    IMAGES_PER_S = "images_per_s"  # mean training throughput
+    STARTUP_S = "startup_s"  # from the process start to the first epoch
+    BALANCED_ACC = "balanced_acc"  # long-tailed runs: the mean per-class test accuracy
+    INIT = "init"  # where the weights came from, for a run that started from saved ones
+    WALL_TIME_S = "wall_time_s"
+    ATTEMPTS = "attempts"  # the earlier attempts of a resumed or restarted run, each with its status and error
+    VERSIONS = "versions"  # the packages' versions (provenance)
+    CONFIG_HASH = "config_hash"
+
+
+# SADE's test resamplings: forward long-tailed, uniform and backward long-tailed; metrics.json keeps its accuracy on
+# each (sade_accuracy_key).
+SADE_TEST_DISTRIBUTIONS = ("forward", "uniform", "backward")
+
+
+def sade_accuracy_key(distribution: str) -> str:
+    return f"sade_{distribution}_acc"
+
+
+# Numbers that metrics.json keeps at the top level rather than under METRICS but that are worth comparing: the
+# long-tail runs' balanced test accuracy, the training throughput and SADE's accuracies.
+TOP_LEVEL_METRICS = (MetricsKey.BALANCED_ACC, MetricsKey.IMAGES_PER_S,
+                     *map(sade_accuracy_key, SADE_TEST_DISTRIBUTIONS))
 # Keys that say where a run writes or how its sweep is summarized, not what it computes: left out of the config
 # hash, so a relaunch that only changes them finds its runs done.
 UNHASHED_KEYS = ("run_dir", "sweep_summary")
@@ -74,9 +114,10 @@ def metrics_payload(cfg: Mapping[str, Any], status: str, *, wall_time_s: float, 
                     **results: Any) -> dict[str, Any]:
     """metrics.json, as every writer (a trained run, a soup) lays it out: the status and what identifies the run,
     its `results`, then how it ran (the earlier attempts, the code's provenance, the config hash)."""
-    return {"status": status, "error": error, "seed": cfg["seed"], "exp_name": cfg["exp_name"],
-            "components": component_names(cfg), "inactive": inactive, **results, "wall_time_s": wall_time_s,
-            "attempts": attempts, **provenance, "config_hash": config_hash(cfg)}
+    return {MetricsKey.STATUS: status, MetricsKey.ERROR: error, MetricsKey.SEED: cfg["seed"],
+            MetricsKey.EXP_NAME: cfg["exp_name"], MetricsKey.COMPONENTS: component_names(cfg),
+            MetricsKey.INACTIVE: inactive, **results, MetricsKey.WALL_TIME_S: wall_time_s,
+            MetricsKey.ATTEMPTS: attempts, **provenance, MetricsKey.CONFIG_HASH: config_hash(cfg)}
 
 
 def stored_config_hash(run_dir: Path) -> str | None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, read_json, write_json_atomic
+from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, MetricsKey, read_json, write_json_atomic
 
 INDEX_NAME = "sweep.json"
 # Ending states of a job; "running" is written when it starts.
@@ -76,4 +76,4 @@ def objective(cfg: Mapping[str, Any], payload: dict[str, Any] | None) -> float |
     name = cfg.get("optimized_metric")
     if name is None:
         return None
-    return float(payload["metrics"][name]) if payload is not None else float("nan")
+    return float(payload[MetricsKey.METRICS][name]) if payload is not None else float("nan")

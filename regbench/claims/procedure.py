@@ -19,7 +19,7 @@ from regbench.claims.card import ARMS
 from regbench.claims.plan import SweepPlan
 from regbench.claims.steps import DIR_FIELD, SEED_FIELD, STEP_COMMANDS, Step, dig, placeholders, substitute
 from regbench.errors import ReportedError
-from regbench.rundir_format import CONFIG_FILE, METRICS_FILE, read_json, write_text_atomic
+from regbench.rundir_format import CONFIG_FILE, METRICS_FILE, MetricsKey, read_json, write_text_atomic
 from regbench.sweeps.child import run_child_sweep
 
 DONE_SUFFIX = ".json"
@@ -118,8 +118,8 @@ def steps_run_summary(plan: SweepPlan) -> tuple[float, dict[str, Any], dict[str,
     for seed in plan.seeds:
         for metrics_path in sorted(seed_dir(plan, seed).rglob(METRICS_FILE)):
             summary = read_json(metrics_path) or {}
-            wall_time += float(summary.get("wall_time_s") or 0.0)
+            wall_time += float(summary.get(MetricsKey.WALL_TIME_S) or 0.0)
             if not config and (metrics_path.parent / CONFIG_FILE).is_file():
-                versions = summary.get("versions") or {}
+                versions = summary.get(MetricsKey.VERSIONS) or {}
                 config = yaml.safe_load((metrics_path.parent / CONFIG_FILE).read_text())
     return wall_time, versions, config

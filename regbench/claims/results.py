@@ -13,7 +13,7 @@ from regbench.claims.plan import SweepPlan
 from regbench.compare.report import available_metrics
 from regbench.compare.runs import RunRecord, load_run_dirs
 from regbench.errors import ReportedError, UserError
-from regbench.rundir_format import COMPLETED, METRICS_FILE
+from regbench.rundir_format import COMPLETED, METRICS_FILE, MetricsKey
 from regbench.sweepdir_format import INDEX_NAME
 
 
@@ -50,8 +50,8 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
         values[arm][seed] = record.metrics[metric]
         records[arm].append(record)
         summary = json.loads((run_dir / METRICS_FILE).read_text())
-        wall_time += float(summary.get("wall_time_s") or 0.0)
-        versions = versions or summary.get("versions") or {}
+        wall_time += float(summary.get(MetricsKey.WALL_TIME_S) or 0.0)
+        versions = versions or summary.get(MetricsKey.VERSIONS) or {}
     return SweepResults(values, records, wall_time, versions)
 
 

@@ -16,12 +16,8 @@ import numpy as np
 import yaml  # a dependency of omegaconf; config.yaml is plain YAML written by OmegaConf
 
 from regbench.errors import UserError
-from regbench.rundir_format import COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE
-
-# Numbers that metrics.json keeps at the top level rather than under "metrics" but that are worth comparing:
-# the long-tail runs' balanced test accuracy, the training throughput and SADE's accuracy on its forward long-tailed,
-# uniform and backward long-tailed test resamplings.
-TOP_LEVEL_METRICS = ("balanced_acc", "images_per_s", "sade_forward_acc", "sade_uniform_acc", "sade_backward_acc")
+from regbench.rundir_format import (COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE,
+                                    TOP_LEVEL_METRICS, MetricsKey)
 
 
 class MalformedRun(Exception):
@@ -110,15 +106,15 @@ def _find_run_dirs(paths: list[str]) -> list[Path]:
 def _load_run_dir(run_dir: Path) -> tuple[str, RunRecord | None]:
     """Return the run's status and, for a completed run, its record."""
     summary = _read_json(run_dir / METRICS_FILE)
-    status = summary.get("status")
+    status = summary.get(MetricsKey.STATUS)
     if not isinstance(status, str):
         raise MalformedRun("metrics.json has no 'status' string")
     if status != COMPLETED:
         return status, None
-    seed = summary.get("seed")
+    seed = summary.get(MetricsKey.SEED)
     if not _is_int(seed):
         raise MalformedRun(f"metrics.json 'seed' is {seed!r}, not an integer")
-    components = summary.get("components")
+    components = summary.get(MetricsKey.COMPONENTS)
     if not isinstance(components, dict) or not all(isinstance(v, str) for v in components.values()):
         raise MalformedRun("metrics.json 'components' is not a mapping of names")
     record = RunRecord(
@@ -126,9 +122,9 @@ def _load_run_dir(run_dir: Path) -> tuple[str, RunRecord | None]:
         seed=seed,
         config=_read_config(run_dir / CONFIG_FILE),
         components=components,
-        metrics=_parse_metrics(summary.get("metrics"), summary),
+        metrics=_parse_metrics(summary.get(MetricsKey.METRICS), summary),
         history=_read_history(run_dir / HISTORY_FILE),
-        calibration=_parse_calibration(summary.get("calibration")),
+        calibration=_parse_calibration(summary.get(MetricsKey.CALIBRATION)),
     )
     return status, record
 

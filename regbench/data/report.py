@@ -4,11 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from regbench.data.module import ImageDataModule
+from regbench.rundir_format import MetricsKey
 
 
 def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] | None) -> dict[str, Any]:
     """metrics.json's `noise` section (noisy runs), `smote` (SMOTE runs: k and the synthetic samples added per class),
-    `prune` (Data Diet runs: the scores file, score, fraction, keep and the images kept) and `imbalance`, `per_class_acc`, `balanced_acc` (long-tailed runs; test set, final model)."""
+    `prune` (Data Diet runs: the scores file, score, fraction, keep and the images kept) and `imbalance`,
+    `per_class_acc`, `balanced_acc` (long-tailed runs; test set, final model)."""
     sections: dict[str, Any] = {}
     if datamodule.noise_report is not None:
         sections["noise"] = datamodule.noise_report
@@ -19,7 +21,7 @@ def label_sections(datamodule: ImageDataModule, test_per_class_acc: list[float] 
     if datamodule.imbalance_report is not None and test_per_class_acc is not None:
         sections["imbalance"] = datamodule.imbalance_report
         sections["per_class_acc"] = test_per_class_acc
-        sections["balanced_acc"] = sum(test_per_class_acc) / len(test_per_class_acc)
+        sections[MetricsKey.BALANCED_ACC] = sum(test_per_class_acc) / len(test_per_class_acc)
     return sections
 
 

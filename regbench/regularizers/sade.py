@@ -28,11 +28,11 @@ from regbench.data.imbalance import select_per_class
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer, evaluated_network, refuse_rebalancing_stack, soft_cross_entropy
 from regbench.regularizers.dropout import wrap_head
+from regbench.rundir_format import SADE_TEST_DISTRIBUTIONS, sade_accuracy_key
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
 EXPERTS = ("forward", "uniform", "backward")
-TEST_DISTRIBUTIONS = ("forward", "uniform", "backward")
 # The official code's guard inside log(prior), so a class absent from the training split has a finite logit shift.
 LOG_EPS = 1e-9
 # The official test-time optimizer of the weights (configs/test_time_*.json): SGD with Nesterov momentum 0.9 and
@@ -146,7 +146,7 @@ def distribution_counts(available: Sequence[int], train_counts: Sequence[int], f
     for rank, c in enumerate(by_frequency):
         forward[c], backward[c] = profile[rank], profile[num_classes - 1 - rank]
     counts = {"forward": forward, "uniform": [n] * num_classes, "backward": backward}
-    return {name: counts[name] for name in TEST_DISTRIBUTIONS}
+    return {name: counts[name] for name in SADE_TEST_DISTRIBUTIONS}
 
 
 @REGULARIZERS.register("sade")
@@ -241,7 +241,7 @@ class SADE(Regularizer, nn.Module):
         report = {name: distribution_report(logits[:, index], labels[index], fits[name].weights)
                   for name, index in subsets.items()}
         # The aggregated accuracies also as top-level numbers, which `regbench compare` and claim cards read.
-        flat = {f"sade_{name}_acc": report[name]["acc_aggregated"] for name in TEST_DISTRIBUTIONS}
+        flat = {sade_accuracy_key(name): report[name]["acc_aggregated"] for name in SADE_TEST_DISTRIBUTIONS}
         return {"sade_test_agnostic": report, "sade_test_imbalance_factor": self.test_imbalance_factor, **flat}
 
     def test_subsets(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:

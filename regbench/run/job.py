@@ -20,7 +20,7 @@ from regbench.errors import EXIT_ON_INTERRUPT, EXIT_ON_SIGTERM, ReportedError
 from regbench.run.plan import HydraJob, plan_run
 from regbench.sweepdir_format import SweepIndex, objective
 from regbench.run.train import train
-from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING
+from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING, MetricsKey
 
 
 
@@ -66,5 +66,5 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
             traceback.print_exc()
         print(f"regbench train: job {job.num} failed: {message}", file=sys.stderr, flush=True)
         return objective(resolved, None)
-    record(status=payload["status"], outcome=outcome, config_hash=payload["config_hash"])
+    record(status=payload[MetricsKey.STATUS], outcome=outcome, config_hash=payload[MetricsKey.CONFIG_HASH])
     return objective(resolved, payload)

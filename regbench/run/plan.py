@@ -12,8 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from regbench.errors import UserError
-from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, LAST_CHECKPOINT, METRICS_FILE, PREVIOUS_CHECKPOINT,
-                                    RESULT_FILES, RUNNING, config_hash, read_json, stored_config_hash)
+from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, KILLED, LAST_CHECKPOINT, METRICS_FILE,
+                                    PREVIOUS_CHECKPOINT, RESULT_FILES, RUNNING, MetricsKey, config_hash, read_json,
+                                    stored_config_hash)
 from regbench.sweepdir_format import SweepIndex
 
 
@@ -39,15 +40,17 @@ def inspect_run_dir(run_dir: Path, config_hash_: str, dir_key: str = "hydra.run.
         raise UserError(f"{dir_key}={str(run_dir)!r} already holds a run with another config ({taken[0]} "
                         f"exists); choose a new directory so no result is overwritten")
     metrics = read_json(run_dir / METRICS_FILE)
-    if metrics is not None and metrics.get("status") == COMPLETED:
+    if metrics is not None and metrics.get(MetricsKey.STATUS) == COMPLETED:
         return Resumption(completed=metrics)
     if metrics is None:
-        last = {"status": "killed", "error": "ended without writing metrics.json (killed, or the machine stopped)"}
-    elif metrics.get("status") == RUNNING:
-        last = {"status": "killed", "error": "ended while running (killed, or the machine stopped)"}
+        last = {MetricsKey.STATUS: KILLED,
+                MetricsKey.ERROR: "ended without writing metrics.json (killed, or the machine stopped)"}
+    elif metrics.get(MetricsKey.STATUS) == RUNNING:
+        last = {MetricsKey.STATUS: KILLED, MetricsKey.ERROR: "ended while running (killed, or the machine stopped)"}
     else:
-        last = {key: metrics.get(key) for key in ("status", "error", "wall_time_s", "epochs")}
-    earlier = tuple(metrics.get("attempts", [])) if metrics else ()
+        last = {key: metrics.get(key)
+                for key in (MetricsKey.STATUS, MetricsKey.ERROR, MetricsKey.WALL_TIME_S, MetricsKey.EPOCHS)}
+    earlier = tuple(metrics.get(MetricsKey.ATTEMPTS, [])) if metrics else ()
     checkpoint, notice = resume_checkpoint(run_dir / CHECKPOINT_DIR)
     return Resumption(checkpoint=checkpoint, attempts=(*earlier, last), notice=notice)
 

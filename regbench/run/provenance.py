@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import regbench
+from regbench.rundir_format import MetricsKey
 
 VERSIONED_PACKAGES = ("regbench", "torch", "torchvision", "lightning", "torchmetrics", "hydra-core", "timm", "numpy")
 
@@ -27,7 +28,8 @@ def git_state() -> dict[str, Any]:
     if top is None or Path(top).resolve() != source:
         return {"git_commit": None, "git_dirty": None}
     changes = _git(source, "status", "--porcelain", "--untracked-files=no")
-    return {"git_commit": _git(source, "rev-parse", "HEAD"), "git_dirty": bool(changes) if changes is not None else None}
+    return {"git_commit": _git(source, "rev-parse", "HEAD"),
+            "git_dirty": bool(changes) if changes is not None else None}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -44,4 +46,4 @@ def package_versions() -> dict[str, str | None]:
 
 def provenance() -> dict[str, Any]:
     """metrics.json's record of what produced the run: the source's commit and the packages' versions."""
-    return {**git_state(), "versions": {**package_versions(), "regbench": regbench.__version__}}
+    return {**git_state(), MetricsKey.VERSIONS: {**package_versions(), "regbench": regbench.__version__}}

@@ -42,8 +42,8 @@ from regbench.run.selection import selected_epoch
 from regbench.run.subpopulations import group_metrics, groups_section
 from regbench.run.trainer import build_trainer, crafted_best_checkpoint
 from regbench.rundir_format import (BEST_CHECKPOINT, CHECKPOINT_DIR, COMPLETED, CONFIG_FILE, CRAFTED_BEST_CHECKPOINT,
-                                    FAILED, INTERRUPTED, METRICS_FILE, RUNNING, component_names, metrics_payload,
-                                    read_json, write_json_atomic, write_text_atomic)
+                                    FAILED, INTERRUPTED, METRICS_FILE, RUNNING, MetricsKey, component_names,
+                                    metrics_payload, read_json, write_json_atomic, write_text_atomic)
 from regbench.specs.compat import BATCH_OF_ONE
 
 
@@ -73,7 +73,7 @@ def run_payload(cfg: dict[str, Any], status: str, started: float, plan: RunPlan,
 
 def init_section(init: dict[str, Any]) -> dict[str, Any]:
     """metrics.json's `init` entry: only for a run that started from saved weights."""
-    return {"init": init} if init else {}
+    return {MetricsKey.INIT: init} if init else {}
 
 
 def test_metrics(trainer: L.Trainer, module: ClassifierModule, datamodule, prefix: str = "test") -> dict:
@@ -189,9 +189,11 @@ def evaluate(trainer: L.Trainer, module: ClassifierModule, datamodule, recorder:
     validation = ("val_acc", "val_nll", "val_ece", *(("val_crafted_acc",) if crafted_report else ()))
     metrics = {**final, **{k: rows[-1][k] for k in (*validation, "train_loss")}, "best_epoch": best_epoch,
                **{f"best_{k}": rows[best_epoch][k] for k in validation}, **best, **crafted, **post_hoc}
-    return {"metrics": metrics, "calibration": calibration, **({CALIBRATED_KEY: calibrated} if calibrated else {}),
-            "epochs": len(rows), "classes": datamodule.classes,
-            "images_per_s": sum(r["images_per_s"] for r in rows) / len(rows), "startup_s": recorder.startup_s,
+    return {MetricsKey.METRICS: metrics, MetricsKey.CALIBRATION: calibration,
+            **({CALIBRATED_KEY: calibrated} if calibrated else {}), MetricsKey.EPOCHS: len(rows),
+            MetricsKey.CLASSES: datamodule.classes,
+            MetricsKey.IMAGES_PER_S: sum(r["images_per_s"] for r in rows) / len(rows),
+            MetricsKey.STARTUP_S: recorder.startup_s,
             **labels_report, **sampler_sections(datamodule, len(rows)),
             **groups_section(datamodule.num_classes, final_group_report, best_group_report), **reports,
             **crafted_report}
@@ -276,12 +278,13 @@ def run_rank(resolved: dict[str, Any], plan: RunPlan, process_start: float | Non
 def outcome_of(run_dir: Path) -> dict[str, Any]:
     """The metrics.json that spawned ranks wrote, as this process's own result."""
     payload = read_json(run_dir / METRICS_FILE)
-    if payload is None or payload["status"] == RUNNING:
-        payload = {"status": FAILED, "error": f"rank 0 ended without recording the outcome in {METRICS_FILE}"}
-    if payload["status"] == INTERRUPTED:
+    if payload is None or payload[MetricsKey.STATUS] == RUNNING:
+        payload = {MetricsKey.STATUS: FAILED,
+                   MetricsKey.ERROR: f"rank 0 ended without recording the outcome in {METRICS_FILE}"}
+    if payload[MetricsKey.STATUS] == INTERRUPTED:
         raise SIGTERMException()
-    if payload["status"] != COMPLETED:
-        raise ReportedError(payload["error"])
+    if payload[MetricsKey.STATUS] != COMPLETED:
+        raise ReportedError(payload[MetricsKey.ERROR])
     return payload
 
 

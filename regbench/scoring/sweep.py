@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from regbench.errors import ReportedError, UserError
-from regbench.rundir_format import COMPLETED, METRICS_FILE, read_json, write_json_atomic, write_text_atomic
+from regbench.rundir_format import COMPLETED, METRICS_FILE, MetricsKey, read_json, write_json_atomic, write_text_atomic
 from regbench.scores_file import FORMAT, SCORES, data_key
 from regbench.sweeps.child import run_child_sweep
 from regbench.sweeps.seed_overrides import override_key, split_seed_overrides
@@ -115,7 +115,7 @@ def averaged_scores(plan: ScorePlan, data: dict[str, Any]) -> dict[str, Any]:
     from regbench.scoring.run_scores import score_run
 
     missing = [seed for seed in plan.seeds
-               if (read_json(plan.run_dir(seed) / METRICS_FILE) or {}).get("status") != COMPLETED]
+               if (read_json(plan.run_dir(seed) / METRICS_FILE) or {}).get(MetricsKey.STATUS) != COMPLETED]
     if missing:
         raise ReportedError(f"the runs of seed {', '.join(map(str, missing))} did not complete (see "
                             f"{plan.directory / RUNS_FOLDER}); relaunch the same command to resume them")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from regbench.command import CommandParser, run_command
 from regbench.init.source import CHECKPOINT_SELECTORS
+from regbench.rundir_format import MetricsKey
 from regbench.soups.ingredients import check_out_dir, check_shared, find_ingredients, group_by
 
 PROG = "regbench soup"
@@ -50,7 +51,7 @@ def soup(args: argparse.Namespace) -> None:
     for label, kitchen, target in kitchens:
         started = time.perf_counter()
         cooked = cook(kitchen, args.recipe)
-        metrics = write_soup(kitchen, cooked, target, label, started)["metrics"]
+        metrics = write_soup(kitchen, cooked, target, label, started)[MetricsKey.METRICS]
         best = cooked["best_ingredient"]
         print(f"{PROG}: {target}: {args.recipe} soup of {len(cooked['chosen'])} of {len(kitchen.states)} "
               f"ingredients: val_acc {metrics['val_acc']:.4f}, test_acc {metrics['test_acc']:.4f} (best "

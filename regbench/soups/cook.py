@@ -25,7 +25,7 @@ from regbench.init.weights import backbone_key, network_state, timm_classifier
 from regbench.run.module import EvalMetrics
 from regbench.run.provenance import provenance
 from regbench.rundir_format import (COMPLETED, CONFIG_FILE, HISTORY_COLUMNS, HISTORY_FILE, METRICS_FILE,
-                                    metrics_payload, write_json_atomic, write_text_atomic)
+                                    MetricsKey, metrics_payload, write_json_atomic, write_text_atomic)
 from regbench.soups.batch_stats import check_recomputable, recompute_batch_statistics
 from regbench.soups.ingredients import SOUP_KEY, Ingredient
 from regbench.soups.recipes import State, greedy_soup, uniform_average
@@ -129,14 +129,14 @@ def cook(kitchen: Kitchen, recipe: str) -> dict[str, Any]:
         "recipe": recipe, "checkpoint": kitchen.ingredients[0].checkpoint.name,
         "norms_recomputed": recomputed,
         "ingredients": [{"run_dir": run, "checkpoint": str(ingredient.checkpoint), "val_acc": acc,
-                         "recorded_test_acc": ingredient.metrics.get("metrics", {}).get("test_acc")}
+                         "recorded_test_acc": ingredient.metrics.get(MetricsKey.METRICS, {}).get("test_acc")}
                         for run, ingredient, acc in zip(runs, kitchen.ingredients, singles)],
         "chosen": [runs[i] for i in chosen],
         "greedy_steps": [{"run_dir": runs[step.candidate], "soup_val_acc": step.val_acc, "kept": step.kept}
                          for step in steps],
         # The paper's baseline: the ingredient best on validation, with its own test accuracy.
         "best_ingredient": {"run_dir": runs[best], "val_acc": singles[best],
-                            "test_acc": kitchen.ingredients[best].metrics.get("metrics", {}).get("test_acc")},
+                            "test_acc": kitchen.ingredients[best].metrics.get(MetricsKey.METRICS, {}).get("test_acc")},
     }
 
 
@@ -174,9 +174,11 @@ def write_soup(kitchen: Kitchen, soup: dict[str, Any], out: Path, group: str, st
               SOUP_KEY: {"recipe": soup["recipe"], "checkpoint": soup["checkpoint"], "group": group or None,
                          "varied": varied}}
     payload = metrics_payload(config, COMPLETED, wall_time_s=time.perf_counter() - started, attempts=[],
-                              provenance=provenance(), metrics={**test, **val}, calibration=bins, epochs=0,
-                              classes=first.metrics.get("classes"), init=first.metrics["init"],
-                              **{SOUP_KEY: {**soup, "group": group or None}})
+                              provenance=provenance(),
+                              **{MetricsKey.METRICS: {**test, **val}, MetricsKey.CALIBRATION: bins,
+                                 MetricsKey.EPOCHS: 0, MetricsKey.CLASSES: first.metrics.get(MetricsKey.CLASSES),
+                                 MetricsKey.INIT: first.metrics[MetricsKey.INIT],
+                                 SOUP_KEY: {**soup, "group": group or None}})
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / CONFIG_FILE, OmegaConf.to_yaml(config))
     write_text_atomic(out / HISTORY_FILE, history_header())

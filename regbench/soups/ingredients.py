@@ -10,7 +10,7 @@ from typing import Any
 import yaml  # a dependency of omegaconf; config.yaml is plain YAML written by OmegaConf
 
 from regbench.errors import UserError
-from regbench.rundir_format import COMPLETED, CONFIG_FILE, METRICS_FILE, RESULT_FILES, read_json
+from regbench.rundir_format import COMPLETED, CONFIG_FILE, METRICS_FILE, RESULT_FILES, MetricsKey, read_json
 from regbench.init.source import selected_checkpoint
 
 SOUP_KEY = "soup"  # config.yaml's record and metrics.json's section of a soup run directory
@@ -33,7 +33,7 @@ class Ingredient:
     @property
     def init_source(self) -> tuple[str, str | None]:
         """The source it was fine-tuned from: the weights file and the source run's config hash."""
-        source = self.metrics["init"]["sources"][0]
+        source = self.metrics[MetricsKey.INIT]["sources"][0]
         return source["path"], source["source_config_hash"]
 
 
@@ -65,8 +65,8 @@ def run_dirs_below(paths: list[str]) -> list[Path]:
 
 def load_ingredient(run_dir: Path, checkpoint: str) -> Ingredient:
     metrics = read_json(run_dir / METRICS_FILE)
-    if metrics is None or metrics.get("status") != COMPLETED:
-        status = "unreadable" if metrics is None else metrics.get("status")
+    if metrics is None or metrics.get(MetricsKey.STATUS) != COMPLETED:
+        status = "unreadable" if metrics is None else metrics.get(MetricsKey.STATUS)
         raise UserError(f"run {str(run_dir)!r} is not completed (metrics.json status: {status}); soups take "
                         f"completed runs only")
     try:
@@ -78,7 +78,7 @@ def load_ingredient(run_dir: Path, checkpoint: str) -> Ingredient:
         raise UserError(f"run {str(run_dir)!r} used regularizer {averaging[0]}, whose evaluated weights are an "
                         f"average kept beside the network; soups take runs without "
                         f"{' or '.join(AVERAGING_REGULARIZERS)}")
-    sources = (metrics.get("init") or {}).get("sources") or []
+    sources = (metrics.get(MetricsKey.INIT) or {}).get("sources") or []
     if len(sources) != 1:
         raise UserError(f"run {str(run_dir)!r} was not fine-tuned from one checkpoint (no init.from in its "
                         f"metrics.json); soups average runs fine-tuned from the same initialisation")
@@ -109,7 +109,7 @@ def check_shared(ingredients: list[Ingredient], label: str = "") -> None:
             if mine != theirs:
                 raise UserError(f"{where}runs {str(first.run_dir)!r} and {str(other.run_dir)!r} differ in {key} "
                                 f"({mine!r} vs {theirs!r}); a soup averages one architecture on one data split")
-        classes = (len(first.metrics.get("classes") or []), len(other.metrics.get("classes") or []))
+        classes = (len(first.metrics.get(MetricsKey.CLASSES) or []), len(other.metrics.get(MetricsKey.CLASSES) or []))
         if classes[0] != classes[1]:
             raise UserError(f"{where}runs {str(first.run_dir)!r} and {str(other.run_dir)!r} differ in their number "
                             f"of classes ({classes[0]} vs {classes[1]})")
@@ -136,7 +136,7 @@ def check_out_dir(out: Path) -> None:
     if not taken:
         return
     metrics = read_json(out / METRICS_FILE) or {}
-    if SOUP_KEY not in metrics or metrics.get("status") == COMPLETED:
+    if SOUP_KEY not in metrics or metrics.get(MetricsKey.STATUS) == COMPLETED:
         what = "a completed soup" if SOUP_KEY in metrics else f"a run ({taken[0]} exists)"
         raise UserError(f"--out {str(out)!r} already holds {what}; choose a new directory so no result is "
                         f"overwritten")

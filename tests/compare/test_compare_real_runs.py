@@ -4,6 +4,7 @@ import json
 import pytest
 
 from regbench.compare.cli import main
+from regbench.rundir_format import COMPLETED, MetricsKey
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +39,15 @@ def test_plots_of_real_runs_include_the_memorization_picture(real_sweep, tmp_pat
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["learning_curves.png", "memorization.png", "reliability.png", "test_acc_bars.png"]
     assert all((tmp_path / name).stat().st_size > 5000 for name in written)
+
+
+def test_real_runs_write_every_key_that_the_format_spells(real_sweep):
+    """MetricsKey spells metrics.json's keys once for the writers and readers: a real run writes each of them
+    (`init` only for a run that starts from saved weights), with the values the readers expect."""
+    keys = {value for name, value in vars(MetricsKey).items() if name.isupper()}
+    for path in sorted(real_sweep.rglob("metrics.json")):
+        payload = json.loads(path.read_text())
+        assert keys - payload.keys() == {MetricsKey.INIT}, path
+        assert payload["status"] == COMPLETED and payload["error"] is None
+        assert payload["epochs"] == 2 and isinstance(payload["metrics"]["test_acc"], float)
+        assert payload["attempts"] == [] and len(payload["config_hash"]) == 40
