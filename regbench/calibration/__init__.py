@@ -1,10 +1,9 @@
 """Post-hoc calibration (`calibrate=[...]`): calibrators fitted on the validation logits, applied to the test
-logits. Importing this package registers every method."""
+logits. Each method's module is imported when a run first builds it (CALIBRATORS.get)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.calibration import h_calibration, temperature  # noqa: F401  (registration side effects)
 from regbench.specs.calibration import CALIBRATORS
 
 

@@ -1,14 +1,13 @@
 """Evaluations after training (`eval=[...]`): each selected evaluation is run on the final model and on the
 best-validation checkpoint, and returns flat metrics for metrics.json (`<evaluation>....<prefix>_<metric>`, prefix
-test or best_test). An evaluation is built from its parameters plus the run's data config, seed and backbone name, and has
-`prepare(datamodule)`, called before training (to load what it needs, so a missing file stops the run at its
-start), and `evaluate(module, datamodule, prefix) -> dict[str, float]`. Importing this package registers every
-evaluation."""
+test or best_test). An evaluation is built from its parameters plus the run's data config, seed and backbone name, and
+has `prepare(datamodule)`, called before training (to load what it needs, so a missing file stops the run at its
+start), and `evaluate(module, datamodule, prefix) -> dict[str, float]`. Each evaluation's module is imported when a
+run first builds it (EVALUATIONS.get)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from regbench.evaluation import corruptions, farms, lame, ood  # noqa: F401  (registration side effects)
 from regbench.specs.evaluation import EVALUATIONS
 
 

@@ -1,12 +1,10 @@
-"""Regularizers as composable hooks. Importing this package registers every technique."""
+"""Regularizers as composable hooks. Each technique's module is imported when a run first builds it
+(REGULARIZERS.get): a run imports the techniques it uses and no other (noise_mask's policy imports torchvision)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from regbench.errors import ParamError, UserError
-from regbench.regularizers import (  # noqa: F401  (registration side effects)
-    abet, averaging, batchformer, class_gmm, compander, dropblock, dropout, erasing, ipr_pruning, label_smoothing,
-    meta_rescaling, mixing, mixoe, nested_dropout, noise_mask, noisy_labels, palm, rankmixup, rcal, sade, transmix)
 from regbench.regularizers.base import MemoryBudget, Regularizer, TrainProgress, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS, check_stackable
 

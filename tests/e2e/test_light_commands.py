@@ -86,6 +86,21 @@ def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_e
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
+@pytest.mark.parametrize("args", [
+    ["norm=groupnorm", "norm.groups=3"],  # only the built layers know their widths
+    ["regularizer=[cutout]", "regularizer.cutout.length=100"],  # a setting that is harmful on the run's images
+])
+def test_mistakes_that_need_the_model_code_import_torch_alone(args, tmp_path, cli_env):
+    """The checks that build the components import torch and the selected components' modules: no torchvision (an
+    unselected regularizer's import), Lightning, W&B or timm."""
+    result, modules = imported(["train", *args], tmp_path, cli_env)
+    said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2 and len(said) == 1, result.stderr[-2000:]
+    assert said[0].startswith(f"regbench train: error: {args[1].split('=')[0]}=")
+    assert {name.split(".")[0] for name in modules if "." in name} & (HEAVY | {"torchvision"}) == {"torch"}
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_the_other_commands_do_not_load_hydra(tmp_path, cli_env):
     """Only `train` is a Hydra app: `compare` and the dispatcher itself do not pay for Hydra's import."""
     result, modules = imported(["compare", "--help"], tmp_path, cli_env)
