@@ -14,7 +14,7 @@ from regbench.devices import local_world_size, training_accelerator
 from regbench.errors import ParamError, UserError, check
 from regbench.rundir_format import config_hash
 from regbench.runshape import RunShape
-from regbench.specs.compat import check_backbone_norm, check_norm_batch
+from regbench.specs.compat import check_backbone_norm, check_norm_batch, check_norm_widths
 from regbench.specs.data_values import check_cooldown_epoch
 from regbench.specs.placement import split_norm_config
 from regbench.specs.regularizers import check_stackable
@@ -45,6 +45,7 @@ def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
     norm, _, placement = split_norm_config(cfg["norm"])
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)
     check_norm_batch(norm, shape.batch_size)
+    check_norm_widths(cfg["backbone"], cfg["norm"])
     return shape
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from regbench.norms.group import check_groups
+from regbench.specs.norms import check_groups
 from regbench.norms.registry import register_norm
 from regbench.runshape import Inactive, RunShape
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from regbench.norms.group import check_groups
+from regbench.specs.norms import check_groups
 from regbench.norms.registry import register_norm, require_spatial
 
 CHANNEL = (1, -1, 1, 1)

@@ -1,18 +1,10 @@
 """Per-sample norms from the GroupNorm family: GroupNorm, LayerNorm, InstanceNorm."""
 from __future__ import annotations
 
-import math
-
 import torch.nn as nn
 
-from regbench.errors import check
 from regbench.norms.registry import register_norm, require_spatial
-
-
-def check_groups(groups: int, num_channels: int) -> None:
-    # Layers narrower than `groups` would silently get fewer groups in timm; say so loudly instead.
-    check(num_channels % groups == 0, "groups", groups,
-          f"must divide every layer's channel count ({num_channels} here); try {math.gcd(groups, num_channels)}")
+from regbench.specs.norms import check_groups
 
 
 @register_norm("groupnorm")

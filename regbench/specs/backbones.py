@@ -42,17 +42,29 @@ class BackboneTraits:
     # of blocks with a `drop_block` slot (the model's `stage_blocks()`); None: no such stages (regularizer
     # dropblock refuses the backbone).
     conv_stages: Callable[[Mapping[str, Any]], int] | None = None
+    # The channel counts the model built from these parameters passes to its norm layers, in build order; None:
+    # only the built model knows them (timm's models; a transformer takes no grouped norm).
+    norm_widths: Callable[[Mapping[str, Any]], tuple[int, ...]] | None = None
+
+
+def doubling(params: Mapping[str, Any]) -> tuple[int, ...]:
+    """A four-stage ResNet's widths: the stem's, then doubled per stage."""
+    return tuple(params["width"] * 2 ** stage for stage in range(4))
 
 
 BACKBONE_TRAITS = {
-    "convnet": BackboneTraits(conv_stages=lambda params: len(params["widths"])),
-    "mlp": BackboneTraits(convs=False, spatial=False),
-    "preact_resnet18": BackboneTraits(conv_stages=lambda params: 4),
-    "quadratic_mlp": BackboneTraits(convs=False, spatial=False, acting_norms=False),
-    "resnet18": BackboneTraits(conv_stages=lambda params: 4),
+    "convnet": BackboneTraits(conv_stages=lambda params: len(params["widths"]),
+                              norm_widths=lambda params: tuple(params["widths"])),
+    "mlp": BackboneTraits(convs=False, spatial=False, norm_widths=lambda params: tuple(params["hidden"])),
+    "preact_resnet18": BackboneTraits(conv_stages=lambda params: 4, norm_widths=doubling),
+    "quadratic_mlp": BackboneTraits(convs=False, spatial=False, acting_norms=False,
+                                    norm_widths=lambda params: (params["width"],)),
+    "resnet18": BackboneTraits(conv_stages=lambda params: 4, norm_widths=doubling),
     "timm": BackboneTraits(acting_norms=False),
     "vit_tiny": BackboneTraits(tokens=True, convs=False, spatial=False, acting_norms=False),
-    "wrn16_4": BackboneTraits(conv_stages=lambda params: 3),
+    # The first block normalizes the 16-channel stem output.
+    "wrn16_4": BackboneTraits(conv_stages=lambda params: 3,
+                              norm_widths=lambda params: (16, *(w * params["widen_factor"] for w in (16, 32, 64)))),
 }
 if sorted(BACKBONE_TRAITS) != BACKBONES.names():
     raise ValueError(f"backbone traits are declared for {sorted(BACKBONE_TRAITS)} but the backbones are "

@@ -2,9 +2,11 @@
 work."""
 from __future__ import annotations
 
-from regbench.errors import UserError
+from typing import Any, Mapping
+
+from regbench.errors import ParamError, UserError
 from regbench.specs.backbones import BACKBONE_TRAITS
-from regbench.specs.norms import NORM_TRAITS
+from regbench.specs.norms import NORM_TRAITS, NORMS, check_groups
 from regbench.specs.placement import Placement
 
 
@@ -36,6 +38,19 @@ def check_backbone_norm(backbone: str, norm: str, placement: Placement) -> None:
         raise UserError(f"{pair} is not supported: the norm replaces norm + activation, which backbone="
                         f"{backbone} cannot switch; use a convnet/resnet backbone")
 
+
+
+def check_norm_widths(backbone: Mapping[str, Any], norm: Mapping[str, Any]) -> None:
+    """A grouped norm's group count against every width the backbone normalizes, as its layers check it when
+    built; a timm model's widths are checked there alone."""
+    widths = BACKBONE_TRAITS[backbone["name"]].norm_widths
+    if widths is None or "groups" not in NORMS.entry(norm["name"]).params:
+        return
+    try:
+        for width in widths(backbone):
+            check_groups(norm["groups"], width)
+    except ParamError as err:
+        raise UserError(str(err.at("norm"))) from None
 
 
 # Also said when a timm model's own batch norms meet a batch of one (regbench.run.train).

@@ -3,14 +3,15 @@ about a norm beyond `norm(num_channels)`, declared here (torch-free) so that an 
 refused before the model code loads."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from regbench.errors import check_fraction, check_positive, check_positive_int, check_probability
+from regbench.errors import check, check_fraction, check_positive, check_positive_int, check_probability
 from regbench.registry import REQUIRED, Entry, Registry
 from regbench.specs.values import at_least, below_one, boolean, running_momentum
 
-# The rules of the parameters several norms share; a group count must also divide every layer's width, which
-# only the built layer knows.
+# The rules of the parameters several norms share; a group count must also divide every layer's width
+# (check_groups), which the backbone's parameters give (regbench.specs.compat.check_norm_widths).
 EPS = {"eps": check_positive}
 BN = {"momentum": running_momentum, **EPS}
 GROUPS = {"groups": check_positive_int, **EPS}
@@ -43,6 +44,12 @@ NORMS = Registry("norm", "norm", context=("num_channels", "apply_act"), entries=
     "ws_batchnorm": Entry("regbench.norms.weight_standardized", {"momentum": REQUIRED, "eps": REQUIRED}, BN),
     "ws_groupnorm": Entry("regbench.norms.weight_standardized", {"groups": REQUIRED, "eps": REQUIRED}, GROUPS),
 })
+
+
+def check_groups(groups: int, num_channels: int) -> None:
+    # Layers narrower than `groups` would silently get fewer groups in timm; say so loudly instead.
+    check(num_channels % groups == 0, "groups", groups,
+          f"must divide every layer's channel count ({num_channels} here); try {math.gcd(groups, num_channels)}")
 
 
 @dataclass(frozen=True)

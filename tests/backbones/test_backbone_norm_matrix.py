@@ -8,7 +8,8 @@ import yaml
 from regbench.backbones import BACKBONES, build_backbone, dry_build_backbone
 from regbench.errors import UserError
 from regbench.norms import NORMS, uses_batch_statistics
-from regbench.specs.compat import check_backbone_norm, check_norm_batch
+from regbench.specs.backbones import BACKBONE_TRAITS
+from regbench.specs.compat import check_backbone_norm, check_norm_batch, check_norm_widths
 from regbench.specs.norms import NORM_TRAITS
 from regbench.specs.placement import Placement
 
@@ -154,3 +155,41 @@ def test_bad_backbone_parameters_are_refused_before_training():
                            10)
     with pytest.raises(UserError, match=r"backbone.widths=\[-1\] is invalid"):
         dry_build_backbone({"name": "convnet", "widths": [-1]}, shipped("norm", "batchnorm"), (3, 32, 32), 10)
+
+
+WIDTH_DECLARING = sorted(name for name, traits in BACKBONE_TRAITS.items() if traits.norm_widths is not None)
+
+
+def test_only_timm_and_the_transformer_leave_their_norm_widths_to_the_built_model():
+    assert set(BACKBONES.names()) - set(WIDTH_DECLARING) == {"timm", "vit_tiny"}
+
+
+@pytest.mark.parametrize("backbone", WIDTH_DECLARING)
+def test_the_declared_norm_widths_are_those_the_built_model_normalizes(backbone, monkeypatch):
+    """The torch-free trait lists, in build order, every channel count the model gives its norm layers."""
+    seen = []
+    monkeypatch.setattr("regbench.norms.group.check_groups", lambda groups, width: seen.append(width))
+    shipped_params = {k: v for k, v in shipped("backbone", backbone).items() if k != "name"}
+    for params in (TINY_BACKBONES[backbone], shipped_params):
+        seen.clear()
+        dry_build_backbone({"name": backbone, **params}, {"name": "groupnorm", "groups": 1, "eps": 1e-5},
+                           (3, 32, 32), 10)
+        probe, *widths = seen  # norm_layer_from_config first checks the parameters on a probe of `groups` channels
+        declared = BACKBONE_TRAITS[backbone].norm_widths(params)
+        assert probe == 1 and list(dict.fromkeys(widths)) == list(dict.fromkeys(declared))
+
+
+@pytest.mark.parametrize("norm", sorted(GROUPED))
+@pytest.mark.parametrize("backbone", ["convnet", "resnet18", "wrn16_4"])
+def test_a_group_count_that_misses_a_width_is_refused_torch_free_with_the_builds_line(backbone, norm):
+    cfg = shipped("backbone", backbone)
+    groups = BACKBONE_TRAITS[backbone].norm_widths(cfg)[0] + 1  # divides no width as small as the first
+    norm_cfg = {**shipped("norm", norm), "groups": groups}
+    with pytest.raises(UserError) as planned:
+        check_norm_widths(cfg, norm_cfg)
+    with pytest.raises(UserError) as built:
+        dry_build_backbone(cfg, norm_cfg, (3, 32, 32), 10)
+    assert str(planned.value) == str(built.value)
+    assert str(planned.value).startswith(f"norm.groups={groups} is invalid: must divide every layer's channel count")
+    check_norm_widths(cfg, {**norm_cfg, "groups": 1})
+    check_norm_widths({"name": "timm", "model_name": "test_resnet"}, norm_cfg)  # its layers check when built

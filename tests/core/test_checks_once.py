@@ -42,10 +42,10 @@ def test_a_config_is_checked_once_per_process(checks):
 
 
 def test_a_refused_config_is_refused_every_time(checks):
-    too_many = run_config("norm=groupnorm", "norm.groups=3")  # does not divide the convnet's widths
+    too_long = run_config("regularizer=[cutout]", "regularizer.cutout.length=100")  # holes wider than the images
     for _ in range(2):
-        with pytest.raises(UserError, match="norm.groups=3"):
-            validate_config(too_many)
+        with pytest.raises(UserError, match="regularizer.cutout.length=100"):
+            validate_config(too_long)
     assert checks == [True, True]
 
 

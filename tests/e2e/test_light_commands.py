@@ -74,6 +74,7 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "data.crafted_val.shifts=[saturate]"], 2),
     (["train", "regularizer=[ema,swa]"], 2),
     (["train", "regularizer=[sade,coteaching]"], 2),
+    (["train", "norm=groupnorm", "norm.groups=3"], 2),
     (["score", "scores", "data=mnist", "data.root=nowhere"], 2),
     (["score", "scores", "data.batch_size=5000"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
@@ -86,13 +87,11 @@ def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_e
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ["norm=groupnorm", "norm.groups=3"],  # only the built layers know their widths
-    ["regularizer=[cutout]", "regularizer.cutout.length=100"],  # a setting that is harmful on the run's images
-])
-def test_mistakes_that_need_the_model_code_import_torch_alone(args, tmp_path, cli_env):
-    """The checks that build the components import torch and the selected components' modules: no torchvision (an
-    unselected regularizer's import), Lightning, W&B or timm."""
+def test_mistakes_that_need_the_model_code_import_torch_alone(tmp_path, cli_env):
+    """The checks that build the components (here a regularizer's check of a setting harmful on the run's images)
+    import torch and the selected components' modules: no torchvision (an unselected regularizer's import),
+    Lightning, W&B or timm."""
+    args = ["regularizer=[cutout]", "regularizer.cutout.length=100"]
     result, modules = imported(["train", *args], tmp_path, cli_env)
     said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     assert result.returncode == 2 and len(said) == 1, result.stderr[-2000:]
