@@ -18,6 +18,39 @@ from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, MetricsKey, r
 INDEX_NAME = "sweep.json"
 # Ending states of a job; "running" is written when it starts.
 FINAL_STATUSES = (COMPLETED, FAILED, INTERRUPTED)
+# How a completed job came to its result: trained from the start, resumed from its checkpoint, started over (its
+# earlier attempt left no usable checkpoint), or skipped (already completed with this config).
+NEW, RESUMED, RESTARTED, SKIPPED = "new", "resumed", "restarted", "skipped"
+
+
+class IndexKey:
+    """sweep.json's top-level keys, spelled once."""
+
+    SWEEP_DIR = "sweep_dir"
+    VARYING = "varying"  # the config keys the sweep varies
+    WANDB_GROUP = "wandb_group"  # the first launch's: every job and the summary run share it
+    LAUNCHES = "launches"  # one entry per launch (LAUNCH, STARTED, OVERRIDES)
+    JOBS = "jobs"  # one entry per job (JobKey), in job order
+    STARTED = "started"
+
+
+class JobKey:
+    """The keys of a job's entry in sweep.json, spelled once: SweepIndex.record_job takes these as its keywords."""
+
+    JOB = "job"  # the job's number
+    LAUNCH = "launch"  # the launch that last ran it
+    STATUS = "status"  # RUNNING, or one of FINAL_STATUSES
+    ERROR = "error"
+    OUTCOME = "outcome"  # NEW, RESUMED, RESTARTED or SKIPPED for a job that completed
+    OVERRIDES = "overrides"
+    RUN_DIR = "run_dir"  # relative to the sweep directory
+    METRICS = "metrics"  # the run's metrics.json, relative to the sweep directory
+    CONFIG_HASH = "config_hash"
+    UPDATED = "updated"
+
+
+JOB_FIELDS = {value for name, value in vars(JobKey).items() if name.isupper()} - {JobKey.JOB, JobKey.LAUNCH,
+                                                                                  JobKey.UPDATED}
 
 
 def now_iso() -> str:
@@ -40,7 +73,8 @@ class SweepIndex:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def read(self) -> dict[str, Any]:
-        return read_json(self.path) or {"sweep_dir": str(self.sweep_dir), "varying": [], "launches": [], "jobs": []}
+        return read_json(self.path) or {IndexKey.SWEEP_DIR: str(self.sweep_dir), IndexKey.VARYING: [],
+                                         IndexKey.LAUNCHES: [], IndexKey.JOBS: []}
 
     def _update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         with self._locked():
@@ -53,21 +87,28 @@ class SweepIndex:
         """Record a launch of the sweep (the first or a relaunch); returns its number. The W&B group is the first
         launch's: a relaunch adds its jobs to the same group."""
         def change(index: dict[str, Any]) -> None:
-            index["varying"] = varying
-            index.setdefault("wandb_group", wandb_group)
-            index["launches"].append({"launch": len(index["launches"]), "started": now_iso(), "overrides": overrides})
-        return len(self._update(change)["launches"]) - 1
+            launches = index[IndexKey.LAUNCHES]
+            index[IndexKey.VARYING] = varying
+            index.setdefault(IndexKey.WANDB_GROUP, wandb_group)
+            launches.append({JobKey.LAUNCH: len(launches), IndexKey.STARTED: now_iso(), JobKey.OVERRIDES: overrides})
+        return len(self._update(change)[IndexKey.LAUNCHES]) - 1
 
     def record_job(self, num: int, **fields: Any) -> None:
-        """Create or update job `num`'s entry."""
+        """Create or update job `num`'s entry with `fields` (JOB_FIELDS: a misspelt one would write a key that no
+        reader knows)."""
+        unknown = sorted(set(fields) - JOB_FIELDS)
+        if unknown:
+            raise ValueError(f"sweep.json job fields {unknown} are not among {sorted(JOB_FIELDS)}")
+
         def change(index: dict[str, Any]) -> None:
-            fields["launch"] = max(len(index["launches"]) - 1, 0)
-            for entry in index["jobs"]:
-                if entry["job"] == num:
-                    entry.update(fields, updated=now_iso())
+            fields[JobKey.LAUNCH] = max(len(index[IndexKey.LAUNCHES]) - 1, 0)
+            jobs = index[IndexKey.JOBS]
+            for entry in jobs:
+                if entry[JobKey.JOB] == num:
+                    entry.update(fields, **{JobKey.UPDATED: now_iso()})
                     return
-            index["jobs"].append({"job": num, **fields, "updated": now_iso()})
-            index["jobs"].sort(key=lambda entry: entry["job"])
+            jobs.append({JobKey.JOB: num, **fields, JobKey.UPDATED: now_iso()})
+            jobs.sort(key=lambda entry: entry[JobKey.JOB])
         self._update(change)
 
 

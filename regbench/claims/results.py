@@ -14,7 +14,7 @@ from regbench.compare.report import available_metrics
 from regbench.compare.runs import RunRecord, load_run_dirs
 from regbench.errors import ReportedError, UserError
 from regbench.rundir_format import COMPLETED, METRICS_FILE, MetricsKey
-from regbench.sweepdir_format import INDEX_NAME
+from regbench.sweepdir_format import INDEX_NAME, IndexKey, JobKey
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,8 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
     """Every (arm, seed) job of the plan must have completed; a missing or unfinished one is reported."""
     jobs = _jobs_by_arm_and_seed(plan.sweep_dir)
     wanted = [(arm, seed) for seed in plan.seeds for arm in ARMS]
-    problems = [f"{arm} seed {seed}: " + (f"job {jobs[arm, seed]['job']} {jobs[arm, seed].get('status')}"
-                                          + (f" ({jobs[arm, seed]['error']})" if jobs[arm, seed].get("error") else "")
-                                          if (arm, seed) in jobs else "never started")
-                for arm, seed in wanted if jobs.get((arm, seed), {}).get("status") != COMPLETED]
+    problems = [f"{arm} seed {seed}: " + (_job_state(jobs[arm, seed]) if (arm, seed) in jobs else "never started")
+                for arm, seed in wanted if jobs.get((arm, seed), {}).get(JobKey.STATUS) != COMPLETED]
     if problems:
         raise ReportedError(f"{len(problems)} of {len(wanted)} jobs in {plan.sweep_dir} did not complete ("
                             + "; ".join(problems) + "); relaunch the same command to resume them")
@@ -40,7 +38,7 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
     records: dict[str, list[RunRecord]] = {arm: [] for arm in ARMS}
     wall_time, versions = 0.0, {}
     for arm, seed in wanted:
-        run_dir = plan.sweep_dir / jobs[arm, seed]["run_dir"]
+        run_dir = plan.sweep_dir / jobs[arm, seed][JobKey.RUN_DIR]
         record = _load_one(run_dir)
         if metric not in record.metrics:
             raise UserError(f"claim card {plan.card.path}: metric={metric!r} is not a metric of the runs; "
@@ -58,7 +56,7 @@ def read_results(plan: SweepPlan, metric: str) -> SweepResults:
 def launch_count(sweep_dir: Path) -> int:
     """How often the sweep was launched (sweep.json counts each start), 0 before the first."""
     try:
-        return len(json.loads((sweep_dir / INDEX_NAME).read_text())["launches"])
+        return len(json.loads((sweep_dir / INDEX_NAME).read_text())[IndexKey.LAUNCHES])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
@@ -70,11 +68,16 @@ def _jobs_by_arm_and_seed(sweep_dir: Path) -> dict[tuple[str, int], dict[str, An
     except (OSError, ValueError) as err:
         raise ReportedError(f"{path} cannot be read ({err}): the sweep wrote no index") from None
     jobs = {}
-    for job in index.get("jobs", []):
-        settings = dict(item.lstrip("+").split("=", 1) for item in job.get("overrides", []) if "=" in item)
+    for job in index.get(IndexKey.JOBS, []):
+        settings = dict(item.lstrip("+").split("=", 1) for item in job.get(JobKey.OVERRIDES, []) if "=" in item)
         if ARM_KEY in settings and settings.get("seed", "").isdigit():
             jobs[settings[ARM_KEY], int(settings["seed"])] = job
     return jobs
+
+
+def _job_state(job: dict[str, Any]) -> str:
+    error = job.get(JobKey.ERROR)
+    return f"job {job[JobKey.JOB]} {job.get(JobKey.STATUS)}" + (f" ({error})" if error else "")
 
 
 def _load_one(run_dir: Path) -> RunRecord:

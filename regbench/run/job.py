@@ -18,7 +18,7 @@ from regbench.config.validate import validate_config
 from regbench.run.distributed import global_rank
 from regbench.errors import EXIT_ON_INTERRUPT, EXIT_ON_SIGTERM, ReportedError
 from regbench.run.plan import HydraJob, plan_run
-from regbench.sweepdir_format import SweepIndex, objective
+from regbench.sweepdir_format import NEW, RESTARTED, RESUMED, SKIPPED, JobKey, SweepIndex, objective
 from regbench.run.train import train
 from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING, MetricsKey
 
@@ -30,8 +30,8 @@ def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
         return lambda **fields: None
     index = SweepIndex(job.sweep_dir)
     relative = os.path.relpath(run_dir, job.sweep_dir)
-    common = {"overrides": list(job.overrides), "run_dir": relative,
-              "metrics": os.path.join(relative, METRICS_FILE)}
+    common = {JobKey.OVERRIDES: list(job.overrides), JobKey.RUN_DIR: relative,
+              JobKey.METRICS: os.path.join(relative, METRICS_FILE)}
     return lambda **fields: index.record_job(job.num, **common, **fields)
 
 
@@ -44,12 +44,12 @@ def run_job(cfg: DictConfig, process_start: float | None) -> float | None:
         validate_config(resolved)
         plan = plan_run(resolved, job)
         if plan.resumption.completed is not None:
-            payload, outcome = plan.resumption.completed, "skipped"
+            payload, outcome = plan.resumption.completed, SKIPPED
             print(f"{plan.run_dir}: already completed with this config; skipped", flush=True)
         else:
             if plan.resumption.notice and global_rank() == 0:
                 print(f"regbench train: {plan.resumption.notice}", file=sys.stderr, flush=True)
-            outcome = "resumed" if plan.resumption.checkpoint else "restarted" if plan.resumption.attempts else "new"
+            outcome = RESUMED if plan.resumption.checkpoint else RESTARTED if plan.resumption.attempts else NEW
             payload = train(resolved, plan, process_start)
     except SIGTERMException:
         record(status=INTERRUPTED, error="SIGTERM")

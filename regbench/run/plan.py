@@ -15,7 +15,7 @@ from regbench.errors import UserError
 from regbench.rundir_format import (CHECKPOINT_DIR, COMPLETED, KILLED, LAST_CHECKPOINT, METRICS_FILE,
                                     PREVIOUS_CHECKPOINT, RESULT_FILES, RUNNING, MetricsKey, config_hash, read_json,
                                     stored_config_hash)
-from regbench.sweepdir_format import SweepIndex
+from regbench.sweepdir_format import IndexKey, SweepIndex
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,6 @@ def plan_run(resolved: dict[str, Any], job: HydraJob) -> RunPlan:
         return RunPlan(run_dir, resumption, group, f"{group}/{run_dir.name}", None, run_id)
     # Every job of a sweep shares its group (recorded when the sweep launched); job_type holds the varying values.
     index = SweepIndex(job.sweep_dir).read()
-    kind = job_type(list(job.overrides), index["varying"])
+    kind = job_type(list(job.overrides), index[IndexKey.VARYING])
     name = f"{kind or 'job'} seed={resolved['seed']}"
-    return RunPlan(run_dir, resumption, index["wandb_group"], name, kind, run_id)
+    return RunPlan(run_dir, resumption, index[IndexKey.WANDB_GROUP], name, kind, run_id)

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from regbench.rundir_format import COMPLETED, FAILED, INTERRUPTED, RUNNING
-from regbench.sweepdir_format import FINAL_STATUSES, SweepIndex
+from regbench.sweepdir_format import FINAL_STATUSES, RESUMED, SKIPPED, IndexKey, JobKey, SweepIndex
 
 # Keys that repeat a job rather than change what it computes.
 REPEAT_KEYS = ("seed",)
@@ -35,18 +35,18 @@ def sweep_wandb_group(exp_name: str, sweep_dir: Path) -> str:
 
 def summarize(index: dict[str, Any], launch: int) -> tuple[str, int]:
     """One summary line for the jobs of `launch`, and how many of them did not complete."""
-    jobs = [job for job in index["jobs"] if job.get("launch") == launch]
-    counts = {status: sum(job.get("status") == status for job in jobs) for status in (*FINAL_STATUSES, RUNNING)}
-    skipped = sum(job.get("outcome") == "skipped" for job in jobs)
-    resumed = sum(job.get("outcome") == "resumed" for job in jobs)
-    line = (f"sweep {index['sweep_dir']}: {len(jobs)} jobs, {counts[COMPLETED]} completed ({skipped} already "
+    jobs = [job for job in index[IndexKey.JOBS] if job.get(JobKey.LAUNCH) == launch]
+    counts = {status: sum(job.get(JobKey.STATUS) == status for job in jobs) for status in (*FINAL_STATUSES, RUNNING)}
+    skipped = sum(job.get(JobKey.OUTCOME) == SKIPPED for job in jobs)
+    resumed = sum(job.get(JobKey.OUTCOME) == RESUMED for job in jobs)
+    line = (f"sweep {index[IndexKey.SWEEP_DIR]}: {len(jobs)} jobs, {counts[COMPLETED]} completed ({skipped} already "
             f"done and skipped, {resumed} resumed), {counts[FAILED]} failed, {counts[INTERRUPTED]} interrupted")
     if counts[RUNNING]:
         line += f", {counts[RUNNING]} never reported back"
-    failed = [job for job in jobs if job.get("status") != COMPLETED]
+    failed = [job for job in jobs if job.get(JobKey.STATUS) != COMPLETED]
     if failed:
-        line += "; not completed: " + ", ".join(f"job {job['job']} ({job.get('status')}: {job.get('error') or '-'})"
-                                                for job in failed)
+        line += "; not completed: " + ", ".join(
+            f"job {job[JobKey.JOB]} ({job.get(JobKey.STATUS)}: {job.get(JobKey.ERROR) or '-'})" for job in failed)
     return line, len(failed)
 
 

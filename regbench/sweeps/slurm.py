@@ -29,7 +29,7 @@ from submitit.slurm.slurm import SlurmExecutor, SlurmInfoWatcher, SlurmJob
 
 from regbench.errors import UserError, one_line
 from regbench.rundir_format import FAILED
-from regbench.sweepdir_format import FINAL_STATUSES, SweepIndex, objective
+from regbench.sweepdir_format import FINAL_STATUSES, IndexKey, JobKey, SweepIndex, objective
 from regbench.sweeps.launchers import SUBMITIT_EXECUTOR
 
 log = logging.getLogger(__name__)
@@ -166,10 +166,11 @@ def record_lost_job(index: SweepIndex, num: int, overrides: Sequence[str], note:
     (e.g. interrupted by SIGTERM) is kept, with the note added; otherwise (still `running`, or it never
     started) it failed."""
     current = index.read()
-    launch = len(current["launches"]) - 1
-    entry = next((job for job in current["jobs"] if job["job"] == num and job.get("launch") == launch), None)
-    if entry is not None and entry.get("status") in FINAL_STATUSES:
-        index.record_job(num, error="; ".join(filter(None, (entry.get("error"), note))))
+    launch = len(current[IndexKey.LAUNCHES]) - 1
+    entry = next((job for job in current[IndexKey.JOBS]
+                  if job[JobKey.JOB] == num and job.get(JobKey.LAUNCH) == launch), None)
+    if entry is not None and entry.get(JobKey.STATUS) in FINAL_STATUSES:
+        index.record_job(num, error="; ".join(filter(None, (entry.get(JobKey.ERROR), note))))
     else:
         index.record_job(num, overrides=list(overrides), status=FAILED, outcome=None, error=note)
 

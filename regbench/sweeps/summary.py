@@ -14,7 +14,7 @@ from regbench.compare.runs import load_run_dirs
 from regbench.compare.wandb_report import WandbTarget, log_report_run
 from regbench.errors import UserError
 from regbench.loggers import resolve_wandb_mode
-from regbench.sweepdir_format import SweepIndex
+from regbench.sweepdir_format import IndexKey, SweepIndex
 
 # Inside the sweep directory, beside the jobs' folders: the summary run's offline files (SUMMARY_DIR/wandb/).
 SUMMARY_DIR = "summary"
@@ -34,7 +34,7 @@ def summary_target(sweep_dir: Path, wandb: Mapping[str, Any]) -> WandbTarget:
     """The summary run, in the group its jobs were filed in (the sweep's index records it)."""
     # Stable for the sweep directory: a relaunched sweep updates its summary run instead of adding one.
     run_id = hashlib.sha1(f"summary|{sweep_dir.resolve()}".encode()).hexdigest()[:16]
-    group = SweepIndex(sweep_dir).read()["wandb_group"]
+    group = SweepIndex(sweep_dir).read()[IndexKey.WANDB_GROUP]
     return WandbTarget(project=wandb["project"], entity=wandb["entity"], group=group,
                        mode=resolve_wandb_mode(wandb["mode"]), save_dir=sweep_dir / SUMMARY_DIR, run_id=run_id,
                        name=f"summary {sweep_dir.name}")

@@ -6,6 +6,8 @@ import multiprocessing as mp
 from pathlib import Path
 
 from regbench.run.plan import HydraJob, job_type, plan_run
+import pytest
+
 from regbench.sweepdir_format import SweepIndex
 from regbench.sweeps.index import summarize, varying_keys
 
@@ -13,7 +15,7 @@ from regbench.sweeps.index import summarize, varying_keys
 def record_many(sweep_dir: str, job: int, updates: int) -> None:
     index = SweepIndex(Path(sweep_dir))
     for step in range(updates):
-        index.record_job(job, status="running" if step < updates - 1 else "completed", step=step)
+        index.record_job(job, status="running" if step < updates - 1 else "completed", error=f"step {step}")
 
 
 def test_jobs_finishing_at_once_all_land_in_the_index(tmp_path):
@@ -27,7 +29,7 @@ def test_jobs_finishing_at_once_all_land_in_the_index(tmp_path):
         assert worker.exitcode == 0
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [entry["job"] for entry in saved["jobs"]] == list(range(6))
-    assert all(entry["status"] == "completed" and entry["step"] == 19 and entry["launch"] == 0
+    assert all(entry["status"] == "completed" and entry["error"] == "step 19" and entry["launch"] == 0
                for entry in saved["jobs"])
     assert not list(tmp_path.glob(".sweep.json.tmp"))
 
@@ -42,6 +44,13 @@ def test_a_relaunch_is_a_new_launch_and_updates_the_same_entries(tmp_path):
     assert len(saved["launches"]) == 2 and len(saved["jobs"]) == 1
     assert saved["jobs"][0] | {"updated": None} == {"job": 0, "status": "completed", "outcome": "resumed",
                                                     "error": None, "launch": 1, "updated": None}
+
+
+def test_a_job_field_that_no_reader_knows_is_refused(tmp_path):
+    index = SweepIndex(tmp_path)
+    with pytest.raises(ValueError, match=r"sweep.json job fields \['stauts'\] are not among"):
+        index.record_job(0, stauts="completed")
+    assert not (tmp_path / "sweep.json").exists()
 
 
 def test_varying_keys_come_from_sweeps_on_the_command_line_and_in_sweeper_params():
