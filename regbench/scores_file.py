@@ -1,5 +1,6 @@
 """The scores file `regbench score` writes and `data.prune.scores` reads (JSON, torch-free so the config checks can
-read it): per training position, the EL2N and GraNd scores (and GraNd at initialization) averaged over seeds, with the data config they belong to.
+read it): per training position, the EL2N and GraNd scores (and GraNd at initialization) averaged over seeds, with
+the data config they belong to.
 
 A scores file fits a run when the run's training split is the one scored: the same `data key` (the data settings
 that choose the training images and their labels) and the same number of training images.

@@ -14,7 +14,8 @@ STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 def check_trainer_config(cfg: Mapping[str, Any]) -> None:
     try:
         check_positive_int("max_epochs", cfg["max_epochs"])
-        check(cfg["accelerator"] in ACCELERATORS, "accelerator", cfg["accelerator"], f"allowed: {', '.join(ACCELERATORS)}")
+        check(cfg["accelerator"] in ACCELERATORS, "accelerator", cfg["accelerator"],
+              f"allowed: {', '.join(ACCELERATORS)}")
         check(cfg["precision"] in PRECISIONS, "precision", cfg["precision"], f"allowed: {', '.join(PRECISIONS)}")
         check(cfg["strategy"] in STRATEGIES, "strategy", cfg["strategy"],
               f"allowed: {', '.join(STRATEGIES)} (regbench starts the DDP processes itself)")

@@ -50,8 +50,8 @@ class CraftedShifts:
         return TrainingShift(self.trained, self.severity, mean, std) if self.trained else None
 
     def report(self) -> dict[str, Any]:
-        return {"folds": self.folds, "fold": self.fold, "validated": list(self.validated), "trained": list(self.trained),
-                "severity": self.severity}
+        return {"folds": self.folds, "fold": self.fold, "validated": list(self.validated),
+                "trained": list(self.trained), "severity": self.severity}
 
 
 class TrainingShift:

@@ -73,7 +73,8 @@ def split_accuracies(net: nn.Module, test_batches: Iterable, train_batches: Iter
         return float(hits[mask].double().mean()) if mask.any() else None
 
     return {"test_acc": test_correct / max(test_seen, 1), "train_acc": mean(torch.ones_like(hits)),
-            "train_clean_acc": mean(~corrupted), "train_corrupted_acc": mean(corrupted) if is_noisy is not None else None}
+            "train_clean_acc": mean(~corrupted),
+            "train_corrupted_acc": mean(corrupted) if is_noisy is not None else None}
 
 
 @REGULARIZERS.register("ipr_pruning")

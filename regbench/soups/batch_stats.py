@@ -1,7 +1,8 @@
 """Norm statistics recomputed for averaged weights: the averaged running means and variances are not the
 statistics of the averaged network's own activations, so every BatchNorm is reset and sees the whole training
 split once in training mode with momentum=None (PyTorch's cumulative average), without gradients or
-augmentation, the rest of the network in evaluation mode (no dropout); its running statistics are then the mean of the per-batch statistics over the training data."""
+augmentation, the rest of the network in evaluation mode (no dropout); its running statistics are then the mean of
+the per-batch statistics over the training data."""
 from __future__ import annotations
 
 from typing import Iterable

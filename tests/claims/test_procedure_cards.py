@@ -91,7 +91,8 @@ def test_the_plan_fills_seeds_and_earlier_steps_directories_in_order(tmp_path):
     seed_dir = (tmp_path / "nested_coteaching" / "quick" / "seed_3").absolute()
     stage1, stage2 = (step_command(plan, 3, step) for step in plan.card.steps)
     assert stage1 == ["train", "-m", "+exp=nested_dropout", "seed=3,103", "data.noise.seed=3",
-                      "hydra.sweep.subdir=seed_${seed}", "exp_name=claim_nested_coteaching", "data.noise.type=symmetric",
+                      "hydra.sweep.subdir=seed_${seed}", "exp_name=claim_nested_coteaching",
+                      "data.noise.type=symmetric",
                       "data.noise.convention=uniform_other", "data.noise.rate=0.4", "logger=none",
                       "trainer.max_epochs=40", f"hydra.sweep.dir={seed_dir / 'stage1'}"]
     assert f"init.from=[{seed_dir}/stage1/seed_3,{seed_dir}/stage1/seed_103]" in stage2

@@ -167,8 +167,8 @@ def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
                                "channels_last, checkpoint_every_n_epochs, compile, deterministic, devices, max_epochs, "
                                "precision, strategy); did you mean max_epochs?"),
     (["+calibrat=[x]"], "calibrat=[x] is not a key regbench reads (top-level keys: backbone, calibrate, data, "
-                        "eval, exp_name, init, logger, norm, optim, optimized_metric, regularizer, run_dir, sched, seed, "
-                        "sweep_summary, trainer); did you mean calibrate?"),
+                        "eval, exp_name, init, logger, norm, optim, optimized_metric, regularizer, run_dir, sched, "
+                        "seed, sweep_summary, trainer); did you mean calibrate?"),
     (["+calibrate.temperature.max_iter=5"], "calibrate.temperature.max_iter=5 sets a parameter of calibrator "
                                             "temperature, which is not selected (calibrate=[]); select it first: "
                                             "calibrate=[temperature]"),

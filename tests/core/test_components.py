@@ -7,7 +7,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 
 from regbench.calibration.bins import ReliabilityBins, expected_calibration_error
 from regbench.errors import UserError
-from regbench.norms import NORMS, get_norm
+from regbench.norms import get_norm
 from regbench.optim import build_optimizer, param_groups, warmup_cosine
 from regbench.regularizers import build_regularizers, create_regularizer
 

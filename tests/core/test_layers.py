@@ -20,7 +20,8 @@ READER_ALLOWED = ("regbench.compare", "regbench.command", "regbench.errors", "re
 # its executor plugin, in every process that looks up its executors.) The registries' declarations and the config
 # checks that read them are among them, so a config mistake or a printed config never loads torch.
 TORCH_FREE = ("regbench.cli", "regbench.run.cli", "regbench.rundir_format", "regbench.sweepdir_format",
-              "regbench.scores_file", "regbench.errors", "regbench.runshape", "regbench.sweeps.index", "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
+              "regbench.scores_file", "regbench.errors", "regbench.runshape", "regbench.sweeps.index",
+              "regbench.sweeps.launchers", "regbench.sweeps.slurm", "regbench.config.trainer",
               "regbench.compare.cli", "regbench.compare.wandb_report", "regbench.sweeps.summary", "regbench.loggers",
               "regbench.claims.cli", "regbench.claims.card", "regbench.registry", "regbench.specs.data",
               "regbench.specs.backbones", "regbench.specs.norms", "regbench.specs.optim", "regbench.specs.regularizers",

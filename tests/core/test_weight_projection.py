@@ -15,7 +15,8 @@ from regbench.optim import build_optimizer
 from regbench.optim.projection import (INITIAL_NORMS, attach_projection, check_projection_acts,
                                         modules_feeding_norms, weights_feeding_norms)
 
-NORM_CONFIGS = {os.path.basename(path)[:-5]: yaml.safe_load(open(path)) for path in sorted(glob.glob("conf/norm/*.yaml"))}
+NORM_CONFIGS = {os.path.basename(path)[:-5]: yaml.safe_load(open(path))
+                for path in sorted(glob.glob("conf/norm/*.yaml"))}
 CONVNET = {"name": "convnet", "widths": [8, 16]}
 WITHOUT_NORMALIZATION = {"none", "selu"}
 

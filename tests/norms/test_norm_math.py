@@ -142,7 +142,7 @@ def test_bcn_equals_estimated_batchnorm_then_groupnorm():
     stage1 = stage1 * stage1_weight.view(1, -1, 1, 1) + stage1_bias.view(1, -1, 1, 1)
     # Stage 2: GroupNorm with 2 groups, then the affine.
     grouped = stage1.reshape(2, 2, -1)
-    stage2 = ((grouped - grouped.mean(-1, keepdim=True)) / (grouped.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
+    stage2 = (grouped - grouped.mean(-1, keepdim=True)) / (grouped.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
     expected = stage2.reshape(x.shape) * bcn.weight.view(1, -1, 1, 1) + bcn.bias.view(1, -1, 1, 1)
     assert torch.allclose(y, expected, atol=1e-5)
     assert torch.allclose(bcn.batch_stage.running_mean, mean) and torch.allclose(bcn.batch_stage.running_var, var)

@@ -3,7 +3,6 @@ runs' input shape (channels repeated, resized), the run's network rebuilt and lo
 head, its features cached per run, checkpoint and target; one line for shapes that cannot be matched."""
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest

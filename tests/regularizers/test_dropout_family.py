@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import drop_path
 
@@ -55,8 +54,10 @@ def test_droppath_drops_whole_sample_branches_with_rescaling_in_training_only():
 
 
 def test_droppath_refuses_backbones_without_residual_blocks():
-    with pytest.raises(UserError, match=r"^regularizer=droppath needs a backbone with residual blocks.*ConvNet has none$"):
-        create_regularizer("droppath", drop_prob=0.5).wrap_model(build_backbone({"name": "convnet", "widths": [4]}, {"name": "layernorm"}, (1, 8, 8), 3))
+    convnet = build_backbone({"name": "convnet", "widths": [4]}, {"name": "layernorm"}, (1, 8, 8), 3)
+    with pytest.raises(UserError, match=r"^regularizer=droppath needs a backbone with residual blocks.*"
+                                        r"ConvNet has none$"):
+        create_regularizer("droppath", drop_prob=0.5).wrap_model(convnet)
 
 
 # --- alpha_dropout --------------------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ def test_it_pretrains_then_fine_tunes_and_its_checkpoint_loads_as_the_plain_netw
 
 
 def test_the_preset_pretrains_half_of_the_epochs(run_regbench, tmp_path):
-    done = run_regbench("train", "+exp=noise_mask", "trainer.max_epochs=2", "regularizer.noise_mask.baseline=batch_mean",
-                        *TINY, "hydra.run.dir=run")
+    done = run_regbench("train", "+exp=noise_mask", "trainer.max_epochs=2",
+                        "regularizer.noise_mask.baseline=batch_mean", *TINY, "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
     payload = completed_metrics(tmp_path / "run")
     assert payload["exp_name"] == "noise_mask" and payload["components"]["regularizer"] == "noise_mask"

@@ -9,7 +9,7 @@ from regbench.backbones import build_backbone
 from regbench.errors import UserError
 from regbench.run.module import ClassifierModule
 from regbench.regularizers import build_regularizers, create_regularizer, soft_cross_entropy
-from regbench.regularizers.mixing import cutmix, cutmix_box, mix_targets
+from regbench.regularizers.mixing import cutmix, cutmix_box
 from regbench.regularizers.transmix import pasted_attention, patch_mask, transmix_lambda, transmix_targets
 
 VIT = {"name": "vit_tiny", "embed_dim": 8, "depth": 2, "num_heads": 2, "pool": "cls"}

@@ -21,8 +21,8 @@ PAPER = {
     "arctan": (lambda v, a, b: a * math.atan(v / b), lambda v, a, b: a / (b * (1 + v * v / (b * b))), math.pi / 2),
     "arsinh": (lambda v, a, b: a * math.asinh(v / b), lambda v, a, b: a / (b * math.sqrt(1 + v * v / (b * b))),
                math.inf),
-    "erf": (lambda v, a, b: a * math.erf(v / b), lambda v, a, b: a * 2 / math.sqrt(math.pi) * math.exp(-(v / b) ** 2) / b,
-            1.0),
+    "erf": (lambda v, a, b: a * math.erf(v / b),
+            lambda v, a, b: a * 2 / math.sqrt(math.pi) * math.exp(-(v / b) ** 2) / b, 1.0),
 }
 OPTIM = {"name": "sgd", "lr": 0.1, "weight_decay": 0.05, "momentum": 0.9, "nesterov": True}
 SCHED = {"name": "constant"}

@@ -42,13 +42,14 @@ def test_a_run_trains_and_its_best_checkpoint_loads_as_the_plain_network(run_reg
     with torch.no_grad():
         assert torch.allclose(plain(images), companded(images), atol=1e-5)
     # digits with the convnet is not in Table I: (0.7, 0.7).
-    assert (state["model.head.parametrizations.weight.0.a"].item(), state["model.head.parametrizations.weight.0.b"].item()) \
-        == pytest.approx((0.7, 0.7))
+    head = "model.head.parametrizations.weight.0"
+    assert (state[f"{head}.a"].item(), state[f"{head}.b"].item()) == pytest.approx((0.7, 0.7))
 
 
 def test_the_learnable_arsinh_preset_trains(run_regbench, tmp_path):
     done = run_regbench("train", "+exp=weight_compander", "regularizer.weight_compander.function=arsinh",
-                        "regularizer.weight_compander.learnable=true", "trainer.max_epochs=1", *TINY, "hydra.run.dir=run")
+                        "regularizer.weight_compander.learnable=true", "trainer.max_epochs=1", *TINY,
+                        "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr[-2000:]
     assert completed_metrics(tmp_path / "run")["exp_name"] == "weight_compander"
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]

@@ -57,7 +57,8 @@ def watching(*job_ids: str) -> SqueueFallbackWatcher:
 
 # --- reading squeue ---------------------------------------------------------------------------------------------
 def test_listed_jobs_keep_their_state_and_a_job_squeue_no_longer_lists_left_the_queue():
-    states = SqueueFallbackWatcher().read_squeue({"27_0", "27_1", "27_2"}, answer(0, "27_0|RUNNING|vm\n27_2|PENDING|\n"))
+    states = SqueueFallbackWatcher().read_squeue({"27_0", "27_1", "27_2"},
+                                                 answer(0, "27_0|RUNNING|vm\n27_2|PENDING|\n"))
     assert {job_id: info["State"] for job_id, info in states.items()} == {
         "27_0": "RUNNING", "27_1": LEFT_QUEUE, "27_2": "PENDING"}
     assert states["27_0"]["NodeList"] == "vm"
@@ -110,7 +111,8 @@ def test_when_squeue_fails_too_a_job_is_not_given_up(cluster):
 
 
 def test_with_sacct_its_states_decide_and_squeue_is_not_asked(cluster):
-    sacct = subprocess.CompletedProcess(["sacct"], 0, "JobID|State|NodeList\n27_0|RUNNING|vm\n27_1|CANCELLED by 0|vm\n", "")
+    sacct = subprocess.CompletedProcess(["sacct"], 0,
+                                        "JobID|State|NodeList\n27_0|RUNNING|vm\n27_1|CANCELLED by 0|vm\n", "")
     fake = cluster(sacct=sacct)
     watcher = watching("27_0", "27_1")
     assert watcher.is_done("27_1", mode="force") and not watcher.is_done("27_0", mode="force")
