@@ -37,7 +37,6 @@ def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunS
 
 def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
     if on_this_machine:
-        training_accelerator(cfg["trainer"])
         check_data_files(cfg["data"])
     shape = checked_run_shape(cfg)
     check_validation_users(cfg)
@@ -46,6 +45,10 @@ def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)
     check_norm_batch(norm, shape.batch_size)
     check_norm_widths(cfg["backbone"], cfg["norm"])
+    if on_this_machine:
+        # Last: where a GPU driver is installed, counting the devices imports torch and Lightning (seconds), which
+        # a run then needs anyway, but a mistake found above does not (trainer.devices=auto counts them earlier).
+        training_accelerator(cfg["trainer"])
     return shape
 
 

@@ -149,6 +149,36 @@ def test_a_machine_without_a_gpu_is_known_without_torch(tmp_path, monkeypatch):
     assert not devices.has_no_gpu()
 
 
+def test_on_a_machine_with_a_gpu_driver_the_other_planned_mistakes_come_before_the_device_count(monkeypatch):
+    """Counting a driver's devices imports torch and Lightning: a planned mistake is found without it."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf, open_dict
+
+    from regbench import devices
+    from regbench.config import planned
+
+    counted = []
+    monkeypatch.setattr(devices, "has_no_gpu", lambda: False)
+    monkeypatch.setattr(devices, "_available", lambda: counted.append(True) or {"cpu": 1, "cuda": 1, "mps": 0})
+    monkeypatch.setattr(planned, "_PLANNED", {})
+    for overrides in (["data.batch_size=5000"], ["data.augment.crop_padding=8"], ["backbone=vit_tiny"],
+                      ["norm=groupnorm", "norm.groups=3"], ["regularizer=[ema,swa]"]):
+        with initialize_config_module("regbench.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        with open_dict(cfg):
+            cfg.run_dir = "unused"
+        with pytest.raises(UserError):
+            planned.check_planned_run(OmegaConf.to_container(cfg, resolve=True))
+    assert counted == []
+    with initialize_config_module("regbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.accelerator=gpu", "trainer.devices=2"])
+    with open_dict(cfg):
+        cfg.run_dir = "unused"
+    with pytest.raises(UserError, match=r"^trainer.devices=2 is invalid: this machine has 1 CUDA device\(s\)"):
+        planned.check_planned_run(OmegaConf.to_container(cfg, resolve=True))
+    assert counted == [True]
+
+
 def test_jobs_for_another_machine_are_not_held_to_this_ones_accelerators():
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf, open_dict
