@@ -8,7 +8,6 @@ import torch.nn as nn
 from regbench.backbones.base import Classifier
 from regbench.specs.backbones import BACKBONES
 from regbench.backbones.resnet import branch_scale, split_stages
-from regbench.errors import check
 from regbench.norms import NormLayer
 
 
@@ -67,7 +66,5 @@ def preact_resnet18(*, image_shape, num_classes, norm_layer, conv_layer, width: 
 @BACKBONES.register("wrn16_4")
 def wrn16_4(*, image_shape, num_classes, norm_layer, conv_layer, depth: int,
             widen_factor: int) -> PreActResNet:
-    check(isinstance(depth, int) and depth >= 10 and (depth - 4) % 6 == 0, "depth", depth,
-          "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
     widths = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
     return PreActResNet(image_shape[0], widths, (depth - 4) // 6, 16, num_classes, norm_layer, conv_layer)

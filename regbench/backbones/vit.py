@@ -29,9 +29,6 @@ class ScaledNorm(nn.Module):
         return out if self.scale == 1.0 else out * self.scale
 
 
-POOLS = ("mean", "cls")
-
-
 class SelfAttention(nn.Module):
     """Multi-head self-attention. With `record_weights` set, each training forward keeps its head-averaged
     attention map (B, N, N), detached, in `weights`, so a loss can read it without another forward pass."""
@@ -190,7 +187,6 @@ def vit_tiny(*, image_shape, num_classes, norm_layer, conv_layer, embed_dim: int
              num_heads: int, mlp_ratio: float, patch_size: int | None,
              pool: str) -> VisionTransformer:
     check(embed_dim % num_heads == 0, "num_heads", num_heads, f"must divide embed_dim ({embed_dim})")
-    check(pool in POOLS, "pool", pool, f"must be one of {', '.join(POOLS)}")
     patch_size = pick_patch_size(patch_size, image_shape[1], image_shape[2])
     return VisionTransformer(image_shape, patch_size, embed_dim, depth, num_heads, mlp_ratio, num_classes,
                              norm_layer, conv_layer, pool)

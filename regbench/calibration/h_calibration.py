@@ -20,7 +20,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from regbench.errors import check, check_non_negative, check_positive, check_positive_int
 from regbench.specs.calibration import CALIBRATORS
 
 # The official default weighting ("cluaceweighted"): 15 k-means clusters of the event probabilities.
@@ -89,13 +88,6 @@ class HCalibration:
     name = "h_calibration"
 
     def __init__(self, *, seed: int, num_temperatures: int, window: int, epsilon: float, steps: int, lr: float):
-        check_positive_int("num_temperatures", num_temperatures)
-        check(isinstance(window, int) and not isinstance(window, bool) and window > 0 and window % 2 == 0,
-              "window", window, "must be an even integer > 0 (window / 2 events on either side of each event)")
-        check_non_negative("epsilon", epsilon)
-        check(epsilon < 1, "epsilon", epsilon, "must be < 1 (a probability gap of 1 bounds nothing)")
-        check_positive_int("steps", steps)
-        check_positive("lr", lr)
         self.seed, self.num_temperatures, self.window, self.epsilon = seed, num_temperatures, window, epsilon
         self.steps, self.lr = steps, lr
         self.inverse_temperatures = self.weights = torch.ones(num_temperatures, dtype=torch.float64)

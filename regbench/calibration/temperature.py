@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from regbench.errors import check_positive_int
 from regbench.specs.calibration import CALIBRATORS
 
 
@@ -15,7 +14,6 @@ class TemperatureScaling:
     name = "temperature"
 
     def __init__(self, *, max_iter: int):
-        check_positive_int("max_iter", max_iter)
         self.max_iter = max_iter
         self.temperature = 1.0
 

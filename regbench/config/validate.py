@@ -57,13 +57,10 @@ def check_config(cfg: Mapping[str, Any]) -> None:
         if registry is not NORMS:  # a norm's keys include its placement keys (checked with the model code)
             registry.check_parameters(component["name"], params)
         registry.check_values(component["name"], params)
-    for name, params in cfg["regularizer"].items():
-        REGULARIZERS.check_parameters(name, params or {}, f"regularizer.{name}")
-        REGULARIZERS.check_values(name, params or {}, f"regularizer.{name}")
-    for name, params in cfg["calibrate"].items():
-        CALIBRATORS.check_parameters(name, params or {}, f"calibrate.{name}")
-    for name, params in cfg["eval"].items():
-        EVALUATIONS.check_parameters(name, params or {}, f"eval.{name}")
+    for registry in (REGULARIZERS, CALIBRATORS, EVALUATIONS):  # list groups: name -> params
+        for name, params in cfg[registry.config_key].items():
+            registry.check_parameters(name, params or {}, f"{registry.config_key}.{name}")
+            registry.check_values(name, params or {}, f"{registry.config_key}.{name}")
     check_method_score(cfg)
     check_trainer_config(cfg["trainer"])
     check_init_config(cfg)

@@ -11,9 +11,7 @@ from regbench.evaluation.ood import check_names
 from regbench.data.shape import check_colour_corruptions
 from regbench.evaluation.shift_data import (check_built_corruptions, check_shift_dataset,
                                             evaluated_network, predictions, test_pixels)
-from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS
-
-SEVERITIES = (1, 2, 3, 4, 5)
+from regbench.specs.evaluation import CORRUPTIONS, EVALUATIONS, SEVERITIES
 
 
 def check_severities(key: str, severities: Any) -> list[int]:

@@ -9,9 +9,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.errors import check, check_positive_int
+from regbench.errors import check
 from regbench.corruptions.ops import corrupt
-from regbench.evaluation.corruptions import SEVERITIES
 from regbench.evaluation.lame_math import lame
 from regbench.evaluation.ood import feature_function
 from regbench.data.shape import check_colour_corruptions
@@ -37,15 +36,10 @@ class LAMEStreams:
     def __init__(self, *, knn: int, max_steps: int, batch_size: int, corruption: str | None, severity: int,
                  data: Mapping[str, Any], seed: int):
         check_shift_dataset("lame", data)
-        check_positive_int("knn", knn)
-        check_positive_int("max_steps", max_steps)
-        check_positive_int("batch_size", batch_size)
         check_built_corruptions("corruption", corruption)
         check(corruption is None or corruption in CORRUPTIONS, "corruption", corruption,
               f"must be null or one of {', '.join(CORRUPTIONS)}")
         check_colour_corruptions("corruption", corruption, data)
-        check(severity in SEVERITIES and isinstance(severity, int) and not isinstance(severity, bool), "severity",
-              severity, "must be a severity from 1, 2, 3, 4, 5")
         self.knn, self.max_steps, self.batch_size = knn, max_steps, batch_size
         self.corruption, self.severity, self.seed = corruption, severity, seed
 

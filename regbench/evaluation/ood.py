@@ -18,14 +18,14 @@ import torch.nn as nn
 
 from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
 from regbench.data.shape import has_validation_split
-from regbench.errors import check, check_non_negative, check_positive, check_positive_int, UserError
+from regbench.errors import check, UserError
 from regbench.evaluation.detection_metrics import detection_metrics
 from regbench.evaluation.mahalanobis import TiedGaussians, preprocessed_score
 from regbench.evaluation.mahalanobis_ensemble import (EnsembleWeights, LayerGaussians, fgsm_images,
                                                       fit_ensemble_weights, layer_features_function)
 from regbench.evaluation.ood_data import ood_images
-from regbench.specs.evaluation import (ENSEMBLE_FITS, EVALUATIONS, HELD_OUT, MAHALANOBIS_ENSEMBLE,
-                                       MAHALANOBIS_LAYERS, OOD_DATASETS, OOD_SCORES)
+from regbench.specs.evaluation import (EVALUATIONS, HELD_OUT, MAHALANOBIS_ENSEMBLE, MAHALANOBIS_LAYERS, OOD_DATASETS,
+                                       OOD_SCORES)
 
 
 def msp(logits: torch.Tensor) -> torch.Tensor:
@@ -85,14 +85,7 @@ class OODDetection:
               f"{HELD_OUT} is the test images of the classes data.holdout_classes holds out, and it holds none; set "
               f"data.holdout_classes=[...]")
         self.scores = check_names("scores", scores, OOD_SCORES)
-        check_positive("energy_temperature", energy_temperature)
-        check_non_negative("mahalanobis_epsilon", mahalanobis_epsilon)
-        check_positive_int("max_images", max_images)
         check_ensemble_layers(mahalanobis_layers, backbone)
-        check(mahalanobis_ensemble_fit in ENSEMBLE_FITS, "mahalanobis_ensemble_fit", mahalanobis_ensemble_fit,
-              f"allowed: {', '.join(ENSEMBLE_FITS)}")
-        check_positive("mahalanobis_ensemble_l2", mahalanobis_ensemble_l2)
-        check_positive("mahalanobis_fgsm_epsilon", mahalanobis_fgsm_epsilon)
         if MAHALANOBIS_ENSEMBLE in self.scores:
             check(has_validation_split(data), "scores",
                   self.scores, f"{MAHALANOBIS_ENSEMBLE} fits its layer weights on the validation split, but "

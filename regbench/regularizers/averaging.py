@@ -12,7 +12,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
-from regbench.errors import ParamError, check
+from regbench.errors import ParamError
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
@@ -127,8 +127,6 @@ class SWA(Regularizer, nn.Module):
 
     def __init__(self, *, start: float, seed: int):
         super().__init__()
-        check(isinstance(start, (int, float)) and not isinstance(start, bool) and 0.0 <= start < 1.0, "start",
-              start, "must be a fraction of the epochs in [0, 1)")
         self.start = float(start)
         self.average: nn.Module | None = None
         self.register_buffer("num_averaged", torch.zeros((), dtype=torch.long))

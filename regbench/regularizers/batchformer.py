@@ -44,8 +44,6 @@ class BatchFormer(Regularizer):
     name = "batchformer"
 
     def __init__(self, *, num_heads: int, ffn_dim: int | None, dropout: float, seed: int):
-        check(ffn_dim is None or (isinstance(ffn_dim, int) and not isinstance(ffn_dim, bool) and ffn_dim > 0),
-              "ffn_dim", ffn_dim, "must be a positive integer, or null for the feature width (the official code)")
         self.num_heads, self.ffn_dim, self.dropout = num_heads, ffn_dim, float(dropout)
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:

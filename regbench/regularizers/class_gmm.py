@@ -31,7 +31,6 @@ from regbench.regularizers.dropout import wrap_head
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
-COVARIANCES = ("full", "diagonal")
 # The official head's bottleneck initialization (a truncated normal, DINO's).
 BOTTLENECK_INIT_STD = 0.02
 
@@ -107,7 +106,6 @@ class ClassGMM(Regularizer):
                  center_weight: float, weight_momentum: float, covariance_ridge: float, seed: int):
         check(attribute_dim % components == 0, "attribute_dim", attribute_dim,
               f"must be a multiple of components={components}, each component modelling an equal group of attributes")
-        check(covariance in COVARIANCES, "covariance", covariance, f"must be one of {', '.join(COVARIANCES)}")
         self.components, self.attribute_dim, self.bottleneck_dim = components, attribute_dim, bottleneck_dim
         self.covariance, self.weight, self.center_weight = covariance, float(weight), float(center_weight)
         self.weight_momentum, self.covariance_ridge = float(weight_momentum), float(covariance_ridge)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.optim import projects_weights
 from regbench.regularizers.base import Regularizer
 from regbench.specs.norms import NORM_TRAITS
@@ -150,11 +150,6 @@ class WeightCompander(Regularizer):
     def __init__(self, *, function: str, learnable: bool, a: float | None,
                  b: float | None, seed: int, dataset: str | None = None,
                  backbone: Mapping[str, Any] | None = None):
-        check(function in COMPANDERS, "function", function, f"allowed: {', '.join(COMPANDERS)}")
-        for key, value in (("a", a), ("b", b)):
-            check(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                    and math.isfinite(value) and value > 0), key, value,
-                  "must be a number > 0, or null for the paper's value (Table I; learnable: the initial value)")
         default_a, default_b = default_scales(dataset, backbone, learnable)
         self.function, self.learnable = function, learnable
         self.a = float(default_a if a is None else a)

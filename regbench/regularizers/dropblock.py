@@ -17,14 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, TrainProgress
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
-DEPTH_RULES = ("uniform", "linear")
-SCHEDULES = ("ramp", "constant")
-SEED_REGIONS = ("valid", "whole")
 
 
 def seed_probability(rate: float, block: tuple[int, int], height: int, width: int) -> float:
@@ -103,14 +100,6 @@ def schedule_factor(schedule: str, step: int, total_steps: int) -> float:
     return min(1.0, step / total_steps)
 
 
-def check_stages(stages) -> None:
-    ok = stages == "all" or (isinstance(stages, Sequence) and not isinstance(stages, str) and len(stages) > 0
-                             and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in stages)
-                             and len(set(stages)) == len(stages))
-    check(ok, "stages", stages, "must be 'all' or a list of distinct stage numbers counted from 1 at the input "
-                                "(e.g. [3, 4], the DropBlock paper's ResNet groups 3 and 4)")
-
-
 def backbone_stage_count(backbone: Mapping[str, Any]) -> int:
     """How many convolutional stages DropBlock can go into on this backbone config; one UserError line for a
     backbone without any (mlp, vit_tiny, timm)."""
@@ -132,12 +121,6 @@ class DropBlockRegularizer(Regularizer):
 
     def __init__(self, *, rate: float, block_size: int, stages: Sequence[int] | str, depth_rule: str,
                  schedule: str, seed_region: str, share_mask_across_channels: bool, seed: int):
-        check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < 1.0, "rate", rate,
-              "must be in [0, 1): the share of units dropped, 1 - keep_prob")
-        check_stages(stages)
-        check(depth_rule in DEPTH_RULES, "depth_rule", depth_rule, f"must be one of {', '.join(DEPTH_RULES)}")
-        check(schedule in SCHEDULES, "schedule", schedule, f"must be one of {', '.join(SCHEDULES)}")
-        check(seed_region in SEED_REGIONS, "seed_region", seed_region, f"must be one of {', '.join(SEED_REGIONS)}")
         self.rate, self.block_size, self.stages = rate, block_size, stages
         self.depth_rule, self.schedule, self.seed_region = depth_rule, schedule, seed_region
         self.share_mask_across_channels = share_mask_across_channels

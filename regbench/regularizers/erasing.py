@@ -5,11 +5,10 @@ import torch
 
 from regbench.errors import check
 from regbench.regularizers.base import Regularizer
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+from regbench.runshape import Inactive, RunShape, count_or_fraction, is_fraction
+from regbench.specs.regularizer_values import MIN_HOLE_LENGTH
 from regbench.specs.regularizers import REGULARIZERS
 
-# A hole spans [c - length // 2, c + length // 2) (the paper's code), so a side below 2 cuts nothing.
-MIN_HOLE_LENGTH = 2
 
 
 def cutout_mask(centers_y: torch.Tensor, centers_x: torch.Tensor, length: int, height: int,
@@ -34,7 +33,6 @@ class Cutout(Regularizer):
     name = "cutout"
 
     def __init__(self, *, length: int | float, n_holes: int, seed: int):
-        check_count_or_fraction("length", length, MIN_HOLE_LENGTH, "pixels", "the image side")
         self.length, self.n_holes, self.seed = length, n_holes, seed
         self._generators: dict[torch.device, torch.Generator] = {}
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.specs.regularizers import REGULARIZERS
 
@@ -157,8 +157,6 @@ class STORM(Regularizer, nn.Module):
 
     def __init__(self, *, meta_lr: float, dropout_rounds: int, seed: int):
         super().__init__()
-        check(isinstance(dropout_rounds, int) and not isinstance(dropout_rounds, bool) and dropout_rounds >= 0,
-              "dropout_rounds", dropout_rounds, "must be an integer >= 0")
         self.meta_lr, self.dropout_rounds, self.seed = float(meta_lr), dropout_rounds, seed
         self.rescalers: ClassRescalers | None = None  # built once the number of classes is known
         self.meta_optimizer: torch.optim.Adam | None = None

@@ -15,8 +15,8 @@ import torch.nn as nn
 from regbench.devices import local_world_size
 from regbench.errors import UserError, check
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
-from regbench.regularizers.noise_mask_policy import BASELINES, MaskPolicy, mask_image, reinforce_loss
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+from regbench.regularizers.noise_mask_policy import MaskPolicy, mask_image, reinforce_loss
+from regbench.runshape import Inactive, RunShape, count_or_fraction, is_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
@@ -27,11 +27,6 @@ class NoiseMask(Regularizer, nn.Module):
     def __init__(self, *, pretrain_epochs: int | float, grid: int, blur_sigma: float, policy_width: int,
                  policy_lr: float, baseline: str, prior_weight: float, prior_momentum: float, seed: int):
         nn.Module.__init__(self)
-        check_count_or_fraction("pretrain_epochs", pretrain_epochs, 0, "epochs on masked images", "trainer.max_epochs")
-        # Below half the side, the blur kernel's half-width round(sigma) stays under the side (reflect padding).
-        check(isinstance(blur_sigma, (int, float)) and not isinstance(blur_sigma, bool) and 0 <= blur_sigma < 0.5,
-              "blur_sigma", blur_sigma, "must be a fraction of the image side in [0, 0.5) (0: no blur)")
-        check(baseline in BASELINES, "baseline", baseline, f"allowed: {', '.join(BASELINES)}")
         self.pretrain_epochs, self.blur_sigma, self.baseline = pretrain_epochs, float(blur_sigma), baseline
         # Pre-training epochs: a fraction of the run's epochs is resolved by check_run, the first hook that sees the
         # run's length (regbench.run.train.build_run calls it on these instances before the module is built).

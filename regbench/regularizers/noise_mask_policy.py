@@ -8,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-BASELINES = ("none", "batch_mean")
 
 
 class ChannelAgnosticFeatures(nn.Module):
@@ -87,4 +86,4 @@ def reinforce_loss(log_prob: torch.Tensor, cost: torch.Tensor, baseline: str) ->
     return (log_prob * advantage).mean()
 
 
-__all__ = ["BASELINES", "MaskPolicy", "blur_kernel_size", "mask_image", "reinforce_loss"]
+__all__ = ["MaskPolicy", "blur_kernel_size", "mask_image", "reinforce_loss"]

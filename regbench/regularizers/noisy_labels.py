@@ -71,7 +71,6 @@ class ELR(Regularizer, nn.Module):
         return per_sample + self.lam * elr_penalty(probs, self.targets[index])
 
 
-COTEACHING_SCHEDULES = ("paper", "official")
 # Noise types whose configured `rate` is the noise rate; `none` has rate 0, CIFAR-N files have no configured rate.
 RATED_NOISE_TYPES = ("symmetric", "asymmetric", "pairflip")
 
@@ -122,10 +121,7 @@ def coteaching_per_sample(loss_1: torch.Tensor, loss_2: torch.Tensor, rate: floa
 def forget_rate_for(forget_rate: float | None, label_noise: Mapping[str, Any] | None) -> float:
     """The forget rate tau; null means the configured noise rate, as in the paper (tau = epsilon) and the
     official code (its default forget rate is the noise rate). Clean labels have noise rate 0."""
-    if forget_rate is not None:
-        check(isinstance(forget_rate, (int, float)) and not isinstance(forget_rate, bool)
-              and 0.0 <= forget_rate < 1.0, "forget_rate", forget_rate,
-              "must be in [0, 1), or null for the noise rate")
+    if forget_rate is not None:  # in [0, 1): its value rule (regbench.specs.regularizer_values)
         return float(forget_rate)
     check(label_noise is not None, "forget_rate", forget_rate,
           "null means the noise rate data.noise.rate, which needs the data config; give a rate in [0, 1)")
@@ -183,8 +179,6 @@ class CoTeaching(Regularizer):
 
     def __init__(self, *, forget_rate: float | None, num_gradual: int, schedule: str, seed: int,
                  label_noise: Mapping[str, Any] | None = None):
-        check(schedule in COTEACHING_SCHEDULES, "schedule", schedule,
-              f"allowed: {', '.join(COTEACHING_SCHEDULES)}")
         self.forget_rate = forget_rate_for(forget_rate, label_noise)
         self.num_gradual, self.schedule, self.seed = num_gradual, schedule, seed
         self.pair: CoTeachingPair | None = None

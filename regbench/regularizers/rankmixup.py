@@ -11,22 +11,14 @@ import random
 import torch
 import torch.nn.functional as F
 
-from regbench.errors import check
 from regbench.regularizers.base import Regularizer
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
-VARIANTS = ("mrl", "mndcg")
-# per_sample: each sample's margin term counts only when its mix is a real one (partner of another class);
-# official: the official code's (B,) mask times (B, 1) terms broadcast to (B, B), whose mean is
-# mean(mask) * mean(term), so same-class mixes are ranked too and all terms scaled by the real-mix share.
-MRL_MASKS = ("per_sample", "official")
-
-
 def margin_ranking_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance: torch.Tensor,
                         margin: float, mask: str = "per_sample") -> torch.Tensor:
     """MRL per sample: mean over mixes of max(0, max_c z_mix - max_c z_clean + margin), masking mixes whose
-    label is not actually mixed (relevance 1: same-class partner) as `mask` in MRL_MASKS says.
+    label is not actually mixed (relevance 1: same-class partner) as `mask` (specs MRL_MASKS) says.
     Logits (B, C) and (M, B, C); relevance (M, B)."""
     gap = mixed_logits.max(dim=-1).values - clean_logits.max(dim=-1).values
     real_mix = (relevance < 1).to(gap.dtype)
@@ -55,8 +47,6 @@ class RankMixup(Regularizer):
 
     def __init__(self, *, variant: str, mixup_alpha: float, loss_weight: float, margin: float, num_mixes: int,
                  seed: int, mrl_mask: str):
-        check(variant in VARIANTS, "variant", variant, f"must be one of {', '.join(VARIANTS)}")
-        check(mrl_mask in MRL_MASKS, "mrl_mask", mrl_mask, f"must be one of {', '.join(MRL_MASKS)}")
         self.variant, self.mixup_alpha, self.loss_weight = variant, mixup_alpha, loss_weight
         self.margin, self.num_mixes, self.mrl_mask = margin, num_mixes, mrl_mask
         self.rng = random.Random(seed)

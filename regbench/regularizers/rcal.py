@@ -29,7 +29,7 @@ from regbench.regularizers.base import Regularizer, refuse_rebalancing_stack
 from regbench.regularizers.dropout import wrap_head
 from regbench.regularizers.rcal_stats import (calibrate, class_gaussians, covariance_roots, nt_xent,
                                               sample_representations, tail_classes)
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction
+from regbench.runshape import Inactive, RunShape, count_or_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
@@ -74,16 +74,6 @@ class RCAL(Regularizer, nn.Module):
                  calibration_neighbors: int, covariance_ridge: float, samples_per_class: int,
                  sampled_loss_weight: float, individual_weight: float, seed: int):
         super().__init__()
-        check_count_or_fraction("representation_epochs", representation_epochs, 1, "epochs", "trainer.max_epochs")
-        check(isinstance(view_crop_padding, int) and not isinstance(view_crop_padding, bool)
-              and view_crop_padding >= 1, "view_crop_padding", view_crop_padding,
-              "must be an integer >= 1 (pixels of reflect padding for the random crops of the two views; "
-              "0 would make the views identical)")
-        check(isinstance(lof_neighbors, int) and not isinstance(lof_neighbors, bool) and lof_neighbors >= 1,
-              "lof_neighbors", lof_neighbors, "must be an integer >= 1 (the local outlier factor's neighbourhood)")
-        check(isinstance(tail_count_fraction, (int, float)) and not isinstance(tail_count_fraction, bool)
-              and 0 <= tail_count_fraction <= 1, "tail_count_fraction", tail_count_fraction,
-              "must be in [0, 1] (a class is tail below this fraction of the largest class's labels; 0: none)")
         self.representation_epochs = representation_epochs
         self.temperature, self.projection_dim = float(temperature), projection_dim
         self.augment = BatchAugment(view_crop_padding, hflip=view_hflip)

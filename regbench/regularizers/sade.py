@@ -14,7 +14,6 @@ layers and gives each expert its own later block and cosine classifier.
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -156,19 +155,6 @@ class SADE(Regularizer, nn.Module):
     def __init__(self, *, inverse_lambda: float, test_imbalance_factor: float, aggregation_epochs: int,
                  aggregation_lr: float, aggregation_batch_size: int, view_crop_padding: int, seed: int):
         super().__init__()
-        check(isinstance(inverse_lambda, (int, float)) and not isinstance(inverse_lambda, bool)
-              and math.isfinite(inverse_lambda) and inverse_lambda >= 0, "inverse_lambda", inverse_lambda,
-              "must be a number >= 0 (the paper's lambda: 2)")
-        check(isinstance(test_imbalance_factor, (int, float)) and not isinstance(test_imbalance_factor, bool)
-              and math.isfinite(test_imbalance_factor) and test_imbalance_factor >= 1, "test_imbalance_factor",
-              test_imbalance_factor, "must be a number >= 1 (n_max / n_min of the long-tailed test sets)")
-        check(isinstance(aggregation_epochs, int) and not isinstance(aggregation_epochs, bool)
-              and aggregation_epochs >= 0, "aggregation_epochs", aggregation_epochs,
-              "must be an integer >= 0 (0 keeps equal expert weights)")
-        check(isinstance(view_crop_padding, int) and not isinstance(view_crop_padding, bool)
-              and view_crop_padding >= 1, "view_crop_padding", view_crop_padding,
-              "must be an integer >= 1 (pixels of reflect padding for the random crops of the two views; "
-              "0 would make the views identical)")
         self.inverse_lambda, self.test_imbalance_factor = float(inverse_lambda), float(test_imbalance_factor)
         self.aggregation_epochs, self.aggregation_lr = aggregation_epochs, float(aggregation_lr)
         self.aggregation_batch_size, self.view_crop_padding, self.seed = aggregation_batch_size, view_crop_padding, seed

@@ -20,10 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.backbones.vit import VisionTransformer
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.label_smoothing import smooth_targets
-from regbench.regularizers.mixing import check_cutmix_box, cutmix, cutmix_box, mix_targets
+from regbench.regularizers.mixing import cutmix, cutmix_box, mix_targets
 from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
@@ -62,10 +62,6 @@ class TransMix(Regularizer):
 
     def __init__(self, *, alpha: float, prob: float, attention_weight: float, label_smoothing: float, seed: int,
                  box: str):
-        check(isinstance(attention_weight, (int, float)) and not isinstance(attention_weight, bool)
-              and 0.0 <= attention_weight <= 1.0, "attention_weight", attention_weight,
-              "must be in [0, 1] (0.5: the paper's mean of area and attention lambda, 1: attention alone)")
-        check_cutmix_box(box)
         self.alpha, self.prob, self.box = alpha, prob, box
         self.attention_weight, self.label_smoothing = float(attention_weight), label_smoothing
         self.rng = random.Random(seed)

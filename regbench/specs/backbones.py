@@ -6,9 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from regbench.errors import check_positive, check_positive_int
+from regbench.errors import check, check_positive, check_positive_int
 from regbench.registry import REQUIRED, Entry, Registry
-from regbench.specs.values import widths
+from regbench.specs.values import is_int, one_of, widths
+
+# How a vision transformer pools its tokens for the head: their mean, or its class token.
+VIT_POOLS = ("mean", "cls")
+
+
+def wrn_depth(key: str, value: Any) -> None:
+    check(is_int(value) and value >= 10 and (value - 4) % 6 == 0, key, value,
+          "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
+
 
 BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classes", "norm_layer", "conv_layer"),
                      entries={
@@ -22,9 +31,9 @@ BACKBONES = Registry("backbone", "backbone", context=("image_shape", "num_classe
         "embed_dim": REQUIRED, "depth": REQUIRED, "num_heads": REQUIRED, "mlp_ratio": REQUIRED,
         "patch_size": REQUIRED, "pool": REQUIRED},
         {"embed_dim": check_positive_int, "depth": check_positive_int, "num_heads": check_positive_int,
-         "mlp_ratio": check_positive}),
+         "mlp_ratio": check_positive, "pool": one_of(VIT_POOLS)}),
     "wrn16_4": Entry("regbench.backbones.preact", {"depth": REQUIRED, "widen_factor": REQUIRED},
-                     {"widen_factor": check_positive_int}),
+                     {"depth": wrn_depth, "widen_factor": check_positive_int}),
 })
 
 

@@ -1,9 +1,11 @@
 """The evaluation registry's declared entries (`eval=[...]`): each is run after training on the final and the
-best-validation model and returns metrics for metrics.json."""
+best-validation model and returns metrics for metrics.json. The value rules of their parameters that need neither
+the run nor its data are torch-free, so a bad value is one line before the model code loads."""
 from typing import Any, Mapping
 
-from regbench.errors import UserError
+from regbench.errors import UserError, check, check_non_negative, check_positive, check_positive_int
 from regbench.registry import REQUIRED, Entry, Registry
+from regbench.specs.values import allowed_names, is_int, is_number
 
 # Datasets held in memory as uint8 tensors, without a spurious attribute (the folder datasets stream from disk;
 # modular arithmetic is not images).
@@ -42,17 +44,41 @@ UNBUILT_CORRUPTIONS = {
 }
 # Datasets whose test images are held in memory as uint8 tensors, which the shift evaluations corrupt and reorder.
 SHIFT_DATASETS = (*TENSOR_DATASETS, "colored_digits", "colored_mnist")
+SEVERITIES = (1, 2, 3, 4, 5)
+# FARMS's rule for the lower end of the power-law fit (regbench.evaluation.farms).
+XMIN_RULES = ("median", "ks")
+
+
+def aspect_ratio(key: str, value: Any) -> None:
+    check(is_number(value) and value >= 1, key, value, "must be a number >= 1 (rows per column of the submatrices)")
+
+
+def eigenvalue_count(key: str, value: Any) -> None:
+    check_positive_int(key, value)
+    check(value >= 2, key, value, "must be an integer >= 2 (one eigenvalue fits no alpha)")
+
+
+def severity(key: str, value: Any) -> None:
+    check(value in SEVERITIES and is_int(value), key, value, "must be a severity from 1, 2, 3, 4, 5")
+
+
 
 EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed", "backbone"), entries={
     "corruptions": Entry("regbench.evaluation.corruptions", {"names": REQUIRED, "severities": REQUIRED}),
     "farms": Entry("regbench.evaluation.farms", {
-        "aspect_ratio": REQUIRED, "xmin": REQUIRED, "min_eigenvalues": REQUIRED}),
+        "aspect_ratio": REQUIRED, "xmin": REQUIRED, "min_eigenvalues": REQUIRED},
+        {"aspect_ratio": aspect_ratio, "xmin": allowed_names(XMIN_RULES), "min_eigenvalues": eigenvalue_count}),
     "lame": Entry("regbench.evaluation.lame", {
-        "knn": REQUIRED, "max_steps": REQUIRED, "batch_size": REQUIRED, "corruption": REQUIRED, "severity": REQUIRED}),
+        "knn": REQUIRED, "max_steps": REQUIRED, "batch_size": REQUIRED, "corruption": REQUIRED, "severity": REQUIRED},
+        {"knn": check_positive_int, "max_steps": check_positive_int, "batch_size": check_positive_int,
+         "severity": severity}),
     "ood": Entry("regbench.evaluation.ood", {
         "datasets": REQUIRED, "scores": REQUIRED, "energy_temperature": REQUIRED, "mahalanobis_epsilon": REQUIRED,
         "max_images": REQUIRED, "mahalanobis_layers": REQUIRED, "mahalanobis_ensemble_fit": REQUIRED,
-        "mahalanobis_ensemble_l2": REQUIRED, "mahalanobis_fgsm_epsilon": REQUIRED}),
+        "mahalanobis_ensemble_l2": REQUIRED, "mahalanobis_fgsm_epsilon": REQUIRED},
+        {"energy_temperature": check_positive, "mahalanobis_epsilon": check_non_negative,
+         "max_images": check_positive_int, "mahalanobis_ensemble_fit": allowed_names(ENSEMBLE_FITS),
+         "mahalanobis_ensemble_l2": check_positive, "mahalanobis_fgsm_epsilon": check_positive}),
 })
 
 

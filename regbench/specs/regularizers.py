@@ -7,11 +7,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Mapping
 
-from regbench.errors import (UserError, check, check_fraction, check_non_negative, check_positive,
-                             check_positive_int, check_probability)
+from regbench.errors import (UserError, check_fraction, check_non_negative, check_positive, check_positive_int,
+                             check_probability)
 from regbench.registry import REQUIRED, Entry, Registry
-from regbench.specs.evaluation import TENSOR_DATASETS
-from regbench.specs.values import below_one, boolean, one_of, running_momentum, smoothing
+from regbench.specs.regularizer_values import (
+    ABET_NUMERATORS, COMPANDER_FUNCTIONS, COTEACHING_SCHEDULES, COVARIANCES, CUTMIX_BOXES, DEPTH_RULES,
+    DROPBLOCK_SCHEDULES, MIN_HOLE_LENGTH, MIXING, MIXOE_MODES, MIXOE_OUTLIERS, MRL_MASKS, NOISE_MASK_BASELINES,
+    RANKMIXUP_VARIANTS, SEED_REGIONS, attention_weight, blur_fraction, count_or_fraction_of,
+    drop_rate, fraction_of_epochs, inverse_lambda, ipr_threshold, neuron_fractions, optional_forget_rate,
+    optional_scale, optional_width, stage_numbers, tail_fraction, test_imbalance_factor, view_crop_padding)
+from regbench.specs.values import allowed_names, at_least, below_one, boolean, one_of, running_momentum, smoothing
 
 
 class Exclusion(str, Enum):
@@ -39,43 +44,33 @@ def check_exclusive(owner: str, tags: tuple[Exclusion, ...]) -> None:
                         f"({', '.join(tag.name for tag in Exclusion)}), not {tags!r}")
 
 
-# AbeT's logit numerators h(z): GODIN's cosine similarity to each class vector (the paper's), or the inner product
-# w . z + b of the backbone's linear head (GODIN's h^I).
-ABET_NUMERATORS = ("cosine", "inner")
-
-
-def abet_numerator(key: str, value) -> None:
-    check(value in ABET_NUMERATORS, key, value, f"must be one of {', '.join(ABET_NUMERATORS)}")
-
-
-# Rules shared by the mixing regularizers: Beta(alpha, alpha) needs alpha > 0; each batch is mixed with `prob`.
-MIXING = {"alpha": check_positive, "prob": check_probability}
-
-# MixOE's outlier sets: the datasets held in memory as uint8 images, as for eval=[ood]; its two ways to mix.
-MIXOE_OUTLIERS = TENSOR_DATASETS
-MIXOE_MODES = ("mixup", "cutmix")
-
 REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_noise", "dataset", "backbone"), entries={
-    "abet": Entry("regbench.regularizers.abet", {"numerator": REQUIRED}, {"numerator": abet_numerator}),
+    "abet": Entry("regbench.regularizers.abet", {"numerator": REQUIRED}, {"numerator": one_of(ABET_NUMERATORS)}),
     "alpha_dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
     "batchformer": Entry("regbench.regularizers.batchformer", {
         "num_heads": REQUIRED, "ffn_dim": REQUIRED, "dropout": REQUIRED},
-        {"num_heads": check_positive_int, "dropout": below_one}),
+        {"num_heads": check_positive_int, "ffn_dim": optional_width, "dropout": below_one}),
     "class_gmm": Entry("regbench.regularizers.class_gmm", {
         "components": REQUIRED, "attribute_dim": REQUIRED, "bottleneck_dim": REQUIRED, "covariance": REQUIRED,
         "weight": REQUIRED, "center_weight": REQUIRED, "weight_momentum": REQUIRED, "covariance_ridge": REQUIRED},
         {"components": check_positive_int, "attribute_dim": check_positive_int, "bottleneck_dim": check_positive_int,
-         "weight": check_non_negative, "center_weight": check_non_negative, "weight_momentum": running_momentum,
-         "covariance_ridge": check_non_negative}),
+         "covariance": one_of(COVARIANCES), "weight": check_non_negative, "center_weight": check_non_negative,
+         "weight_momentum": running_momentum, "covariance_ridge": check_non_negative}),
     "coteaching": Entry("regbench.regularizers.noisy_labels", {
-        "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED}, {"num_gradual": check_positive_int}),
-    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": REQUIRED}, MIXING),
+        "forget_rate": REQUIRED, "num_gradual": REQUIRED, "schedule": REQUIRED},
+        {"forget_rate": optional_forget_rate, "num_gradual": check_positive_int,
+         "schedule": allowed_names(COTEACHING_SCHEDULES)}),
+    "cutmix": Entry("regbench.regularizers.mixing", {"alpha": REQUIRED, "prob": REQUIRED, "box": REQUIRED},
+                    {**MIXING, "box": allowed_names(CUTMIX_BOXES)}),
     "cutout": Entry("regbench.regularizers.erasing", {"length": REQUIRED, "n_holes": REQUIRED},
-                    {"n_holes": check_positive_int}),
+                    {"length": count_or_fraction_of(MIN_HOLE_LENGTH, "pixels", "the image side"),
+                     "n_holes": check_positive_int}),
     "dropblock": Entry("regbench.regularizers.dropblock", {
         "rate": REQUIRED, "block_size": REQUIRED, "stages": REQUIRED, "depth_rule": REQUIRED, "schedule": REQUIRED,
         "seed_region": REQUIRED, "share_mask_across_channels": REQUIRED},
-        {"block_size": check_positive_int, "share_mask_across_channels": boolean}),
+        {"rate": drop_rate, "block_size": check_positive_int, "stages": stage_numbers,
+         "depth_rule": one_of(DEPTH_RULES), "schedule": one_of(DROPBLOCK_SCHEDULES),
+         "seed_region": one_of(SEED_REGIONS), "share_mask_across_channels": boolean}),
     "dropout": Entry("regbench.regularizers.dropout", {"rate": REQUIRED}, {"rate": below_one}),
     "droppath": Entry("regbench.regularizers.dropout", {"drop_prob": REQUIRED}, {"drop_prob": below_one}),
     "elr": Entry("regbench.regularizers.noisy_labels", {"lam": REQUIRED, "beta": REQUIRED},
@@ -84,7 +79,8 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
         "decay": REQUIRED, "warmup": REQUIRED, "warmup_gamma": REQUIRED, "warmup_power": REQUIRED},
         {"decay": below_one, "warmup": boolean, "warmup_gamma": check_positive, "warmup_power": check_positive}),
     "ipr_pruning": Entry("regbench.regularizers.ipr_pruning", {
-        "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED}),
+        "fractions": REQUIRED, "high_ipr": REQUIRED, "bins": REQUIRED},
+        {"fractions": neuron_fractions, "high_ipr": ipr_threshold, "bins": at_least(2)}),
     "label_smoothing": Entry("regbench.regularizers.label_smoothing", {"eps": REQUIRED}, {"eps": smoothing}),
     "mixoe": Entry("regbench.regularizers.mixoe", {
         "outliers": REQUIRED, "mode": REQUIRED, "alpha": REQUIRED, "beta": REQUIRED},
@@ -103,8 +99,10 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "noise_mask": Entry("regbench.regularizers.noise_mask", {
         "pretrain_epochs": REQUIRED, "grid": REQUIRED, "blur_sigma": REQUIRED, "policy_width": REQUIRED,
         "policy_lr": REQUIRED, "baseline": REQUIRED, "prior_weight": REQUIRED, "prior_momentum": REQUIRED},
-        {"grid": check_positive_int, "policy_width": check_positive_int, "policy_lr": check_positive,
-         "prior_weight": check_fraction, "prior_momentum": check_fraction}),
+        {"pretrain_epochs": count_or_fraction_of(0, "epochs on masked images", "trainer.max_epochs"),
+         "grid": check_positive_int, "blur_sigma": blur_fraction, "policy_width": check_positive_int,
+         "policy_lr": check_positive, "baseline": allowed_names(NOISE_MASK_BASELINES), "prior_weight": check_fraction,
+         "prior_momentum": check_fraction}),
     "palm": Entry("regbench.regularizers.palm", {
         "prototypes": REQUIRED, "top_k": REQUIRED, "embedding_dim": REQUIRED, "temperature": REQUIRED,
         "prototype_temperature": REQUIRED, "momentum": REQUIRED, "sinkhorn_epsilon": REQUIRED,
@@ -116,30 +114,37 @@ REGULARIZERS = Registry("regularizer", "regularizer", context=("seed", "label_no
     "rankmixup": Entry("regbench.regularizers.rankmixup", {
         "variant": REQUIRED, "mixup_alpha": REQUIRED, "loss_weight": REQUIRED, "margin": REQUIRED,
         "num_mixes": REQUIRED, "mrl_mask": REQUIRED},
-        {"mixup_alpha": check_positive, "loss_weight": check_non_negative, "margin": check_non_negative,
-         "num_mixes": check_positive_int}),
+        {"variant": one_of(RANKMIXUP_VARIANTS), "mixup_alpha": check_positive, "loss_weight": check_non_negative,
+         "margin": check_non_negative, "num_mixes": check_positive_int, "mrl_mask": one_of(MRL_MASKS)}),
     "rcal": Entry("regbench.regularizers.rcal", {
         "representation_epochs": REQUIRED, "temperature": REQUIRED, "projection_dim": REQUIRED,
         "view_crop_padding": REQUIRED, "view_hflip": REQUIRED, "lof_neighbors": REQUIRED,
         "tail_count_fraction": REQUIRED, "calibration_neighbors": REQUIRED, "covariance_ridge": REQUIRED,
         "samples_per_class": REQUIRED, "sampled_loss_weight": REQUIRED, "individual_weight": REQUIRED},
-        {"temperature": check_positive, "projection_dim": check_positive_int, "view_hflip": boolean,
-         "calibration_neighbors": check_positive_int, "covariance_ridge": check_non_negative,
-         "samples_per_class": check_positive_int, "sampled_loss_weight": check_non_negative,
-         "individual_weight": check_non_negative}),
+        {"representation_epochs": count_or_fraction_of(1, "epochs", "trainer.max_epochs"),
+         "temperature": check_positive, "projection_dim": check_positive_int, "view_crop_padding": view_crop_padding,
+         "view_hflip": boolean, "lof_neighbors": at_least(1, "the local outlier factor's neighbourhood"),
+         "tail_count_fraction": tail_fraction, "calibration_neighbors": check_positive_int,
+         "covariance_ridge": check_non_negative, "samples_per_class": check_positive_int,
+         "sampled_loss_weight": check_non_negative, "individual_weight": check_non_negative}),
     "sade": Entry("regbench.regularizers.sade", {
         "inverse_lambda": REQUIRED, "test_imbalance_factor": REQUIRED, "aggregation_epochs": REQUIRED,
         "aggregation_lr": REQUIRED, "aggregation_batch_size": REQUIRED, "view_crop_padding": REQUIRED},
-        {"aggregation_lr": check_positive, "aggregation_batch_size": check_positive_int}),
+        {"inverse_lambda": inverse_lambda, "test_imbalance_factor": test_imbalance_factor,
+         "aggregation_epochs": at_least(0, "0 keeps equal expert weights"), "aggregation_lr": check_positive,
+         "aggregation_batch_size": check_positive_int, "view_crop_padding": view_crop_padding}),
     "storm": Entry("regbench.regularizers.meta_rescaling", {"meta_lr": REQUIRED, "dropout_rounds": REQUIRED},
-                   {"meta_lr": check_positive}),
-    "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}),
+                   {"meta_lr": check_positive, "dropout_rounds": at_least(0)}),
+    "swa": Entry("regbench.regularizers.averaging", {"start": REQUIRED}, {"start": fraction_of_epochs}),
     "transmix": Entry("regbench.regularizers.transmix", {
         "alpha": REQUIRED, "prob": REQUIRED, "attention_weight": REQUIRED, "label_smoothing": REQUIRED,
         "box": REQUIRED},
-        {**MIXING, "label_smoothing": smoothing}),
+        {**MIXING, "attention_weight": attention_weight, "label_smoothing": smoothing,
+         "box": allowed_names(CUTMIX_BOXES)}),
     "weight_compander": Entry("regbench.regularizers.compander", {
-        "function": REQUIRED, "learnable": REQUIRED, "a": REQUIRED, "b": REQUIRED}, {"learnable": boolean}),
+        "function": REQUIRED, "learnable": REQUIRED, "a": REQUIRED, "b": REQUIRED},
+        {"function": allowed_names(COMPANDER_FUNCTIONS), "learnable": boolean, "a": optional_scale,
+         "b": optional_scale}),
 })
 
 

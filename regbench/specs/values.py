@@ -66,6 +66,13 @@ def widths(key: str, value: Any) -> None:
           "must be a non-empty list of positive integers")
 
 
+def allowed_names(names: Sequence[str]) -> Rule:
+    """A name from `names`, said as "allowed: ..." (the wording some parameters' errors have always had)."""
+    def rule(key: str, value: Any) -> None:
+        check(value in names, key, value, f"allowed: {', '.join(names)}")
+    return rule
+
+
 def one_of(allowed: Sequence[str]) -> Rule:
     """A name from `allowed`."""
     def rule(key: str, value: Any) -> None:

@@ -75,6 +75,13 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "regularizer=[ema,swa]"], 2),
     (["train", "regularizer=[sade,coteaching]"], 2),
     (["train", "norm=groupnorm", "norm.groups=3"], 2),
+    # Value rules that were checked only when the component was built (they imported torch before).
+    (["train", "regularizer=[swa]", "regularizer.swa.start=1.5"], 2),
+    (["train", "regularizer=[cutout]", "regularizer.cutout.length=-1"], 2),
+    (["train", "regularizer=[dropblock]", "regularizer.dropblock.stages=[0]"], 2),
+    (["train", "calibrate=[h_calibration]", "calibrate.h_calibration.window=3"], 2),
+    (["train", "eval=[farms]", "eval.farms.min_eigenvalues=1"], 2),
+    (["train", "backbone=wrn16_4", "backbone.depth=11"], 2),
     (["score", "scores", "data=mnist", "data.root=nowhere"], 2),
     (["score", "scores", "data.batch_size=5000"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,

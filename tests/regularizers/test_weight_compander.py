@@ -13,8 +13,9 @@ from regbench.backbones import build_backbone
 from regbench.errors import UserError
 from regbench.optim import build_optimizer
 from regbench.regularizers import build_regularizers, create_regularizer
-from regbench.regularizers.compander import CompanderPsi, plain_state_dict
+from regbench.regularizers.compander import COMPANDERS, CompanderPsi, plain_state_dict
 from regbench.run.module import ClassifierModule
+from regbench.specs.regularizer_values import COMPANDER_FUNCTIONS
 
 # The paper's Psi and dPsi/dv, written out elementwise (Eq. 1-3; Table VII's arsinh and erf).
 PAPER = {
@@ -227,3 +228,11 @@ def test_normalize_and_project_is_refused_with_the_compander():
     run = {"data": {"name": "digits"}, "optim": {"name": "sgd", "project": True}, "norm": {"name": "batchnorm"}}
     with pytest.raises(UserError, match=r"weight_compander cannot be stacked with optim.project=true"):
         build_regularizers({"weight_compander": {}}, seed=0, backbone={"name": "convnet"}, run=run)
+
+
+def test_the_config_allows_exactly_the_functions_the_compander_has():
+    """regularizer.weight_compander.function is checked torch-free against the names the compander module codes."""
+    assert COMPANDER_FUNCTIONS == tuple(COMPANDERS)
+    with pytest.raises(UserError, match=r"^regularizer.weight_compander.function='tanh' is invalid: allowed: arctan, "
+                                        r"arsinh, erf$"):
+        create_regularizer("weight_compander", function="tanh")
