@@ -1,6 +1,6 @@
 """The shape of a run, known before any data is loaded: image size, training images, steps.
 
-Components check their settings against it (`check_run`): a setting that would make a technique harmful is
+Components check their settings against it (regbench.specs.run_checks): a setting that would make a technique harmful is
 refused in one line, one that merely leaves it inactive is reported and recorded in metrics.json. Settings
 that depend on the run's size may be given as a fraction of it (see `count_or_fraction`).
 """

@@ -10,7 +10,6 @@ import torch.nn as nn
 
 from regbench.backbones import dry_build_backbone
 from regbench.calibration import build_calibrators
-from regbench.config.inactivity import inactive_components
 from regbench.evaluation import build_evaluations
 from regbench.data.shape import run_dataset_facts
 from regbench.devices import training_memory
@@ -24,23 +23,22 @@ from regbench.optim.projection import check_projection_acts
 # The configs this process found buildable, by (config hash, on_this_machine), with their inactive components:
 # the preflight checks every job of a command, and a job run by the same process then finds its config checked
 # (a SLURM job runs in its own process on its node and checks again). A refused config is never kept.
-_BUILDABLE: dict[tuple[str, bool], list[dict[str, str]]] = {}
+_BUILDABLE: set[tuple[str, bool]] = set()
 
 
-def check_buildable(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool = True) -> list[dict[str, str]]:
+def check_buildable(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool = True) -> None:
     """`shape`: the run's, as check_planned_run returned it. `on_this_machine`: the job trains here, so the device
-    memory must be this machine's (false for SLURM jobs, which check again on their node). Returns the components
-    that would be inactive. Made once per config and process."""
+    memory must be this machine's (false for SLURM jobs, which check again on their node). Made once per config and
+    process."""
     key = (config_hash(cfg), on_this_machine)
     if key not in _BUILDABLE:
-        _BUILDABLE[key] = checked_components(cfg, shape, on_this_machine)
-    return [dict(component) for component in _BUILDABLE[key]]
+        build_checks(cfg, shape, on_this_machine)
+        _BUILDABLE.add(key)
 
 
-def checked_components(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool) -> list[dict[str, str]]:
+def build_checks(cfg: dict[str, Any], shape: RunShape, on_this_machine: bool) -> None:
     regularizers = build_regularizers(cfg["regularizer"], cfg["seed"], backbone=cfg["backbone"],
                                       label_noise=cfg["data"]["noise"], run=cfg)
-    inactive = inactive_components(cfg, shape, regularizers)
     num_classes = run_dataset_facts(cfg["data"]).num_classes
     build_calibrators(cfg["calibrate"], cfg["seed"])
     build_evaluations(cfg["eval"], cfg["data"], cfg["seed"], cfg["backbone"]["name"])
@@ -52,4 +50,3 @@ def checked_components(cfg: dict[str, Any], shape: RunShape, on_this_machine: bo
     build_schedule(cfg["sched"], optimizer, steps_per_epoch=shape.steps_per_epoch, total_steps=shape.total_steps)
     memory = (lambda: training_memory(cfg["trainer"])) if on_this_machine else None  # asked only where needed
     check_regularizers_memory(regularizers, MemoryBudget(shape.batch_size, model.num_features, num_classes, memory))
-    return inactive

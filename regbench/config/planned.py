@@ -1,12 +1,15 @@
 """The checks of a run config that need the run's planned shape, this machine's devices or its files but no model
-code, made torch-free for a run that will train: the accelerator, the dataset's raw files, the batch size and
-augmentation against the dataset's facts, the validation split that calibration and crafted-shift validation need,
-the regularizers that cannot be stacked, the norm against the backbone and the batch size. The checks that build
-the model follow (regbench.config.buildable)."""
+code, made torch-free for a run that will train: the dataset's raw files, the batch size and augmentation against
+the dataset's facts, the validation split that calibration and crafted-shift validation need, the regularizers that
+cannot be stacked, the norm against the backbone and the batch size, every component against the run's shape
+(regbench.config.inactivity), and the accelerator. The checks that build the model follow
+(regbench.config.buildable)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from regbench.config.inactivity import inactive_components
 from regbench.data.files import check_data_files
 from regbench.data.shape import (check_colour_corruptions, check_crop_padding, has_validation_split,
                                  planned_run_shape)
@@ -20,22 +23,29 @@ from regbench.specs.placement import split_norm_config
 from regbench.specs.regularizers import check_stackable
 
 
-# The run shapes this process planned, by (config hash, on_this_machine): as with the model checks
+@dataclass(frozen=True)
+class PlannedRun:
+    shape: RunShape
+    inactive: tuple[dict[str, str], ...]  # metrics.json's `inactive`: components the run's shape leaves inactive
+
+
+# The runs this process planned, by (config hash, on_this_machine): as with the model checks
 # (regbench.config.buildable), the preflight's check serves the job the same process then runs. A refused config is
 # never kept.
-_PLANNED: dict[tuple[str, bool], RunShape] = {}
+_PLANNED: dict[tuple[str, bool], PlannedRun] = {}
 
 
-def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> RunShape:
+def check_planned_run(cfg: dict[str, Any], on_this_machine: bool = True) -> PlannedRun:
     """`on_this_machine`: the job trains here, so the accelerator and the data files must be this machine's (false
-    for SLURM jobs, which check again on their node). Returns the run's shape. Made once per config and process."""
+    for SLURM jobs, which check again on their node). Returns the run's shape and its inactive components. Made once
+    per config and process."""
     key = (config_hash(cfg), on_this_machine)
     if key not in _PLANNED:
         _PLANNED[key] = planned_checks(cfg, on_this_machine)
     return _PLANNED[key]
 
 
-def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
+def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> PlannedRun:
     if on_this_machine:
         check_data_files(cfg["data"])
     shape = checked_run_shape(cfg)
@@ -45,11 +55,12 @@ def planned_checks(cfg: dict[str, Any], on_this_machine: bool) -> RunShape:
     check_backbone_norm(cfg["backbone"]["name"], norm, placement)
     check_norm_batch(norm, shape.batch_size)
     check_norm_widths(cfg["backbone"], cfg["norm"])
+    inactive = inactive_components(cfg, shape)
     if on_this_machine:
         # Last: where a GPU driver is installed, counting the devices imports torch and Lightning (seconds), which
         # a run then needs anyway, but a mistake found above does not (trainer.devices=auto counts them earlier).
         training_accelerator(cfg["trainer"])
-    return shape
+    return PlannedRun(shape, tuple(inactive))
 
 
 def check_validation_users(cfg: dict[str, Any]) -> None:

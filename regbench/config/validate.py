@@ -27,16 +27,17 @@ SEED_LIMIT = 2 ** 32
 
 
 def validate_config(cfg: dict[str, Any], on_this_machine: bool = True) -> list[dict[str, str]]:
-    """check_config, check_planned_run, then every component checked against the run's shape and the model built on
-    the meta device (see check_buildable). Returns the components that would be inactive (metrics.json's
-    `inactive`)."""
+    """check_config, check_planned_run (with every component checked against the run's shape), then the components
+    built and the model built on the meta device (see check_buildable). Returns the components that would be
+    inactive (metrics.json's `inactive`)."""
     from regbench.config.planned import check_planned_run  # numpy, the data facts: only for a run that trains
 
     check_config(cfg)
-    shape = check_planned_run(cfg, on_this_machine)
-    from regbench.config.buildable import check_buildable  # torch, Lightning: only for a run that trains
+    planned = check_planned_run(cfg, on_this_machine)
+    from regbench.config.buildable import check_buildable  # torch: only for a run that trains
 
-    return check_buildable(cfg, shape, on_this_machine)
+    check_buildable(cfg, planned.shape, on_this_machine)
+    return [dict(component) for component in planned.inactive]
 
 
 def check_config(cfg: Mapping[str, Any]) -> None:

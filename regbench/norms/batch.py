@@ -7,10 +7,8 @@ import torch.nn.functional as F
 
 from regbench.errors import check
 from regbench.norms.registry import register_norm
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
-
-# Batch statistics of fewer samples are degenerate (one sample has no variance).
-MIN_STATISTICS_BATCH = 2
+from regbench.runshape import RunShape, count_or_fraction
+from regbench.specs.run_checks import MIN_STATISTICS_BATCH
 
 
 @register_norm("batchnorm")
@@ -43,26 +41,11 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         return torch.cat(normalized)
 
 
-def check_ghost_batches(params: dict, shape: RunShape) -> list[Inactive]:
-    setting, batch = params["virtual_batch_size"], shape.batch_size
-    check_count_or_fraction("virtual_batch_size", setting, MIN_STATISTICS_BATCH, "samples", "data.batch_size")
-    size = count_or_fraction(setting, batch)
-    check(size >= MIN_STATISTICS_BATCH, "virtual_batch_size", setting,
-          f"gives virtual batches of {size} samples at data.batch_size={batch}; batch statistics need at least "
-          f"{MIN_STATISTICS_BATCH}")
-    if batch // size <= 1:
-        samples = f"({size} samples) " if is_fraction(setting) else ""
-        return [Inactive("virtual_batch_size", setting,
-                         f"{samples}is more than half of data.batch_size={batch}: each batch is one virtual batch, "
-                         f"normalized exactly as by batchnorm")]
-    return []
-
-
 def fit_ghost_batches(params: dict, shape: RunShape) -> dict:
     return {"virtual_batch_size": count_or_fraction(params["virtual_batch_size"], shape.batch_size)}
 
 
-@register_norm("ghost_batchnorm", check_run=check_ghost_batches, fit_run=fit_ghost_batches)
+@register_norm("ghost_batchnorm", fit_run=fit_ghost_batches)
 def ghost_batchnorm(num_channels: int, *, virtual_batch_size: int, momentum: float,
                     eps: float) -> nn.Module:
     """`virtual_batch_size` in samples (the paper's 128); the config's default is a fraction of the batch, made

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from regbench.specs.norms import check_groups
 from regbench.norms.registry import register_norm
-from regbench.runshape import Inactive, RunShape
 
 CHANNEL = (1, -1, 1, 1)
 
@@ -59,20 +58,7 @@ class BatchChannelNorm(nn.Module):
         return x * self.weight.view(CHANNEL) + self.bias.view(CHANNEL)
 
 
-def check_estimates(params: dict, shape: RunShape) -> list[Inactive]:
-    """The batch stage normalizes with its running estimates in training too, so they must move within the run."""
-    momentum = params["momentum"]
-    if momentum == 0:
-        return [Inactive("momentum", momentum, "never moves the batch stage's estimates from mean 0, variance 1: "
-                                               "the batch stage is a plain affine map (bcn_ws acts as ws_groupnorm)")]
-    if 1 / momentum > shape.total_steps:
-        return [Inactive("momentum", momentum,
-                         f"moves the batch stage's estimates over about {1 / momentum:.0f} steps, more than the "
-                         f"run's {shape.describe_steps()}: they stay near their initial mean 0, variance 1")]
-    return []
-
-
-@register_norm("bcn_ws", check_run=check_estimates)
+@register_norm("bcn_ws")
 def bcn_ws(num_channels: int, *, groups: int, momentum: float, eps: float) -> nn.Module:
     check_groups(groups, num_channels)
     return BatchChannelNorm(num_channels, groups, momentum, eps)

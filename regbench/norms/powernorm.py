@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from regbench.errors import check
 from regbench.norms.registry import register_norm
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction, is_fraction
+from regbench.runshape import RunShape, count_or_fraction
 
 
 class PowerNormFunction(torch.autograd.Function):
@@ -85,18 +85,6 @@ def make_powernorm(num_features: int, dim: int, alpha_fwd: float, alpha_bkw: flo
     return PowerNorm(num_features, dim, alpha_fwd, alpha_bkw, eps, warmup_iters)
 
 
-def check_warmup(params: dict, shape: RunShape) -> list[Inactive]:
-    setting, total = params["warmup_iters"], shape.total_steps
-    check_count_or_fraction("warmup_iters", setting, 0, "training steps", "the run's training steps")
-    steps = count_or_fraction(setting, total)
-    if steps >= total:
-        given = f"({steps} steps) " if is_fraction(setting) else ""
-        return [Inactive("warmup_iters", setting,
-                         f"{given}covers the run's {shape.describe_steps()}: every step normalizes by the batch's "
-                         f"own quadratic mean, so the running statistic and the approximate backward never train")]
-    return []
-
-
 def fit_warmup(params: dict, shape: RunShape) -> dict:
     return {"warmup_iters": count_or_fraction(params["warmup_iters"], shape.total_steps)}
 
@@ -106,7 +94,7 @@ def powernorm_tokens(dim: int, *, alpha_fwd: float, alpha_bkw: float, eps: float
     return make_powernorm(dim, -1, alpha_fwd, alpha_bkw, eps, warmup_iters)
 
 
-@register_norm("powernorm", tokens=powernorm_tokens, check_run=check_warmup, fit_run=fit_warmup)
+@register_norm("powernorm", tokens=powernorm_tokens, fit_run=fit_warmup)
 def powernorm(num_channels: int, *, alpha_fwd: float, alpha_bkw: float, eps: float,
               warmup_iters: int) -> nn.Module:
     return make_powernorm(num_channels, 1, alpha_fwd, alpha_bkw, eps, warmup_iters)

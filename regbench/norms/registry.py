@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import UserError
-from regbench.runshape import Inactive, RunShape
+from regbench.runshape import RunShape
 from regbench.specs.norms import NORM_TRAITS, NORMS
 
 
@@ -21,8 +21,6 @@ class NormHooks:
     tokens: Callable[..., nn.Module] | None = None
     # Applied to the finished backbone (freezing, initialization).
     prepare: Callable[[nn.Module], None] | None = None
-    # (params, run shape) -> why the norm would be inactive on the run; raises ParamError for a harmful setting.
-    check_run: Callable[[dict[str, Any], RunShape], list[Inactive]] | None = None
     # (params, run shape) -> the params given relative to the run (as fractions), made absolute for it.
     fit_run: Callable[[dict[str, Any], RunShape], dict[str, Any]] | None = None
 

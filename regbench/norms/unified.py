@@ -27,7 +27,6 @@ import torch.nn as nn
 from regbench.errors import check
 from regbench.norms.powernorm import fit_warmup
 from regbench.norms.registry import register_norm
-from regbench.runshape import Inactive, RunShape, check_count_or_fraction, count_or_fraction
 
 
 def geometric_mean(values: torch.Tensor) -> torch.Tensor:
@@ -109,18 +108,6 @@ class UnifiedNorm(nn.Module):
         return out.reshape(shape).movedim(-1, self.dim)
 
 
-def check_warmup(params: dict, shape: RunShape) -> list[Inactive]:
-    setting, total = params["warmup_iters"], shape.total_steps
-    check_count_or_fraction("warmup_iters", setting, 0, "training steps", "the run's training steps")
-    steps = max(count_or_fraction(setting, total), params["window"])
-    if steps >= total:
-        given = f"({steps} steps, at least the window) " if steps != setting else ""
-        return [Inactive("warmup_iters", setting,
-                         f"{given}covers the run's {shape.describe_steps()}: every step normalizes by the batch's "
-                         f"own statistics, so neither fluctuation smoothing nor outlier filtration ever acts")]
-    return []
-
-
 def make_unified_norm(num_features: int, dim: int, window: int, momentum: float, eps: float, warmup_iters: int,
                       outlier_filtration: bool) -> UnifiedNorm:
     check(isinstance(warmup_iters, int) and not isinstance(warmup_iters, bool) and warmup_iters >= 0,
@@ -133,7 +120,7 @@ def unified_norm_tokens(dim: int, *, window: int, momentum: float, eps: float,
     return make_unified_norm(dim, -1, window, momentum, eps, warmup_iters, outlier_filtration)
 
 
-@register_norm("unified_norm", tokens=unified_norm_tokens, check_run=check_warmup, fit_run=fit_warmup)
+@register_norm("unified_norm", tokens=unified_norm_tokens, fit_run=fit_warmup)
 def unified_norm(num_channels: int, *, window: int, momentum: float, eps: float,
                  warmup_iters: int, outlier_filtration: bool) -> nn.Module:
     return make_unified_norm(num_channels, 1, window, momentum, eps, warmup_iters, outlier_filtration)

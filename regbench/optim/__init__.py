@@ -7,8 +7,8 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.optim import OPTIMIZERS, SCHEDULES
+from regbench.specs.run_checks import warmup_steps
 from regbench.specs.values import boolean
 from regbench.timm_import import import_timm
 
@@ -92,23 +92,6 @@ def warmup_constant(step: int, warmup_steps: int, total_steps: int) -> float:
     return (step + 1) / warmup_steps if step < warmup_steps else 1.0
 
 
-def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
-    return int(round(warmup_epochs * steps_per_epoch))
-
-
-def check_warmup_length(params: Mapping[str, Any], shape: RunShape) -> list[Inactive]:
-    warmup_epochs = params["warmup_epochs"]
-    steps = warmup_steps(warmup_epochs, shape.steps_per_epoch)
-    if steps >= shape.total_steps:
-        return [Inactive("warmup_epochs", warmup_epochs, f"({steps} steps) covers the run's {shape.describe_steps()}: "
-                                                         f"the learning rate only ever ramps up")]
-    return []
-
-
-# name -> check(params, run shape): why the schedule would not act as named on the run.
-SCHEDULE_CHECKS: dict[str, Callable[[Mapping[str, Any], RunShape], list[Inactive]]] = {}
-
-
 def register_schedule(name: str, rule: Callable[[int, int, int], float]) -> None:
     """A per-step rule(step, warmup_steps, total_steps) -> learning-rate factor, with linear warmup."""
     def factory(*, warmup_epochs: float, steps_per_epoch: int, total_steps: int):
@@ -116,7 +99,6 @@ def register_schedule(name: str, rule: Callable[[int, int, int], float]) -> None
         return lambda step: rule(step, warmup, total_steps)
 
     SCHEDULES.register(name)(factory)
-    SCHEDULE_CHECKS[name] = check_warmup_length
 
 
 register_schedule("cosine", warmup_cosine)

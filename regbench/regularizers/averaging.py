@@ -6,33 +6,20 @@ checkpoints with the LightningModule's state_dict.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Iterable
 
 import torch
 import torch.nn as nn
 
-from regbench.errors import ParamError
 from regbench.regularizers.base import Regularizer, TrainProgress
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
+from regbench.specs.run_checks import ema_decay, swa_start_epoch
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     average = copy.deepcopy(model)
     average.requires_grad_(False)
     return average
-
-
-def ema_decay(step: int, decay: float, warmup: bool, warmup_gamma: float, warmup_power: float) -> float:
-    """timm ModelEmaV3.get_decay: the first update copies the weights; with warmup the decay ramps up as
-    1 - (1 + t / gamma) ** -power, capped at `decay`."""
-    t = step - 1
-    if t <= 0:
-        return 0.0
-    if not warmup:
-        return decay
-    return max(min(1.0 - (1.0 + t / warmup_gamma) ** -warmup_power, decay), 0.0)
 
 
 @torch.no_grad()
@@ -62,21 +49,6 @@ class EMA(Regularizer, nn.Module):
 
     def decay_at(self, step: int) -> float:
         return ema_decay(step, self.decay, self.warmup, self.warmup_gamma, self.warmup_power)
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.decay == 0:
-            return [Inactive("decay", self.decay, "averages nothing: the average is the latest weights")]
-        steps = shape.total_steps
-        # timm's effective averaging window, 1 / (1 - decay), at the run's last step.
-        horizon = 1.0 / (1.0 - self.decay_at(steps))
-        if horizon > steps:
-            first_weight = math.prod(self.decay_at(step) for step in range(2, steps + 1))
-            remedy = "or warmup=true" if not self.warmup else "or a smaller warmup_power"
-            raise ParamError("decay", self.decay, f"it averages over about {horizon:.0f} steps (1 / (1 - decay)), more "
-                             f"than the run's {shape.describe_steps()}: the evaluated weights would still be "
-                             f"{first_weight:.0%} those after the first step; use decay <= {1 - 1 / steps:.4g} "
-                             f"{remedy}")
-        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         self.average = frozen_copy(model)
@@ -136,15 +108,7 @@ class SWA(Regularizer, nn.Module):
         return model
 
     def start_epoch(self, max_epochs: int) -> int:
-        return math.floor(self.start * max_epochs)
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        epochs = shape.max_epochs
-        if epochs - self.start_epoch(epochs) == 1:
-            averaged = f"the last of the run's {epochs} epochs" if epochs > 1 else "the run's single epoch"
-            return [Inactive("start", self.start, f"averages only {averaged}: the average is the final weights "
-                                                  f"(with BN statistics recomputed)")]
-        return []
+        return swa_start_epoch(self.start, max_epochs)
 
     def on_train_batch_end(self, model: nn.Module, progress: TrainProgress) -> None:
         if not progress.epoch_finished or progress.epoch < self.start_epoch(progress.max_epochs):

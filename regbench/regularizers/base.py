@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from regbench.errors import UserError
-from regbench.runshape import Inactive, RunShape
+from regbench.runshape import RunShape
 from regbench.specs.regularizers import EXCLUSIVE_TAGS, Exclusion
 
 if TYPE_CHECKING:  # MemoryBudget only names the type
@@ -70,11 +70,10 @@ class Regularizer:
         """Refuse, with one UserError line, a combination with the rest of the `run` config (norm, optimizer)
         or with the `others` regularizers of the stack; runs with the config checks."""
 
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        """Refuse (ParamError) a setting that would make the technique harmful on a run of this `shape` (a Cutout
-        hole covering the image); return why it would be inactive, leaving the run equal to one without it (a
-        probability of 0). Runs with the config checks, before any data is loaded."""
-        return []
+    def fit_run(self, shape: RunShape) -> None:
+        """Resolve settings given relative to the run (a fraction of its epochs) for a run of this `shape`, before
+        training. The checks against the shape (a harmful setting refused, an inactive one reported) are torch-free:
+        regbench.specs.run_checks."""
 
     def check_memory(self, budget: MemoryBudget) -> None:
         """Refuse, with a ParamError naming the parameter, settings whose tensors could not fit the `budget`;

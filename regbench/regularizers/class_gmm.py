@@ -28,7 +28,6 @@ from regbench.regularizers.base import Regularizer
 from regbench.regularizers.class_gmm_math import (GroupGaussians, attribute_loss, fit_group_gaussians,
                                                    in_distribution_score)
 from regbench.regularizers.dropout import wrap_head
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 # The official head's bottleneck initialization (a truncated normal, DINO's).
@@ -122,12 +121,6 @@ class ClassGMM(Regularizer):
                 why = "it feeds the head several copies of the batch, and the attributes are kept for one"
             if why:
                 raise UserError(f"regularizer=class_gmm cannot be stacked with {other.name}: {why}")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if shape.world_size > 1:
-            raise UserError(f"regularizer=class_gmm trains on one device, not {shape.world_size}: its class Gaussians "
-                            f"are fitted to the whole training set, which each DDP process sees only a shard of")
-        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         width = getattr(model, "num_features", None)

@@ -19,9 +19,7 @@ import torch.nn.functional as F
 from regbench.specs.backbones import BACKBONE_TRAITS, BACKBONES
 from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, TrainProgress
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
-
 
 
 def seed_probability(rate: float, block: tuple[int, int], height: int, width: int) -> float:
@@ -134,9 +132,6 @@ class DropBlockRegularizer(Regularizer):
         if missing:
             raise UserError(f"regularizer.dropblock.stages={list(self.stages)}: backbone={backbone['name']} has no "
                             f"stage {missing[0]}; allowed: 'all' or stage numbers 1..{num_stages}")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("rate", self.rate, "never drops a block")] if self.rate == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         if not hasattr(model, "stage_blocks"):

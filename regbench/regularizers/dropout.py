@@ -9,7 +9,6 @@ import torch.nn as nn
 from regbench.devices import format_bytes
 from regbench.errors import UserError, check
 from regbench.regularizers.base import MemoryBudget, Regularizer, soft_cross_entropy
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 from regbench.timm_import import import_timm
 
@@ -43,9 +42,6 @@ class Dropout(Regularizer):
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: nn.Sequential(nn.Dropout(self.rate), head))
 
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
-
 
 @REGULARIZERS.register("droppath")
 class DropPathRegularizer(Regularizer):
@@ -56,9 +52,6 @@ class DropPathRegularizer(Regularizer):
 
     def __init__(self, *, drop_prob: float, seed: int):
         self.drop_prob = drop_prob
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("drop_prob", self.drop_prob, "never drops a residual branch")] if self.drop_prob == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         DropPath = import_timm("timm.layers").DropPath  # timm takes seconds to import; only droppath runs pay
@@ -81,9 +74,6 @@ class AlphaDropoutRegularizer(Regularizer):
 
     def __init__(self, *, rate: float, seed: int):
         self.rate = rate
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("rate", self.rate, "never drops a unit")] if self.rate == 0 else []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return wrap_head(model, self.name, lambda head: nn.Sequential(nn.AlphaDropout(self.rate), head))
@@ -111,13 +101,6 @@ class MultiSampleDropout(Regularizer):
 
     def __init__(self, *, rate: float, num_samples: int, seed: int):
         self.rate, self.num_samples = rate, num_samples
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.rate == 0:
-            return [Inactive("rate", self.rate, "never drops a unit, so every sample is the same pass")]
-        if self.num_samples == 1:
-            return [Inactive("num_samples", self.num_samples, "draws a single mask: plain dropout")]
-        return []
 
     def check_memory(self, budget: MemoryBudget) -> None:
         if budget.memory is None:

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from regbench.errors import check
 from regbench.regularizers.base import Regularizer
-from regbench.runshape import Inactive, RunShape, count_or_fraction, is_fraction
-from regbench.specs.regularizer_values import MIN_HOLE_LENGTH
+from regbench.runshape import count_or_fraction
 from regbench.specs.regularizers import REGULARIZERS
-
 
 
 def cutout_mask(centers_y: torch.Tensor, centers_x: torch.Tensor, length: int, height: int,
@@ -35,19 +32,6 @@ class Cutout(Regularizer):
     def __init__(self, *, length: int | float, n_holes: int, seed: int):
         self.length, self.n_holes, self.seed = length, n_holes, seed
         self._generators: dict[torch.device, torch.Generator] = {}
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        side = shape.image_side
-        pixels = count_or_fraction(self.length, side)
-        size = "x".join(map(str, shape.image_shape[1:]))
-        hole = f"a hole of {self.length} x {side} = {pixels} pixels" if is_fraction(self.length) else \
-            f"a hole of {pixels} pixels"
-        allowed = (f"allowed on {size} images: {MIN_HOLE_LENGTH}..{side - 1} pixels, or a fraction of the side "
-                   f"such as 0.5 (the paper's CIFAR-10 hole, 16 pixels on 32x32)")
-        check(pixels >= MIN_HOLE_LENGTH, "length", self.length, f"{hole} cuts nothing; {allowed}")
-        check(pixels < side, "length", self.length, f"{hole} is as wide as the {size} images and can blank them "
-              f"entirely; {allowed}")
-        return []
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:

@@ -13,7 +13,6 @@ import torch
 
 from regbench.regularizers.base import Regularizer
 from regbench.regularizers.label_smoothing import smooth_targets
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion, exclusive_tags
 
 # exact: the box has the paper's side int(sqrt(1 - lam) * size) (timm >= 1.0.31); official: cut // 2 on both
@@ -58,9 +57,6 @@ class _Mixing(Regularizer):
     def __init__(self, *, alpha: float, prob: float, seed: int):
         self.alpha, self.prob = alpha, prob
         self.rng = random.Random(seed)
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("prob", self.prob, "never mixes a batch")] if self.prob == 0 else []
 
     def draw_lam(self) -> float | None:
         """None when this batch is left unmixed (probability 1 - prob)."""
@@ -110,12 +106,6 @@ class MixupCutMix(Regularizer):
     @property
     def exclusive(self) -> tuple[Exclusion, ...]:
         return exclusive_tags(self.name, {"label_smoothing": self.label_smoothing})
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.prob > 0:
-            return []
-        smoothing_only = f": only its label_smoothing={self.label_smoothing} acts" if self.label_smoothing else ""
-        return [Inactive("prob", self.prob, f"never mixes a batch{smoothing_only}")]
 
     def mix_batch(self, images, targets, index):
         # timm's mixup_target: on = 1 - eps + eps/C, off = eps/C, whether or not the batch is mixed.

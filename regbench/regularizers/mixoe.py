@@ -22,7 +22,6 @@ from regbench.errors import UserError
 from regbench.evaluation.ood_data import like_in_distribution
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.mixing import cutmix_box
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
 
@@ -86,11 +85,6 @@ class MixOE(Regularizer, nn.Module):
         self._loaded: torch.Tensor | None = None  # uint8 outlier images, from check_stack
         self._batches: OutlierBatches | None = None
         self._clean: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.beta == 0:
-            return [Inactive("beta", self.beta, "never adds the mixed loss (its extra forward pass is wasted)")]
-        return []
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         """Refuse outliers that are the in-distribution or an OOD test set, then load them (a missing file is

@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 
 from regbench.devices import local_world_size
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
 from regbench.regularizers.noise_mask_policy import MaskPolicy, mask_image, reinforce_loss
-from regbench.runshape import Inactive, RunShape, count_or_fraction, is_fraction
+from regbench.runshape import RunShape, is_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
+from regbench.specs.run_checks import noise_mask_pretrain_count
 
 
 @REGULARIZERS.register("noise_mask")
@@ -28,8 +29,8 @@ class NoiseMask(Regularizer, nn.Module):
                  policy_lr: float, baseline: str, prior_weight: float, prior_momentum: float, seed: int):
         nn.Module.__init__(self)
         self.pretrain_epochs, self.blur_sigma, self.baseline = pretrain_epochs, float(blur_sigma), baseline
-        # Pre-training epochs: a fraction of the run's epochs is resolved by check_run, the first hook that sees the
-        # run's length (regbench.run.train.build_run calls it on these instances before the module is built).
+        # Pre-training epochs: a fraction of the run's epochs is resolved by fit_run, which sees the run's length
+        # (regbench.run.train.build_run calls it before the module is built).
         self.pretrain_count: int | None = None if is_fraction(pretrain_epochs) else pretrain_epochs
         self.policy = MaskPolicy(grid, policy_width, float(prior_weight), float(prior_momentum), seed)
         # Built with the policy, so a checkpoint's optimizer state loads into it whenever the state dict is loaded.
@@ -44,9 +45,12 @@ class NoiseMask(Regularizer, nn.Module):
     @property
     def pretraining(self) -> bool:
         if self.pretrain_count is None:
-            raise RuntimeError("regularizer=noise_mask: check_run(shape) resolves a fractional pretrain_epochs "
+            raise RuntimeError("regularizer=noise_mask: fit_run(shape) resolves a fractional pretrain_epochs "
                                "before training")
         return self.epochs_done < self.pretrain_count
+
+    def fit_run(self, shape: RunShape) -> None:
+        self.pretrain_count = noise_mask_pretrain_count(self.pretrain_epochs, shape.max_epochs)
 
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         for other in others:
@@ -60,22 +64,6 @@ class NoiseMask(Regularizer, nn.Module):
         if world > 1:
             raise UserError(f"regularizer=noise_mask trains its policy on one device; trainer.devices={world} would "
                             f"train a different policy on each; use trainer.devices=1")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        side = shape.image_side
-        check(self.policy.grid <= side, "grid", self.policy.grid,
-              f"must be at most the image side {side} (one cell per pixel; the paper: 64 cells on 224 pixels)")
-        if shape.batch_size < 2:
-            raise UserError(f"regularizer=noise_mask needs data.batch_size >= 2: its policy's batch norms cannot "
-                            f"train on batches of {shape.batch_size}")
-        self.pretrain_count = count_or_fraction(self.pretrain_epochs, shape.max_epochs)
-        of_run = f" ({self.pretrain_count} of {shape.max_epochs} epochs)" if is_fraction(self.pretrain_epochs) else ""
-        check(self.pretrain_count < shape.max_epochs, "pretrain_epochs", self.pretrain_epochs,
-              f"must leave epochs of trainer.max_epochs={shape.max_epochs}{of_run} to fine-tune the classifier on "
-              f"clean images after the masked pre-training")
-        if self.pretrain_count == 0:
-            return [Inactive("pretrain_epochs", self.pretrain_epochs, f"never masks a batch{of_run}")]
-        return []
 
     def sample_mask(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (B, 1, H, W) masks for `images` and their (B,) log-probabilities (the cells' joint log-density, with

@@ -8,10 +8,9 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from regbench.errors import check
 from regbench.regularizers.base import Regularizer, TrainProgress, soft_cross_entropy
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
+from regbench.specs.run_checks import REMEMBER_RATES, forget_rate_for
 
 # ELR's clamp of the predicted probabilities (official code, github.com/shengliu66/ELR), which keeps
 # log(1 - <t, p>) finite.
@@ -46,9 +45,6 @@ class ELR(Regularizer, nn.Module):
         # (training samples, classes), zeros as in the paper; grown on first sight of a larger sample index.
         self.register_buffer("targets", torch.zeros(0, 0))
 
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        return [Inactive("lam", self.lam, "adds nothing to the cross-entropy")] if self.lam == 0 else []
-
     def _ensure_rows(self, rows: int, classes: int, device: torch.device) -> None:
         if self.targets.shape[0] >= rows and self.targets.shape[1] == classes:
             return
@@ -69,27 +65,6 @@ class ELR(Regularizer, nn.Module):
         self._ensure_rows(int(index.max()) + 1, probs.shape[-1], probs.device)
         self.targets[index] = elr_target_update(self.targets[index], probs, self.beta)
         return per_sample + self.lam * elr_penalty(probs, self.targets[index])
-
-
-# Noise types whose configured `rate` is the noise rate; `none` has rate 0, CIFAR-N files have no configured rate.
-RATED_NOISE_TYPES = ("symmetric", "asymmetric", "pairflip")
-
-
-def remember_rate(epoch: int, forget_rate: float, num_gradual: int) -> float:
-    """R(T) = 1 - min(T / T_k * tau, tau) (Han et al., 2018, Alg. 1), T the 0-based epoch: the first epoch
-    keeps every sample and tau is reached in epoch T_k."""
-    return 1.0 - min(epoch / num_gradual * forget_rate, forget_rate)
-
-
-def official_remember_rate(epoch: int, forget_rate: float, num_gradual: int) -> float:
-    """1 - the official code's forget rate (bhanML/Co-teaching, main.py): a table linspace(0, tau, T_k) over
-    its epoch numbers, tau after it; its training epochs are numbered from 1 (0 is the untrained model's
-    evaluation), so 0-based training epoch T reads entry T + 1: tau / (T_k - 1) is already forgotten in the
-    first epoch and tau is reached in epoch T_k - 2. The entry is computed as numpy's linspace does."""
-    entry = epoch + 1
-    if entry >= num_gradual - 1:
-        return 1.0 - forget_rate
-    return 1.0 - entry * (forget_rate / (num_gradual - 1))
 
 
 def kept_count(rate: float, batch: int) -> int:
@@ -116,23 +91,6 @@ def coteaching_per_sample(loss_1: torch.Tensor, loss_2: torch.Tensor, rate: floa
     weight_1 = torch.zeros_like(loss_1).index_fill(0, small_loss_indices(loss_2, keep), batch / keep)
     weight_2 = torch.zeros_like(loss_2).index_fill(0, small_loss_indices(loss_1, keep), batch / keep)
     return loss_1 * weight_1 + loss_2 * weight_2
-
-
-def forget_rate_for(forget_rate: float | None, label_noise: Mapping[str, Any] | None) -> float:
-    """The forget rate tau; null means the configured noise rate, as in the paper (tau = epsilon) and the
-    official code (its default forget rate is the noise rate). Clean labels have noise rate 0."""
-    if forget_rate is not None:  # in [0, 1): its value rule (regbench.specs.regularizer_values)
-        return float(forget_rate)
-    check(label_noise is not None, "forget_rate", forget_rate,
-          "null means the noise rate data.noise.rate, which needs the data config; give a rate in [0, 1)")
-    kind = label_noise["type"]
-    check(kind == "none" or kind in RATED_NOISE_TYPES, "forget_rate", forget_rate,
-          f"null means the configured noise rate, and data.noise.type={kind} has none; give a rate in [0, 1) "
-          f"(e.g. the label set's noise rate)")
-    rate = 0.0 if kind == "none" else float(label_noise["rate"])
-    check(rate < 1.0, "forget_rate", forget_rate, f"null means the noise rate, here data.noise.rate={rate}, "
-          f"and co-teaching must keep some samples; give a rate in [0, 1)")
-    return rate
 
 
 def reinitialized_copy(model: nn.Module, seed: int) -> nn.Module:
@@ -183,20 +141,9 @@ class CoTeaching(Regularizer):
         self.num_gradual, self.schedule, self.seed = num_gradual, schedule, seed
         self.pair: CoTeachingPair | None = None
 
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.forget_rate == 0:
-            return [Inactive("forget_rate", self.forget_rate, "keeps every sample: two networks trained on all labels")]
-        if self.num_gradual > shape.max_epochs:
-            reached = 1.0 - self.remember_rate(shape.max_epochs - 1)
-            return [Inactive("num_gradual", self.num_gradual,
-                             f"is longer than the run's {shape.max_epochs} epochs: the forget rate reaches only "
-                             f"{reached:.3g}, not forget_rate={self.forget_rate:g}, by the last epoch")]
-        return []
-
     def remember_rate(self, epoch: int) -> float:
         """The fraction of the batch each network keeps in 0-based training epoch `epoch`."""
-        schedule = remember_rate if self.schedule == "paper" else official_remember_rate
-        return schedule(epoch, self.forget_rate, self.num_gradual)
+        return REMEMBER_RATES[self.schedule](epoch, self.forget_rate, self.num_gradual)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         # A seed stream apart from the one that initialized the first network.
@@ -227,4 +174,4 @@ class CoTeaching(Regularizer):
 
 
 __all__ = ["CoTeaching", "CoTeachingPair", "ELR", "coteaching_losses", "coteaching_per_sample", "elr_penalty",
-           "elr_target_update", "official_remember_rate", "remember_rate"]
+           "elr_target_update"]

@@ -27,7 +27,6 @@ from regbench.regularizers.dropout import wrap_head
 from regbench.regularizers.palm_math import (FeatureGaussian, assignment_weights, fit_feature_gaussian,
                                              mahalanobis_score, mle_loss, own_class_top_k, prototype_classes,
                                              prototype_contrastive_loss, sinkhorn, updated_prototypes)
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
@@ -92,13 +91,6 @@ class PALM(Regularizer, nn.Module):
                     or other.copies_network:
                 raise UserError(f"regularizer=palm cannot be stacked with {other.name}: PALM's score is fitted to the "
                                 f"trained network's features, not to the network that {other.name} evaluates")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if shape.world_size > 1:
-            raise UserError(f"regularizer=palm trains on one device, not {shape.world_size}: its prototypes and "
-                            f"its score's Gaussian are of the whole training set, which each DDP process sees only a "
-                            f"shard of")
-        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         model = wrap_head(model, self.name, lambda head: EmbeddingHead(head, self.embedding_dim))

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from regbench.regularizers.base import Regularizer
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
 def margin_ranking_loss(clean_logits: torch.Tensor, mixed_logits: torch.Tensor, relevance: torch.Tensor,
@@ -52,12 +51,6 @@ class RankMixup(Regularizer):
         self.rng = random.Random(seed)
         self.perm_generator = torch.Generator().manual_seed(seed)
         self._clean: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.loss_weight == 0:
-            return [Inactive("loss_weight", self.loss_weight, "never adds the ranking loss (its extra forward pass "
-                                                              "is wasted)")]
-        return []
 
     def mix_batch(self, images, targets, index):
         # The module trains on the clean batch; the mixed copies are made and scored in `loss`.

@@ -24,12 +24,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from regbench.data.batches import BatchAugment
-from regbench.errors import UserError, check
+from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, refuse_rebalancing_stack
 from regbench.regularizers.dropout import wrap_head
 from regbench.regularizers.rcal_stats import (calibrate, class_gaussians, covariance_roots, nt_xent,
                                               sample_representations, tail_classes)
-from regbench.runshape import Inactive, RunShape, count_or_fraction
+from regbench.runshape import count_or_fraction
 from regbench.specs.regularizers import REGULARIZERS, Exclusion
 
 
@@ -111,17 +111,6 @@ class RCAL(Regularizer, nn.Module):
             if other.copies_network or other.wraps_after_others:
                 raise UserError(f"regularizer=rcal cannot be stacked with {other.name}: RCAL keeps a frozen copy of "
                                 f"the network it wrapped, which {other.name} wraps or copies again")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        epochs = count_or_fraction(self.representation_epochs, shape.max_epochs)
-        check(1 <= epochs < shape.max_epochs, "representation_epochs", self.representation_epochs,
-              f"must leave at least one epoch to each phase: {epochs} of trainer.max_epochs={shape.max_epochs}")
-        check(self.augment.crop_padding < shape.image_side, "view_crop_padding", self.augment.crop_padding,
-              f"reflect padding must be smaller than the {shape.image_side}-pixel image side")
-        if shape.world_size > 1:
-            raise UserError(f"regularizer=rcal trains on one device, not {shape.world_size}: its class Gaussians are "
-                            f"estimated from the whole training set, which each DDP process sees only a shard of")
-        return []
 
     def set_class_counts(self, counts: torch.Tensor) -> None:
         self.train_counts = counts.to(self.train_counts.device)

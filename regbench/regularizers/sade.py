@@ -24,11 +24,9 @@ import torch.nn.functional as F
 from regbench.data.batches import BatchAugment
 from regbench.data.class_counts import exponential_counts
 from regbench.data.imbalance import select_per_class
-from regbench.errors import check
 from regbench.regularizers.base import Regularizer, evaluated_network, refuse_rebalancing_stack, soft_cross_entropy
 from regbench.regularizers.dropout import wrap_head
 from regbench.rundir_format import SADE_TEST_DISTRIBUTIONS, sade_accuracy_key
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
 EXPERTS = ("forward", "uniform", "backward")
@@ -166,11 +164,6 @@ class SADE(Regularizer, nn.Module):
     def check_stack(self, run: Mapping[str, Any], others: Sequence[Regularizer]) -> None:
         refuse_rebalancing_stack("sade", run, "its uniform and backward experts already rebalance from the "
                                  "training label counts")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        check(self.view_crop_padding < shape.image_side, "view_crop_padding", self.view_crop_padding,
-              f"reflect padding must be smaller than the {shape.image_side}-pixel image side")
-        return []
 
     def set_class_counts(self, counts: torch.Tensor) -> None:
         prior = class_prior(counts)

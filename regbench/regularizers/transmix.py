@@ -24,7 +24,6 @@ from regbench.errors import UserError
 from regbench.regularizers.base import Regularizer, soft_cross_entropy
 from regbench.regularizers.label_smoothing import smooth_targets
 from regbench.regularizers.mixing import cutmix, cutmix_box, mix_targets
-from regbench.runshape import Inactive, RunShape
 from regbench.specs.regularizers import REGULARIZERS
 
 
@@ -78,14 +77,6 @@ class TransMix(Regularizer):
         if pool != "cls":
             raise UserError(f"regularizer=transmix needs backbone.pool=cls: it re-weights the CutMix targets by the "
                             f"class token's attention, and backbone.pool={pool} has no class token")
-
-    def check_run(self, shape: RunShape) -> list[Inactive]:
-        if self.prob == 0:
-            return [Inactive("prob", self.prob, "never mixes a batch")]
-        if self.attention_weight == 0:
-            return [Inactive("attention_weight", self.attention_weight,
-                             "weighs the labels by the pasted area alone: plain CutMix, without the attention")]
-        return []
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         if not isinstance(model, VisionTransformer):

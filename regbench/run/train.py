@@ -113,9 +113,10 @@ def build_run(resolved: dict[str, Any], plan: RunPlan, process_start: float, wri
     regularizers = build_regularizers(resolved["regularizer"], resolved["seed"], backbone=resolved["backbone"],
                                       label_noise=resolved["data"]["noise"], run=resolved)
     for reg in regularizers:
+        reg.fit_run(shape)
         reg.set_class_counts(datamodule.train_class_counts)
         reg.set_image_format(datamodule.image_shape, datamodule.mean[0, :, 0, 0], datamodule.std[0, :, 0, 0])
-    inactive = inactive_components(resolved, shape, regularizers)
+    inactive = inactive_components(resolved, shape)
     if writes:
         warn_inactive(inactive)
     model = build_backbone(resolved["backbone"], resolved["norm"], datamodule.image_shape, datamodule.num_classes,

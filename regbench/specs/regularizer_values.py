@@ -1,7 +1,7 @@
 """The value rules of the regularizers' parameters that need no knowledge of the run, and the names those parameters
 allow: torch-free, so a bad value is one line before the model code loads (the entries in
 regbench.specs.regularizers declare them; building a regularizer applies them too). Rules that compare a value
-with the run (a hole against the image side) are the regularizers' `check_run`."""
+with the run (a hole against the image side) are in regbench.specs.run_checks."""
 from __future__ import annotations
 
 import math

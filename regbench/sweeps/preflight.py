@@ -163,7 +163,7 @@ def check_sweep_summary(summary: dict[str, Any], varying: list[str]) -> None:
 class CheckedJob(NamedTuple):
     overrides: list[str]
     config: dict[str, Any]  # resolved, as the job will run it
-    inactive: list[dict[str, str]]  # components that would do nothing (see check_buildable; none when not `builds`)
+    inactive: list[dict[str, str]]  # components that would do nothing (see check_planned_run; none when not `builds`)
 
 
 def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds: bool = True) -> list[CheckedJob]:
@@ -194,16 +194,17 @@ def preflight(overrides: list[str], multirun: bool, writes: bool = True, builds:
         return [CheckedJob(job, resolved, []) for job, resolved, _ in composed]
     from regbench.config.planned import check_planned_run  # numpy, the data facts: only for a run that trains
 
-    shapes = []
+    planned = []
     for job, resolved, on_this_machine in composed:
         with job_errors(job, multirun):
-            shapes.append(check_planned_run(resolved, on_this_machine))
+            planned.append(check_planned_run(resolved, on_this_machine))
     from regbench.config.buildable import check_buildable  # torch and the model code: only for a run that trains
 
     checked = []
-    for (job, resolved, on_this_machine), shape in zip(composed, shapes):
+    for (job, resolved, on_this_machine), run in zip(composed, planned):
         with job_errors(job, multirun):
-            checked.append(CheckedJob(job, resolved, check_buildable(resolved, shape, on_this_machine)))
+            check_buildable(resolved, run.shape, on_this_machine)
+            checked.append(CheckedJob(job, resolved, [dict(component) for component in run.inactive]))
     if sweeping:
         check_sweep_data([(job, resolved) for job, resolved, on_this_machine in composed if on_this_machine])
     return checked

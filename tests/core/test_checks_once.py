@@ -23,9 +23,9 @@ def run_config(*overrides: str, run_dir: str = "run") -> dict:
 @pytest.fixture
 def checks(monkeypatch) -> list[bool]:
     """The on_this_machine flag of every check actually made, in a process that has checked nothing yet."""
-    made, check = [], buildable.checked_components
-    monkeypatch.setattr(buildable, "_BUILDABLE", {})
-    monkeypatch.setattr(buildable, "checked_components",
+    made, check = [], buildable.build_checks
+    monkeypatch.setattr(buildable, "_BUILDABLE", set())
+    monkeypatch.setattr(buildable, "build_checks",
                         lambda cfg, shape, here: made.append(here) or check(cfg, shape, here))
     return made
 
@@ -42,10 +42,10 @@ def test_a_config_is_checked_once_per_process(checks):
 
 
 def test_a_refused_config_is_refused_every_time(checks):
-    too_long = run_config("regularizer=[cutout]", "regularizer.cutout.length=100")  # holes wider than the images
+    not_sgd = run_config("regularizer=[weight_compander]", "optim=adamw")  # refused by the built regularizer
     for _ in range(2):
-        with pytest.raises(UserError, match="regularizer.cutout.length=100"):
-            validate_config(too_long)
+        with pytest.raises(UserError, match="regularizer=weight_compander needs optim=sgd"):
+            validate_config(not_sgd)
     assert checks == [True, True]
 
 

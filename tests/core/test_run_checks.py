@@ -8,9 +8,8 @@ import torch
 from regbench.errors import ParamError, UserError
 from regbench.config.inactivity import inactive_components
 from regbench.norms import norm_layer_from_config
-from regbench.norms.registry import NORM_HOOKS
-from regbench.optim import SCHEDULE_CHECKS
-from regbench.regularizers import build_regularizers, create_regularizer
+from regbench.regularizers import create_regularizer
+from regbench.specs.run_checks import NORM_RUN_CHECKS, SCHEDULE_RUN_CHECKS, regularizer_run_check
 from regbench.runshape import Inactive, RunShape, count_or_fraction
 
 # digits' default run: 1295 training images in batches of 64 -> 20 steps per epoch, 10 epochs -> 200 steps.
@@ -60,7 +59,7 @@ def test_count_or_fraction_follows_scikit_learns_size_convention():
     ("ema", {"decay": 0.0}, "decay", "the average is the latest weights"),
 ])
 def test_a_setting_that_turns_the_technique_off_is_reported_inactive(name, params, key, phrase):
-    reasons = create_regularizer(name, **params).check_run(DIGITS_RUN)
+    reasons = regularizer_run_check(name, params, DIGITS_RUN)
     assert len(reasons) == 1 and reasons[0].key == key and reasons[0].value == params[key]
     assert phrase in reasons[0].why
 
@@ -76,21 +75,21 @@ def test_a_setting_that_turns_the_technique_off_is_reported_inactive(name, param
     ("nested_dropout", {"mu": 0.0, "sigma": 10.0}),
 ])
 def test_the_papers_settings_act_on_digits_default_run(name, params):
-    assert create_regularizer(name, **params).check_run(DIGITS_RUN) == []
+    assert regularizer_run_check(name, params, DIGITS_RUN) == []
 
 
 def test_coteaching_whose_forget_rate_ramp_outlasts_the_run_is_reported_with_the_rate_it_reaches():
     # R(T) = 1 - min(T / 10 * 0.2, 0.2): the last of 3 epochs (T = 2) forgets 2 / 10 * 0.2 = 0.04.
-    reg = create_regularizer("coteaching", forget_rate=0.2, num_gradual=10, schedule="paper")
-    [reason] = reg.check_run(run_of(3))
+    params = {"forget_rate": 0.2, "num_gradual": 10, "schedule": "paper"}
+    [reason] = regularizer_run_check("coteaching", params, run_of(3))
     assert reason.key == "num_gradual" and "reaches only 0.04, not forget_rate=0.2" in reason.why
-    assert reg.check_run(run_of(10)) == []  # the ramp fits the run
+    assert regularizer_run_check("coteaching", params, run_of(10)) == []  # the ramp fits the run
 
 
 @pytest.mark.parametrize("epochs,inactive", [(1, True), (4, True), (5, False), (10, False)])
 def test_swa_averaging_a_single_epoch_is_reported(epochs, inactive):
     # floor(0.75 * E) is the first averaged epoch: E = 4 averages epoch 3 only, E = 5 epochs 3 and 4.
-    reasons = create_regularizer("swa", start=0.75).check_run(run_of(epochs))
+    reasons = regularizer_run_check("swa", {"start": 0.75}, run_of(epochs))
     assert bool(reasons) == inactive
     if epochs == 1:
         assert "averages only the run's single epoch" in reasons[0].why
@@ -106,7 +105,7 @@ def test_swa_averaging_a_single_epoch_is_reported(epochs, inactive):
 ])
 def test_a_cutout_hole_that_cuts_nothing_or_covers_the_image_is_refused(length, shape, message):
     with pytest.raises(ParamError) as err:
-        create_regularizer("cutout", length=length, n_holes=1).check_run(shape)
+        regularizer_run_check("cutout", {"length": length, "n_holes": 1}, shape)
     assert str(err.value).startswith(f"length={length!r} is invalid: {message}")
 
 
@@ -129,14 +128,14 @@ def test_cutout_fraction_is_taken_of_the_image_side(length, side, pixels):
 def test_ema_whose_window_outlasts_the_run_is_refused_and_warmup_fits_it():
     # decay 0.999: a window of 1 / (1 - 0.999) = 1000 steps > 200; the first step's weights keep 0.999 ** 199 = 82%.
     with pytest.raises(ParamError) as err:
-        create_regularizer("ema", decay=0.999, warmup=False).check_run(DIGITS_RUN)
+        regularizer_run_check("ema", {"decay": 0.999, "warmup": False}, DIGITS_RUN)
     assert str(err.value) == (
         "decay=0.999 is invalid: it averages over about 1000 steps (1 / (1 - decay)), more than the run's 200 steps "
         "(10 epochs of 20): the evaluated weights would still be 82% those after the first step; use decay <= 0.995 "
         "or warmup=true")
-    assert create_regularizer("ema", decay=0.995, warmup=False).check_run(DIGITS_RUN) == []
+    assert regularizer_run_check("ema", {"decay": 0.995, "warmup": False}, DIGITS_RUN) == []
     # With timm's warmup the decay at step 200 is 1 - 200 ** (-2/3) = 0.971: a window of 34 steps.
-    assert create_regularizer("ema", decay=0.999, warmup=True).check_run(DIGITS_RUN) == []
+    assert regularizer_run_check("ema", {"decay": 0.999, "warmup": True}, DIGITS_RUN) == []
 
 
 def test_label_smoothing_of_one_is_refused():
@@ -147,7 +146,7 @@ def test_label_smoothing_of_one_is_refused():
 
 # --- norms -----------------------------------------------------------------------------------------------------
 def norm_check(name: str, shape: RunShape = DIGITS_RUN, **params) -> list[Inactive]:
-    return NORM_HOOKS[name].check_run(params, shape)
+    return NORM_RUN_CHECKS[name](params, shape)
 
 
 @pytest.mark.parametrize("setting,inactive", [(128, True), (32, False), (33, True), (0.25, False), (0.6, True)])
@@ -212,19 +211,18 @@ def test_run_relative_norm_settings_are_made_absolute_for_the_run():
 
 
 # --- schedules -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(SCHEDULE_CHECKS))
+@pytest.mark.parametrize("name", sorted(SCHEDULE_RUN_CHECKS))
 @pytest.mark.parametrize("warmup_epochs,inactive", [(10, True), (12, True), (9.95, False), (0, False)])
 def test_a_warmup_covering_the_run_is_reported(name, warmup_epochs, inactive):
     # round(9.95 x 20) = 199 warmup steps leave the last of the 200 steps; 10 epochs are all 200.
-    assert bool(SCHEDULE_CHECKS[name]({"warmup_epochs": warmup_epochs}, DIGITS_RUN)) == inactive
+    assert bool(SCHEDULE_RUN_CHECKS[name]({"warmup_epochs": warmup_epochs}, DIGITS_RUN)) == inactive
 
 
 # --- the run's list ----------------------------------------------------------------------------------------------
 def test_inactive_components_name_the_component_and_its_full_key():
     cfg = {"norm": {"name": "powernorm", "warmup_iters": 4000}, "sched": {"name": "cosine", "warmup_epochs": 0},
            "regularizer": {"label_smoothing": {"eps": 0.0}}}
-    regularizers = build_regularizers(cfg["regularizer"], seed=0)
-    assert inactive_components(cfg, DIGITS_RUN, regularizers) == [
+    assert inactive_components(cfg, DIGITS_RUN) == [
         {"component": "regularizer=label_smoothing",
          "reason": "regularizer.label_smoothing.eps=0.0 leaves the targets one-hot"},
         {"component": "norm=powernorm",
@@ -237,6 +235,6 @@ def test_a_refusal_names_the_full_key_in_one_line():
     cfg = {"norm": {"name": "batchnorm"}, "sched": {"name": "cosine", "warmup_epochs": 0},
            "regularizer": {"cutout": {"length": 16, "n_holes": 1}}}
     with pytest.raises(UserError) as err:
-        inactive_components(cfg, DIGITS_RUN, build_regularizers(cfg["regularizer"], seed=0))
+        inactive_components(cfg, DIGITS_RUN)
     assert str(err.value).startswith("regularizer.cutout.length=16 is invalid: a hole of 16 pixels is as wide")
     assert "\n" not in str(err.value)

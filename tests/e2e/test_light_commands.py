@@ -82,6 +82,10 @@ def imported_heavy(args: list[str], cwd, env: dict[str, str]) -> tuple[subproces
     (["train", "calibrate=[h_calibration]", "calibrate.h_calibration.window=3"], 2),
     (["train", "eval=[farms]", "eval.farms.min_eigenvalues=1"], 2),
     (["train", "backbone=wrn16_4", "backbone.depth=11"], 2),
+    # Settings harmful on the run's shape (the components' run checks, regbench.specs.run_checks).
+    (["train", "regularizer=[cutout]", "regularizer.cutout.length=100"], 2),
+    (["train", "regularizer=[ema]", "regularizer.ema.decay=0.9999", "regularizer.ema.warmup=false"], 2),
+    (["train", "norm=ghost_batchnorm", "norm.virtual_batch_size=0.01"], 2),
     (["score", "scores", "data=mnist", "data.root=nowhere"], 2),
     (["score", "scores", "data.batch_size=5000"], 2),
     pytest.param(["train", "trainer.accelerator=gpu"], 2,
@@ -95,14 +99,14 @@ def test_commands_that_train_nothing_import_no_torch(args, code, tmp_path, cli_e
 
 
 def test_mistakes_that_need_the_model_code_import_torch_alone(tmp_path, cli_env):
-    """The checks that build the components (here a regularizer's check of a setting harmful on the run's images)
-    import torch and the selected components' modules: no torchvision (an unselected regularizer's import),
-    Lightning, W&B or timm."""
-    args = ["regularizer=[cutout]", "regularizer.cutout.length=100"]
+    """The checks that build the components (here a regularizer's check of the optimizer it is stacked with) import
+    torch and the selected components' modules: no torchvision (an unselected regularizer's import), Lightning, W&B
+    or timm."""
+    args = ["regularizer=[weight_compander]", "optim=adamw"]
     result, modules = imported(["train", *args], tmp_path, cli_env)
     said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     assert result.returncode == 2 and len(said) == 1, result.stderr[-2000:]
-    assert said[0].startswith(f"regbench train: error: {args[1].split('=')[0]}=")
+    assert said[0].startswith("regbench train: error: regularizer=weight_compander needs optim=sgd")
     assert {name.split(".")[0] for name in modules if "." in name} & (HEAVY | {"torchvision"}) == {"torch"}
     assert not (tmp_path / "outputs").exists()
 

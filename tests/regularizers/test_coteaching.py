@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from regbench.errors import UserError
 from regbench.regularizers import TrainProgress, build_regularizers, create_regularizer
-from regbench.regularizers.noisy_labels import (coteaching_losses, coteaching_per_sample, kept_count,
-                                                official_remember_rate, remember_rate)
+from regbench.regularizers.noisy_labels import coteaching_losses, coteaching_per_sample, kept_count
+from regbench.specs.run_checks import official_remember_rate, remember_rate
 
 SYMMETRIC_40 = {"type": "symmetric", "rate": 0.4}
 

@@ -11,6 +11,7 @@ from timm.layers.drop import drop_block_2d
 
 from regbench.backbones import build_backbone
 from regbench.specs.backbones import BACKBONE_TRAITS
+from regbench.specs.run_checks import regularizer_run_check
 from regbench.run.module import ClassifierModule
 from regbench.errors import UserError
 from regbench.regularizers import Regularizer, TrainProgress, build_regularizers, create_regularizer
@@ -268,8 +269,8 @@ def test_rate_zero_is_reported_inactive():
     from regbench.runshape import RunShape
 
     shape = RunShape(image_shape=(1, 8, 8), train_images=100, batch_size=10, world_size=1, max_epochs=1)
-    assert [i.key for i in dropblock(rate=0.0).check_run(shape)] == ["rate"]
-    assert dropblock().check_run(shape) == []
+    assert [i.key for i in regularizer_run_check("dropblock", {**PAPER, "rate": 0.0}, shape)] == ["rate"]
+    assert regularizer_run_check("dropblock", PAPER, shape) == []
 
 
 # --- the schedule inside a real training loop -------------------------------------------------------------------

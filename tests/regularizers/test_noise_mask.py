@@ -14,6 +14,7 @@ from regbench.regularizers import build_regularizers, create_regularizer
 from regbench.regularizers.base import TrainProgress
 from regbench.regularizers.noise_mask_policy import MaskPolicy, blur_kernel_size, mask_image, reinforce_loss
 from regbench.runshape import RunShape
+from regbench.specs.run_checks import regularizer_run_check
 
 PARAMS = dict(pretrain_epochs=1, grid=4, blur_sigma=0.0, policy_width=4, policy_lr=1e-3, baseline="none",
               prior_weight=0.9, prior_momentum=0.99)
@@ -21,6 +22,11 @@ PARAMS = dict(pretrain_epochs=1, grid=4, blur_sigma=0.0, policy_width=4, policy_
 
 def noise_mask(**changes):
     return create_regularizer("noise_mask", seed=0, **{**PARAMS, **changes})
+
+
+def noise_mask_run_check(**changes):
+    """The torch-free check of noise_mask with these changes against a run's shape."""
+    return lambda shape: regularizer_run_check("noise_mask", {**PARAMS, **changes}, shape)
 
 
 def constant_heads(policy: MaskPolicy, log_alpha: float, log_beta: float) -> None:
@@ -130,9 +136,10 @@ def test_the_loss_hook_steps_only_the_policy_and_leaves_the_classifiers_loss():
 
 def test_a_fraction_of_the_epochs_is_resolved_by_the_run_check():
     reg = noise_mask(pretrain_epochs=0.5)
-    with pytest.raises(RuntimeError, match="check_run"):
+    with pytest.raises(RuntimeError, match="fit_run"):
         reg.pretraining
-    assert reg.check_run(shape(max_epochs=10)) == [] and reg.pretrain_count == 5
+    reg.fit_run(shape(max_epochs=10))
+    assert reg.pretrain_count == 5
     for epoch in range(4):
         finish_epoch(reg, epoch)
     assert reg.pretraining
@@ -204,19 +211,19 @@ def shape(side=8, batch_size=32, max_epochs=3):
 
 def test_the_run_checks_refuse_settings_the_images_or_the_epochs_cannot_take():
     with pytest.raises(ParamError, match="grid=9 is invalid: must be at most the image side 8"):
-        noise_mask(grid=9).check_run(shape())
+        noise_mask_run_check(grid=9)(shape())
     with pytest.raises(ParamError, match="pretrain_epochs=3 is invalid: must leave epochs of trainer.max_epochs=3 "):
-        noise_mask(pretrain_epochs=3).check_run(shape())
+        noise_mask_run_check(pretrain_epochs=3)(shape())
     with pytest.raises(ParamError, match=re.escape("pretrain_epochs=0.9 is invalid: must leave epochs of "
                                                    "trainer.max_epochs=3 (3 of 3 epochs)")):
-        noise_mask(pretrain_epochs=0.9).check_run(shape())
+        noise_mask_run_check(pretrain_epochs=0.9)(shape())
     with pytest.raises(UserError, match="needs data.batch_size >= 2"):
-        noise_mask().check_run(shape(batch_size=1))
-    inactive, = noise_mask(pretrain_epochs=0).check_run(shape())
+        noise_mask_run_check()(shape(batch_size=1))
+    inactive, = noise_mask_run_check(pretrain_epochs=0)(shape())
     assert inactive.at("regularizer.noise_mask") == "regularizer.noise_mask.pretrain_epochs=0 never masks a batch"
-    inactive, = noise_mask(pretrain_epochs=0.1).check_run(shape())
+    inactive, = noise_mask_run_check(pretrain_epochs=0.1)(shape())
     assert inactive.why == "never masks a batch (0 of 3 epochs)"
-    assert noise_mask(grid=8, blur_sigma=0.49).check_run(shape()) == []
+    assert noise_mask_run_check(grid=8, blur_sigma=0.49)(shape()) == []
     noise_mask(grid=2, blur_sigma=0.49).sample_mask(torch.randn(2, 1, 3, 3))  # the widest blur fits tiny images
 
 

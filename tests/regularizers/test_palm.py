@@ -16,6 +16,7 @@ from regbench.regularizers.palm_math import (assignment_weights, fit_feature_gau
                                              own_class_top_k, prototype_classes, prototype_contrastive_loss,
                                              sinkhorn, updated_prototypes)
 from regbench.runshape import RunShape
+from regbench.specs.run_checks import regularizer_run_check
 
 DEFAULTS = dict(prototypes=3, top_k=2, embedding_dim=4, temperature=0.1, prototype_temperature=0.5, momentum=0.9,
                 sinkhorn_epsilon=0.05, sinkhorn_iterations=3, weight=1.0, contrastive_weight=1.0)
@@ -224,4 +225,4 @@ def test_top_k_above_the_prototypes_is_refused():
 def test_several_devices_are_refused():
     shape = RunShape(image_shape=(1, 8, 8), train_images=100, batch_size=10, world_size=2, max_epochs=1)
     with pytest.raises(UserError, match="regularizer=palm trains on one device, not 2"):
-        palm().check_run(shape)
+        regularizer_run_check("palm", DEFAULTS, shape)
