@@ -126,10 +126,13 @@ def main() -> None:
              lambda: timed([*REGBENCH, "train", "data.batch_size=5000"], work, 2), "light"),
             ("regbench train data=mnist data.root=nowhere",
              lambda: timed([*REGBENCH, "train", "data=mnist", "data.root=nowhere"], work, 2), "light"),
-            # A mistake found only by the model code (the regularizer's check against the image size): torch loads.
+            # A setting harmful on the run's shape (a hole as wide as the 8x8 images), still before torch loads.
             ("regbench train regularizer=[cutout] regularizer.cutout.length=100",
              lambda: timed([*REGBENCH, "train", "regularizer=[cutout]", "regularizer.cutout.length=100"], work, 2),
              "light"),
+            # A mistake found only by the built components (the compander's check of the optimizer): torch loads.
+            ("regbench train regularizer=[weight_compander] optim=adamw",
+             lambda: timed([*REGBENCH, "train", "regularizer=[weight_compander]", "optim=adamw"], work, 2), "light"),
         ]
         for logger in ("none", "wandb"):
             cases.append((f"regbench train logger={logger} (digits), to the first step",

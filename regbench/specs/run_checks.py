@@ -280,28 +280,30 @@ def bcn_estimates_run(params: Mapping[str, Any], shape: RunShape) -> list[Inacti
     return []
 
 
+def warmup_iters(params: Mapping[str, Any], shape: RunShape) -> int:
+    check_count_or_fraction("warmup_iters", params["warmup_iters"], 0, "training steps", "the run's training steps")
+    return count_or_fraction(params["warmup_iters"], shape.total_steps)
+
+
+def warmup_covering(setting: Any, steps: int, given: str, shape: RunShape, consequence: str) -> list[Inactive]:
+    """A norm's warm-up of `steps` (`given`: how they follow from the `setting`) that covers the run."""
+    if steps < shape.total_steps:
+        return []
+    return [Inactive("warmup_iters", setting, f"{given}covers the run's {shape.describe_steps()}: {consequence}")]
+
+
 def powernorm_warmup_run(params: Mapping[str, Any], shape: RunShape) -> list[Inactive]:
-    setting, total = params["warmup_iters"], shape.total_steps
-    check_count_or_fraction("warmup_iters", setting, 0, "training steps", "the run's training steps")
-    steps = count_or_fraction(setting, total)
-    if steps >= total:
-        given = f"({steps} steps) " if is_fraction(setting) else ""
-        return [Inactive("warmup_iters", setting,
-                         f"{given}covers the run's {shape.describe_steps()}: every step normalizes by the batch's "
-                         f"own quadratic mean, so the running statistic and the approximate backward never train")]
-    return []
+    setting, steps = params["warmup_iters"], warmup_iters(params, shape)
+    return warmup_covering(setting, steps, f"({steps} steps) " if is_fraction(setting) else "", shape,
+                           "every step normalizes by the batch's own quadratic mean, so the running statistic and "
+                           "the approximate backward never train")
 
 
 def unified_norm_warmup_run(params: Mapping[str, Any], shape: RunShape) -> list[Inactive]:
-    setting, total = params["warmup_iters"], shape.total_steps
-    check_count_or_fraction("warmup_iters", setting, 0, "training steps", "the run's training steps")
-    steps = max(count_or_fraction(setting, total), params["window"])
-    if steps >= total:
-        given = f"({steps} steps, at least the window) " if steps != setting else ""
-        return [Inactive("warmup_iters", setting,
-                         f"{given}covers the run's {shape.describe_steps()}: every step normalizes by the batch's "
-                         f"own statistics, so neither fluctuation smoothing nor outlier filtration ever acts")]
-    return []
+    setting, steps = params["warmup_iters"], max(warmup_iters(params, shape), params["window"])
+    return warmup_covering(setting, steps, f"({steps} steps, at least the window) " if steps != setting else "",
+                           shape, "every step normalizes by the batch's own statistics, so neither fluctuation "
+                                  "smoothing nor outlier filtration ever acts")
 
 
 NORM_RUN_CHECKS: dict[str, RunCheck] = {
