@@ -102,7 +102,7 @@ def backbone_stage_count(backbone: Mapping[str, Any]) -> int:
     """How many convolutional stages DropBlock can go into on this backbone config; one UserError line for a
     backbone without any (mlp, vit_tiny, timm)."""
     name = backbone["name"]
-    BACKBONES.get(name)  # registers its traits
+    BACKBONES.entry(name)  # an unknown name is one line listing the known ones
     count_stages = BACKBONE_TRAITS[name].conv_stages
     if count_stages is None:
         raise UserError(f"regularizer=dropblock needs a backbone with convolutional stages (convnet, resnet18, "
