@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 
-
 class ChannelAgnosticFeatures(nn.Module):
     """A light two-conv feature extractor applied to each image channel alone with shared weights, its features
     averaged over the channels: the policy is built before the data, so it cannot know the channel count."""

@@ -23,7 +23,6 @@ from regbench.run.train import train
 from regbench.rundir_format import FAILED, INTERRUPTED, METRICS_FILE, RUNNING, MetricsKey
 
 
-
 def index_recorder(job: HydraJob, run_dir: Path) -> Callable[..., None]:
     """Writes job `job.num`'s entry of sweep.json (rank 0 of a sweep job only)."""
     if not job.multirun or global_rank() != 0:

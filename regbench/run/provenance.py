@@ -42,8 +42,6 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-
-
 def provenance() -> dict[str, Any]:
     """metrics.json's record of what produced the run: the source's commit and the packages' versions."""
     return {**git_state(), MetricsKey.VERSIONS: {**package_versions(), "regbench": regbench.__version__}}

@@ -39,7 +39,6 @@ def check_backbone_norm(backbone: str, norm: str, placement: Placement) -> None:
                         f"{backbone} cannot switch; use a convnet/resnet backbone")
 
 
-
 def check_norm_widths(backbone: Mapping[str, Any], norm: Mapping[str, Any]) -> None:
     """A grouped norm's group count against every width the backbone normalizes, as its layers check it when
     built; a timm model's widths are checked there alone."""

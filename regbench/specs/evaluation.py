@@ -62,7 +62,6 @@ def severity(key: str, value: Any) -> None:
     check(value in SEVERITIES and is_int(value), key, value, "must be a severity from 1, 2, 3, 4, 5")
 
 
-
 EVALUATIONS = Registry("evaluation", "eval", context=("data", "seed", "backbone"), entries={
     "corruptions": Entry("regbench.evaluation.corruptions", {"names": REQUIRED, "severities": REQUIRED}),
     "farms": Entry("regbench.evaluation.farms", {
