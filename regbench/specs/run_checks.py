@@ -80,9 +80,12 @@ def swa_start_epoch(start: float, max_epochs: int) -> int:
     return math.floor(start * max_epochs)
 
 
-def off_when_zero(key: str, why: str) -> RegularizerCheck:
-    """A technique that does nothing when its `key` is 0."""
-    return lambda params, shape, run: [Inactive(key, params[key], why)] if params[key] == 0 else []
+def off_when_zero(key: str, why: str, as_float: bool = False) -> RegularizerCheck:
+    """A technique that does nothing when its `key` is 0 (`as_float`: reported as the float the technique holds)."""
+    def run_check(params: Mapping[str, Any], shape: RunShape, run: Mapping[str, Any]) -> list[Inactive]:
+        value = float(params[key]) if as_float else params[key]
+        return [Inactive(key, value, why)] if value == 0 else []
+    return run_check
 
 
 def one_device(name: str, why: str) -> RegularizerCheck:
@@ -226,7 +229,7 @@ REGULARIZER_RUN_CHECKS: dict[str, RegularizerCheck] = {
     "dropblock": off_when_zero("rate", "never drops a block"),
     "dropout": off_when_zero("rate", "never drops a unit"),
     "droppath": off_when_zero("drop_prob", "never drops a residual branch"),
-    "elr": off_when_zero("lam", "adds nothing to the cross-entropy"),
+    "elr": off_when_zero("lam", "adds nothing to the cross-entropy", as_float=True),
     "ema": ema_run,
     "label_smoothing": off_when_zero("eps", "leaves the targets one-hot"),
     "mixoe": off_when_zero("beta", "never adds the mixed loss (its extra forward pass is wasted)"),

@@ -78,6 +78,14 @@ def test_the_papers_settings_act_on_digits_default_run(name, params):
     assert regularizer_run_check(name, params, DIGITS_RUN) == []
 
 
+def test_an_inactive_value_is_reported_as_the_technique_holds_it():
+    """ELR holds its weight as a float, as the built regularizer reported it: lam=0 reads lam=0.0."""
+    [reason] = regularizer_run_check("elr", {"lam": 0, "beta": 0.7}, DIGITS_RUN)
+    assert reason.at("regularizer.elr") == "regularizer.elr.lam=0.0 adds nothing to the cross-entropy"
+    [reason] = regularizer_run_check("dropout", {"rate": 0}, DIGITS_RUN)
+    assert reason.at("regularizer.dropout") == "regularizer.dropout.rate=0 never drops a unit"
+
+
 def test_coteaching_whose_forget_rate_ramp_outlasts_the_run_is_reported_with_the_rate_it_reaches():
     # R(T) = 1 - min(T / 10 * 0.2, 0.2): the last of 3 epochs (T = 2) forgets 2 / 10 * 0.2 = 0.04.
     params = {"forget_rate": 0.2, "num_gradual": 10, "schedule": "paper"}
