@@ -14,12 +14,12 @@ from regbench.specs.optim import SCHEDULES
 from regbench.specs.placement import split_norm_config
 from regbench.specs.run_checks import NORM_RUN_CHECKS, SCHEDULE_RUN_CHECKS, regularizer_run_check
 
-RunCheck = Callable[[RunShape], list[Inactive]]
+ShapeCheck = Callable[[RunShape], list[Inactive]]
 
 
-def component_checks(cfg: Mapping[str, Any]) -> list[tuple[str, str, RunCheck]]:
+def component_checks(cfg: Mapping[str, Any]) -> list[tuple[str, str, ShapeCheck]]:
     """(component, config path of its parameters, its check) for every component of the run that has one."""
-    checks: list[tuple[str, str, RunCheck]] = [
+    checks: list[tuple[str, str, ShapeCheck]] = [
         (f"regularizer={name}", f"regularizer.{name}", partial(regularizer_run_check, name, params, run=cfg))
         for name, params in cfg["regularizer"].items()]
     norm, norm_params, _ = split_norm_config(cfg["norm"])

@@ -9,6 +9,7 @@ from regbench.errors import ParamError, UserError
 from regbench.config.inactivity import inactive_components
 from regbench.norms import norm_layer_from_config
 from regbench.regularizers import create_regularizer
+from regbench.specs import run_checks
 from regbench.specs.run_checks import NORM_RUN_CHECKS, SCHEDULE_RUN_CHECKS, regularizer_run_check
 from regbench.runshape import Inactive, RunShape, count_or_fraction
 
@@ -246,3 +247,14 @@ def test_a_refusal_names_the_full_key_in_one_line():
         inactive_components(cfg, DIGITS_RUN)
     assert str(err.value).startswith("regularizer.cutout.length=16 is invalid: a hole of 16 pixels is as wide")
     assert "\n" not in str(err.value)
+
+
+def test_a_run_check_for_an_undeclared_component_fails_at_import(monkeypatch):
+    """A misspelt name in the tables would leave its component unchecked: run_checks refuses it when imported."""
+    monkeypatch.setitem(run_checks.REGULARIZER_RUN_CHECKS, "cutuot", run_checks.cutout_run)
+    with pytest.raises(TypeError, match=r"run checks for undeclared regularizers \['cutuot'\]"):
+        run_checks.check_run_tables()
+    monkeypatch.delitem(run_checks.REGULARIZER_RUN_CHECKS, "cutuot")
+    monkeypatch.setitem(run_checks.NORM_RUN_CHECKS, "groupnrom", run_checks.bcn_estimates_run)
+    with pytest.raises(TypeError, match=r"run checks for undeclared norms \['groupnrom'\]"):
+        run_checks.check_run_tables()
